@@ -1,0 +1,72 @@
+"""The one exception tree of jobkit.
+
+::
+
+    JobkitError
+    ├── ConfigurationError        bad settings, unknown JOBKIT_* variable, no Redis to use
+    ├── RegistryError             duplicate or unknown job name
+    │   └── UnknownJobError       a payload names a job no module registered
+    ├── JobNotFound               an id that Redis does not know
+    ├── JobTimeout                JobHandle.result() waited longer than asked
+    ├── JobFailed                 JobHandle.result() on a dead or cancelled job
+    ├── InvalidTransition         e.g. retrying a job that is not dead
+    ├── SerializationError        a result or payload that is not JSON
+    └── RetryLater                raised by perform() to ask for another attempt later
+
+``pydantic.ValidationError`` is raised as is for invalid params: users already know it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class JobkitError(Exception):
+    """Base of every error jobkit raises."""
+
+
+class ConfigurationError(JobkitError):
+    """Settings are invalid or incomplete."""
+
+
+class RegistryError(JobkitError):
+    """A job class could not be registered or looked up."""
+
+
+class UnknownJobError(RegistryError):
+    """A payload names a job that no imported module registered."""
+
+
+class JobNotFound(JobkitError):
+    """No job with this id exists (it never did, or its record expired)."""
+
+
+class JobTimeout(JobkitError):
+    """Waiting for a job's result took longer than the caller allowed."""
+
+
+class JobFailed(JobkitError):
+    """The job ended without a result (dead-lettered or cancelled)."""
+
+    def __init__(self, job_id: str, status: str, error: str | None) -> None:
+        super().__init__(f"job {job_id} ended {status}: {error or 'no error recorded'}")
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+
+
+class InvalidTransition(JobkitError):
+    """The requested state change does not apply to the job's current state."""
+
+
+class SerializationError(JobkitError):
+    """A value could not be turned into JSON."""
+
+
+class RetryLater(JobkitError):
+    """Raise from ``perform()`` to run the job again after ``delay`` (counts as an attempt)."""
+
+    def __init__(self, delay: float | timedelta = 0.0, reason: str = "") -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        super().__init__(reason or f"retry in {seconds:g}s")
+        self.delay = seconds

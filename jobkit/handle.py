@@ -1,0 +1,83 @@
+"""``JobHandle``: what ``dispatch()`` returns and ``get_job()`` finds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobkit.errors import JobFailed, JobNotFound, JobTimeout
+from jobkit.models import TERMINAL_STATUSES, JobError, JobRecord, Status
+from jobkit.store import Store
+
+# A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
+_WAIT_SLICE = 5.0
+
+
+class JobHandle:
+    """A job by id. Reading ``status``/``attempts``/``error`` re-reads an unfinished job."""
+
+    def __init__(self, job_id: str, store: Store, *, status: str | None = None) -> None:
+        self.id = job_id
+        self._store = store
+        self._record: JobRecord | None = None
+        self._status = Status(status) if status else Status.UNKNOWN
+        self._fresh = status is not None
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self._status.value}>"
+
+    def refresh(self) -> JobHandle:
+        """Re-read the job from Redis."""
+        self._record = self._store.get(self.id)
+        self._status = self._record.status if self._record else Status.UNKNOWN
+        self._fresh = True
+        return self
+
+    def _current(self) -> JobRecord | None:
+        if self._record is None or self._status not in TERMINAL_STATUSES:
+            self.refresh()
+        return self._record
+
+    @property
+    def record(self) -> JobRecord | None:
+        """Everything stored about the job (None if unknown)."""
+        return self._current()
+
+    @property
+    def status(self) -> Status:
+        self._current()
+        return self._status
+
+    @property
+    def attempts(self) -> int:
+        rec = self._current()
+        return rec.attempts if rec else 0
+
+    @property
+    def error(self) -> JobError | None:
+        """The last attempt's error, if any."""
+        rec = self._current()
+        return rec.error if rec else None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to finish and return its result.
+
+        Blocks on Redis (no polling). Raises :class:`JobTimeout` after ``timeout``
+        seconds, :class:`JobFailed` if it ended dead or cancelled, :class:`JobNotFound`
+        for an unknown id.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rec = self.refresh()._record
+            if rec is None:
+                raise JobNotFound(f"no job {self.id}")
+            if rec.status is Status.SUCCEEDED:
+                return rec.result
+            if rec.status in TERMINAL_STATUSES:
+                raise JobFailed(self.id, rec.status.value,
+                                str(rec.error) if rec.error else rec.reason)
+            remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobTimeout(f"job {self.id} still {rec.status.value} after {timeout}s")
+            # BLMOVE takes whole milliseconds; never 0, which would mean "forever"
+            self._store.wait_done(self.id, max(0.001, min(remaining, _WAIT_SLICE)))

@@ -1,0 +1,136 @@
+"""``BaseJob``: what users subclass, and how a job is dispatched."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from jobkit import registry
+from jobkit.connection import get_settings, get_store
+from jobkit.handle import JobHandle
+from jobkit.keys import lane_name
+from jobkit.retry import Retry
+from jobkit.store import NewJob, Store
+
+MAX_PRIORITY = 1000
+
+
+class NoParams(BaseModel):
+    """Params of a job that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _seconds(value: float | timedelta | None) -> float:
+    if value is None:
+        return 0.0
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _epoch_ms(at: datetime | None) -> int:
+    if at is None:
+        return 0
+    if at.tzinfo is None:
+        at = at.astimezone()  # naive means local time, as datetime.now() gives
+    return int(at.astimezone(timezone.utc).timestamp() * 1000)
+
+
+class BaseJob:
+    """Subclass with a nested pydantic ``Params`` model and a ``perform()`` method.
+
+    Class options: ``name`` (stable registry name, default ``module.Class``), ``queue``,
+    ``priority`` (higher runs first), ``retry``, ``timeout`` (hard limit per attempt),
+    ``result_ttl`` (seconds) and ``tags`` (only workers carrying all of them run it).
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    name: ClassVar[str] = ""
+    queue: ClassVar[str] = "default"
+    priority: ClassVar[int] = 0
+    retry: ClassVar[Retry] = Retry()
+    timeout: ClassVar[float | timedelta | None] = None
+    result_ttl: ClassVar[int | None] = None
+    tags: ClassVar[frozenset[str] | set[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__ or not cls.name:
+            cls.name = registry.default_name(cls)
+        if not isinstance(cls.retry, Retry):
+            raise TypeError(f"{cls.__qualname__}.retry must be a jobkit.Retry")
+        if not -MAX_PRIORITY <= cls.priority <= MAX_PRIORITY:
+            raise ValueError(f"{cls.__qualname__}.priority must be within ±{MAX_PRIORITY}")
+        cls.tags = frozenset(cls.tags)
+        registry.register(cls.name, cls)
+
+    def __init__(self, params: BaseModel, *, job_id: str = "", attempt: int = 1) -> None:
+        self.params = params
+        self.job_id = job_id
+        self.attempt = attempt
+
+    def perform(self) -> Any:
+        """Do the work; the return value (JSON-serialisable) becomes the job's result."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    @classmethod
+    def timeout_seconds(cls) -> float:
+        return _seconds(cls.timeout)
+
+    @classmethod
+    def _new_job(cls, params: Mapping[str, Any], *, delay: float | timedelta | None,
+                 at: datetime | None, queue: str | None, priority: int | None,
+                 job_id: str | None) -> NewJob:
+        model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
+        prio = cls.priority if priority is None else priority
+        if not -MAX_PRIORITY <= prio <= MAX_PRIORITY:
+            raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
+        q = queue or cls.queue
+        ttl = cls.result_ttl or get_settings().result_ttl
+        return NewJob(
+            id=job_id or uuid.uuid4().hex, name=cls.name, lane=lane_name(q, cls.tags),
+            queue=q, params_json=model.model_dump_json(), priority=prio,
+            delay_ms=int(_seconds(delay) * 1000), at_ms=_epoch_ms(at),
+            max_attempts=cls.retry.max_attempts, timeout=cls.timeout_seconds(), result_ttl=ttl,
+        )
+
+    @classmethod
+    def dispatch(cls, *, delay: float | timedelta | None = None, at: datetime | None = None,
+                 queue: str | None = None, priority: int | None = None,
+                 job_id: str | None = None, store: Store | None = None,
+                 **params: Any) -> JobHandle:
+        """Validate ``params`` and store the job; returns its handle at once.
+
+        ``job_id`` is an idempotency key: if a job with that id exists, its handle is
+        returned and nothing is written.
+        """
+        job = cls._new_job(params, delay=delay, at=at, queue=queue, priority=priority,
+                           job_id=job_id)
+        store = store or get_store()
+        [(_, status)] = store.enqueue([job])
+        return JobHandle(job.id, store, status=status)
+
+    @classmethod
+    def dispatch_many(cls, params_list: Sequence[Mapping[str, Any]], *,
+                      delay: float | timedelta | None = None, at: datetime | None = None,
+                      queue: str | None = None, priority: int | None = None,
+                      store: Store | None = None) -> list[JobHandle]:
+        """Validate every params mapping first, then store all jobs in one round trip."""
+        jobs = [cls._new_job(p, delay=delay, at=at, queue=queue, priority=priority,
+                             job_id=None) for p in params_list]
+        store = store or get_store()
+        statuses = store.enqueue(jobs)
+        return [JobHandle(j.id, store, status=s) for j, (_, s) in
+                zip(jobs, statuses, strict=True)]
+
+
+def get_job(job_id: str, store: Store | None = None) -> JobHandle:
+    """A handle for any job id; an id Redis does not hold reports ``Status.UNKNOWN``."""
+    handle = JobHandle(job_id, store or get_store())
+    handle.refresh()
+    return handle

@@ -1,0 +1,170 @@
+"""The job state machine and the records read back from Redis, named once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import orjson
+
+
+class Status(str, Enum):
+    """Where a job is in its life.
+
+    ``scheduled -> queued -> running -> succeeded | retrying -> queued ... | dead``;
+    ``unknown`` is what a handle reports for an id Redis does not hold.
+    """
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ACTIVE_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.RETRYING})
+TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
+
+
+class DeadReason(str, Enum):
+    """Why a job ended in the dead-letter set."""
+
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    INVALID_PAYLOAD = "invalid_payload"
+    UNKNOWN_JOB = "unknown_job"
+    INVALID_RESULT = "invalid_result"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _ms_to_datetime(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    return datetime.fromtimestamp(int(raw) / 1000, tz=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """The last error of a job: exception type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"type": self.type, "message": self.message,
+                             "traceback": self.traceback})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> JobError | None:
+        if not raw:
+            return None
+        try:
+            data = orjson.loads(raw)
+            return cls(str(data.get("type", "")), str(data.get("message", "")),
+                       str(data.get("traceback", "")))
+        except (orjson.JSONDecodeError, AttributeError):
+            return cls("Unknown", raw)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored in Redis, parsed."""
+
+    id: str
+    name: str
+    queue: str
+    lane: str
+    status: Status
+    params_json: str
+    priority: int
+    attempts: int
+    crashes: int
+    max_attempts: int
+    timeout: float
+    worker: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    due_at: datetime | None
+    result_json: str | None
+    error: JobError | None
+    reason: str | None
+
+    @classmethod
+    def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
+        try:
+            status = Status(h.get("status", "unknown"))
+        except ValueError:
+            status = Status.UNKNOWN
+        return cls(
+            id=job_id,
+            name=h.get("name", ""),
+            queue=h.get("queue", ""),
+            lane=h.get("lane", ""),
+            status=status,
+            params_json=h.get("params", ""),
+            priority=_int(h.get("priority")),
+            attempts=_int(h.get("attempts")),
+            crashes=_int(h.get("crashes")),
+            max_attempts=_int(h.get("max_attempts")),
+            timeout=float(h.get("timeout") or 0),
+            worker=h.get("worker"),
+            created_at=_ms_to_datetime(h.get("created_at")),
+            started_at=_ms_to_datetime(h.get("started_at")),
+            finished_at=_ms_to_datetime(h.get("finished_at")),
+            due_at=_ms_to_datetime(h.get("due_at")),
+            result_json=h.get("result"),
+            error=JobError.from_json(h.get("error")),
+            reason=h.get("reason"),
+        )
+
+    @property
+    def result(self) -> Any:
+        """The decoded result (None until the job succeeded)."""
+        return orjson.loads(self.result_json) if self.result_json else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (CLI ``--json``, HTTP)."""
+        params: Any
+        try:
+            params = orjson.loads(self.params_json) if self.params_json else None
+        except orjson.JSONDecodeError:
+            params = self.params_json
+        return {
+            "id": self.id, "name": self.name, "queue": self.queue, "status": self.status.value,
+            "params": params, "priority": self.priority, "attempts": self.attempts,
+            "crashes": self.crashes, "worker": self.worker,
+            "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at), "due_at": _iso(self.due_at),
+            "result": self.result if self.status is Status.SUCCEEDED else None,
+            "error": None if self.error is None else {
+                "type": self.error.type, "message": self.error.message,
+                "traceback": self.error.traceback},
+            "reason": self.reason,
+        }
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

