@@ -60,8 +60,9 @@ def resolve_url(settings: Settings) -> str:
 
 def connect(settings: Settings) -> Store:
     """A new Store for ``settings`` (its own connection pool)."""
-    client = redis.Redis.from_url(resolve_url(settings), decode_responses=True,
-                                  socket_keepalive=True, health_check_interval=30)
+    url = resolve_url(settings)
+    extra: dict[str, Any] = {} if url.startswith("unix:") else {"socket_keepalive": True}
+    client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30, **extra)
     return Store(client, settings.prefix)
 
 

@@ -199,3 +199,27 @@ class Store:
                  self.redis.scan_iter(match=self.keys.queue("*"), count=500)}
         found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
         return sorted(found)
+
+
+class WorkerRegistry:
+    """Workers' heartbeats in Redis: who runs, where, doing what."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def beat(self, name: str, ttl: int, fields: dict[str, Any]) -> None:
+        flat: list[Any] = []
+        for key, value in fields.items():
+            flat.extend((key, value))
+        self.store._run("worker", [self.store.keys.base], (name, "beat", ttl, *flat))
+
+    def gone(self, name: str) -> None:
+        self.store._run("worker", [self.store.keys.base], (name, "gone", 0))
+
+    def all(self) -> list[dict[str, str]]:
+        """Every live worker's hash, most recently seen first."""
+        names = cast(list[str], self.store.redis.zrevrange(self.store.keys.workers, 0, -1))
+        pipe = self.store.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.store.keys.worker(name))
+        return [dict(h, name=n) for n, h in zip(names, pipe.execute(), strict=True) if h]

@@ -20,6 +20,7 @@ NAMES = (
     "requeue",
     "revive",
     "purge",
+    "worker",
 )
 
 

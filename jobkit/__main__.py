@@ -1,0 +1,3 @@
+from jobkit.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""The `jobkit` command line: worker, introspection, dead letters, embedded Redis."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobkit import registry
+from jobkit.connection import configure, get_settings, get_store
+from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
+from jobkit.errors import JobkitError
+from jobkit.models import JobRecord
+from jobkit.store import WorkerRegistry
+
+app = typer.Typer(help="jobkit: typed, reliable background jobs on Redis.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+dead_app = typer.Typer(help="Inspect, retry and purge dead-lettered jobs.",
+                       no_args_is_help=True)
+redis_app = typer.Typer(help="The embedded Redis of this project folder.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+app.add_typer(redis_app, name="redis")
+
+console = Console()
+
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
+Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+def _connect(redis_url: str | None, prefix: str | None, **extra: Any) -> None:
+    configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix, **extra)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command()
+def worker(
+    app_modules: Annotated[list[str], typer.Option("-A", "--app",
+                                                   help="module(s) defining your jobs")],
+    queues: Annotated[str, typer.Option("-q", "--queues",
+                                        help="comma-separated, checked in this order")] = "default",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
+    tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
+    grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
+    prefetch: Annotated[int, typer.Option(min=1, help="jobs claimed per round trip")] = 1,
+    lease: Annotated[float | None, typer.Option(help="lease seconds (JOBKIT_LEASE)")] = None,
+    heartbeat: Annotated[float | None, typer.Option(help="renewal every N s")] = None,
+    max_memory: Annotated[float, typer.Option(help="MB per child before it is replaced")] = 0,
+    job_timeout: Annotated[float, typer.Option(help="default hard limit per job, s")] = 0,
+    name: Annotated[str, typer.Option(help="worker name (default host.pid)")] = "",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+) -> None:
+    """Run a worker: a supervisor with N child processes taking jobs off Redis."""
+    from jobkit.worker.supervisor import Supervisor, WorkerOptions
+
+    setup_logging(log_level)
+    settings = configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix,
+                         lease=lease, heartbeat=heartbeat)
+    registry.import_apps(app_modules)
+    options = WorkerOptions(
+        queues=[q.strip() for q in queues.split(",") if q.strip()],
+        tags=[t.strip() for t in tags.split(",") if t.strip()], concurrency=concurrency,
+        grace=grace, prefetch=prefetch, max_memory_mb=max_memory, job_timeout=job_timeout,
+        name=name,
+    )
+    logging.getLogger("jobkit").info("jobs registered: %s", ", ".join(registry.registered()))
+    raise typer.Exit(Supervisor(settings, options).run())
+
+
+@app.command()
+def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False) -> None:
+    """Queue sizes, running / scheduled / dead counts and lifetime totals."""
+    _connect(redis_url, prefix)
+    store = get_store()
+    data = {"queues": store.queue_sizes(store.known_lanes()), **store.counts()}
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("queue", "ready", title="jobkit")
+    for lane, size in data.pop("queues").items():
+        table.add_row(lane, str(size))
+    console.print(table)
+    console.print("  ".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def _show_record(rec: JobRecord, as_json: bool) -> None:
+    data = rec.as_dict()
+    if as_json:
+        _print_json(data)
+        return
+    error = data.pop("error")
+    table = Table(show_header=False, title=f"job {rec.id}")
+    for key, value in data.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+    if error:
+        console.print(f"[red]{error['type']}: {error['message']}[/red]")
+        if error["traceback"]:
+            console.print(error["traceback"], markup=False, highlight=False)
+
+
+@app.command()
+def job(job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None,
+        as_json: AsJson = False) -> None:
+    """Show one job: status, attempts, result or last error."""
+    _connect(redis_url, prefix)
+    rec = get_store().get(job_id)
+    if rec is None:
+        if as_json:
+            _print_json({"id": job_id, "status": "unknown"})
+        else:
+            console.print(f"job {job_id}: unknown")
+        raise typer.Exit(1)
+    _show_record(rec, as_json)
+
+
+@app.command()
+def workers(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False) -> None:
+    """Live workers: where they run, what they run now, what they have done."""
+    _connect(redis_url, prefix)
+    rows = WorkerRegistry(get_store()).all()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "queues", "tags", "c", "state", "running now", "ok", "retried",
+                  "dead", "RSS MB")
+    for w in rows:
+        running = ", ".join(j["name"] + " " + j["id"] for j in orjson.loads(w.get("jobs", "[]")))
+        table.add_row(w["name"], w.get("queues", ""), w.get("tags", ""),
+                      w.get("concurrency", ""), w.get("state", ""), running or "-",
+                      w.get("succeeded", "0"), w.get("retrying", "0"), w.get("dead", "0"),
+                      w.get("rss_mb", ""))
+    console.print(table)
+
+
+@dead_app.command("list")
+def dead_list(limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None,
+              as_json: AsJson = False) -> None:
+    """Dead-lettered jobs, newest first."""
+    _connect(redis_url, prefix)
+    store = get_store()
+    records = [r for r in store.get_many(store.dead_ids(limit)) if r is not None]
+    if as_json:
+        _print_json([r.as_dict() for r in records])
+        return
+    table = Table("id", "job", "reason", "attempts", "died at", "error", title="dead jobs")
+    for r in records:
+        table.add_row(r.id, r.name, r.reason or "", str(r.attempts),
+                      r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
+                      str(r.error or "")[:80])
+    console.print(table)
+
+
+@dead_app.command("show")
+def dead_show(job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None,
+              as_json: AsJson = False) -> None:
+    """One dead job with its last traceback."""
+    job(job_id, redis_url, prefix, as_json)
+
+
+@dead_app.command("retry")
+def dead_retry(job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+               all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+               redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+    """Send dead jobs back to their queues with a fresh attempt budget."""
+    _connect(redis_url, prefix)
+    store = get_store()
+    ids = store.dead_ids(limit=10**9) if all_ else list(job_ids or [])
+    if not ids:
+        raise typer.BadParameter("give job ids or --all")
+    revived = sum(store.revive(i) for i in ids)
+    console.print(f"requeued {revived} of {len(ids)} job(s)")
+    if revived < len(ids):
+        raise typer.Exit(1)
+
+
+@dead_app.command("purge")
+def dead_purge(job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+               all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+               redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+    """Delete dead jobs for good."""
+    _connect(redis_url, prefix)
+    if not job_ids and not all_:
+        raise typer.BadParameter("give job ids or --all")
+    purged = get_store().purge([] if all_ else list(job_ids or []))
+    console.print(f"purged {purged} dead job(s)")
+
+
+@redis_app.command("start")
+def redis_start() -> None:
+    """Start (or find) this folder's embedded Redis and print its URL."""
+    setup_logging("WARNING")
+    console.print(ensure_embedded(get_settings().data_dir))
+
+
+@redis_app.command("stop")
+def redis_stop() -> None:
+    """Stop this folder's embedded Redis (its AOF keeps the data)."""
+    stopped = stop_embedded(get_settings().data_dir)
+    console.print("stopped" if stopped else "no embedded Redis was running")
+
+
+@redis_app.command("status")
+def redis_status() -> None:
+    """Whether this folder's embedded Redis runs."""
+    running = embedded_running(get_settings().data_dir)
+    console.print("running" if running else "not running")
+
+
+def main() -> None:
+    """Console-script entry point: jobkit errors print plainly, exit 2."""
+    try:
+        app()
+    except JobkitError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,139 @@
+"""Running one claimed job: look up its class, validate its payload, perform, record."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+import redis
+from pydantic import BaseModel, ValidationError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from jobkit import registry
+from jobkit.errors import UnknownJobError
+from jobkit.models import DeadReason, JobError
+from jobkit.retry import Decision
+from jobkit.settings import Settings
+from jobkit.store import Claimed, Store
+
+log = logging.getLogger("jobkit.worker")
+
+T = TypeVar("T")
+
+SUCCEEDED, RETRYING, DEAD, LOST = "succeeded", "retrying", "dead", "lost"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def to_json(value: Any) -> bytes:
+    """JSON for a result: orjson plus pydantic models and sets; anything else is an error."""
+    return orjson.dumps(value, default=_default)
+
+
+def persistently(fn: Callable[[], T], give_up_after: float) -> T:
+    """Call ``fn``, riding out a Redis outage for up to ``give_up_after`` seconds."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+        wait=wait_exponential(multiplier=0.05, max=2.0),
+        stop=stop_after_delay(give_up_after),
+        before_sleep=lambda s: log.warning("Redis unreachable (%s); retrying",
+                                           s.outcome.exception() if s.outcome else "?"),
+        reraise=True,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def record_failure(store: Store, settings: Settings, job: Claimed, decision: Decision,
+                   error: JobError) -> str:
+    """Apply a retry decision to a failed attempt; returns the outcome."""
+    delay_ms = int(decision.delay * 1000)
+    ok = persistently(lambda: store.fail(
+        job.id, job.token, dead=not decision.retry, delay_ms=delay_ms,
+        reason=decision.reason.value, error_json=error.to_json(), ttl=settings.result_ttl,
+    ), settings.lease)
+    if not ok:
+        log.warning("job %s %s: lease lost before its failure was recorded", job.name, job.id)
+        return LOST
+    if decision.retry:
+        log.warning("job %s %s attempt %d failed (%s); retry in %.2fs",
+                    job.name, job.id, job.attempts, error, decision.delay)
+        return RETRYING
+    log.error("job %s %s dead after attempt %d (%s): %s",
+              job.name, job.id, job.attempts, decision.reason.value, error)
+    return DEAD
+
+
+def _error_from(exc: BaseException) -> JobError:
+    return JobError(type(exc).__qualname__, str(exc),
+                    "".join(traceback.format_exception(exc)))
+
+
+class Executor:
+    """Runs claimed jobs in this process; keeps one event loop for ``async def`` jobs."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _await(self, awaitable: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+
+    def _dead(self, job: Claimed, reason: DeadReason, exc: BaseException) -> str:
+        return record_failure(self.store, self.settings, job, Decision(False, 0, reason),
+                              _error_from(exc))
+
+    def run(self, job: Claimed) -> str:
+        """Run ``job`` to an outcome. Never raises for anything the job or payload does."""
+        try:
+            cls = registry.lookup(job.name)
+        except UnknownJobError as exc:
+            return self._dead(job, DeadReason.UNKNOWN_JOB, exc)
+        try:
+            params = cls.Params.model_validate_json(job.params_json)
+        except ValidationError as exc:
+            return self._dead(job, DeadReason.INVALID_PAYLOAD, exc)
+        started = time.perf_counter()
+        log.info("job %s %s started (attempt %d)", job.name, job.id, job.attempts)
+        try:
+            instance = cls(params, job_id=job.id, attempt=job.attempts)
+            result = instance.perform()
+            if inspect.isawaitable(result):
+                result = self._await(result)
+        except Exception as exc:
+            decision = cls.retry.decide(exc, job.attempts)
+            return record_failure(self.store, self.settings, job, decision, _error_from(exc))
+        try:
+            payload = to_json(result)
+        except TypeError as exc:
+            return self._dead(job, DeadReason.INVALID_RESULT, exc)
+        ttl = cls.result_ttl or self.settings.result_ttl
+        ok = persistently(lambda: self.store.complete(job.id, job.token, payload, ttl),
+                          self.settings.lease)
+        elapsed = time.perf_counter() - started
+        if not ok:
+            log.warning("job %s %s finished in %.3fs but its lease was lost: result dropped",
+                        job.name, job.id, elapsed)
+            return LOST
+        log.info("job %s %s succeeded in %.3fs", job.name, job.id, elapsed)
+        return SUCCEEDED

@@ -1,0 +1,310 @@
+"""The worker supervisor: forks N long-lived children, renews their leases, enforces
+timeouts and memory limits, replaces dead children, reaps expired leases, promotes
+due scheduled jobs, and shuts down gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+import types
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+from jobkit import registry
+from jobkit.connection import connect
+from jobkit.errors import UnknownJobError
+from jobkit.keys import worker_lanes
+from jobkit.models import JobError
+from jobkit.retry import NO_RETRY
+from jobkit.settings import Settings
+from jobkit.store import Claimed, Store, WorkerRegistry
+from jobkit.worker import protocol
+from jobkit.worker.child import child_main
+from jobkit.worker.execute import record_failure
+from jobkit.worker.limits import ChildState, Held, monotonic, rss_bytes
+
+log = logging.getLogger("jobkit.worker")
+
+TICK = 0.05  # seconds between checks of timeouts and due scheduled jobs
+
+
+@dataclass
+class WorkerOptions:
+    """What `jobkit worker` was asked to do."""
+
+    queues: list[str]
+    tags: list[str] = field(default_factory=list)
+    concurrency: int = 1
+    grace: float = 30.0
+    prefetch: int = 1
+    max_memory_mb: float = 0.0  # 0: no limit
+    job_timeout: float = 0.0  # default hard limit for jobs that set none (0: none)
+    name: str = ""
+
+
+class Supervisor:
+    """One `jobkit worker` process."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.name = options.name or f"{socket.gethostname()}.{os.getpid()}"
+        self.groups = [worker_lanes(q, options.tags) for q in options.queues]
+        self.store: Store = connect(settings)
+        self.workers = WorkerRegistry(self.store)
+        self.children: dict[int, ChildState] = {}
+        self.selector = selectors.DefaultSelector()
+        self.stopping = False
+        self.grace_deadline = 0.0
+        self.counts = {"succeeded": 0, "retrying": 0, "dead": 0, "lost": 0}
+        self.started_at = time.time()
+        self._next = {"beat": 0.0, "reap": 0.0, "promote": 0.0}
+        self._redis_down_since: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self._announce()
+        for _ in range(self.options.concurrency):
+            self._spawn()
+        try:
+            while self.children or not self.stopping:
+                self._tick()
+        finally:
+            self._safely(lambda: self.workers.gone(self.name))
+        log.info("worker %s stopped (%s)", self.name, self._summary())
+        return 0
+
+    def _announce(self) -> None:
+        log.info("worker %s: queues %s, tags %s, concurrency %d, lease %.1fs",
+                 self.name, ",".join(self.options.queues), ",".join(self.options.tags) or "-",
+                 self.options.concurrency, self.settings.lease)
+        self._safely(self._warn_about_redis)
+
+    def _warn_about_redis(self) -> None:
+        try:
+            config = self.store.redis.config_get("maxmemory-policy")
+            config.update(self.store.redis.config_get("appendonly"))
+            config.update(self.store.redis.config_get("save"))
+        except redis.ResponseError:
+            return  # CONFIG is often disabled on managed Redis: nothing to check
+        if config.get("maxmemory-policy", "noeviction") != "noeviction":
+            log.warning("Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
+                        config["maxmemory-policy"])
+        if config.get("appendonly") != "yes" and not config.get("save"):
+            log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
+
+    def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.stopping:
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop waiting
+                self.grace_deadline = 0.0
+            return
+        self.stopping = True
+        self.grace_deadline = monotonic() + self.options.grace
+        log.info("worker %s: %s received, finishing running jobs (grace %.0fs)",
+                 self.name, signal.Signals(signum).name, self.options.grace)
+        for pid in self.children:
+            self._signal_child(pid, signal.SIGTERM)
+
+    def _spawn(self) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_fd)
+            for state in self.children.values():
+                os.close(state.fd)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 1
+            try:
+                code = child_main(self.settings, self.name, self.groups, write_fd,
+                                  self.options.prefetch)
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        state = ChildState(pid=pid, fd=read_fd)
+        self.children[pid] = state
+        self.selector.register(read_fd, selectors.EVENT_READ, (state, protocol.Reader()))
+        log.debug("child %d started", pid)
+
+    @staticmethod
+    def _signal_child(pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        for key, _ in self.selector.select(timeout=TICK):
+            state, reader = key.data
+            self._read(state, reader)
+        self._collect_exited()
+        now = monotonic()
+        self._enforce_timeouts(now)
+        if self.stopping and now >= self.grace_deadline:
+            for state in self.children.values():
+                if state.kill_reason is None:
+                    log.warning("grace period over: killing child %d", state.pid)
+                    state.kill_reason = "shutdown"
+                    self._signal_child(state.pid, signal.SIGKILL)
+        self._safely(lambda: self._periodic(now))
+
+    def _read(self, state: ChildState, reader: protocol.Reader) -> None:
+        try:
+            data = os.read(state.fd, 65536)
+        except BlockingIOError:
+            return
+        for msg in reader.feed(data):
+            job_id = msg.fields[0]
+            if msg.kind == protocol.CLAIMED:
+                token, attempt, timeout, name = msg.fields[1:5]
+                state.held[job_id] = Held(token, int(attempt), float(timeout), name)
+            elif msg.kind == protocol.STARTED:
+                state.current = job_id
+                if job_id in state.held:
+                    state.held[job_id].started = monotonic()
+            elif msg.kind in (protocol.DONE, protocol.RELEASED):
+                state.held.pop(job_id, None)
+                if state.current == job_id:
+                    state.current = None
+                if msg.kind == protocol.DONE:
+                    outcome = msg.fields[1]
+                    self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def _periodic(self, now: float) -> None:
+        if now >= self._next["promote"]:
+            _, wait_ms = self.store.promote()
+            soon = TICK if wait_ms < 0 else min(TICK, wait_ms / 1000)
+            self._next["promote"] = now + soon
+        if now >= self._next["beat"]:
+            self._next["beat"] = now + self.settings.heartbeat
+            self._renew_leases()
+            self._beat()
+            self._check_memory()
+        if now >= self._next["reap"]:
+            self._next["reap"] = now + min(1.0, self.settings.lease / 4)
+            for job_id, outcome in self.store.reap(self.settings.max_crashes):
+                log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
+        if self._redis_down_since is not None:
+            log.info("Redis reachable again after %.1fs", now - self._redis_down_since)
+            self._redis_down_since = None
+
+    def _safely(self, fn: object) -> None:
+        """Run a Redis chore; an outage is logged once and retried on later ticks."""
+        try:
+            fn()  # type: ignore[operator]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if self._redis_down_since is None:
+                self._redis_down_since = monotonic()
+                log.error("Redis unreachable: %s; retrying", exc)
+            time.sleep(min(1.0, 0.1 + (monotonic() - self._redis_down_since) / 10))
+
+    def _renew_leases(self) -> None:
+        held = [(job_id, h.token) for s in self.children.values() for job_id, h in s.held.items()]
+        lease_ms = int(self.settings.lease * 1000)
+        for (job_id, _), kept in zip(held, self.store.heartbeat(lease_ms, held), strict=True):
+            if not kept:
+                log.warning("job %s: lease lost (expired or taken over)", job_id)
+
+    def _beat(self) -> None:
+        jobs = [{"id": i, "name": s.held[i].name} for s in self.children.values()
+                for i in ([s.current] if s.current in s.held else [])]
+        rss = sum(rss_bytes(pid) for pid in self.children) + rss_bytes(os.getpid())
+        ttl = max(10, int(self.settings.heartbeat * 3))
+        self.workers.beat(self.name, ttl, {
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "queues": ",".join(self.options.queues), "tags": ",".join(self.options.tags),
+            "concurrency": self.options.concurrency, "started_at": int(self.started_at),
+            "state": "stopping" if self.stopping else "running",
+            "jobs": orjson.dumps(jobs).decode(), "rss_mb": round(rss / 2**20, 1),
+            **{k: v for k, v in self.counts.items()},
+        })
+
+    def _check_memory(self) -> None:
+        limit = self.options.max_memory_mb * 2**20
+        if not limit:
+            return
+        for state in self.children.values():
+            rss = rss_bytes(state.pid)
+            if rss > limit and not state.recycling:
+                log.warning("child %d uses %.0f MB > %.0f MB: replacing it after its job",
+                            state.pid, rss / 2**20, self.options.max_memory_mb)
+                state.recycling = True
+                self._signal_child(state.pid, signal.SIGTERM)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for state in self.children.values():
+            job_id = state.overdue(now, self.options.job_timeout)
+            if job_id and state.kill_reason is None:
+                log.error("job %s %s exceeded its timeout: killing child %d",
+                          state.held[job_id].name, job_id, state.pid)
+                state.kill_reason = "timeout"
+                self._signal_child(state.pid, signal.SIGKILL)
+
+    # -- children that exited -----------------------------------------------------------
+
+    def _collect_exited(self) -> None:
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            state = self.children.pop(pid)
+            key = self.selector.get_key(state.fd)
+            self._read(state, key.data[1])  # messages written just before it died
+            self.selector.unregister(state.fd)
+            os.close(state.fd)
+            self._settle(state, status)
+            if not self.stopping:
+                if state.kill_reason is None and not state.recycling:
+                    log.error("child %d died unexpectedly (%s); replacing it", pid,
+                              _describe(status))
+                    time.sleep(0.2)  # a child that dies at start must not spin the CPU
+                self._spawn()
+
+    def _settle(self, state: ChildState, status: int) -> None:
+        """Decide the fate of every job a dead child still held."""
+        for job_id, held in state.held.items():
+            job = Claimed(job_id, held.token, held.name, "", held.attempt, held.timeout, "")
+            if held.started is None or state.kill_reason == "shutdown":
+                self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
+                log.info("job %s %s requeued (worker stopping)", job.name, job_id)
+            elif state.kill_reason == "timeout" and job_id == state.current:
+                self._record_timeout(job)
+            else:
+                # a crash: expire the lease now so the reaper counts it without waiting
+                self._safely(lambda j=job: self.store.heartbeat(0, [(j.id, j.token)]))
+                log.error("job %s %s crashed its worker (%s)", job.name, job_id,
+                          _describe(status))
+
+    def _record_timeout(self, job: Claimed) -> None:
+        try:
+            policy = registry.lookup(job.name).retry
+        except UnknownJobError:
+            policy = NO_RETRY
+        decision = policy.decide_timeout(job.attempts)
+        limit = job.timeout or self.options.job_timeout
+        error = JobError("JobTimeout", f"attempt exceeded its {limit:g}s timeout and was killed")
+        outcome = record_failure(self.store, self.settings, job, decision, error)
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def _summary(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.counts.items())
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,95 @@
+"""Example jobs: run a worker with `jobkit worker -A jobs_example -q high,default,low`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+
+from pydantic import BaseModel, Field
+
+from jobkit import BaseJob, Retry, RetryLater
+
+
+class Add(BaseJob):
+    """The smallest job: add two numbers."""
+
+    queue = "high"
+
+    class Params(BaseModel):
+        a: int
+        b: int
+
+    def perform(self) -> int:
+        return self.params.a + self.params.b
+
+
+class TrainModel(BaseJob):
+    """Stands in for model training: CPU work for a while, returns metrics."""
+
+    queue = "low"
+    timeout = 60.0
+
+    class Params(BaseModel):
+        epochs: int = Field(default=3, ge=1, le=100)
+        seconds_per_epoch: float = Field(default=0.3, ge=0)
+
+    def perform(self) -> dict[str, float]:
+        loss = 1.0
+        for _ in range(self.params.epochs):
+            deadline = time.monotonic() + self.params.seconds_per_epoch
+            digest = b"seed"
+            while time.monotonic() < deadline:
+                digest = hashlib.sha256(digest).digest()
+            loss *= 0.6
+        return {"epochs": self.params.epochs, "loss": round(loss, 4)}
+
+
+class SendEmail(BaseJob):
+    """An I/O-bound async job."""
+
+    class Params(BaseModel):
+        to: str
+        subject: str
+
+    async def perform(self) -> dict[str, str]:
+        await asyncio.sleep(0.05)
+        return {"sent_to": self.params.to, "subject": self.params.subject}
+
+
+class FlakyReport(BaseJob):
+    """Fails its first attempts on purpose, to show back-off and retries."""
+
+    retry = Retry(max_attempts=4, base=0.2, factor=2.0, jitter=False)
+
+    class Params(BaseModel):
+        fail_times: int = 2
+
+    def perform(self) -> str:
+        if self.attempt <= self.params.fail_times:
+            raise ConnectionError(f"upstream unavailable (attempt {self.attempt})")
+        return f"report built on attempt {self.attempt}"
+
+
+class PollUpstream(BaseJob):
+    """Asks to be run again later with RetryLater until the upstream is ready."""
+
+    retry = Retry(max_attempts=5)
+
+    def perform(self) -> str:
+        if random.random() < 0.5 and self.attempt < 3:
+            raise RetryLater(0.2, "upstream not ready")
+        return "upstream ready"
+
+
+class AlwaysFails(BaseJob):
+    """Ends in the dead-letter set, to show `jobkit dead list`."""
+
+    retry = Retry(max_attempts=2, base=0.1, jitter=False)
+
+    class Params(BaseModel):
+        reason: str = "bad data"
+
+    def perform(self) -> None:
+        raise ValueError(self.params.reason)
