@@ -26,6 +26,14 @@ redis_app = typer.Typer(help="The embedded Redis of this project folder.", no_ar
 app.add_typer(dead_app, name="dead")
 app.add_typer(redis_app, name="redis")
 
+
+def _register_extensions() -> None:
+    """Commands that live in their own modules."""
+    from jobkit import cli_scheduler
+
+    cli_scheduler.register(app)
+
+
 console = Console()
 
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
@@ -222,6 +230,9 @@ def redis_status() -> None:
     """Whether this folder's embedded Redis runs."""
     running = embedded_running(get_settings().data_dir)
     console.print("running" if running else "not running")
+
+
+_register_extensions()
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from jobkit.retry import Retry
 from jobkit.store import NewJob, Store
 
 MAX_PRIORITY = 1000
+_JOB_ID = re.compile(r"[^\s]{1,200}")
 
 
 class NoParams(BaseModel):
@@ -90,6 +92,8 @@ class BaseJob:
         prio = cls.priority if priority is None else priority
         if not -MAX_PRIORITY <= prio <= MAX_PRIORITY:
             raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
+        if job_id is not None and not _JOB_ID.fullmatch(job_id):
+            raise ValueError("job_id must be 1-200 characters with no whitespace")
         q = queue or cls.queue
         ttl = cls.result_ttl or get_settings().result_ttl
         return NewJob(
