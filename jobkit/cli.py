@@ -18,10 +18,12 @@ from jobkit.errors import JobkitError
 from jobkit.models import JobRecord
 from jobkit.store import WorkerRegistry
 
-app = typer.Typer(help="jobkit: typed, reliable background jobs on Redis.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-dead_app = typer.Typer(help="Inspect, retry and purge dead-lettered jobs.",
-                       no_args_is_help=True)
+app = typer.Typer(
+    help="jobkit: typed, reliable background jobs on Redis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dead_app = typer.Typer(help="Inspect, retry and purge dead-lettered jobs.", no_args_is_help=True)
 redis_app = typer.Typer(help="The embedded Redis of this project folder.", no_args_is_help=True)
 app.add_typer(dead_app, name="dead")
 app.add_typer(redis_app, name="redis")
@@ -43,7 +45,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a ta
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
+        level=level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
     )
 
@@ -58,10 +61,12 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def worker(
-    app_modules: Annotated[list[str], typer.Option("-A", "--app",
-                                                   help="module(s) defining your jobs")],
-    queues: Annotated[str, typer.Option("-q", "--queues",
-                                        help="comma-separated, checked in this order")] = "default",
+    app_modules: Annotated[
+        list[str], typer.Option("-A", "--app", help="module(s) defining your jobs")
+    ],
+    queues: Annotated[
+        str, typer.Option("-q", "--queues", help="comma-separated, checked in this order")
+    ] = "default",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
     tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
     grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
@@ -79,13 +84,21 @@ def worker(
     from jobkit.worker.supervisor import Supervisor, WorkerOptions
 
     setup_logging(log_level)
-    settings = configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix,
-                         lease=lease, heartbeat=heartbeat)
+    settings = configure(
+        redis_url=redis_url or get_settings().redis_url,
+        prefix=prefix,
+        lease=lease,
+        heartbeat=heartbeat,
+    )
     registry.import_apps(app_modules)
     options = WorkerOptions(
         queues=[q.strip() for q in queues.split(",") if q.strip()],
-        tags=[t.strip() for t in tags.split(",") if t.strip()], concurrency=concurrency,
-        grace=grace, prefetch=prefetch, max_memory_mb=max_memory, job_timeout=job_timeout,
+        tags=[t.strip() for t in tags.split(",") if t.strip()],
+        concurrency=concurrency,
+        grace=grace,
+        prefetch=prefetch,
+        max_memory_mb=max_memory,
+        job_timeout=job_timeout,
         name=name,
     )
     logging.getLogger("jobkit").info("jobs registered: %s", ", ".join(registry.registered()))
@@ -97,15 +110,16 @@ def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = Fa
     """Queue sizes, running / scheduled / dead counts and lifetime totals."""
     _connect(redis_url, prefix)
     store = get_store()
-    data = {"queues": store.queue_sizes(store.known_lanes()), **store.counts()}
+    queues = store.queue_sizes(store.known_lanes())
+    counts = store.counts()
     if as_json:
-        _print_json(data)
+        _print_json({"queues": queues, **counts})
         return
     table = Table("queue", "ready", title="jobkit")
-    for lane, size in data.pop("queues").items():
+    for lane, size in queues.items():
         table.add_row(lane, str(size))
     console.print(table)
-    console.print("  ".join(f"{k}: {v}" for k, v in data.items()))
+    console.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
 def _show_record(rec: JobRecord, as_json: bool) -> None:
@@ -125,8 +139,9 @@ def _show_record(rec: JobRecord, as_json: bool) -> None:
 
 
 @app.command()
-def job(job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None,
-        as_json: AsJson = False) -> None:
+def job(
+    job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
+) -> None:
     """Show one job: status, attempts, result or last error."""
     _connect(redis_url, prefix)
     rec = get_store().get(job_id)
@@ -147,20 +162,30 @@ def workers(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson =
     if as_json:
         _print_json(rows)
         return
-    table = Table("name", "queues", "tags", "c", "state", "running now", "ok", "retried",
-                  "dead", "RSS MB")
+    table = Table(
+        "name", "queues", "tags", "c", "state", "running now", "ok", "retried", "dead", "RSS MB"
+    )
     for w in rows:
         running = ", ".join(j["name"] + " " + j["id"] for j in orjson.loads(w.get("jobs", "[]")))
-        table.add_row(w["name"], w.get("queues", ""), w.get("tags", ""),
-                      w.get("concurrency", ""), w.get("state", ""), running or "-",
-                      w.get("succeeded", "0"), w.get("retrying", "0"), w.get("dead", "0"),
-                      w.get("rss_mb", ""))
+        table.add_row(
+            w["name"],
+            w.get("queues", ""),
+            w.get("tags", ""),
+            w.get("concurrency", ""),
+            w.get("state", ""),
+            running or "-",
+            w.get("succeeded", "0"),
+            w.get("retrying", "0"),
+            w.get("dead", "0"),
+            w.get("rss_mb", ""),
+        )
     console.print(table)
 
 
 @dead_app.command("list")
-def dead_list(limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None,
-              as_json: AsJson = False) -> None:
+def dead_list(
+    limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
+) -> None:
     """Dead-lettered jobs, newest first."""
     _connect(redis_url, prefix)
     store = get_store()
@@ -170,23 +195,32 @@ def dead_list(limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None
         return
     table = Table("id", "job", "reason", "attempts", "died at", "error", title="dead jobs")
     for r in records:
-        table.add_row(r.id, r.name, r.reason or "", str(r.attempts),
-                      r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
-                      str(r.error or "")[:80])
+        table.add_row(
+            r.id,
+            r.name,
+            r.reason or "",
+            str(r.attempts),
+            r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
+            str(r.error or "")[:80],
+        )
     console.print(table)
 
 
 @dead_app.command("show")
-def dead_show(job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None,
-              as_json: AsJson = False) -> None:
+def dead_show(
+    job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
+) -> None:
     """One dead job with its last traceback."""
     job(job_id, redis_url, prefix, as_json)
 
 
 @dead_app.command("retry")
-def dead_retry(job_ids: Annotated[list[str] | None, typer.Argument()] = None,
-               all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
-               redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+def dead_retry(
+    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+) -> None:
     """Send dead jobs back to their queues with a fresh attempt budget."""
     _connect(redis_url, prefix)
     store = get_store()
@@ -200,9 +234,12 @@ def dead_retry(job_ids: Annotated[list[str] | None, typer.Argument()] = None,
 
 
 @dead_app.command("purge")
-def dead_purge(job_ids: Annotated[list[str] | None, typer.Argument()] = None,
-               all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
-               redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+def dead_purge(
+    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+) -> None:
     """Delete dead jobs for good."""
     _connect(redis_url, prefix)
     if not job_ids and not all_:

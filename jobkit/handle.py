@@ -74,8 +74,9 @@ class JobHandle:
             if rec.status is Status.SUCCEEDED:
                 return rec.result
             if rec.status in TERMINAL_STATUSES:
-                raise JobFailed(self.id, rec.status.value,
-                                str(rec.error) if rec.error else rec.reason)
+                raise JobFailed(
+                    self.id, rec.status.value, str(rec.error) if rec.error else rec.reason
+                )
             remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise JobTimeout(f"job {self.id} still {rec.status.value} after {timeout}s")

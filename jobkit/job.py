@@ -85,9 +85,16 @@ class BaseJob:
         return _seconds(cls.timeout)
 
     @classmethod
-    def _new_job(cls, params: Mapping[str, Any], *, delay: float | timedelta | None,
-                 at: datetime | None, queue: str | None, priority: int | None,
-                 job_id: str | None) -> NewJob:
+    def _new_job(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        delay: float | timedelta | None,
+        at: datetime | None,
+        queue: str | None,
+        priority: int | None,
+        job_id: str | None,
+    ) -> NewJob:
         model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
         prio = cls.priority if priority is None else priority
         if not -MAX_PRIORITY <= prio <= MAX_PRIORITY:
@@ -97,40 +104,62 @@ class BaseJob:
         q = queue or cls.queue
         ttl = cls.result_ttl or get_settings().result_ttl
         return NewJob(
-            id=job_id or uuid.uuid4().hex, name=cls.name, lane=lane_name(q, cls.tags),
-            queue=q, params_json=model.model_dump_json(), priority=prio,
-            delay_ms=int(_seconds(delay) * 1000), at_ms=_epoch_ms(at),
-            max_attempts=cls.retry.max_attempts, timeout=cls.timeout_seconds(), result_ttl=ttl,
+            id=job_id or uuid.uuid4().hex,
+            name=cls.name,
+            lane=lane_name(q, cls.tags),
+            queue=q,
+            params_json=model.model_dump_json(),
+            priority=prio,
+            delay_ms=int(_seconds(delay) * 1000),
+            at_ms=_epoch_ms(at),
+            max_attempts=cls.retry.max_attempts,
+            timeout=cls.timeout_seconds(),
+            result_ttl=ttl,
         )
 
     @classmethod
-    def dispatch(cls, *, delay: float | timedelta | None = None, at: datetime | None = None,
-                 queue: str | None = None, priority: int | None = None,
-                 job_id: str | None = None, store: Store | None = None,
-                 **params: Any) -> JobHandle:
+    def dispatch(
+        cls,
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        store: Store | None = None,
+        **params: Any,
+    ) -> JobHandle:
         """Validate ``params`` and store the job; returns its handle at once.
 
         ``job_id`` is an idempotency key: if a job with that id exists, its handle is
         returned and nothing is written.
         """
-        job = cls._new_job(params, delay=delay, at=at, queue=queue, priority=priority,
-                           job_id=job_id)
+        job = cls._new_job(
+            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id
+        )
         store = store or get_store()
         [(_, status)] = store.enqueue([job])
         return JobHandle(job.id, store, status=status)
 
     @classmethod
-    def dispatch_many(cls, params_list: Sequence[Mapping[str, Any]], *,
-                      delay: float | timedelta | None = None, at: datetime | None = None,
-                      queue: str | None = None, priority: int | None = None,
-                      store: Store | None = None) -> list[JobHandle]:
+    def dispatch_many(
+        cls,
+        params_list: Sequence[Mapping[str, Any]],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        store: Store | None = None,
+    ) -> list[JobHandle]:
         """Validate every params mapping first, then store all jobs in one round trip."""
-        jobs = [cls._new_job(p, delay=delay, at=at, queue=queue, priority=priority,
-                             job_id=None) for p in params_list]
+        jobs = [
+            cls._new_job(p, delay=delay, at=at, queue=queue, priority=priority, job_id=None)
+            for p in params_list
+        ]
         store = store or get_store()
         statuses = store.enqueue(jobs)
-        return [JobHandle(j.id, store, status=s) for j, (_, s) in
-                zip(jobs, statuses, strict=True)]
+        return [JobHandle(j.id, store, status=s) for j, (_, s) in zip(jobs, statuses, strict=True)]
 
 
 def get_job(job_id: str, store: Store | None = None) -> JobHandle:

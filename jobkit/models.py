@@ -63,8 +63,9 @@ class JobError:
     traceback: str = ""
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"type": self.type, "message": self.message,
-                             "traceback": self.traceback})
+        return orjson.dumps(
+            {"type": self.type, "message": self.message, "traceback": self.traceback}
+        )
 
     @classmethod
     def from_json(cls, raw: str | None) -> JobError | None:
@@ -72,8 +73,11 @@ class JobError:
             return None
         try:
             data = orjson.loads(raw)
-            return cls(str(data.get("type", "")), str(data.get("message", "")),
-                       str(data.get("traceback", "")))
+            return cls(
+                str(data.get("type", "")),
+                str(data.get("message", "")),
+                str(data.get("traceback", "")),
+            )
         except (orjson.JSONDecodeError, AttributeError):
             return cls("Unknown", raw)
 
@@ -146,15 +150,27 @@ class JobRecord:
         except orjson.JSONDecodeError:
             params = self.params_json
         return {
-            "id": self.id, "name": self.name, "queue": self.queue, "status": self.status.value,
-            "params": params, "priority": self.priority, "attempts": self.attempts,
-            "crashes": self.crashes, "worker": self.worker,
-            "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at), "due_at": _iso(self.due_at),
+            "id": self.id,
+            "name": self.name,
+            "queue": self.queue,
+            "status": self.status.value,
+            "params": params,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "crashes": self.crashes,
+            "worker": self.worker,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "due_at": _iso(self.due_at),
             "result": self.result if self.status is Status.SUCCEEDED else None,
-            "error": None if self.error is None else {
-                "type": self.error.type, "message": self.error.message,
-                "traceback": self.error.traceback},
+            "error": None
+            if self.error is None
+            else {
+                "type": self.error.type,
+                "message": self.error.message,
+                "traceback": self.error.traceback,
+            },
             "reason": self.reason,
         }
 

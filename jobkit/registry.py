@@ -35,7 +35,9 @@ def register(name: str, cls: type[BaseJob]) -> None:
     existing = _jobs.get(name)
     if existing is not None and existing is not cls:
         same_origin = (existing.__module__, existing.__qualname__) == (
-            cls.__module__, cls.__qualname__)
+            cls.__module__,
+            cls.__qualname__,
+        )
         if not same_origin:  # a module reloaded re-registers its own classes; fine
             raise RegistryError(
                 f"job name {name!r} is taken by {existing.__module__}.{existing.__qualname__}"

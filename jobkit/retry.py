@@ -47,11 +47,11 @@ class Retry:
             raise ValueError("need base >= 0, factor >= 1 and max_delay >= 0")
         wait: wait_base
         if self.jitter:
-            wait = wait_exponential_jitter(initial=self.base, exp_base=self.factor,
-                                           max=self.max_delay, jitter=self.base)
+            wait = wait_exponential_jitter(
+                initial=self.base, exp_base=self.factor, max=self.max_delay, jitter=self.base
+            )
         else:
-            wait = wait_exponential(multiplier=self.base, exp_base=self.factor,
-                                    max=self.max_delay)
+            wait = wait_exponential(multiplier=self.base, exp_base=self.factor, max=self.max_delay)
         object.__setattr__(self, "_wait", wait)
 
     def delay_for(self, attempt: int) -> float:

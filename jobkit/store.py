@@ -37,8 +37,19 @@ class NewJob:
     result_ttl: int
 
     def argv(self) -> tuple[Any, ...]:
-        return (self.id, self.name, self.lane, self.queue, self.params_json, self.priority,
-                self.delay_ms, self.at_ms, self.max_attempts, self.timeout, self.result_ttl)
+        return (
+            self.id,
+            self.name,
+            self.lane,
+            self.queue,
+            self.params_json,
+            self.priority,
+            self.delay_ms,
+            self.at_ms,
+            self.max_attempts,
+            self.timeout,
+            self.result_ttl,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +75,7 @@ class Store:
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
 
-    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any],
-             client: Any = None) -> Any:
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys, args=args, client=client)
 
     # -- dispatch ---------------------------------------------------------------------
@@ -89,8 +99,9 @@ class Store:
 
     # -- the worker's transitions -----------------------------------------------------
 
-    def claim(self, worker: str, lease_ms: int, want: int,
-              groups: Sequence[Sequence[str]]) -> list[Claimed]:
+    def claim(
+        self, worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
+    ) -> list[Claimed]:
         """Lease up to ``want`` ready jobs from ``groups`` of lanes, checked in order."""
         args: list[Any] = [worker, lease_ms, want, len(groups)]
         for lanes in groups:
@@ -98,8 +109,15 @@ class Store:
             args.extend(lanes)
         raw = self._run("claim", [self.keys.base], args)
         return [
-            Claimed(raw[i], str(raw[i + 1]), raw[i + 2], raw[i + 3], int(raw[i + 4]),
-                    float(raw[i + 5] or 0), raw[i + 6])
+            Claimed(
+                raw[i],
+                str(raw[i + 1]),
+                raw[i + 2],
+                raw[i + 3],
+                int(raw[i + 4]),
+                float(raw[i + 5] or 0),
+                raw[i + 6],
+            )
             for i in range(0, len(raw), 7)
         ]
 
@@ -113,8 +131,17 @@ class Store:
         keys = [self.keys.base, self.keys.job(job_id)]
         return bool(self._run("complete", keys, (job_id, token, result_json, ttl)))
 
-    def fail(self, job_id: str, token: str, *, dead: bool, delay_ms: int, reason: str,
-             error_json: str | bytes, ttl: int) -> bool:
+    def fail(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        dead: bool,
+        delay_ms: int,
+        reason: str,
+        error_json: str | bytes,
+        ttl: int,
+    ) -> bool:
         """End an attempt: retry after ``delay_ms`` or dead-letter it."""
         keys = [self.keys.base, self.keys.job(job_id)]
         args = (job_id, token, "dead" if dead else "retry", delay_ms, reason, error_json, ttl)
@@ -154,8 +181,7 @@ class Store:
 
     def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Newest dead jobs first."""
-        return cast(list[str], self.redis.zrevrange(self.keys.dead, offset,
-                                                    offset + limit - 1))
+        return cast(list[str], self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -167,19 +193,25 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.keys.job(job_id))
-        return [JobRecord.from_hash(i, h) if h else None for i, h in
-                zip(ids, pipe.execute(), strict=True)]
+        return [
+            JobRecord.from_hash(i, h) if h else None
+            for i, h in zip(ids, pipe.execute(), strict=True)
+        ]
 
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block until the job's completion token exists (left in place for other waiters)."""
         key = self.keys.done(job_id)
-        return self.redis.blmove(key, key, timeout, "RIGHT", "LEFT") is not None
+        # BLMOVE takes fractional seconds since Redis 6; redis-py's hint says int
+        return self.redis.blmove(key, key, timeout, "RIGHT", "LEFT") is not None  # type: ignore[arg-type]
 
     def counts(self) -> dict[str, int]:
         """Sizes of the shared sets plus lifetime totals."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(k.running).zcard(k.scheduled).zcard(k.dead).hgetall(k.stats)
+        pipe.zcard(k.running)
+        pipe.zcard(k.scheduled)
+        pipe.zcard(k.dead)
+        pipe.hgetall(k.stats)
         running, scheduled, dead, stats = pipe.execute()
         out = {"running": running, "scheduled": scheduled, "dead": dead}
         out.update({name: int(v) for name, v in stats.items()})
@@ -195,8 +227,10 @@ class Store:
     def known_lanes(self) -> list[str]:
         """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
         prefix = self.keys.queue("")
-        found = {key.removeprefix(prefix) for key in
-                 self.redis.scan_iter(match=self.keys.queue("*"), count=500)}
+        found = {
+            key.removeprefix(prefix)
+            for key in self.redis.scan_iter(match=self.keys.queue("*"), count=500)
+        }
         found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
         return sorted(found)
 

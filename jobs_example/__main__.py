@@ -39,11 +39,27 @@ def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(count):
         log = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115 - lives with the process
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "jobkit", "worker", "-A", "jobs_example",
-             "-q", "high,default,low", "-c", "2", "--grace", "5"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jobkit",
+                    "worker",
+                    "-A",
+                    "jobs_example",
+                    "-q",
+                    "high,default,low",
+                    "-c",
+                    "2",
+                    "--grace",
+                    "5",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -61,10 +77,14 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
 def dispatch_all() -> list[jobkit.JobHandle]:
     handles = Add.dispatch_many([{"a": i, "b": i * i} for i in range(20)])
     handles += [TrainModel.dispatch(epochs=e, seconds_per_epoch=0.2) for e in (2, 3, 4)]
-    handles += [SendEmail.dispatch(to=f"user{i}@example.com", subject="Your report")
-                for i in range(5)]
-    handles += [FlakyReport.dispatch(fail_times=2), PollUpstream.dispatch(),
-                AlwaysFails.dispatch(reason="malformed CSV row 17")]
+    handles += [
+        SendEmail.dispatch(to=f"user{i}@example.com", subject="Your report") for i in range(5)
+    ]
+    handles += [
+        FlakyReport.dispatch(fail_times=2),
+        PollUpstream.dispatch(),
+        AlwaysFails.dispatch(reason="malformed CSV row 17"),
+    ]
     handles.append(Add.dispatch(a=40, b=2, delay=timedelta(seconds=1), priority=5))
     return handles
 
@@ -73,16 +93,24 @@ def watch(handles: list[jobkit.JobHandle], timeout: float = 60.0) -> None:
     store = jobkit.get_store()
     ids = [h.id for h in handles]
     deadline = time.monotonic() + timeout
-    columns = (TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=len(ids))
         while time.monotonic() < deadline:
             records = [r for r in store.get_many(ids) if r is not None]
             states = Counter(r.status.value for r in records)
             done = sum(states[s.value] for s in jobkit.TERMINAL_STATUSES)
-            progress.update(task, completed=done,
-                            description=" ".join(f"{k} {v}" for k, v in sorted(states.items())))
+            progress.update(
+                task,
+                completed=done,
+                description=" ".join(f"{k} {v}" for k, v in sorted(states.items())),
+            )
             if done == len(ids):
                 return
             time.sleep(0.2)
@@ -94,18 +122,33 @@ def summarize(handles: list[jobkit.JobHandle]) -> None:
     by_name: dict[str, list[jobkit.models.JobRecord]] = defaultdict(list)
     for rec in records:
         by_name[rec.name.rsplit(".", 1)[-1]].append(rec)
-    table = Table("job", "count", "succeeded", "dead", "attempts", "example outcome",
-                  title="jobs_example summary")
+    table = Table(
+        "job",
+        "count",
+        "succeeded",
+        "dead",
+        "attempts",
+        "example outcome",
+        title="jobs_example summary",
+    )
     for name, recs in by_name.items():
         ok = [r for r in recs if r.status is jobkit.Status.SUCCEEDED]
         dead = [r for r in recs if r.status is jobkit.Status.DEAD]
         sample = repr(ok[-1].result) if ok else str(dead[0].error) if dead else "-"
-        table.add_row(name, str(len(recs)), str(len(ok)), str(len(dead)),
-                      str(sum(r.attempts for r in recs)), sample[:60])
+        table.add_row(
+            name,
+            str(len(recs)),
+            str(len(ok)),
+            str(len(dead)),
+            str(sum(r.attempts for r in recs)),
+            sample[:60],
+        )
     console.print(table)
     dead_count = sum(r.status is jobkit.Status.DEAD for r in records)
-    console.print(f"{len(records)} jobs, {dead_count} dead-lettered on purpose: "
-                  "see them with [bold]jobkit dead list[/bold]")
+    console.print(
+        f"{len(records)} jobs, {dead_count} dead-lettered on purpose: "
+        "see them with [bold]jobkit dead list[/bold]"
+    )
 
 
 def main() -> int:
@@ -116,16 +159,20 @@ def main() -> int:
     workers = start_workers(2)
     try:
         handles = dispatch_all()
-        console.print(f"dispatched {len(handles)} jobs to 2 workers x 2 children "
-                      f"(logs in {settings.data_dir}/worker-*.log)")
+        console.print(
+            f"dispatched {len(handles)} jobs to 2 workers x 2 children "
+            f"(logs in {settings.data_dir}/worker-*.log)"
+        )
         watch(handles)
         summarize(handles)
     finally:
         stop_workers(workers)
         if owns_redis:
             stop_embedded(settings.data_dir)
-            console.print("embedded Redis stopped (its data stays in "
-                          f"{settings.data_dir}/; `jobkit redis start` brings it back)")
+            console.print(
+                "embedded Redis stopped (its data stays in "
+                f"{settings.data_dir}/; `jobkit redis start` brings it back)"
+            )
     return 0
 
 

@@ -34,8 +34,14 @@ class _Stop(Exception):
 class Child:
     """The execution loop of one child process."""
 
-    def __init__(self, settings: Settings, worker: str, groups: Sequence[Sequence[str]],
-                 fd: int, prefetch: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        worker: str,
+        groups: Sequence[Sequence[str]],
+        fd: int,
+        prefetch: int = 1,
+    ) -> None:
         self.settings = settings
         self.worker = worker
         self.groups = [list(g) for g in groups]
@@ -93,9 +99,13 @@ class Child:
             finally:
                 self.idle = False
             return
-        protocol.send(self.fd, *(
-            protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
-            for j in jobs))
+        protocol.send(
+            self.fd,
+            *(
+                protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
+                for j in jobs
+            ),
+        )
         for index, job in enumerate(jobs):
             if self.stopping:
                 self._release(store, jobs[index:])
@@ -110,8 +120,9 @@ class Child:
             protocol.send(self.fd, protocol.encode(protocol.RELEASED, job.id))
 
 
-def child_main(settings: Settings, worker: str, groups: Sequence[Sequence[str]], fd: int,
-               prefetch: int) -> int:
+def child_main(
+    settings: Settings, worker: str, groups: Sequence[Sequence[str]], fd: int, prefetch: int
+) -> int:
     """Entry point in a freshly forked child; returns the exit code."""
     try:
         return Child(settings, worker, groups, fd, prefetch).run()

@@ -48,8 +48,9 @@ def persistently(fn: Callable[[], T], give_up_after: float) -> T:
         retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
         wait=wait_exponential(multiplier=0.05, max=2.0),
         stop=stop_after_delay(give_up_after),
-        before_sleep=lambda s: log.warning("Redis unreachable (%s); retrying",
-                                           s.outcome.exception() if s.outcome else "?"),
+        before_sleep=lambda s: log.warning(
+            "Redis unreachable (%s); retrying", s.outcome.exception() if s.outcome else "?"
+        ),
         reraise=True,
     ):
         with attempt:
@@ -57,29 +58,49 @@ def persistently(fn: Callable[[], T], give_up_after: float) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def record_failure(store: Store, settings: Settings, job: Claimed, decision: Decision,
-                   error: JobError) -> str:
+def record_failure(
+    store: Store, settings: Settings, job: Claimed, decision: Decision, error: JobError
+) -> str:
     """Apply a retry decision to a failed attempt; returns the outcome."""
     delay_ms = int(decision.delay * 1000)
-    ok = persistently(lambda: store.fail(
-        job.id, job.token, dead=not decision.retry, delay_ms=delay_ms,
-        reason=decision.reason.value, error_json=error.to_json(), ttl=settings.result_ttl,
-    ), settings.lease)
+    ok = persistently(
+        lambda: store.fail(
+            job.id,
+            job.token,
+            dead=not decision.retry,
+            delay_ms=delay_ms,
+            reason=decision.reason.value,
+            error_json=error.to_json(),
+            ttl=settings.result_ttl,
+        ),
+        settings.lease,
+    )
     if not ok:
         log.warning("job %s %s: lease lost before its failure was recorded", job.name, job.id)
         return LOST
     if decision.retry:
-        log.warning("job %s %s attempt %d failed (%s); retry in %.2fs",
-                    job.name, job.id, job.attempts, error, decision.delay)
+        log.warning(
+            "job %s %s attempt %d failed (%s); retry in %.2fs",
+            job.name,
+            job.id,
+            job.attempts,
+            error,
+            decision.delay,
+        )
         return RETRYING
-    log.error("job %s %s dead after attempt %d (%s): %s",
-              job.name, job.id, job.attempts, decision.reason.value, error)
+    log.error(
+        "job %s %s dead after attempt %d (%s): %s",
+        job.name,
+        job.id,
+        job.attempts,
+        decision.reason.value,
+        error,
+    )
     return DEAD
 
 
 def _error_from(exc: BaseException) -> JobError:
-    return JobError(type(exc).__qualname__, str(exc),
-                    "".join(traceback.format_exception(exc)))
+    return JobError(type(exc).__qualname__, str(exc), "".join(traceback.format_exception(exc)))
 
 
 class Executor:
@@ -100,8 +121,9 @@ class Executor:
             self._loop.close()
 
     def _dead(self, job: Claimed, reason: DeadReason, exc: BaseException) -> str:
-        return record_failure(self.store, self.settings, job, Decision(False, 0, reason),
-                              _error_from(exc))
+        return record_failure(
+            self.store, self.settings, job, Decision(False, 0, reason), _error_from(exc)
+        )
 
     def run(self, job: Claimed) -> str:
         """Run ``job`` to an outcome. Never raises for anything the job or payload does."""
@@ -128,12 +150,17 @@ class Executor:
         except TypeError as exc:
             return self._dead(job, DeadReason.INVALID_RESULT, exc)
         ttl = cls.result_ttl or self.settings.result_ttl
-        ok = persistently(lambda: self.store.complete(job.id, job.token, payload, ttl),
-                          self.settings.lease)
+        ok = persistently(
+            lambda: self.store.complete(job.id, job.token, payload, ttl), self.settings.lease
+        )
         elapsed = time.perf_counter() - started
         if not ok:
-            log.warning("job %s %s finished in %.3fs but its lease was lost: result dropped",
-                        job.name, job.id, elapsed)
+            log.warning(
+                "job %s %s finished in %.3fs but its lease was lost: result dropped",
+                job.name,
+                job.id,
+                elapsed,
+            )
             return LOST
         log.info("job %s %s succeeded in %.3fs", job.name, job.id, elapsed)
         return SUCCEEDED

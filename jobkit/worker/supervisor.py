@@ -4,6 +4,7 @@ due scheduled jobs, and shuts down gracefully on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -84,9 +85,14 @@ class Supervisor:
         return 0
 
     def _announce(self) -> None:
-        log.info("worker %s: queues %s, tags %s, concurrency %d, lease %.1fs",
-                 self.name, ",".join(self.options.queues), ",".join(self.options.tags) or "-",
-                 self.options.concurrency, self.settings.lease)
+        log.info(
+            "worker %s: queues %s, tags %s, concurrency %d, lease %.1fs",
+            self.name,
+            ",".join(self.options.queues),
+            ",".join(self.options.tags) or "-",
+            self.options.concurrency,
+            self.settings.lease,
+        )
         self._safely(self._warn_about_redis)
 
     def _warn_about_redis(self) -> None:
@@ -97,8 +103,10 @@ class Supervisor:
         except redis.ResponseError:
             return  # CONFIG is often disabled on managed Redis: nothing to check
         if config.get("maxmemory-policy", "noeviction") != "noeviction":
-            log.warning("Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
-                        config["maxmemory-policy"])
+            log.warning(
+                "Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
+                config["maxmemory-policy"],
+            )
         if config.get("appendonly") != "yes" and not config.get("save"):
             log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
 
@@ -109,8 +117,12 @@ class Supervisor:
             return
         self.stopping = True
         self.grace_deadline = monotonic() + self.options.grace
-        log.info("worker %s: %s received, finishing running jobs (grace %.0fs)",
-                 self.name, signal.Signals(signum).name, self.options.grace)
+        log.info(
+            "worker %s: %s received, finishing running jobs (grace %.0fs)",
+            self.name,
+            signal.Signals(signum).name,
+            self.options.grace,
+        )
         for pid in self.children:
             self._signal_child(pid, signal.SIGTERM)
 
@@ -124,8 +136,9 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 1
             try:
-                code = child_main(self.settings, self.name, self.groups, write_fd,
-                                  self.options.prefetch)
+                code = child_main(
+                    self.settings, self.name, self.groups, write_fd, self.options.prefetch
+                )
             finally:
                 os._exit(code)
         os.close(write_fd)
@@ -137,10 +150,8 @@ class Supervisor:
 
     @staticmethod
     def _signal_child(pid: int, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -217,18 +228,29 @@ class Supervisor:
                 log.warning("job %s: lease lost (expired or taken over)", job_id)
 
     def _beat(self) -> None:
-        jobs = [{"id": i, "name": s.held[i].name} for s in self.children.values()
-                for i in ([s.current] if s.current in s.held else [])]
+        jobs = [
+            {"id": i, "name": s.held[i].name}
+            for s in self.children.values()
+            for i in ([s.current] if s.current in s.held else [])
+        ]
         rss = sum(rss_bytes(pid) for pid in self.children) + rss_bytes(os.getpid())
         ttl = max(10, int(self.settings.heartbeat * 3))
-        self.workers.beat(self.name, ttl, {
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": ",".join(self.options.queues), "tags": ",".join(self.options.tags),
-            "concurrency": self.options.concurrency, "started_at": int(self.started_at),
-            "state": "stopping" if self.stopping else "running",
-            "jobs": orjson.dumps(jobs).decode(), "rss_mb": round(rss / 2**20, 1),
-            **{k: v for k, v in self.counts.items()},
-        })
+        self.workers.beat(
+            self.name,
+            ttl,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(self.options.queues),
+                "tags": ",".join(self.options.tags),
+                "concurrency": self.options.concurrency,
+                "started_at": int(self.started_at),
+                "state": "stopping" if self.stopping else "running",
+                "jobs": orjson.dumps(jobs).decode(),
+                "rss_mb": round(rss / 2**20, 1),
+                **{k: v for k, v in self.counts.items()},
+            },
+        )
 
     def _check_memory(self) -> None:
         limit = self.options.max_memory_mb * 2**20
@@ -237,8 +259,12 @@ class Supervisor:
         for state in self.children.values():
             rss = rss_bytes(state.pid)
             if rss > limit and not state.recycling:
-                log.warning("child %d uses %.0f MB > %.0f MB: replacing it after its job",
-                            state.pid, rss / 2**20, self.options.max_memory_mb)
+                log.warning(
+                    "child %d uses %.0f MB > %.0f MB: replacing it after its job",
+                    state.pid,
+                    rss / 2**20,
+                    self.options.max_memory_mb,
+                )
                 state.recycling = True
                 self._signal_child(state.pid, signal.SIGTERM)
 
@@ -246,8 +272,12 @@ class Supervisor:
         for state in self.children.values():
             job_id = state.overdue(now, self.options.job_timeout)
             if job_id and state.kill_reason is None:
-                log.error("job %s %s exceeded its timeout: killing child %d",
-                          state.held[job_id].name, job_id, state.pid)
+                log.error(
+                    "job %s %s exceeded its timeout: killing child %d",
+                    state.held[job_id].name,
+                    job_id,
+                    state.pid,
+                )
                 state.kill_reason = "timeout"
                 self._signal_child(state.pid, signal.SIGKILL)
 
@@ -269,8 +299,9 @@ class Supervisor:
             self._settle(state, status)
             if not self.stopping:
                 if state.kill_reason is None and not state.recycling:
-                    log.error("child %d died unexpectedly (%s); replacing it", pid,
-                              _describe(status))
+                    log.error(
+                        "child %d died unexpectedly (%s); replacing it", pid, _describe(status)
+                    )
                     time.sleep(0.2)  # a child that dies at start must not spin the CPU
                 self._spawn()
 
@@ -286,8 +317,7 @@ class Supervisor:
             else:
                 # a crash: expire the lease now so the reaper counts it without waiting
                 self._safely(lambda j=job: self.store.heartbeat(0, [(j.id, j.token)]))
-                log.error("job %s %s crashed its worker (%s)", job.name, job_id,
-                          _describe(status))
+                log.error("job %s %s crashed its worker (%s)", job.name, job_id, _describe(status))
 
     def _record_timeout(self, job: Claimed) -> None:
         try:
