@@ -70,7 +70,10 @@ def worker(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
     tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
     grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
-    prefetch: Annotated[int, typer.Option(min=1, help="jobs claimed per round trip")] = 1,
+    prefetch: Annotated[int, typer.Option(min=1, help="jobs claimed per round trip")] = 8,
+    log_jobs: Annotated[
+        bool, typer.Option("--log-jobs/--no-log-jobs", help="an INFO line per job")
+    ] = True,
     lease: Annotated[float | None, typer.Option(help="lease seconds (JOBKIT_LEASE)")] = None,
     heartbeat: Annotated[float | None, typer.Option(help="renewal every N s")] = None,
     max_memory: Annotated[float, typer.Option(help="MB per child before it is replaced")] = 0,
@@ -97,6 +100,7 @@ def worker(
         concurrency=concurrency,
         grace=grace,
         prefetch=prefetch,
+        log_jobs=log_jobs,
         max_memory_mb=max_memory,
         job_timeout=job_timeout,
         name=name,

@@ -56,9 +56,7 @@ class Retry:
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return min(float(self._wait(state)), self.max_delay)
+        return min(backoff(self._wait, attempt), self.max_delay)
 
     def decide(self, exc: BaseException, attempt: int) -> Decision:
         """The decision after attempt number ``attempt`` raised ``exc``."""
@@ -79,3 +77,10 @@ class Retry:
 
 
 NO_RETRY = Retry(max_attempts=1)
+
+
+def backoff(wait: wait_base, attempt: int) -> float:
+    """What tenacity's ``wait`` strategy says to wait before try ``attempt + 1``."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return float(wait(state))

@@ -85,17 +85,30 @@ class Store:
         if len(jobs) == 1:
             raw = self._run("enqueue", [self.keys.base], (1, *jobs[0].argv()))
             return [(bool(raw[0]), str(raw[1]))]
-        pipe = self.redis.pipeline(transaction=False)
+        calls = []
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            chunk = jobs[start : start + ENQUEUE_CHUNK]
-            args: list[Any] = [len(chunk)]
-            for job in chunk:
+            args: list[Any] = [len(jobs[start : start + ENQUEUE_CHUNK])]
+            for job in jobs[start : start + ENQUEUE_CHUNK]:
                 args.extend(job.argv())
-            self._run("enqueue", [self.keys.base], args, client=pipe)
+            calls.append(("enqueue", [self.keys.base], args))
         out: list[tuple[bool, str]] = []
-        for raw in pipe.execute():
+        for raw in self._pipeline(calls):
             out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
         return out
+
+    def _pipeline(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Several script calls in one round trip, by EVALSHA: redis-py's pipelined Script
+        objects would first ask SCRIPT EXISTS, a round trip more every time."""
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                for name, _, _ in calls:  # Redis restarted or its script cache was flushed
+                    self.redis.script_load(self._scripts[name].script)
+        raise redis.exceptions.NoScriptError("scripts could not be loaded")
 
     # -- the worker's transitions -----------------------------------------------------
 
@@ -103,11 +116,40 @@ class Store:
         self, worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
     ) -> list[Claimed]:
         """Lease up to ``want`` ready jobs from ``groups`` of lanes, checked in order."""
+        args = self._claim_args(worker, lease_ms, want, groups)
+        return self._parse_claimed(self._run("claim", [self.keys.base], args))
+
+    def complete_and_claim(
+        self,
+        done: Sequence[tuple[str, str, str | bytes, int]],
+        worker: str,
+        lease_ms: int,
+        want: int,
+        groups: Sequence[Sequence[str]],
+    ) -> tuple[list[bool], list[Claimed]]:
+        """Record successes and lease the next jobs, in one round trip."""
+        if not done:
+            return [], self.claim(worker, lease_ms, want, groups)
+        flags, raw = self._pipeline(
+            [
+                ("complete", [self.keys.base], [x for item in done for x in item]),
+                ("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups)),
+            ]
+        )
+        return [bool(x) for x in flags], self._parse_claimed(raw)
+
+    @staticmethod
+    def _claim_args(
+        worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
+    ) -> list[Any]:
         args: list[Any] = [worker, lease_ms, want, len(groups)]
         for lanes in groups:
             args.append(len(lanes))
             args.extend(lanes)
-        raw = self._run("claim", [self.keys.base], args)
+        return args
+
+    @staticmethod
+    def _parse_claimed(raw: list[Any]) -> list[Claimed]:
         return [
             Claimed(
                 raw[i],
@@ -128,8 +170,12 @@ class Store:
 
     def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
         """Record success; False if the lease was lost (the result is discarded)."""
-        keys = [self.keys.base, self.keys.job(job_id)]
-        return bool(self._run("complete", keys, (job_id, token, result_json, ttl)))
+        return self.complete_many([(job_id, token, result_json, ttl)])[0]
+
+    def complete_many(self, done: Sequence[tuple[str, str, str | bytes, int]]) -> list[bool]:
+        """Record several successes in one script call; one flag per job."""
+        args = [x for item in done for x in item]
+        return [bool(x) for x in self._run("complete", [self.keys.base], args)]
 
     def fail(
         self,

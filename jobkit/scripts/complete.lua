@@ -1,15 +1,26 @@
--- complete: record a success, once, for the holder of the current lease.
--- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
--- ARGV     id, token, result JSON, result_ttl seconds
--- Returns  1 recorded, 0 refused (stale token or job no longer running)
+-- complete: record successes, once each, for the holders of the current leases.
+-- KEYS[1]  base "{prefix}"; job:<id>, running, stats and done:<id> are built from it
+-- ARGV     groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
+-- Returns  one flag per job: 1 recorded, 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
-local base, jk = KEYS[1], KEYS[2]
-local id, token, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
-local f = redis.call('HMGET', jk, 'status', 'lease')
-if f[1] ~= 'running' or f[2] ~= token then return 0 end
-redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[3], 'finished_at', now_ms())
-redis.call('ZREM', base .. ':running', id)
-redis.call('EXPIRE', jk, ttl)
-redis.call('HINCRBY', base .. ':stats', 'succeeded', 1)
-notify_done(base, id, ttl)
-return 1
+local base = KEYS[1]
+local now = now_ms()
+local out = {}
+local ok = 0
+for i = 1, #ARGV, 4 do
+  local id, token, ttl = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local jk = job_key(base, id)
+  local f = redis.call('HMGET', jk, 'status', 'lease')
+  if f[1] == 'running' and f[2] == token then
+    redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
+    redis.call('ZREM', base .. ':running', id)
+    redis.call('EXPIRE', jk, ttl)
+    notify_done(base, id, ttl)
+    ok = ok + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if ok > 0 then redis.call('HINCRBY', base .. ':stats', 'succeeded', ok) end
+return out

@@ -7,7 +7,8 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -106,9 +107,10 @@ def _error_from(exc: BaseException) -> JobError:
 class Executor:
     """Runs claimed jobs in this process; keeps one event loop for ``async def`` jobs."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, *, log_jobs: bool = True) -> None:
         self.store = store
         self.settings = settings
+        self.log_jobs = log_jobs
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _await(self, awaitable: Any) -> Any:
@@ -125,8 +127,9 @@ class Executor:
             self.store, self.settings, job, Decision(False, 0, reason), _error_from(exc)
         )
 
-    def run(self, job: Claimed) -> str:
-        """Run ``job`` to an outcome. Never raises for anything the job or payload does."""
+    def run(self, job: Claimed) -> Success | str:
+        """Run ``job``. A success comes back unrecorded (the caller batches completions);
+        any other outcome is recorded here. Never raises for what a job or payload does."""
         try:
             cls = registry.lookup(job.name)
         except UnknownJobError as exc:
@@ -136,10 +139,10 @@ class Executor:
         except ValidationError as exc:
             return self._dead(job, DeadReason.INVALID_PAYLOAD, exc)
         started = time.perf_counter()
-        log.info("job %s %s started (attempt %d)", job.name, job.id, job.attempts)
+        if self.log_jobs:
+            log.info("job %s %s started (attempt %d)", job.name, job.id, job.attempts)
         try:
-            instance = cls(params, job_id=job.id, attempt=job.attempts)
-            result = instance.perform()
+            result = cls(params, job_id=job.id, attempt=job.attempts).perform()
             if inspect.isawaitable(result):
                 result = self._await(result)
         except Exception as exc:
@@ -150,17 +153,32 @@ class Executor:
         except TypeError as exc:
             return self._dead(job, DeadReason.INVALID_RESULT, exc)
         ttl = cls.result_ttl or self.settings.result_ttl
-        ok = persistently(
-            lambda: self.store.complete(job.id, job.token, payload, ttl), self.settings.lease
-        )
-        elapsed = time.perf_counter() - started
-        if not ok:
-            log.warning(
-                "job %s %s finished in %.3fs but its lease was lost: result dropped",
-                job.name,
-                job.id,
-                elapsed,
-            )
-            return LOST
-        log.info("job %s %s succeeded in %.3fs", job.name, job.id, elapsed)
-        return SUCCEEDED
+        return Success(job, payload, ttl, time.perf_counter() - started, time.monotonic())
+
+    def report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
+        """Log the fate of completions once Redis has answered for them."""
+        for item, ok in zip(done, flags, strict=True):
+            job = item.job
+            if not ok:
+                log.warning(
+                    "job %s %s finished in %.3fs but its lease was lost: result dropped",
+                    job.name,
+                    job.id,
+                    item.elapsed,
+                )
+            elif self.log_jobs:
+                log.info("job %s %s succeeded in %.3fs", job.name, job.id, item.elapsed)
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A job that returned, whose result is not yet recorded."""
+
+    job: Claimed
+    payload: bytes
+    ttl: int
+    elapsed: float
+    finished: float  # monotonic
+
+    def completion(self) -> tuple[str, str, bytes, int]:
+        return (self.job.id, self.job.token, self.payload, self.ttl)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from jobkit.worker.slot import Slot
+
 
 @dataclass(slots=True)
 class Held:
@@ -16,7 +18,6 @@ class Held:
     attempt: int
     timeout: float
     name: str
-    started: float | None = None  # monotonic; None while prefetched, not yet started
 
 
 @dataclass(slots=True)
@@ -25,22 +26,24 @@ class ChildState:
 
     pid: int
     fd: int
+    slot: Slot
     held: dict[str, Held] = field(default_factory=dict)
-    current: str | None = None
     kill_reason: str | None = None  # why we killed it: "timeout" | "memory" | "shutdown"
     recycling: bool = False  # asked to exit after its current job (memory)
 
+    def current(self) -> tuple[str, float] | None:
+        """(id, monotonic start) of the job the child runs now, if it holds one."""
+        running = self.slot.read()
+        return running if running and running[0] in self.held else None
+
     def overdue(self, now: float, default_timeout: float) -> str | None:
         """The id of the running job past its timeout, if any."""
-        if self.current is None:
+        running = self.current()
+        if running is None:
             return None
-        held = self.held.get(self.current)
-        if held is None or held.started is None:
-            return None
-        limit = held.timeout or default_timeout
-        if limit and now - held.started > limit:
-            return self.current
-        return None
+        job_id, started = running
+        limit = self.held[job_id].timeout or default_timeout
+        return job_id if limit and now - started > limit else None
 
 
 def rss_bytes(pid: int) -> int:

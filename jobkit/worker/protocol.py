@@ -1,7 +1,7 @@
-"""Messages a child sends its supervisor over a pipe: one line each, tab-separated.
+"""Messages a child sends its supervisor over a pipe: one line each, tab-separated,
+a batch of them in one write. (Which job runs now is in the shared Slot instead.)
 
 ``C id token attempt timeout name``  claimed (leased) a job; the supervisor renews it
-``S id``                               started running it
 ``D id outcome``                       finished it (outcome: succeeded|retrying|dead|lost)
 ``R id``                               gave it back to its queue unstarted
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-CLAIMED, STARTED, DONE, RELEASED = "C", "S", "D", "R"
+CLAIMED, DONE, RELEASED = "C", "D", "R"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from jobkit.worker import protocol
 from jobkit.worker.child import child_main
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, Held, monotonic, rss_bytes
+from jobkit.worker.slot import Slot
 
 log = logging.getLogger("jobkit.worker")
 
@@ -45,6 +46,7 @@ class WorkerOptions:
     grace: float = 30.0
     prefetch: int = 1
     max_memory_mb: float = 0.0  # 0: no limit
+    log_jobs: bool = True  # one INFO line per job start and end
     job_timeout: float = 0.0  # default hard limit for jobs that set none (0: none)
     name: str = ""
 
@@ -128,6 +130,7 @@ class Supervisor:
 
     def _spawn(self) -> None:
         read_fd, write_fd = os.pipe()
+        slot = Slot()
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_fd)
@@ -137,13 +140,19 @@ class Supervisor:
             code = 1
             try:
                 code = child_main(
-                    self.settings, self.name, self.groups, write_fd, self.options.prefetch
+                    self.settings,
+                    self.name,
+                    self.groups,
+                    write_fd,
+                    slot,
+                    self.options.prefetch,
+                    self.options.log_jobs,
                 )
             finally:
                 os._exit(code)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        state = ChildState(pid=pid, fd=read_fd)
+        state = ChildState(pid=pid, fd=read_fd, slot=slot)
         self.children[pid] = state
         self.selector.register(read_fd, selectors.EVENT_READ, (state, protocol.Reader()))
         log.debug("child %d started", pid)
@@ -180,14 +189,8 @@ class Supervisor:
             if msg.kind == protocol.CLAIMED:
                 token, attempt, timeout, name = msg.fields[1:5]
                 state.held[job_id] = Held(token, int(attempt), float(timeout), name)
-            elif msg.kind == protocol.STARTED:
-                state.current = job_id
-                if job_id in state.held:
-                    state.held[job_id].started = monotonic()
             elif msg.kind in (protocol.DONE, protocol.RELEASED):
                 state.held.pop(job_id, None)
-                if state.current == job_id:
-                    state.current = None
                 if msg.kind == protocol.DONE:
                     outcome = msg.fields[1]
                     self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -228,11 +231,8 @@ class Supervisor:
                 log.warning("job %s: lease lost (expired or taken over)", job_id)
 
     def _beat(self) -> None:
-        jobs = [
-            {"id": i, "name": s.held[i].name}
-            for s in self.children.values()
-            for i in ([s.current] if s.current in s.held else [])
-        ]
+        running = [(s, s.current()) for s in self.children.values()]
+        jobs = [{"id": r[0], "name": s.held[r[0]].name} for s, r in running if r]
         rss = sum(rss_bytes(pid) for pid in self.children) + rss_bytes(os.getpid())
         ttl = max(10, int(self.settings.heartbeat * 3))
         self.workers.beat(
@@ -306,13 +306,19 @@ class Supervisor:
                 self._spawn()
 
     def _settle(self, state: ChildState, status: int) -> None:
-        """Decide the fate of every job a dead child still held."""
+        """Decide the fate of every job a dead child still held.
+
+        The job it was running crashed it (or timed out); the others never started, or
+        finished without their result recorded, so they go back to their queue.
+        """
+        running = state.current()
+        current = running[0] if running else None
         for job_id, held in state.held.items():
             job = Claimed(job_id, held.token, held.name, "", held.attempt, held.timeout, "")
-            if held.started is None or state.kill_reason == "shutdown":
+            if job_id != current or state.kill_reason == "shutdown":
                 self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
-                log.info("job %s %s requeued (worker stopping)", job.name, job_id)
-            elif state.kill_reason == "timeout" and job_id == state.current:
+                log.info("job %s %s requeued (its worker child stopped)", job.name, job_id)
+            elif state.kill_reason == "timeout":
                 self._record_timeout(job)
             else:
                 # a crash: expire the lease now so the reaper counts it without waiting
