@@ -26,6 +26,7 @@ from jobkit.handle import JobHandle
 from jobkit.job import BaseJob, NoParams, get_job
 from jobkit.models import ACTIVE_STATUSES, TERMINAL_STATUSES, DeadReason, JobError, Status
 from jobkit.retry import Retry
+from jobkit.schedule import Cron, cron
 from jobkit.settings import Settings
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "BaseJob",
     "ConfigurationError",
+    "Cron",
     "DeadReason",
     "InvalidTransition",
     "JobError",
@@ -50,6 +52,7 @@ __all__ = [
     "Status",
     "UnknownJobError",
     "configure",
+    "cron",
     "get_job",
     "get_settings",
     "get_store",

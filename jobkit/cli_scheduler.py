@@ -1,9 +1,129 @@
-"""`jobkit scheduler` and `jobkit schedules` (filled in with the scheduler)."""
+"""`jobkit scheduler` (the process) and `jobkit schedules` (what it does, and did)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from jobkit import registry
+from jobkit.schedule import BoundSchedule, collect
+
+# cli.py imports this module while it is still being defined, so its helpers are looked up
+# inside the commands, and the shared option types are repeated here.
+AppModules = Annotated[list[str], typer.Option("-A", "--app", help="module(s) defining your jobs")]
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
+Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")]
+
+
+def _load(app_modules: list[str]) -> list[BoundSchedule]:
+    registry.import_apps(app_modules)
+    return collect(list(registry.registered().values()))
+
+
+def scheduler(
+    app_modules: AppModules,
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run a scheduler: enqueue cron slots (each once, however many schedulers run) and
+    promote delayed jobs when they fall due. Stops cleanly on SIGTERM / Ctrl-C."""
+    from jobkit import cli
+    from jobkit.connection import configure, connect, get_settings
+    from jobkit.scheduler import Scheduler
+
+    cli.setup_logging(log_level)
+    settings = configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix)
+    schedules = _load(app_modules)
+    raise typer.Exit(Scheduler(connect(settings), schedules).run())
+
+
+def _iso(t: float | None, b: BoundSchedule) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, b.cron.zone).isoformat()
+
+
+def _rows(schedules: list[BoundSchedule]) -> list[dict[str, Any]]:
+    from jobkit.connection import get_store
+    from jobkit.schedule_store import ScheduleStore
+
+    sched = ScheduleStore(get_store())
+    now = sched.now()
+    states = sched.states([b.key for b in schedules])
+    statuses = sched.job_statuses([s.last_job or "" for s in states])
+    rows = []
+    for b, st, status in zip(schedules, states, statuses, strict=True):
+        after = max(now, st.cursor or 0)
+        rows.append(
+            {
+                "schedule": b.key,
+                "job": b.job.name,
+                "expr": b.cron.expr,
+                "tz": b.cron.tz,
+                "misfire": b.cron.misfire,
+                "grace": b.cron.grace,
+                "params": dict(b.cron.params),
+                "next_runs": [d.isoformat() for d in b.cron.next_runs(3, after=after)],
+                "last_run": _iso(st.last_slot, b),
+                "last_fired_at": _iso(st.last_fired_at, b),
+                "last_job": st.last_job,
+                # a finished job's hash expires after its result_ttl
+                "last_status": status or ("expired" if st.last_job else None),
+                "fired": st.fired,
+                "skipped": st.skipped,
+            }
+        )
+    return rows
+
+
+def schedules(
+    app_modules: AppModules,
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+    as_json: AsJson = False,
+) -> None:
+    """Every cron schedule of the given modules: next runs, last run and its status."""
+    from jobkit import cli
+
+    cli._connect(redis_url, prefix)
+    rows = _rows(_load(app_modules))
+    if as_json:
+        cli._print_json(rows)
+        return
+    table = Table(
+        "schedule",
+        "cron",
+        "tz",
+        "misfire",
+        "next runs",
+        "last run",
+        "status",
+        "fired",
+        "skipped",
+        title="schedules",
+    )
+    for r in rows:
+        table.add_row(
+            r["schedule"],
+            r["expr"],
+            r["tz"],
+            r["misfire"],
+            "\n".join(r["next_runs"]),
+            r["last_run"] or "never",
+            r["last_status"] or "-",
+            str(r["fired"]),
+            str(r["skipped"]),
+        )
+    cli.console.print(table)
+    if not rows:
+        cli.console.print("no schedules declared in " + ", ".join(app_modules))
 
 
 def register(app: typer.Typer) -> None:
     """Add the scheduler commands to ``app``."""
+    app.command("scheduler")(scheduler)
+    app.command("schedules")(schedules)

@@ -15,6 +15,7 @@ from jobkit.connection import get_settings, get_store
 from jobkit.handle import JobHandle
 from jobkit.keys import lane_name
 from jobkit.retry import Retry
+from jobkit.schedule import Cron, bind_schedules
 from jobkit.store import NewJob, Store
 
 MAX_PRIORITY = 1000
@@ -57,6 +58,8 @@ class BaseJob:
     timeout: ClassVar[float | timedelta | None] = None
     result_ttl: ClassVar[int | None] = None
     tags: ClassVar[frozenset[str] | set[str]] = frozenset()
+    schedule: ClassVar[Cron | None] = None
+    schedules: ClassVar[Sequence[Cron]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,6 +70,7 @@ class BaseJob:
         if not -MAX_PRIORITY <= cls.priority <= MAX_PRIORITY:
             raise ValueError(f"{cls.__qualname__}.priority must be within ±{MAX_PRIORITY}")
         cls.tags = frozenset(cls.tags)
+        bind_schedules(cls)  # a bad schedule fails here, at import, not when it fires
         registry.register(cls.name, cls)
 
     def __init__(self, params: BaseModel, *, job_id: str = "", attempt: int = 1) -> None:

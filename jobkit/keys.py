@@ -19,6 +19,10 @@ key                         type    holds
 ``{p}:workers``             zset    worker name -> last heartbeat (ms)
 ``{p}:worker:<name>``       hash    one worker: host, pid, queues, current jobs, counts
 ``{p}:stats``               hash    processed / failed / dead totals
+``{p}:schedule:<key>``      hash    one cron schedule: cursor (last handled slot), last and
+                                    next fire times, last job id, fired / skipped counts
+``{p}:sched:wake``          pubsub  channel: a delayed job due before any other was added,
+                                    so sleeping schedulers re-plan (not a key; no data)
 ==========================  ======  ==================================================
 
 A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged workers.
@@ -56,7 +60,17 @@ def split_lane(lane: str) -> tuple[str, frozenset[str]]:
 class Keys:
     """Key builder for one prefix."""
 
-    __slots__ = ("base", "dead", "lanes", "running", "scheduled", "seq", "stats", "workers")
+    __slots__ = (
+        "base",
+        "dead",
+        "lanes",
+        "running",
+        "sched_wake",
+        "scheduled",
+        "seq",
+        "stats",
+        "workers",
+    )
 
     def __init__(self, prefix: str = "jobkit") -> None:
         self.base = "{" + prefix + "}"
@@ -67,6 +81,7 @@ class Keys:
         self.lanes = f"{self.base}:lanes"
         self.workers = f"{self.base}:workers"
         self.stats = f"{self.base}:stats"
+        self.sched_wake = f"{self.base}:sched:wake"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
@@ -82,6 +97,10 @@ class Keys:
 
     def worker(self, name: str) -> str:
         return f"{self.base}:worker:{name}"
+
+    def schedule(self, key: str) -> str:
+        """State of the cron schedule ``key`` (see :class:`jobkit.schedule.BoundSchedule`)."""
+        return f"{self.base}:schedule:{key}"
 
     def job_id_of(self, key: str) -> str:
         """The id inside a ``job:<id>`` key."""

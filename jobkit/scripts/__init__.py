@@ -21,6 +21,7 @@ NAMES = (
     "revive",
     "purge",
     "worker",
+    "cron_fire",
 )
 
 

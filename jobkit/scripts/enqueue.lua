@@ -1,5 +1,6 @@
 -- enqueue: create one or many jobs, queued now or scheduled for later.
 -- KEYS[1]  base "{prefix}"; job, queue, wake, scheduled and lanes keys are built from it
+--          (and the sched:wake channel, published to when a new earliest delayed job arrives)
 -- ARGV[1]  number of jobs N, then N groups of 11 values:
 --          id, name, lane, queue, params JSON, priority, delay_ms, at_ms (0 = none),
 --          max_attempts, timeout seconds (0 = none), result_ttl seconds
@@ -32,7 +33,14 @@ for i = 0, n - 1 do
     if status == 'queued' then
       push_ready(base, id, lane, priority, seq)
     else
-      redis.call('ZADD', base .. ':scheduled', due, id)
+      -- Wake sleeping schedulers (channel named in keys.py) only when this entry is due
+      -- before every other: otherwise they already sleep until an earlier due time.
+      local sched = base .. ':scheduled'
+      local head = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+      redis.call('ZADD', sched, due, id)
+      if head[1] == nil or due < tonumber(head[2]) then
+        redis.call('PUBLISH', base .. ':sched:wake', due)
+      end
     end
     if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
     out[#out + 1] = 1

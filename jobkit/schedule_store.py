@@ -1,0 +1,172 @@
+"""Redis access for cron schedules and the scheduler's wake-ups (store layer: every Redis
+command of the scheduler is issued here, on top of a :class:`~jobkit.store.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.client import PubSub
+
+from jobkit.schedule import BoundSchedule, Plan
+from jobkit.store import NewJob, Store
+
+
+@dataclass(frozen=True, slots=True)
+class FireResult:
+    """What the cron_fire script did with one slot."""
+
+    slot: int
+    job_id: str
+    code: int  # 1 enqueued, 0 already handled, -1 not due yet by Redis time
+    detail: str  # 'queued', the existing job's status, or ms to wait
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """A schedule's hash in Redis, parsed; times are epoch seconds."""
+
+    key: str
+    cursor: int | None
+    last_slot: int | None
+    last_job: str | None
+    last_fired_at: float | None
+    next_slot: int | None
+    fired: int
+    skipped: int
+
+    @classmethod
+    def from_hash(cls, key: str, h: dict[str, str]) -> ScheduleState:
+        def num(field: str) -> int | None:
+            raw = h.get(field)
+            return int(raw) if raw else None
+
+        fired_ms = num("last_fired_at")
+        return cls(
+            key=key,
+            cursor=num("cursor"),
+            last_slot=num("last_slot"),
+            last_job=h.get("last_job") or None,
+            last_fired_at=None if fired_ms is None else fired_ms / 1000,
+            next_slot=num("next_slot"),
+            fired=num("fired") or 0,
+            skipped=num("skipped") or 0,
+        )
+
+
+class WakeListener:
+    """The scheduler's subscription to the ``sched:wake`` channel.
+
+    A dedicated connection, so waiting is a local poll on its socket: Redis rounds the
+    timeouts of blocking commands (BLPOP) to its ``hz`` tick, up to 100 ms late, which
+    would blow the lateness budget. Messages carry the new due time in ms (Redis time).
+    """
+
+    def __init__(self, store: Store) -> None:
+        pubsub: PubSub = store.redis.pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        self._pubsub = pubsub
+        self._pubsub.subscribe(store.keys.sched_wake)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` s; the earliest due time announced meanwhile, or None.
+
+        May return None early (a subscription confirmation); callers loop to their deadline.
+        """
+        msg = self._pubsub.get_message(timeout=max(0.0, timeout))
+        earliest: int | None = None
+        while msg is not None:
+            due = _due_ms(msg)
+            if due is not None and (earliest is None or due < earliest):
+                earliest = due
+            msg = self._pubsub.get_message(timeout=0.0)  # coalesce a burst of wake-ups
+        return earliest
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+def _due_ms(msg: dict[str, Any]) -> int | None:
+    if msg.get("type") != "message":
+        return None
+    try:
+        return int(float(msg["data"]))
+    except (TypeError, ValueError):
+        return None
+
+
+class ScheduleStore:
+    """Schedule state and the atomic slot firing, for one :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys = store.keys
+
+    def now(self) -> float:
+        """Redis server time, epoch seconds."""
+        sec, usec = self.store.redis.time()
+        return sec + usec / 1_000_000
+
+    def promote_and_time(self, limit: int) -> tuple[int, int, float]:
+        """Promote due delayed jobs and read Redis time, in one round trip.
+
+        Returns (moved, ms until the next scheduled entry or -1, Redis time in seconds).
+        """
+        pipe = self.store.redis.pipeline(transaction=False)
+        self.store._run("promote", [self.keys.base], (limit,), client=pipe)
+        pipe.time()
+        (moved, wait), (sec, usec) = pipe.execute()
+        return int(moved), int(wait), sec + usec / 1_000_000
+
+    def cursors(self, keys: Sequence[str]) -> dict[str, int | None]:
+        """The last handled slot of each schedule (None: never handled)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(self.keys.schedule(key), "cursor")
+        return {k: int(v) if v else None for k, v in zip(keys, pipe.execute(), strict=True)}
+
+    def fire(self, bound: BoundSchedule, job: NewJob, plan: Plan) -> tuple[bool, list[FireResult]]:
+        """Run cron_fire for ``plan``; ``job`` carries the fields every slot's job shares.
+
+        Returns (whether this call moved the cursor, one result per slot it looked at).
+        """
+        [out] = self.fire_many([(bound, job, plan)])
+        return out
+
+    def fire_many(
+        self, items: Sequence[tuple[BoundSchedule, NewJob, Plan]]
+    ) -> list[tuple[bool, list[FireResult]]]:
+        """:meth:`fire` for several schedules in one round trip (one script call each)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for bound, job, plan in items:
+            args: list[Any] = [bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire)]
+            args.extend((job.name, job.lane, job.queue, job.params_json, job.priority,
+                         job.max_attempts, job.timeout, job.result_ttl))  # fmt: skip
+            for slot in plan.fire:
+                args.extend((slot, bound.job_id(slot)))
+            keys = [self.keys.base, self.keys.schedule(bound.key)]
+            self.store._run("cron_fire", keys, args, client=pipe)
+        out = []
+        for (bound, _, plan), raw in zip(items, pipe.execute(), strict=True):
+            results = [
+                FireResult(slot, bound.job_id(slot), int(code), str(detail))
+                for slot, code, detail in zip(plan.fire, raw[1::2], raw[2::2], strict=False)
+            ]
+            out.append((bool(raw[0]), results))
+        return out
+
+    def states(self, keys: Sequence[str]) -> list[ScheduleState]:
+        """The stored state of each schedule (empty fields for one never run)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self.keys.schedule(key))
+        return [ScheduleState.from_hash(k, h) for k, h in zip(keys, pipe.execute(), strict=True)]
+
+    def job_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """The status of each job id (None where the hash is gone)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self.keys.job(job_id), "status")
+        return cast(list[str | None], pipe.execute())

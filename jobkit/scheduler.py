@@ -1,0 +1,200 @@
+"""The `jobkit scheduler` process: promotes due delayed jobs and enqueues cron slots.
+
+Run as many as you like. They need no leader: every cron slot is enqueued by one Lua
+script that also moves the schedule's cursor, so of several schedulers racing for a slot
+exactly one wins, and a slot at or below the cursor is never enqueued again. Promotion of
+delayed jobs is idempotent. A lease would only save the losers one script call per slot,
+and would add its expiry time to every failover, so there is none.
+
+The process sleeps until the earliest due time it knows of (next cron slot, head of the
+``scheduled`` set). Dispatching a delayed job due earlier than every other publishes its
+due time on ``sched:wake``, which shortens the sleep of every scheduler at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+import types
+from collections.abc import Sequence
+from datetime import datetime
+
+import redis
+
+from jobkit.schedule import BoundSchedule, Plan, plan
+from jobkit.schedule_store import FireResult, ScheduleStore, WakeListener
+from jobkit.store import NewJob, Store
+
+log = logging.getLogger("jobkit.scheduler")
+
+# Re-plan at least this often even if nothing woke us: covers wake-ups that cannot arrive
+# (retry back-offs are added to `scheduled` by workers without publishing; a pub/sub
+# message sent while our connection was down). Not the timing mechanism.
+MAX_SLEEP = 5.0
+PROMOTE_LIMIT = 500
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to leave an idle wait at once."""
+
+
+class Scheduler:
+    """One `jobkit scheduler` process (also usable in-process: ``step()`` and ``wait()``)."""
+
+    def __init__(self, store: Store, schedules: Sequence[BoundSchedule]) -> None:
+        self.store = store
+        self.sched = ScheduleStore(store)
+        self.schedules = list(schedules)
+        # next slot per schedule, epoch seconds by Redis time; 0 = plan at the first step
+        self.next_at: dict[str, float] = {b.key: 0.0 for b in self.schedules}
+        self.next_scheduled: float | None = None  # head of `scheduled`, Redis time
+        self.offset = 0.0  # Redis time minus local time.time()
+        self.stopping = False
+        self._idle = False
+        self._synced: set[str] = set()
+        self._wake: WakeListener | None = None
+        self._down_since: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Loop until SIGTERM or SIGINT; returns the exit code (0)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for b in self.schedules:
+            log.info("schedule %s: %s -> %s", b.key, b.cron.describe(), b.job.name)
+        log.info("scheduler started: %d schedule(s), promoting delayed jobs", len(self.schedules))
+        try:
+            while not self.stopping:
+                self._cycle()
+        except _Stop:
+            pass
+        finally:
+            self._close_wake()
+        log.info("scheduler stopped")
+        return 0
+
+    def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
+        if not self.stopping:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        self.stopping = True
+        if self._idle:
+            raise _Stop  # in a socket wait: no Redis command is half done
+
+    def _cycle(self) -> None:
+        try:
+            if self._wake is None:
+                self._wake = WakeListener(self.store)  # before planning: no wake-up lost
+            self.wait(self.step())
+            if self._down_since is not None:
+                log.info("Redis reachable again after %.1fs", time.monotonic() - self._down_since)
+                self._down_since = None
+        except redis.RedisError as exc:  # an outage, or Redis refusing writes (OOM, ...)
+            self._close_wake()
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.error("Redis unreachable or failing: %s; retrying", exc)
+            self._sleep(min(1.0, 0.1 + (time.monotonic() - self._down_since) / 10))
+
+    def _close_wake(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            with contextlib.suppress(redis.RedisError):
+                wake.close()
+
+    def _sleep(self, seconds: float) -> None:
+        self._idle = True
+        try:
+            if self.stopping:
+                raise _Stop
+            time.sleep(seconds)
+        finally:
+            self._idle = False
+
+    # -- one round ------------------------------------------------------------------------
+
+    def redis_now(self) -> float:
+        """Redis time estimated from the local clock and the last measured offset."""
+        return time.time() + self.offset
+
+    def step(self) -> float:
+        """Promote due delayed jobs, fire due cron slots; returns seconds until the next."""
+        before = time.time()
+        moved, wait_ms, now = self.sched.promote_and_time(PROMOTE_LIMIT)
+        self.offset = now - (before + time.time()) / 2
+        if moved:
+            log.debug("promoted %d delayed job(s)", moved)
+        self.next_scheduled = None if wait_ms < 0 else now + wait_ms / 1000
+        due = [b for b in self.schedules if self.next_at[b.key] <= now]
+        if due:
+            self._fire(due, now)
+        return self._until_next()
+
+    def _until_next(self) -> float:
+        targets = list(self.next_at.values())
+        if self.next_scheduled is not None:
+            targets.append(self.next_scheduled)
+        if not targets:
+            return MAX_SLEEP
+        return max(0.0, min(MAX_SLEEP, min(targets) - self.redis_now()))
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, cut short when a delayed job due earlier is announced."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._wake is None:
+                return
+            self._idle = True
+            try:
+                due_ms = self._wake.wait(remaining)
+            finally:
+                self._idle = False
+            if due_ms is not None:
+                due = due_ms / 1000
+                if self.next_scheduled is None or due < self.next_scheduled:
+                    self.next_scheduled = due
+                deadline = min(deadline, time.monotonic() + due - self.redis_now())
+
+    def _fire(self, due: Sequence[BoundSchedule], now: float) -> None:
+        cursors = self.sched.cursors([b.key for b in due])
+        work: list[tuple[BoundSchedule, NewJob, Plan]] = []
+        for b in due:
+            p = plan(b.cron, cursors[b.key], now)
+            self.next_at[b.key] = p.next
+            if not p.fire and not p.skip_to and b.key in self._synced:
+                continue  # another scheduler handled the slot; nothing to record
+            # the dispatch path builds the job (params validated, lane, ttl), per schedule
+            job = b.job._new_job(dict(b.cron.params), delay=None, at=None, queue=None,
+                                 priority=None, job_id=b.job_id(0))  # fmt: skip
+            work.append((b, job, p))
+        if not work:
+            return
+        # one round trip for all schedules due together (every hourly job fires at :00)
+        for (b, _, p), (advanced, results) in zip(work, self.sched.fire_many(work), strict=True):
+            self._synced.add(b.key)
+            if advanced and p.missed:
+                log.warning(
+                    "schedule %s: %d slot(s) missed by more than %gs not enqueued (misfire=%s)",
+                    b.key, p.missed, b.cron.grace, b.cron.misfire,
+                )  # fmt: skip
+            for r in results:
+                self._report(b, r, now)
+
+    def _report(self, b: BoundSchedule, r: FireResult, now: float) -> None:
+        when = datetime.fromtimestamp(r.slot, b.cron.zone).isoformat()
+        if r.code == 1:
+            late = now - r.slot
+            kind = "catch-up " if late > b.cron.grace else ""
+            log.info("schedule %s: fired %sslot %s as %s", b.key, kind, when, r.job_id)
+        elif r.code == 0:
+            log.debug(
+                "schedule %s: slot %s already handled (%s)", b.key, when, r.detail or "job expired"
+            )
+        else:  # Redis time is behind ours (failover to a host with another clock): retry
+            self.next_at[b.key] = min(self.next_at[b.key], float(r.slot))
+            log.warning(
+                "schedule %s: slot %s not due yet by Redis time (%s ms)", b.key, when, r.detail
+            )

@@ -1,0 +1,70 @@
+-- cron_fire: enqueue the jobs of one cron schedule's due slots, each slot at most once ever.
+-- KEYS[1]  base "{prefix}"; job, queue, wake and lanes keys are built from it
+-- KEYS[2]  schedule:<key> hash: cursor (last handled slot), last_slot, last_job,
+--          last_fired_at, next_slot, fired, skipped
+-- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
+--          fields every slot shares: name, lane, queue, params JSON, priority, max_attempts,
+--          timeout seconds, result_ttl seconds; then N pairs (slot epoch seconds, job id),
+--          oldest slot first
+-- Returns  {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
+--          cursor. code 1 enqueued (detail 'queued'); 0 already handled by this or another
+--          scheduler (detail: that job's status or ''); -1 not due yet by Redis time
+--          (detail: ms to wait; later slots of the call are not looked at)
+-- Invariant: the cursor only grows, and a slot at or below it is never enqueued again, so
+-- a slot fires once even after its job hash expired (result_ttl); the job and the cursor
+-- change together. Job fields mirror enqueue.lua (tests compare the two hashes).
+local base, sk = KEYS[1], KEYS[2]
+local key, next_slot = ARGV[1], ARGV[2]
+local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local name, lane, queue, params = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local priority, max_attempts, timeout, ttl = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local now = now_ms()
+local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1')
+local advanced = false
+if skip_to > 0 and skip_to > cursor and skip_to * 1000 <= now then
+  cursor = skip_to
+  advanced = true
+end
+local out = {}
+for i = 0, n - 1 do
+  local slot, id = tonumber(ARGV[14 + 2 * i]), ARGV[15 + 2 * i]
+  if slot * 1000 > now then
+    out[#out + 1] = -1
+    out[#out + 1] = slot * 1000 - now
+    break
+  end
+  if slot <= cursor then
+    out[#out + 1] = 0
+    out[#out + 1] = redis.call('HGET', job_key(base, id), 'status') or ''
+  else
+    cursor = slot
+    advanced = true
+    local jk = job_key(base, id)
+    local existing = redis.call('HGET', jk, 'status')
+    if existing then  -- someone dispatched this id by hand: keep it, the slot is served
+      out[#out + 1] = 0
+      out[#out + 1] = existing
+    else
+      local seq = next_seq(base)
+      redis.call('HSET', jk, 'id', id, 'name', name, 'lane', lane, 'queue', queue,
+        'params', params, 'priority', priority, 'seq', seq, 'status', 'queued',
+        'attempts', 0, 'lease', 0, 'crashes', 0, 'max_attempts', max_attempts,
+        'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', slot * 1000,
+        'schedule', key)
+      push_ready(base, id, lane, priority, seq)
+      if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+      redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
+      redis.call('HINCRBY', sk, 'fired', 1)
+      out[#out + 1] = 1
+      out[#out + 1] = 'queued'
+    end
+  end
+end
+if advanced then
+  redis.call('HSET', sk, 'cursor', cursor)
+  -- only the scheduler that moved the cursor counts the misses, so they count once
+  if missed > 0 then redis.call('HINCRBY', sk, 'skipped', missed) end
+end
+redis.call('HSET', sk, 'next_slot', next_slot)
+table.insert(out, 1, advanced and 1 or 0)
+return out
