@@ -1,0 +1,224 @@
+"""Jobs the test suite dispatches; workers load them with ``-A tests.jobs``.
+
+Side effects the tests check go to Redis (lists, counters, marker keys) through the
+process's default store, so they are visible across the test and worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from jobkit import BaseJob, Retry, RetryLater, get_store
+
+
+def r() -> redis.Redis:
+    """The Redis client of this process (decode_responses=True)."""
+    return get_store().redis
+
+
+class Add(BaseJob):
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int
+        b: int
+
+    def perform(self) -> int:
+        return self.params.a + self.params.b
+
+
+class AsyncEcho(BaseJob):
+    class Params(BaseModel):
+        text: str
+
+    async def perform(self) -> dict[str, Any]:
+        await asyncio.sleep(0.01)
+        return {"echo": self.params.text, "attempt": self.attempt}
+
+
+class Record(BaseJob):
+    """Appends ``tag`` to the list ``key``: the list is the order of execution."""
+
+    class Params(BaseModel):
+        key: str
+        tag: str
+
+    def perform(self) -> str:
+        r().rpush(self.params.key, self.params.tag)
+        return self.params.tag
+
+
+class CountOnce(BaseJob):
+    """Sets ``marker`` and sleeps ``first_sleep`` s on attempt 1; then INCRs ``counter``."""
+
+    retry = Retry(max_attempts=3, base=0.1, jitter=False)
+
+    class Params(BaseModel):
+        marker: str
+        counter: str
+        first_sleep: float = 30.0
+
+    def perform(self) -> int:
+        r().set(self.params.marker, os.getpid())
+        if self.attempt == 1:
+            time.sleep(self.params.first_sleep)
+        r().incr(self.params.counter)
+        return self.attempt
+
+
+class Flaky(BaseJob):
+    """Fails its first ``fail_times`` attempts; each attempt RPUSHes its start time."""
+
+    retry = Retry(max_attempts=3, base=0.3, factor=2.0, jitter=False)
+
+    class Params(BaseModel):
+        times_key: str
+        fail_times: int = 2
+
+    def perform(self) -> str:
+        r().rpush(self.params.times_key, repr(time.time()))
+        if self.attempt <= self.params.fail_times:
+            raise ConnectionError(f"upstream down (attempt {self.attempt})")
+        return f"ok on attempt {self.attempt}"
+
+
+class NeedsFlag(BaseJob):
+    """Fails (two attempts) until the Redis key ``flag`` exists."""
+
+    retry = Retry(max_attempts=2, base=0.05, jitter=False)
+
+    class Params(BaseModel):
+        flag: str
+
+    def perform(self) -> str:
+        if not r().exists(self.params.flag):
+            raise ValueError(f"flag {self.params.flag} is not set")
+        return "flag seen"
+
+
+class Later(BaseJob):
+    """Asks to run again ``retry_in`` s later on its first attempt.
+
+    (A params field may not be called ``delay``: dispatch() takes that keyword itself.)
+    """
+
+    retry = Retry(max_attempts=3)
+
+    class Params(BaseModel):
+        times_key: str
+        retry_in: float = 0.4
+
+    def perform(self) -> int:
+        r().rpush(self.params.times_key, repr(time.time()))
+        if self.attempt == 1:
+            raise RetryLater(self.params.retry_in, "not yet")
+        return self.attempt
+
+
+class Hang(BaseJob):
+    """Overruns its 0.5 s hard timeout; no retry."""
+
+    timeout = 0.5
+    retry = Retry(max_attempts=1)
+
+    class Params(BaseModel):
+        marker: str
+
+    def perform(self) -> None:
+        r().set(self.params.marker, os.getpid())
+        time.sleep(30)
+
+
+class HangRetried(Hang):
+    """Like Hang, with one retry after a timeout."""
+
+    retry = Retry(max_attempts=2, base=0.05, jitter=False)
+
+
+class WhoAmI(BaseJob):
+    """Returns the process ids of the child that ran it."""
+
+    def perform(self) -> dict[str, int]:
+        return {"pid": os.getpid(), "ppid": os.getppid()}
+
+
+class BadResult(BaseJob):
+    def perform(self) -> object:
+        return object()
+
+
+class Sleepy(BaseJob):
+    """Sets ``marker``, sleeps ``seconds``, returns how long it slept."""
+
+    class Params(BaseModel):
+        marker: str
+        seconds: float
+
+    def perform(self) -> float:
+        r().set(self.params.marker, os.getpid())
+        started = time.monotonic()
+        time.sleep(self.params.seconds)
+        return round(time.monotonic() - started, 3)
+
+
+class SlowOnce(BaseJob):
+    """Sleeps 30 s the first time it ever runs (``once`` key SET NX), then returns fast."""
+
+    class Params(BaseModel):
+        once: str
+        marker: str
+
+    def perform(self) -> str:
+        r().set(self.params.marker, os.getpid())
+        if r().set(self.params.once, "1", nx=True):
+            time.sleep(30)
+            return "slow"
+        return "fast"
+
+
+class Stamp(BaseJob):
+    """Returns the wall-clock time it ran at."""
+
+    def perform(self) -> float:
+        return time.time()
+
+
+class Crash(BaseJob):
+    """Kills the child process running it, every time: a poison pill."""
+
+    retry = Retry(max_attempts=5, base=0.05, jitter=False)
+
+    class Params(BaseModel):
+        counter: str
+
+    def perform(self) -> None:
+        r().incr(self.params.counter)
+        os._exit(3)
+
+
+class OnGpu(BaseJob):
+    """Only workers carrying the ``gpu`` tag run it."""
+
+    tags = frozenset({"gpu"})
+
+    def perform(self) -> str:
+        return "ran on a gpu worker"
+
+
+class Hog(BaseJob):
+    """Holds ``mb`` MB of memory for ``seconds`` s."""
+
+    class Params(BaseModel):
+        mb: int
+        seconds: float
+
+    def perform(self) -> int:
+        block = bytearray(self.params.mb * 2**20)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page: make it resident
+        time.sleep(self.params.seconds)
+        return os.getpid()

@@ -1,0 +1,162 @@
+"""Dispatch -> worker process -> result; unknown ids; bulk dispatch; idempotency; order."""
+
+from __future__ import annotations
+
+import time
+
+import jobkit
+from jobkit import Status
+from tests import jobs
+from tests.conftest import Env, StartWorker, wait_until
+
+
+def test_dispatch_runs_in_a_worker_and_returns_the_result(
+    env: Env, start_worker: StartWorker
+) -> None:
+    handle = jobs.Add.dispatch(a=2, b=3)
+    assert handle.status is Status.QUEUED
+    start_worker()
+
+    assert handle.result(timeout=15) == 5
+    assert handle.status is Status.SUCCEEDED
+    assert handle.attempts == 1
+    assert handle.error is None
+    rec = handle.record
+    assert rec is not None
+    assert rec.name == "tests.jobs.Add"
+    assert rec.started_at is not None and rec.finished_at is not None
+    assert rec.finished_at >= rec.started_at
+    assert env.stats().get("succeeded") == 1
+
+
+def test_async_perform(env: Env, start_worker: StartWorker) -> None:
+    start_worker()
+    handle = jobs.AsyncEcho.dispatch(text="hi")
+    assert handle.result(timeout=15) == {"echo": "hi", "attempt": 1}
+    assert handle.status is Status.SUCCEEDED
+    # the child keeps one event loop: a second async job on it works too
+    assert jobs.AsyncEcho.dispatch(text="again").result(timeout=15)["echo"] == "again"
+
+
+def test_unknown_job_id_reports_unknown(env: Env) -> None:
+    handle = jobkit.get_job("no-such-job")
+    assert handle.status is Status.UNKNOWN
+    assert handle.record is None
+    assert handle.attempts == 0
+
+
+def test_get_job_finds_a_dispatched_job(env: Env) -> None:
+    dispatched = jobs.Add.dispatch(a=1, b=1)
+    found = jobkit.get_job(dispatched.id)
+    assert found.status is Status.QUEUED
+    assert found.record is not None
+    assert found.record.name == "tests.jobs.Add"
+
+
+def test_dispatch_many_all_succeed(env: Env, start_worker: StartWorker) -> None:
+    handles = jobs.Add.dispatch_many([{"a": i, "b": 1000} for i in range(200)])
+    assert len(handles) == 200
+    assert len({h.id for h in handles}) == 200
+    assert all(h.status is Status.QUEUED for h in handles)
+    assert env.client.zcard(env.keys.queue("default")) == 200
+
+    start_worker(concurrency=2)
+    results = [h.result(timeout=60) for h in handles]
+
+    assert results == [i + 1000 for i in range(200)]
+    assert all(h.status is Status.SUCCEEDED for h in handles)
+    assert env.stats().get("succeeded") == 200
+    assert env.client.zcard(env.keys.queue("default")) == 0
+    assert env.client.zcard(env.keys.running) == 0
+
+
+def test_job_id_is_an_idempotency_key(env: Env) -> None:
+    first = jobs.Add.dispatch(a=1, b=2, job_id="order-42")
+    assert first.id == "order-42"
+    assert first.status is Status.QUEUED
+    before = {key: env.client.dump(key) for key in env.client.keys("*")}
+
+    second = jobs.Add.dispatch(a=100, b=200, job_id="order-42")
+
+    assert second.id == "order-42"
+    assert second.status is Status.QUEUED
+    after = {key: env.client.dump(key) for key in env.client.keys("*")}
+    assert after == before  # nothing new written, nothing changed
+    assert env.client.zcard(env.keys.queue("default")) == 1
+    rec = env.store.get("order-42")
+    assert rec is not None
+    assert rec.params_json == '{"a":1,"b":2}'
+
+
+def test_job_id_of_a_finished_job_returns_it(env: Env, start_worker: StartWorker) -> None:
+    start_worker()
+    assert jobs.Add.dispatch(a=1, b=2, job_id="once").result(timeout=15) == 3
+    again = jobs.Add.dispatch(a=5, b=5, job_id="once")
+    assert again.status is Status.SUCCEEDED
+    assert again.result(timeout=1) == 3
+    assert env.stats().get("succeeded") == 1
+
+
+def test_priority_then_fifo(env: Env, start_worker: StartWorker) -> None:
+    key = "order"
+    for tag in ("low-1", "low-2"):
+        jobs.Record.dispatch(key=key, tag=tag, priority=-5)
+    for tag in ("normal-1", "normal-2"):
+        jobs.Record.dispatch(key=key, tag=tag)
+    for tag in ("high-1", "high-2", "high-3"):
+        jobs.Record.dispatch(key=key, tag=tag, priority=10)
+    last = jobs.Record.dispatch(key=key, tag="normal-3")
+
+    start_worker(concurrency=1)
+    assert last.result(timeout=15) == "normal-3"
+    wait_until(lambda: env.client.llen(key) == 8, timeout=15, what="8 jobs to run")
+
+    assert env.client.zcard(env.keys.queue("default")) == 0
+    assert env.client.lrange(key, 0, -1) == [
+        "high-1",
+        "high-2",
+        "high-3",
+        "normal-1",
+        "normal-2",
+        "normal-3",
+        "low-1",
+        "low-2",
+    ]
+
+
+def test_queues_are_checked_in_the_order_given(env: Env, start_worker: StartWorker) -> None:
+    key = "order"
+    # the later queue holds higher-priority jobs: queue order still wins
+    jobs.Record.dispatch(key=key, tag="second-a", queue="second", priority=100)
+    jobs.Record.dispatch(key=key, tag="first-a", queue="first")
+    jobs.Record.dispatch(key=key, tag="second-b", queue="second", priority=100)
+    jobs.Record.dispatch(key=key, tag="first-b", queue="first", priority=-100)
+    jobs.Record.dispatch(key=key, tag="other", queue="unserved")
+
+    start_worker(queues="first,second", concurrency=1)
+
+    wait_until(lambda: env.client.llen(key) == 4, timeout=15, what="4 jobs to run")
+    assert env.client.lrange(key, 0, -1) == ["first-a", "first-b", "second-a", "second-b"]
+    # a queue the worker does not serve is left alone
+    assert env.client.zcard(env.keys.queue("unserved")) == 1
+
+
+def test_tagged_jobs_need_a_worker_with_the_tags(env: Env, start_worker: StartWorker) -> None:
+    start_worker()
+    tagged = jobs.OnGpu.dispatch()
+    plain = jobs.Add.dispatch(a=1, b=1)
+    assert plain.result(timeout=15) == 2
+    assert env.client.zscore(env.keys.queue("default|gpu"), tagged.id) is not None
+    assert env.client.sismember(env.keys.lanes, "default|gpu")
+    time.sleep(0.3)
+    assert tagged.status is Status.QUEUED  # the untagged worker leaves it alone
+
+    start_worker(extra=("--tags", "gpu,cuda"))
+    assert tagged.result(timeout=15) == "ran on a gpu worker"
+
+
+def test_prefetch_claims_several_jobs_at_once(env: Env, start_worker: StartWorker) -> None:
+    handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(30)])
+    start_worker(concurrency=1, extra=("--prefetch", "5"))
+    assert [h.result(timeout=30) for h in handles] == list(range(30))
+    assert env.client.zcard(env.keys.running) == 0
