@@ -19,6 +19,8 @@ from jobkit.schedule import Cron, bind_schedules
 from jobkit.store import NewJob, Store
 
 MAX_PRIORITY = 1000
+# keyword arguments of dispatch() that are options, not params
+DISPATCH_OPTIONS = frozenset({"delay", "at", "queue", "priority", "job_id", "store"})
 _JOB_ID = re.compile(r"[^\s]{1,200}")
 
 
@@ -70,6 +72,12 @@ class BaseJob:
         if not -MAX_PRIORITY <= cls.priority <= MAX_PRIORITY:
             raise ValueError(f"{cls.__qualname__}.priority must be within ±{MAX_PRIORITY}")
         cls.tags = frozenset(cls.tags)
+        clash = DISPATCH_OPTIONS.intersection(cls.Params.model_fields)
+        if clash:
+            raise TypeError(
+                f"{cls.__qualname__}.Params field(s) {', '.join(sorted(clash))} would be taken "
+                "as dispatch() options: rename them"
+            )
         bind_schedules(cls)  # a bad schedule fails here, at import, not when it fires
         registry.register(cls.name, cls)
 

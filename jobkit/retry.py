@@ -48,7 +48,7 @@ class Retry:
         wait: wait_base
         if self.jitter:
             wait = wait_exponential_jitter(
-                initial=self.base, exp_base=self.factor, max=self.max_delay, jitter=self.base
+                multiplier=self.base, exp_base=self.factor, max=self.max_delay, jitter=self.base
             )
         else:
             wait = wait_exponential(multiplier=self.base, exp_base=self.factor, max=self.max_delay)

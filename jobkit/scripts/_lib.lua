@@ -33,3 +33,15 @@ local function notify_done(base, id, ttl)
   redis.call('LPUSH', dk, '1')
   redis.call('EXPIRE', dk, ttl)
 end
+
+-- Park a job in `scheduled` until `due`. Sleeping schedulers are woken (pub/sub channel
+-- named in keys.py) only when this entry is due before every other: otherwise they
+-- already sleep until an earlier due time.
+local function schedule_at(base, id, due)
+  local sched = base .. ':scheduled'
+  local head = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', sched, due, id)
+  if head[1] == nil or due < tonumber(head[2]) then
+    redis.call('PUBLISH', base .. ':sched:wake', due)
+  end
+end

@@ -33,14 +33,7 @@ for i = 0, n - 1 do
     if status == 'queued' then
       push_ready(base, id, lane, priority, seq)
     else
-      -- Wake sleeping schedulers (channel named in keys.py) only when this entry is due
-      -- before every other: otherwise they already sleep until an earlier due time.
-      local sched = base .. ':scheduled'
-      local head = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-      redis.call('ZADD', sched, due, id)
-      if head[1] == nil or due < tonumber(head[2]) then
-        redis.call('PUBLISH', base .. ':sched:wake', due)
-      end
+      schedule_at(base, id, due)
     end
     if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
     out[#out + 1] = 1

@@ -1,5 +1,6 @@
 -- fail: end an attempt that raised, timed out or could not run.
 -- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+--          (scheduled, queue, dead, done and the sched:wake channel are built from KEYS[1])
 -- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
 --          result_ttl seconds (how long waiters' wake token lives)
 -- Returns  1 applied, 0 refused (stale token or job no longer running)
@@ -21,7 +22,7 @@ if action == 'dead' then
   notify_done(base, id, tonumber(ARGV[7]))
 elseif delay > 0 then
   redis.call('HSET', jk, 'status', 'retrying', 'due_at', now + delay)
-  redis.call('ZADD', base .. ':scheduled', now + delay, id)
+  schedule_at(base, id, now + delay)
 else
   redis.call('HSET', jk, 'status', 'queued', 'due_at', now)
   push_ready(base, id, f[3], f[4], next_seq(base))
