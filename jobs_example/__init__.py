@@ -9,7 +9,7 @@ import time
 
 from pydantic import BaseModel, Field
 
-from jobkit import BaseJob, Retry, RetryLater
+from jobkit import BaseJob, Retry, RetryLater, cron
 
 
 class Add(BaseJob):
@@ -93,3 +93,22 @@ class AlwaysFails(BaseJob):
 
     def perform(self) -> None:
         raise ValueError(self.params.reason)
+
+
+class NightlyReport(BaseJob):
+    """A cron job: run by `jobkit scheduler -A jobs_example` at 02:00 Berlin time."""
+
+    schedule = cron("0 2 * * *", tz="Europe/Berlin")
+
+    def perform(self) -> str:
+        return "nightly report built"
+
+
+class Heartbeat(BaseJob):
+    """A cron job every 30 seconds, so a running scheduler shows its work quickly."""
+
+    queue = "low"
+    schedule = cron("* * * * * */30", misfire="skip")
+
+    def perform(self) -> str:
+        return "alive"
