@@ -270,6 +270,10 @@ class Store:
             pipe.zcard(self.keys.queue(lane))
         return dict(zip(lanes, pipe.execute(), strict=True))
 
+    def tagged_lanes(self) -> set[str]:
+        """Every lane a tagged job was ever sent to."""
+        return cast(set[str], self.redis.smembers(self.keys.lanes))
+
     def known_lanes(self) -> list[str]:
         """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
         prefix = self.keys.queue("")

@@ -155,6 +155,16 @@ def test_tagged_jobs_need_a_worker_with_the_tags(env: Env, start_worker: StartWo
     assert tagged.result(timeout=15) == "ran on a gpu worker"
 
 
+def test_a_worker_with_all_tags_serves_every_tagged_lane(
+    env: Env, start_worker: StartWorker
+) -> None:
+    start_worker(extra=("--tags", "*"))
+    plain = jobs.Add.dispatch(a=2, b=2)
+    tagged = jobs.OnGpu.dispatch()  # a lane the worker has never seen before
+    assert plain.result(timeout=15) == 4
+    assert tagged.result(timeout=15) == "ran on a gpu worker"
+
+
 def test_prefetch_claims_several_jobs_at_once(env: Env, start_worker: StartWorker) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(30)])
     start_worker(concurrency=1, extra=("--prefetch", "5"))

@@ -27,6 +27,7 @@ import redis
 from tenacity import wait_exponential
 
 from jobkit.connection import connect
+from jobkit.keys import split_lane
 from jobkit.retry import backoff
 from jobkit.settings import Settings
 from jobkit.store import Claimed, Store
@@ -39,6 +40,7 @@ log = logging.getLogger("jobkit.worker")
 IDLE_BLOCK = 2.0  # seconds an idle child blocks on Redis before checking on its parent
 FLUSH_AFTER = 0.005  # a finished job's result waits at most this long for its batch
 RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
+LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
 _backoff = wait_exponential(multiplier=0.05, max=5.0)
 
 
@@ -58,11 +60,14 @@ class Child:
         slot: Slot,
         prefetch: int = 1,
         log_jobs: bool = True,
+        all_tags: bool = False,
     ) -> None:
         self.settings = settings
         self.worker = worker
         self.groups = [list(g) for g in groups]
         self.lanes = [lane for g in self.groups for lane in g]
+        self.all_tags = all_tags  # serve every tagged lane of our queues, found in Redis
+        self.lanes_checked = 0.0
         self.fd = fd
         self.slot = slot
         self.prefetch = max(1, prefetch)
@@ -140,8 +145,22 @@ class Child:
                 return
         protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
 
+    def _refresh_lanes(self) -> None:
+        """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
+        now = time.monotonic()
+        if not self.all_tags or now - self.lanes_checked < LANES_REFRESH:
+            return
+        self.lanes_checked = now
+        tagged = self.store.tagged_lanes()
+        self.groups = [
+            [g[0], *sorted(lane for lane in tagged if split_lane(lane)[0] == g[0])]
+            for g in self.groups
+        ]
+        self.lanes = [lane for g in self.groups for lane in g]
+
     def _refill(self) -> None:
         """Record pending results and claim the next batch in one round trip."""
+        self._refresh_lanes()
         with self.lock:
             done, self.pending = self.pending, []
         flags, jobs = self.store.complete_and_claim(
@@ -240,10 +259,11 @@ def child_main(
     slot: Slot,
     prefetch: int,
     log_jobs: bool,
+    all_tags: bool,
 ) -> int:
     """Entry point in a freshly forked child; returns the exit code."""
     try:
-        return Child(settings, worker, groups, fd, slot, prefetch, log_jobs).run()
+        return Child(settings, worker, groups, fd, slot, prefetch, log_jobs, all_tags).run()
     except BrokenPipeError:
         return 0  # the supervisor is gone; our leases lapse and get reaped
     except Exception:

@@ -58,7 +58,10 @@ class Supervisor:
         self.settings = settings
         self.options = options
         self.name = options.name or f"{socket.gethostname()}.{os.getpid()}"
-        self.groups = [worker_lanes(q, options.tags) for q in options.queues]
+        # `--tags '*'`: children discover the tagged lanes in Redis as they appear
+        self.all_tags = "*" in options.tags
+        tags = [] if self.all_tags else options.tags
+        self.groups = [worker_lanes(q, tags) for q in options.queues]
         self.store: Store = connect(settings)
         self.workers = WorkerRegistry(self.store)
         self.children: dict[int, ChildState] = {}
@@ -147,6 +150,7 @@ class Supervisor:
                     slot,
                     self.options.prefetch,
                     self.options.log_jobs,
+                    self.all_tags,
                 )
             finally:
                 os._exit(code)
