@@ -170,15 +170,16 @@ class Child:
             self.prefetch,
             self.groups,
         )
-        self._report(done, flags)
+        # one write tells the supervisor both what finished and what we now hold
+        self._report(
+            done,
+            flags,
+            [
+                protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
+                for j in jobs
+            ],
+        )
         if jobs:
-            protocol.send(
-                self.fd,
-                *(
-                    protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
-                    for j in jobs
-                ),
-            )
             with self.lock:
                 self.batch.extend(jobs)
             return
@@ -190,16 +191,17 @@ class Child:
         finally:
             self.idle = False
 
-    def _report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
+    def _report(
+        self, done: Sequence[Success], flags: Sequence[bool], more: Sequence[bytes] = ()
+    ) -> None:
         if done:
             self.executor.report(done, flags)
-            protocol.send(
-                self.fd,
-                *(
-                    protocol.encode(protocol.DONE, d.job.id, "succeeded" if ok else "lost")
-                    for d, ok in zip(done, flags, strict=True)
-                ),
-            )
+        messages = [
+            protocol.encode(protocol.DONE, d.job.id, "succeeded" if ok else "lost")
+            for d, ok in zip(done, flags, strict=True)
+        ]
+        if messages or more:
+            protocol.send(self.fd, *messages, *more)
 
     # -- housekeeping (a thread) ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from jobkit.worker.protocol import Reader
 from jobkit.worker.slot import Slot
 
 
@@ -27,6 +28,7 @@ class ChildState:
     pid: int
     fd: int
     slot: Slot
+    reader: Reader = field(default_factory=Reader)
     held: dict[str, Held] = field(default_factory=dict)
     kill_reason: str | None = None  # why we killed it: "timeout" | "memory" | "shutdown"
     recycling: bool = False  # asked to exit after its current job (memory)

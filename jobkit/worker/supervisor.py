@@ -5,9 +5,9 @@ due scheduled jobs, and shuts down gracefully on SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
-import selectors
 import signal
 import socket
 import time
@@ -33,7 +33,8 @@ from jobkit.worker.slot import Slot
 
 log = logging.getLogger("jobkit.worker")
 
-TICK = 0.05  # seconds between checks of timeouts and due scheduled jobs
+TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
+PIPE_SIZE = 1 << 20
 
 
 @dataclass
@@ -65,7 +66,6 @@ class Supervisor:
         self.store: Store = connect(settings)
         self.workers = WorkerRegistry(self.store)
         self.children: dict[int, ChildState] = {}
-        self.selector = selectors.DefaultSelector()
         self.stopping = False
         self.grace_deadline = 0.0
         self.counts = {"succeeded": 0, "retrying": 0, "dead": 0, "lost": 0}
@@ -158,7 +158,8 @@ class Supervisor:
         os.set_blocking(read_fd, False)
         state = ChildState(pid=pid, fd=read_fd, slot=slot)
         self.children[pid] = state
-        self.selector.register(read_fd, selectors.EVENT_READ, (state, protocol.Reader()))
+        with contextlib.suppress(OSError):  # room for a tick's worth of messages
+            fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         log.debug("child %d started", pid)
 
     @staticmethod
@@ -169,9 +170,11 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        for key, _ in self.selector.select(timeout=TICK):
-            state, reader = key.data
-            self._read(state, reader)
+        # Children's messages are read once per tick, not as they come: a busy child
+        # sends a batch every few milliseconds and waking for each costs CPU per job.
+        time.sleep(TICK)
+        for state in list(self.children.values()):
+            self._read(state)
         self._collect_exited()
         now = monotonic()
         self._enforce_timeouts(now)
@@ -183,12 +186,17 @@ class Supervisor:
                     self._signal_child(state.pid, signal.SIGKILL)
         self._safely(lambda: self._periodic(now))
 
-    def _read(self, state: ChildState, reader: protocol.Reader) -> None:
-        try:
-            data = os.read(state.fd, 65536)
-        except BlockingIOError:
-            return
-        for msg in reader.feed(data):
+    def _read(self, state: ChildState) -> None:
+        chunks = []
+        while True:
+            try:
+                data = os.read(state.fd, PIPE_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        for msg in state.reader.feed(b"".join(chunks)):
             job_id = msg.fields[0]
             if msg.kind == protocol.CLAIMED:
                 token, attempt, timeout, name = msg.fields[1:5]
@@ -296,9 +304,7 @@ class Supervisor:
             if done == 0:
                 continue
             state = self.children.pop(pid)
-            key = self.selector.get_key(state.fd)
-            self._read(state, key.data[1])  # messages written just before it died
-            self.selector.unregister(state.fd)
+            self._read(state)  # messages written just before it died
             os.close(state.fd)
             self._settle(state, status)
             if not self.stopping:
