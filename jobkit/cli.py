@@ -70,6 +70,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
     tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
     grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
+    threads: Annotated[int, typer.Option(min=1, help="threads running jobs per child")] = 1,
     prefetch: Annotated[int, typer.Option(min=1, help="jobs claimed per round trip")] = 8,
     log_jobs: Annotated[
         bool, typer.Option("--log-jobs/--no-log-jobs", help="an INFO line per job")
@@ -100,6 +101,7 @@ def worker(
         concurrency=concurrency,
         grace=grace,
         prefetch=prefetch,
+        threads=threads,
         log_jobs=log_jobs,
         max_memory_mb=max_memory,
         job_timeout=job_timeout,

@@ -2,8 +2,12 @@
 
 It never renews leases itself: the supervisor does, so a job that hogs this process
 (CPU-bound, a C call holding the GIL) cannot make its own lease lapse. The child tells
-the supervisor which jobs it holds over a pipe (one write per batch) and which one it
-is running in a shared-memory :class:`~jobkit.worker.slot.Slot` (no syscall per job).
+the supervisor which jobs it holds over a pipe (one write per batch) and which ones it
+is running in shared-memory :class:`~jobkit.worker.slot.Slots` (no syscall per job).
+
+With ``threads`` > 1, that many threads run jobs side by side (I/O-bound jobs overlap
+their waits); each thread that finds the batch empty refills it for all of them, so
+there is no hand-off between a dispatcher thread and the runners.
 
 Batching keeps every guarantee: each claimed job has its own lease and token, results
 are recorded by the same fenced script, and a housekeeping thread bounds how long a
@@ -33,19 +37,16 @@ from jobkit.settings import Settings
 from jobkit.store import Claimed, Store
 from jobkit.worker import protocol
 from jobkit.worker.execute import Executor, Success, persistently
-from jobkit.worker.slot import Slot
+from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
 
 IDLE_BLOCK = 2.0  # seconds an idle child blocks on Redis before checking on its parent
 FLUSH_AFTER = 0.005  # a finished job's result waits at most this long for its batch
 RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
+STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
 _backoff = wait_exponential(multiplier=0.05, max=5.0)
-
-
-class _Stop(Exception):
-    """Raised by the SIGTERM handler to leave an idle blocking wait at once."""
 
 
 class Child:
@@ -57,7 +58,7 @@ class Child:
         worker: str,
         groups: Sequence[Sequence[str]],
         fd: int,
-        slot: Slot,
+        slots: Slots,
         prefetch: int = 1,
         log_jobs: bool = True,
         all_tags: bool = False,
@@ -69,81 +70,94 @@ class Child:
         self.all_tags = all_tags  # serve every tagged lane of our queues, found in Redis
         self.lanes_checked = 0.0
         self.fd = fd
-        self.slot = slot
+        self.slots = slots
+        self.threads = slots.count
         self.prefetch = max(1, prefetch)
         self.log_jobs = log_jobs
         self.lease_ms = int(settings.lease * 1000)
-        self.stopping = False
-        self.idle = False
+        self.stopping = False  # set by SIGTERM
         self.parent = os.getppid()
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
+        # all below guarded by `cond`
         self.batch: deque[Claimed] = deque()  # claimed, not started
         self.pending: list[Success] = []  # finished, result not yet recorded
-        self.current_started = 0.0  # monotonic start of the running job, 0 when none
+        self.started = [0.0] * self.threads  # monotonic start per runner thread, 0 idle
+        self.refilling = False  # one runner is claiming (or waiting for work) for all
+        self.blocking = False  # ... and is blocked waiting for work
+        self.closing = False  # no runner takes another job
         self.store: Store
         self.executor: Executor
 
     def _on_term(self, signum: int, frame: types.FrameType | None) -> None:
         self.stopping = True
-        if self.idle:
-            raise _Stop
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us via the supervisor
         self.store = connect(self.settings)
         self.executor = Executor(self.store, self.settings, log_jobs=self.log_jobs)
-        done = threading.Event()
-        keeper = threading.Thread(target=self._housekeep, args=(done,), daemon=True)
-        keeper.start()
-        failures = 0
+        stop_keeper = threading.Event()
+        threads = [threading.Thread(target=self._housekeep, args=(stop_keeper,), daemon=True)]
+        threads += [
+            threading.Thread(target=self._runner, args=(i,), daemon=True, name=f"runner-{i}")
+            for i in range(self.threads)
+        ]
+        for thread in threads:
+            thread.start()
         try:
             while not self.stopping and os.getppid() == self.parent:
+                time.sleep(STOP_POLL)
+        finally:
+            self._wind_down()
+            stop_keeper.set()
+        return 0
+
+    # -- runner threads -----------------------------------------------------------------
+
+    def _runner(self, index: int) -> None:
+        executor = (
+            self.executor
+            if index == 0
+            else Executor(self.store, self.settings, log_jobs=self.log_jobs)
+        )
+        failures = 0
+        while True:
+            with self.cond:
+                while True:
+                    if self.closing:
+                        return
+                    if self.batch:
+                        job: Claimed | None = self.batch.popleft()
+                        self.started[index] = time.monotonic()
+                        break
+                    if not self.refilling:
+                        self.refilling, job = True, None
+                        break
+                    self.cond.wait(IDLE_BLOCK)
+            if job is None:
                 try:
-                    self._step()
+                    self._refill()
                     failures = 0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     failures += 1
                     delay = backoff(_backoff, failures)
                     log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
-                    self._sleep(delay)
-        except _Stop:
-            pass
-        finally:
-            done.set()
-            keeper.join()
-            self._wind_down()
-            self.executor.close()
-        return 0
-
-    def _sleep(self, seconds: float) -> None:
-        self.idle = True
-        try:
-            if self.stopping:
-                raise _Stop
-            time.sleep(seconds)
-        finally:
-            self.idle = False
-
-    # -- the loop -----------------------------------------------------------------------
-
-    def _step(self) -> None:
-        with self.lock:
-            job = self.batch.popleft() if self.batch else None
-            if job is not None:
-                self.current_started = time.monotonic()
-        if job is None:
-            self._refill()
-            return
-        self.slot.post(job.id, self.current_started)
-        outcome = self.executor.run(job)
-        self.slot.post("", 0.0)
-        with self.lock:
-            self.current_started = 0.0
-            if isinstance(outcome, Success):
-                self.pending.append(outcome)
-                return
-        protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
+                    time.sleep(delay)
+                finally:
+                    with self.cond:
+                        self.refilling = self.blocking = False
+                        self.cond.notify_all()
+                continue
+            self.slots.post(index, job.id, self.started[index])
+            outcome = executor.run(job)
+            self.slots.post(index, "", 0.0)
+            with self.cond:
+                self.started[index] = 0.0
+                if isinstance(outcome, Success):
+                    self.pending.append(outcome)
+                self.cond.notify_all()
+            if not isinstance(outcome, Success):
+                protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
@@ -161,7 +175,7 @@ class Child:
     def _refill(self) -> None:
         """Record pending results and claim the next batch in one round trip."""
         self._refresh_lanes()
-        with self.lock:
+        with self.cond:
             done, self.pending = self.pending, []
         flags, jobs = self.store.complete_and_claim(
             [d.completion() for d in done],
@@ -179,17 +193,15 @@ class Child:
                 for j in jobs
             ],
         )
-        if jobs:
-            with self.lock:
+        with self.cond:
+            if jobs:
                 self.batch.extend(jobs)
-            return
-        self.idle = True
-        try:
-            if self.stopping:
-                raise _Stop
-            self.store.wait_for_work(self.lanes, IDLE_BLOCK)
-        finally:
-            self.idle = False
+                self.cond.notify_all()
+                return
+            if self.closing:
+                return
+            self.blocking = True
+        self.store.wait_for_work(self.lanes, IDLE_BLOCK)
 
     def _report(
         self, done: Sequence[Success], flags: Sequence[bool], more: Sequence[bytes] = ()
@@ -205,16 +217,21 @@ class Child:
 
     # -- housekeeping (a thread) ------------------------------------------------------------
 
-    def _housekeep(self, done: threading.Event) -> None:
-        while not done.wait(FLUSH_AFTER / 2):
+    def _housekeep(self, stop: threading.Event) -> None:
+        while not stop.wait(FLUSH_AFTER / 2):
             now = time.monotonic()
             flush: list[Success] = []
             release: list[Claimed] = []
-            with self.lock:
+            with self.cond:
                 if self.pending and now - self.pending[0].finished >= FLUSH_AFTER:
                     flush, self.pending = self.pending, []
-                running_long = self.current_started and now - self.current_started > RELEASE_AFTER
-                if running_long and self.batch:
+                # every runner is stuck in a long job: let other workers have the prefetch
+                busy_since = [t for t in self.started if t]
+                if (
+                    self.batch
+                    and len(busy_since) == self.threads
+                    and now - max(busy_since) > RELEASE_AFTER
+                ):
                     release = list(self.batch)
                     self.batch.clear()
             try:
@@ -223,7 +240,7 @@ class Child:
                 if release:
                     self._release(release)
             except (redis.ConnectionError, redis.TimeoutError):
-                with self.lock:  # keep them for the main loop, which rides out the outage
+                with self.cond:  # keep them for the runners, which ride out the outage
                     self.pending[:0] = flush
                     self.batch.extendleft(reversed(release))
 
@@ -233,8 +250,13 @@ class Child:
         protocol.send(self.fd, *(protocol.encode(protocol.RELEASED, j.id) for j in jobs))
 
     def _wind_down(self) -> None:
-        """On the way out: record finished results, hand back what never started."""
-        with self.lock:
+        """On the way out: let running jobs finish, record finished results, hand back
+        what never started. A runner blocked waiting for work is not waited for."""
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+            while any(self.started) or (self.refilling and not self.blocking):
+                self.cond.wait(STOP_POLL)
             done, self.pending = self.pending, []
             unstarted, self.batch = list(self.batch), deque()
         try:
@@ -258,14 +280,14 @@ def child_main(
     worker: str,
     groups: Sequence[Sequence[str]],
     fd: int,
-    slot: Slot,
+    slots: Slots,
     prefetch: int,
     log_jobs: bool,
     all_tags: bool,
 ) -> int:
     """Entry point in a freshly forked child; returns the exit code."""
     try:
-        return Child(settings, worker, groups, fd, slot, prefetch, log_jobs, all_tags).run()
+        return Child(settings, worker, groups, fd, slots, prefetch, log_jobs, all_tags).run()
     except BrokenPipeError:
         return 0  # the supervisor is gone; our leases lapse and get reaped
     except Exception:

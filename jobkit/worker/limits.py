@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from jobkit.worker.protocol import Reader
-from jobkit.worker.slot import Slot
+from jobkit.worker.slot import Slots
 
 
 @dataclass(slots=True)
@@ -27,25 +27,24 @@ class ChildState:
 
     pid: int
     fd: int
-    slot: Slot
+    slots: Slots
     reader: Reader = field(default_factory=Reader)
     held: dict[str, Held] = field(default_factory=dict)
-    kill_reason: str | None = None  # why we killed it: "timeout" | "memory" | "shutdown"
+    kill_reason: str | None = None  # why we killed it: "timeout" | "shutdown"
+    timed_out: str | None = None  # the job whose timeout made us kill it
     recycling: bool = False  # asked to exit after its current job (memory)
 
-    def current(self) -> tuple[str, float] | None:
-        """(id, monotonic start) of the job the child runs now, if it holds one."""
-        running = self.slot.read()
-        return running if running and running[0] in self.held else None
+    def running(self) -> dict[str, float]:
+        """Job id -> monotonic start, for every job the child's threads run now."""
+        return {job_id: t for job_id, t in self.slots.read_all() if job_id in self.held}
 
     def overdue(self, now: float, default_timeout: float) -> str | None:
-        """The id of the running job past its timeout, if any."""
-        running = self.current()
-        if running is None:
-            return None
-        job_id, started = running
-        limit = self.held[job_id].timeout or default_timeout
-        return job_id if limit and now - started > limit else None
+        """The id of a running job past its timeout, if any."""
+        for job_id, started in self.running().items():
+            limit = self.held[job_id].timeout or default_timeout
+            if limit and now - started > limit:
+                return job_id
+        return None
 
 
 def rss_bytes(pid: int) -> int:

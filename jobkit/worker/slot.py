@@ -1,7 +1,8 @@
-"""A tiny shared-memory slot where a child posts the job it is running right now.
+"""Shared-memory slots where a child posts the job each of its threads runs right now.
 
-The supervisor reads it every tick to enforce timeouts and to know which job a dead
-child was running, without one pipe message (and one wake-up) per job.
+The supervisor reads them every tick to enforce timeouts and to know which jobs a dead
+child was running, without one pipe message (and one wake-up) per job. Each slot has a
+single writer (one thread), so a sequence counter is enough to read it consistently.
 """
 
 from __future__ import annotations
@@ -14,32 +15,39 @@ _MAX_ID = 256
 SIZE = _HEADER.size + _MAX_ID
 
 
-class Slot:
-    """Created before fork, so parent and child share the same anonymous mapping."""
+class Slots:
+    """``count`` slots, created before fork so parent and child share the mapping."""
 
-    def __init__(self) -> None:
-        self._mem = mmap.mmap(-1, SIZE)
-        self._seq = 0
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
+        self._mem = mmap.mmap(-1, SIZE * count)
+        self._seq = [0] * count
 
-    def post(self, job_id: str, started: float) -> None:
-        """Child side: announce ``job_id`` started at ``started`` ('' when idle)."""
+    def post(self, index: int, job_id: str, started: float) -> None:
+        """Child side: thread ``index`` runs ``job_id`` since ``started`` ('' when idle)."""
+        base = index * SIZE
         raw = job_id.encode()[:_MAX_ID]
-        self._seq += 1
-        self._mem[: _HEADER.size] = _HEADER.pack(self._seq, 0.0, 0)  # odd: being written
-        self._mem[_HEADER.size : _HEADER.size + len(raw)] = raw
-        self._seq += 1
-        self._mem[: _HEADER.size] = _HEADER.pack(self._seq, started, len(raw))
+        self._seq[index] += 1  # odd: being written
+        _HEADER.pack_into(self._mem, base, self._seq[index], 0.0, 0)
+        self._mem[base + _HEADER.size : base + _HEADER.size + len(raw)] = raw
+        self._seq[index] += 1
+        _HEADER.pack_into(self._mem, base, self._seq[index], started, len(raw))
 
-    def read(self) -> tuple[str, float] | None:
-        """Supervisor side: (job id, started) or None when idle or mid-write."""
+    def read(self, index: int) -> tuple[str, float] | None:
+        """Supervisor side: (job id, started) of slot ``index``; None when idle."""
+        base = index * SIZE
         for _ in range(3):
-            seq, started, length = _HEADER.unpack_from(self._mem, 0)
+            seq, started, length = _HEADER.unpack_from(self._mem, base)
             if seq % 2:
                 continue
-            raw = self._mem[_HEADER.size : _HEADER.size + length]
-            if _HEADER.unpack_from(self._mem, 0)[0] == seq:
+            raw = self._mem[base + _HEADER.size : base + _HEADER.size + length]
+            if _HEADER.unpack_from(self._mem, base)[0] == seq:
                 return (raw.decode(), started) if length else None
         return None
+
+    def read_all(self) -> list[tuple[str, float]]:
+        """Every busy slot's (job id, started)."""
+        return [r for r in (self.read(i) for i in range(self.count)) if r is not None]
 
     def close(self) -> None:
         self._mem.close()

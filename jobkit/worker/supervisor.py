@@ -29,7 +29,7 @@ from jobkit.worker import protocol
 from jobkit.worker.child import child_main
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, Held, monotonic, rss_bytes
-from jobkit.worker.slot import Slot
+from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
 
@@ -46,6 +46,7 @@ class WorkerOptions:
     concurrency: int = 1
     grace: float = 30.0
     prefetch: int = 1
+    threads: int = 1  # runner threads per child
     max_memory_mb: float = 0.0  # 0: no limit
     log_jobs: bool = True  # one INFO line per job start and end
     job_timeout: float = 0.0  # default hard limit for jobs that set none (0: none)
@@ -133,7 +134,7 @@ class Supervisor:
 
     def _spawn(self) -> None:
         read_fd, write_fd = os.pipe()
-        slot = Slot()
+        slots = Slots(self.options.threads)
         pid = os.fork()
         if pid == 0:  # the child
             os.close(read_fd)
@@ -147,7 +148,7 @@ class Supervisor:
                     self.name,
                     self.groups,
                     write_fd,
-                    slot,
+                    slots,
                     self.options.prefetch,
                     self.options.log_jobs,
                     self.all_tags,
@@ -156,7 +157,7 @@ class Supervisor:
                 os._exit(code)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        state = ChildState(pid=pid, fd=read_fd, slot=slot)
+        state = ChildState(pid=pid, fd=read_fd, slots=slots)
         self.children[pid] = state
         with contextlib.suppress(OSError):  # room for a tick's worth of messages
             fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
@@ -243,8 +244,11 @@ class Supervisor:
                 log.warning("job %s: lease lost (expired or taken over)", job_id)
 
     def _beat(self) -> None:
-        running = [(s, s.current()) for s in self.children.values()]
-        jobs = [{"id": r[0], "name": s.held[r[0]].name} for s, r in running if r]
+        jobs = [
+            {"id": job_id, "name": s.held[job_id].name}
+            for s in self.children.values()
+            for job_id in s.running()
+        ]
         rss = sum(rss_bytes(pid) for pid in self.children) + rss_bytes(os.getpid())
         ttl = max(10, int(self.settings.heartbeat * 3))
         self.workers.beat(
@@ -291,6 +295,7 @@ class Supervisor:
                     state.pid,
                 )
                 state.kill_reason = "timeout"
+                state.timed_out = job_id
                 self._signal_child(state.pid, signal.SIGKILL)
 
     # -- children that exited -----------------------------------------------------------
@@ -321,13 +326,18 @@ class Supervisor:
         The job it was running crashed it (or timed out); the others never started, or
         finished without their result recorded, so they go back to their queue.
         """
-        running = state.current()
-        current = running[0] if running else None
+        running = state.running()
         for job_id, held in state.held.items():
             job = Claimed(job_id, held.token, held.name, "", held.attempt, held.timeout, "")
-            if job_id != current or state.kill_reason == "shutdown":
+            if job_id not in running or state.kill_reason == "shutdown":
                 self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
                 log.info("job %s %s requeued (its worker child stopped)", job.name, job_id)
+            elif state.kill_reason == "timeout" and job_id != state.timed_out:
+                # a bystander in another thread of the killed child: not its fault
+                self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
+                log.warning(
+                    "job %s %s requeued (another job's timeout killed its child)", job.name, job_id
+                )
             elif state.kill_reason == "timeout":
                 self._record_timeout(job)
             else:
