@@ -41,6 +41,8 @@ console = Console()
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+JobIds = Annotated[list[str] | None, typer.Argument()]
+AllDead = Annotated[bool, typer.Option("--all", help="every dead job")]
 
 
 def setup_logging(level: str) -> None:
@@ -222,8 +224,8 @@ def dead_show(
 
 @dead_app.command("retry")
 def dead_retry(
-    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
-    all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+    job_ids: JobIds = None,
+    all_: AllDead = False,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:
@@ -241,8 +243,8 @@ def dead_retry(
 
 @dead_app.command("purge")
 def dead_purge(
-    job_ids: Annotated[list[str] | None, typer.Argument()] = None,
-    all_: Annotated[bool, typer.Option("--all", help="every dead job")] = False,
+    job_ids: JobIds = None,
+    all_: AllDead = False,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:
