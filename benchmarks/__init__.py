@@ -1,0 +1,1 @@
+"""Benchmarks for jobkit; run ``python -m benchmarks.throughput`` from the repository root."""
