@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from jobkit import scripts
 from jobkit.keys import Keys
@@ -16,7 +17,7 @@ from jobkit.models import JobRecord
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough not to block Redis for long.
-ENQUEUE_CHUNK = 1000
+ENQUEUE_CHUNK = 200
 ENQUEUE_FIELDS = 11
 
 
@@ -98,17 +99,36 @@ class Store:
 
     def _pipeline(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
         """Several script calls in one round trip, by EVALSHA: redis-py's pipelined Script
-        objects would first ask SCRIPT EXISTS, a round trip more every time."""
-        for _ in range(2):
+        objects would first ask SCRIPT EXISTS, a round trip more every time.
+
+        Each call is a transition of its own, so when Redis lost its script cache (a
+        restart, SCRIPT FLUSH) only the calls it refused are sent again: the others ran,
+        and running them twice would, say, lease a second batch and strand the first.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            self.load_scripts()
             pipe = self.redis.pipeline(transaction=False)
-            for name, keys, args in calls:
+            for i in missing:
+                name, keys, args = calls[i]
                 pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:
-                for name, _, _ in calls:  # Redis restarted or its script cache was flushed
-                    self.redis.script_load(self._scripts[name].script)
-        raise redis.exceptions.NoScriptError("scripts could not be loaded")
+            for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    def load_scripts(self) -> None:
+        """Load every script into Redis now (a worker does at start, and after a restart)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for script in self._scripts.values():
+            pipe.script_load(script.script)
+        pipe.execute()
 
     # -- the worker's transitions -----------------------------------------------------
 

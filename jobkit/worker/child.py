@@ -85,6 +85,7 @@ class Child:
         self.refilling = False  # one runner is claiming (or waiting for work) for all
         self.blocking = False  # ... and is blocked waiting for work
         self.closing = False  # no runner takes another job
+        self.kick = threading.Event()  # wakes the housekeeper when there is something to watch
         self.store: Store
         self.executor: Executor
 
@@ -95,6 +96,7 @@ class Child:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us via the supervisor
         self.store = connect(self.settings)
+        self.store.load_scripts()
         self.executor = Executor(self.store, self.settings, log_jobs=self.log_jobs)
         stop_keeper = threading.Event()
         threads = [threading.Thread(target=self._housekeep, args=(stop_keeper,), daemon=True)]
@@ -155,6 +157,7 @@ class Child:
                 self.started[index] = 0.0
                 if isinstance(outcome, Success):
                     self.pending.append(outcome)
+                    self.kick.set()
                 self.cond.notify_all()
             if not isinstance(outcome, Success):
                 protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
@@ -197,6 +200,7 @@ class Child:
             if jobs:
                 self.batch.extend(jobs)
                 self.cond.notify_all()
+                self.kick.set()
                 return
             if self.closing:
                 return
@@ -218,7 +222,14 @@ class Child:
     # -- housekeeping (a thread) ------------------------------------------------------------
 
     def _housekeep(self, stop: threading.Event) -> None:
-        while not stop.wait(FLUSH_AFTER / 2):
+        while not stop.is_set():
+            with self.cond:
+                idle = not self.pending and not self.batch
+            if idle:  # nothing to flush or release: sleep until a runner has something
+                self.kick.wait(STOP_POLL)
+                self.kick.clear()
+                continue
+            time.sleep(FLUSH_AFTER / 2)
             now = time.monotonic()
             flush: list[Success] = []
             release: list[Claimed] = []

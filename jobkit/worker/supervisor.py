@@ -100,6 +100,7 @@ class Supervisor:
             self.settings.lease,
         )
         self._safely(self._warn_about_redis)
+        self._safely(self.store.load_scripts)
 
     def _warn_about_redis(self) -> None:
         try:
