@@ -3,9 +3,11 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 from redis.commands.core import Script
@@ -19,6 +21,16 @@ from jobkit.models import JobRecord
 # the call, small enough not to block Redis for long.
 ENQUEUE_CHUNK = 200
 ENQUEUE_FIELDS = 11
+
+
+class _Wire(Protocol):
+    """The part of a redis-py connection the hot path uses (redis-py leaves it untyped)."""
+
+    def send_command(self, *args: Any) -> None: ...
+    def send_packed_command(self, command: Any) -> None: ...
+    def pack_commands(self, commands: Any) -> Any: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +84,53 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = "jobkit") -> None:
         self.redis = client
         self.keys = Keys(prefix)
+        self._direct = threading.local()
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        return self._scripts[name](keys=keys, args=args, client=client)
+        """Run script ``name``; on the direct connection unless ``client`` (a pipeline)."""
+        script = self._scripts[name]
+        if client is not None:
+            return script(keys=keys, args=args, client=client)
+        try:
+            return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # refused, so it did not run: load it and run it once
+            self._execute("SCRIPT", "LOAD", script.script)
+            return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _connection(self) -> _Wire:
+        """This thread's own connection, made from the client's pool settings.
+
+        The hot path (dispatch, claim, complete) talks to it directly: redis-py's client
+        layer (pool checkout, retries, instrumentation) costs more CPU per command than
+        the round trip itself. One connection per thread and process keeps it safe.
+        """
+        direct = self._direct
+        conn: _Wire | None = getattr(direct, "conn", None)
+        if conn is None or direct.pid != os.getpid():
+            conn = cast(_Wire, self.redis.connection_pool.make_connection())
+            direct.conn, direct.pid = conn, os.getpid()
+        return conn
+
+    def _execute(self, *command: Any) -> Any:
+        return self._on_connection(lambda conn: _roundtrip(conn, command))
+
+    def _on_connection(self, exchange: Callable[[_Wire], Any]) -> Any:
+        """Run ``exchange`` on this thread's connection, once more on a fresh one if the
+        old one turns out dead (Redis restarted, idle timeout): the server closed it
+        before our command, so nothing ran. Had it died mid-reply instead, a rerun
+        transition is refused by its fencing, or leaves a lease the reaper collects."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                return exchange(conn)
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -98,30 +151,29 @@ class Store:
         return out
 
     def _pipeline(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """Several script calls in one round trip, by EVALSHA: redis-py's pipelined Script
-        objects would first ask SCRIPT EXISTS, a round trip more every time.
+        """Several script calls in one round trip, on the direct connection.
 
         Each call is a transition of its own, so when Redis lost its script cache (a
         restart, SCRIPT FLUSH) only the calls it refused are sent again: the others ran,
         and running them twice would, say, lease a second batch and strand the first.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-        results: list[Any] = pipe.execute(raise_on_error=False)
+        results = self._send_all(calls)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             self.load_scripts()
-            pipe = self.redis.pipeline(transaction=False)
-            for i in missing:
-                name, keys, args = calls[i]
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+            for i, result in zip(missing, self._send_all([calls[i] for i in missing]), strict=True):
                 results[i] = result
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return results
+
+    def _send_all(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
+        commands = [
+            ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+            for name, keys, args in calls
+        ]
+        return cast(list[Any], self._on_connection(lambda conn: _roundtrips(conn, commands)))
 
     def load_scripts(self) -> None:
         """Load every script into Redis now (a worker does at start, and after a restart)."""
@@ -303,6 +355,23 @@ class Store:
         }
         found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
         return sorted(found)
+
+
+def _roundtrip(conn: _Wire, command: Sequence[Any]) -> Any:
+    conn.send_command(*command)
+    return conn.read_response()
+
+
+def _roundtrips(conn: _Wire, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Pipelined commands; an error reply is returned in its place, not raised."""
+    conn.send_packed_command(conn.pack_commands(commands))
+    results: list[Any] = []
+    for _ in commands:
+        try:
+            results.append(conn.read_response())
+        except redis.ResponseError as exc:
+            results.append(exc)
+    return results
 
 
 class WorkerRegistry:
