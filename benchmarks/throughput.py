@@ -84,17 +84,35 @@ class Workers:
         self.logs: dict[int, Path] = {}  # pid -> that worker's stdout+stderr
 
     def spawn(self, concurrency: int, prefetch: int | None) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
-                "-q", QUEUE, "-c", str(concurrency), "--log-level", "WARNING"]
+        args = [
+            sys.executable,
+            "-m",
+            "jobkit",
+            "worker",
+            "-A",
+            "benchmarks.bench_jobs",
+            "-q",
+            QUEUE,
+            "-c",
+            str(concurrency),
+            "--log-level",
+            "WARNING",
+        ]
         if prefetch is not None:
             args += ["--prefetch", str(prefetch)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBKIT_")}
         env["JOBKIT_REDIS_URL"] = self.url
         path = self.log_dir / f"worker-{len(self.logs) + 1}.log"
         with path.open("wb") as out:
-            proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.running[proc.pid] = proc
         self.logs[proc.pid] = path
         return proc
@@ -168,8 +186,11 @@ class CpuWindow:
     def _sample(self) -> tuple[float, float, float]:
         machine = psutil.cpu_times()
         own = psutil.Process().cpu_times()
-        return (time.monotonic(), machine.user + machine.nice + machine.system,
-                own.user + own.system + tree_cpu_seconds(self.redis_pid))
+        return (
+            time.monotonic(),
+            machine.user + machine.nice + machine.system,
+            own.user + own.system + tree_cpu_seconds(self.redis_pid),
+        )
 
     def other_cores(self, worker_cpu: float = 0.0) -> float:
         """Average load of other processes so far; ``worker_cpu``: the workers' CPU."""
@@ -222,8 +243,10 @@ class Bench:
     def leased_again(self) -> int:
         """Jobs claimed more than once: a lease lapsed and the reaper gave it back."""
         keys = get_store().keys
-        ids = [key.removeprefix(keys.job("")) for key in
-               self.client.scan_iter(match=keys.job("*"), count=1000)]
+        ids = [
+            key.removeprefix(keys.job(""))
+            for key in self.client.scan_iter(match=keys.job("*"), count=1000)
+        ]
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(keys.job(job_id), "attempts")
@@ -262,8 +285,11 @@ def bench_enqueue(b: Bench) -> dict[str, float]:
     Incr.dispatch_many(params[:batch])
 
     out: dict[str, float] = {}
-    for key, fn in (("dispatch", one_at_a_time), ("dispatch_many_batched", batched),
-                    ("dispatch_many_all", all_at_once)):
+    for key, fn in (
+        ("dispatch", one_at_a_time),
+        ("dispatch_many_batched", batched),
+        ("dispatch_many_all", all_at_once),
+    ):
         b.flush()
         out[f"{key}_jobs_per_s"] = n / timed(fn)
         if b.client.zcard(get_store().keys.queue(QUEUE)) != n:
@@ -320,8 +346,10 @@ def bench_processing(b: Bench, concurrency: int) -> dict[str, float]:
         fail(f"-c {concurrency}: the counter is not {n}: some job ran twice")
     leased_again = b.leased_again()
     if leased_again:
-        log(f"  warning: -c {concurrency}: {leased_again} job(s) were leased twice (a lease "
-            "lapsed): this figure includes waiting for lease expiry")
+        log(
+            f"  warning: -c {concurrency}: {leased_again} job(s) were leased twice (a lease "
+            "lapsed): this figure includes waiting for lease expiry"
+        )
     steady = max(end_wall - first_wall, 1e-9)
     k = f"c{concurrency}"
     return {
@@ -396,8 +424,9 @@ def one_run(b: Bench) -> dict[str, float]:
     log(f"  reference: redis-py INCR x{b.jobs:,} ...")
     figures.update(bench_reference(b))
     figures["other_cpu_cores_enqueue"] = window.other_cores()
-    figures["dispatch_to_incr_ratio"] = (figures["dispatch_jobs_per_s"]
-                                         / figures["redis_incr_ops_per_s"])
+    figures["dispatch_to_incr_ratio"] = (
+        figures["dispatch_jobs_per_s"] / figures["redis_incr_ops_per_s"]
+    )
     for concurrency in (1, 2):
         log(f"  processing: {b.jobs:,} jobs, worker -c {concurrency} ...")
         figures.update(bench_processing(b, concurrency))
@@ -431,8 +460,10 @@ def render(figures: dict[str, float], meta: dict[str, Any]) -> str:
     ]
     for label, key in (
         ("  dispatch(), one job per call", "dispatch_jobs_per_s"),
-        (f"  dispatch_many(), {min(BATCH, meta['jobs']):,} jobs per call",
-         "dispatch_many_batched_jobs_per_s"),
+        (
+            f"  dispatch_many(), {min(BATCH, meta['jobs']):,} jobs per call",
+            "dispatch_many_batched_jobs_per_s",
+        ),
         (f"  dispatch_many(), all {meta['jobs']:,} in one call", "dispatch_many_all_jobs_per_s"),
     ):
         lines.append(f"{label:<{w}}{rate(f[key])}{micros(f[key])}")
@@ -481,10 +512,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="N jobs per phase")
     parser.add_argument("--runs", type=int, default=1, help="report the median of R runs")
-    parser.add_argument("--prefetch", type=int, default=None,
-                        help="worker --prefetch (default: the worker's own default)")
-    parser.add_argument("--latency-jobs", type=int, default=LATENCY_JOBS,
-                        help="jobs timed one at a time for pickup latency")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="worker --prefetch (default: the worker's own default)",
+    )
+    parser.add_argument(
+        "--latency-jobs",
+        type=int,
+        default=LATENCY_JOBS,
+        help="jobs timed one at a time for pickup latency",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     for name in ("jobs", "runs", "prefetch", "latency_jobs"):
@@ -513,8 +552,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             client.script_load(scripts.source(name))
         about = client.info("server")
         version = str(about["redis_version"])
-        bench = Bench(server, client, workers, args.jobs, args.prefetch, args.latency_jobs,
-                      int(about["process_id"]))
+        bench = Bench(
+            server,
+            client,
+            workers,
+            args.jobs,
+            args.prefetch,
+            args.latency_jobs,
+            int(about["process_id"]),
+        )
         try:
             runs = []
             for run in range(args.runs):
@@ -531,10 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if prefetch is None:
         prefetch = inspect.signature(worker_command).parameters["prefetch"].default
     meta: dict[str, Any] = {
-        "jobs": args.jobs, "runs": args.runs, "prefetch": prefetch,
+        "jobs": args.jobs,
+        "runs": args.runs,
+        "prefetch": prefetch,
         "prefetch_given": args.prefetch is not None,
-        "latency_jobs": args.latency_jobs, "redis_version": version,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "latency_jobs": args.latency_jobs,
+        "redis_version": version,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps({**meta, **{k: round(v, 3) for k, v in figures.items()}}, indent=2))
