@@ -238,7 +238,7 @@ class Store:
     def wait_for_work(self, lanes: Iterable[str], timeout: float) -> bool:
         """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes)."""
         keys = [self.keys.wake(lane) for lane in lanes]
-        return self.redis.blpop(keys, timeout=timeout) is not None
+        return self._execute("BLPOP", *keys, timeout) is not None
 
     def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
         """Record success; False if the lease was lost (the result is discarded)."""
