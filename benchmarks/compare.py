@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/compare.py`
 
 from benchmarks.peers import PEERS, VENV_PEERS, Peer, load  # noqa: E402
 from benchmarks.peers.common import COUNTER_KEY, DONE_KEY, STAMP_KEY, URL_ENV  # noqa: E402
+from benchmarks.procs import peak_rss_bytes  # noqa: E402
 
 BATCH = 1000  # jobs per bulk call
 WARMUP = 100  # enqueue calls before the timed ones
@@ -108,18 +109,6 @@ def tree_cpu_seconds(pid: int) -> float:
             if i == 0:
                 total += times.children_user + times.children_system
     return total
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """High-water resident set of ``pid`` (Linux VmHWM), else its current RSS."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return 0
 
 
 @dataclass

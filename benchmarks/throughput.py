@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/throughput.
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_jobs import COUNTER_KEY, DONE_KEY, FIRST_KEY, QUEUE, Incr, Stamp  # noqa: E402
+from benchmarks.procs import peak_rss_bytes  # noqa: E402
 from jobkit import JobTimeout, configure, get_store, scripts  # noqa: E402
 from jobkit.cli import worker as worker_command  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -161,18 +162,6 @@ def tree_cpu_seconds(pid: int) -> float:
             times = proc.cpu_times()
             total += times.user + times.system
     return total
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """High-water resident set of ``pid`` (Linux VmHWM), else its current RSS."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return int(psutil.Process(pid).memory_info().rss)
-    except psutil.Error:
-        return 0
 
 
 class CpuWindow:
