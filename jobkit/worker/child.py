@@ -36,7 +36,7 @@ from jobkit.retry import backoff
 from jobkit.settings import Settings
 from jobkit.store import Claimed, Store
 from jobkit.worker import protocol
-from jobkit.worker.execute import Executor, Success, persistently
+from jobkit.worker.execute import LOST, Executor, Success, persistently
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -117,6 +117,21 @@ class Child:
     # -- runner threads -----------------------------------------------------------------
 
     def _runner(self, index: int) -> None:
+        """A runner thread; if it fails unexpectedly the whole child stops, so the
+        supervisor replaces it rather than keeping a child that runs nothing."""
+        try:
+            self._run_jobs(index)
+        except BrokenPipeError:
+            self.stopping = True  # the supervisor is gone
+        except Exception:
+            log.exception("runner thread failed: stopping this child so it is replaced")
+            self.stopping = True
+        finally:
+            with self.cond:
+                self.started[index] = 0.0
+                self.cond.notify_all()
+
+    def _run_jobs(self, index: int) -> None:
         executor = (
             self.executor
             if index == 0
@@ -151,7 +166,7 @@ class Child:
                         self.cond.notify_all()
                 continue
             self.slots.post(index, job.id, self.started[index])
-            outcome = executor.run(job)
+            outcome = self._run_one(executor, job)
             self.slots.post(index, "", 0.0)
             with self.cond:
                 self.started[index] = 0.0
@@ -161,6 +176,16 @@ class Child:
                 self.cond.notify_all()
             if not isinstance(outcome, Success):
                 protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
+
+    @staticmethod
+    def _run_one(executor: Executor, job: Claimed) -> Success | str:
+        try:
+            return executor.run(job)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis stayed away longer than the lease while we tried to record a failure:
+            # report it lost, so the supervisor stops renewing and the reaper takes over.
+            log.error("job %s %s: outcome not recorded (%s)", job.name, job.id, exc)
+            return LOST
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
@@ -180,13 +205,18 @@ class Child:
         self._refresh_lanes()
         with self.cond:
             done, self.pending = self.pending, []
-        flags, jobs = self.store.complete_and_claim(
-            [d.completion() for d in done],
-            self.worker,
-            self.lease_ms,
-            self.prefetch,
-            self.groups,
-        )
+        try:
+            flags, jobs = self.store.complete_and_claim(
+                [d.completion() for d in done],
+                self.worker,
+                self.lease_ms,
+                self.prefetch,
+                self.groups,
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            with self.cond:  # not recorded yet: keep them for the next try
+                self.pending[:0] = done
+            raise
         # one write tells the supervisor both what finished and what we now hold
         self._report(
             done,
