@@ -190,6 +190,17 @@ def workers(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson =
     console.print(table)
 
 
+@app.command()
+def cancel(job_ids: list[str], redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+    """Withdraw jobs that have not started (queued, scheduled or waiting to retry)."""
+    _connect(redis_url, prefix)
+    store = get_store()
+    cancelled = sum(store.cancel(i, get_settings().result_ttl) for i in job_ids)
+    console.print(f"cancelled {cancelled} of {len(job_ids)} job(s)")
+    if cancelled < len(job_ids):
+        raise typer.Exit(1)
+
+
 @dead_app.command("list")
 def dead_list(
     limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False

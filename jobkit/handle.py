@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout
 from jobkit.models import TERMINAL_STATUSES, JobError, JobRecord, Status
 from jobkit.store import Store
@@ -58,6 +59,12 @@ class JobHandle:
         """The last attempt's error, if any."""
         rec = self._current()
         return rec.error if rec else None
+
+    def cancel(self) -> bool:
+        """Withdraw the job if it has not started yet; False if it runs or has finished."""
+        cancelled = self._store.cancel(self.id, get_settings().result_ttl)
+        self.refresh()
+        return cancelled
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish and return its result.

@@ -4,6 +4,7 @@
 
     POST /jobs/{name}        body: the job's params      -> 202 {"job_id", "status"}
     GET  /jobs/{job_id}      status, attempts, result, error (404 for unknown ids)
+    POST /jobs/{job_id}/cancel  withdraw a job that has not started (409 if too late)
     GET  /dead               dead-lettered jobs, newest first
     POST /dead/{job_id}/retry
     GET  /workers            live workers and what they run
@@ -21,7 +22,7 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from pydantic import ValidationError
 
 from jobkit import registry
-from jobkit.connection import get_store
+from jobkit.connection import get_settings, get_store
 from jobkit.errors import UnknownJobError
 from jobkit.job import BaseJob
 from jobkit.models import Status
@@ -79,6 +80,13 @@ def router(
 
     @api.get("/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:
+        return job_view(_store(), job_id)
+
+    @api.post("/jobs/{job_id}/cancel")
+    def cancel(job_id: str) -> dict[str, Any]:
+        view = job_view(_store(), job_id)  # 404 first for an unknown id
+        if not _store().cancel(job_id, get_settings().result_ttl):
+            raise HTTPException(409, f"job {job_id} is {view['status']}: too late to cancel")
         return job_view(_store(), job_id)
 
     @api.get("/dead")

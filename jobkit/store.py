@@ -294,6 +294,10 @@ class Store:
     def revive(self, job_id: str) -> bool:
         return bool(self._run("revive", [self.keys.base, self.keys.job(job_id)], (job_id,)))
 
+    def cancel(self, job_id: str, ttl: int) -> bool:
+        """Withdraw a job that has not started; False if it runs or has finished."""
+        return bool(self._run("cancel", [self.keys.base, self.keys.job(job_id)], (job_id, ttl)))
+
     def purge(self, ids: Sequence[str] = ()) -> int:
         return int(self._run("purge", [self.keys.base], tuple(ids)))
 

@@ -20,6 +20,7 @@ NAMES = (
     "requeue",
     "revive",
     "purge",
+    "cancel",
     "worker",
     "cron_fire",
 )
