@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import redis
 from redis.commands.core import Script
@@ -33,9 +33,12 @@ class _Wire(Protocol):
     def disconnect(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """What the enqueue script needs to create one job."""
+class NewJob(NamedTuple):
+    """What the enqueue script needs to create one job, in its ARGV order.
+
+    A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
+    tuple is built several times faster.
+    """
 
     id: str
     name: str
@@ -50,19 +53,7 @@ class NewJob:
     result_ttl: int
 
     def argv(self) -> tuple[Any, ...]:
-        return (
-            self.id,
-            self.name,
-            self.lane,
-            self.queue,
-            self.params_json,
-            self.priority,
-            self.delay_ms,
-            self.at_ms,
-            self.max_attempts,
-            self.timeout,
-            self.result_ttl,
-        )
+        return tuple(self)
 
 
 @dataclass(frozen=True, slots=True)
