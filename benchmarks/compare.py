@@ -40,8 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/compare.py`
 
 from benchmarks.peers import PEERS, VENV_PEERS, Peer, load  # noqa: E402
 from benchmarks.peers.common import COUNTER_KEY, DONE_KEY, STAMP_KEY, URL_ENV  # noqa: E402
-from benchmarks.procs import peak_rss_bytes  # noqa: E402
+from benchmarks.procs import log, peak_rss_bytes, percentile, raise_interrupt, timed  # noqa: E402
 
 BATCH = 1000  # jobs per bulk call
 WARMUP = 100  # enqueue calls before the timed ones
@@ -69,11 +68,6 @@ LOG_TAIL = 30
 
 class BenchError(RuntimeError):
     """One library's measurement failed; the others go on."""
-
-
-def log(message: str) -> None:
-    """Progress, on stderr so stdout holds only the figures."""
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -199,12 +193,6 @@ class Bench:
         raise BenchError(f"nothing on {key!r} within {timeout:.0f}s\n{workers.log_tails()}")
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def bench_enqueue(b: Bench, peer: Peer) -> dict[str, float]:
     n = b.jobs
     b.flush(peer)
@@ -248,14 +236,6 @@ def bench_processing(b: Bench, peer: Peer, processes: int) -> dict[str, float]:
         f"{k}_rss_max_mb": rss_max,
         f"{k}_duplicates": duplicates,
     }
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    pos = (len(sorted_values) - 1) * pct / 100
-    low = int(pos)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
 
 
 def bench_latency(b: Bench, peer: Peer) -> dict[str, float]:
@@ -490,10 +470,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def load_peers(names: list[str], url: str, skipped: dict[str, str]) -> dict[str, Peer]:
     peers: dict[str, Peer] = {}
     for name in names:
@@ -583,7 +559,7 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # unwind, so the finally blocks kill
+    signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
     for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
         del os.environ[key]  # only the benchmark's own Redis, default prefix and settings
     try:

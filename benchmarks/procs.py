@@ -1,9 +1,15 @@
-"""Process measurements shared by the benchmark scripts (psutil and /proc only, so the
-peer venv that runs arq and saq can import it too)."""
+"""Helpers shared by the benchmark scripts: process measurements, timing, percentiles.
+
+Standard library and psutil only, so the peer venv that runs arq and saq imports it too.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -19,3 +25,29 @@ def peak_rss_bytes(pid: int) -> int:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:
         return 0
+
+
+def log(message: str) -> None:
+    """Progress, on stderr so stdout holds only the figures."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * pct / 100
+    low = int(pos)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+
+
+def raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
+    """A SIGTERM handler that unwinds like Ctrl-C, so every finally: cleans up."""
+    raise KeyboardInterrupt

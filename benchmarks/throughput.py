@@ -40,8 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,7 +53,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/throughput.
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_jobs import COUNTER_KEY, DONE_KEY, FIRST_KEY, QUEUE, Incr, Stamp  # noqa: E402
-from benchmarks.procs import peak_rss_bytes  # noqa: E402
+from benchmarks.procs import log, peak_rss_bytes, percentile, raise_interrupt, timed  # noqa: E402
 from jobkit import JobTimeout, configure, get_store, scripts  # noqa: E402
 from jobkit.cli import worker as worker_command  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -65,11 +64,6 @@ LATENCY_WARMUP = 20
 IDLE_GAP = 0.005  # pause between latency jobs, so the worker is back in its blocking wait
 WORKER_START_TIMEOUT = 60.0
 WORKER_LOG_TAIL = 30
-
-
-def log(message: str) -> None:
-    """Progress, on stderr so stdout holds only the figures."""
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -246,12 +240,6 @@ def fail(message: str, detail: str = "") -> NoReturn:
     raise RuntimeError(f"{message}\n{detail}".rstrip())
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def bench_enqueue(b: Bench) -> dict[str, float]:
     n = b.jobs
     params = [{"total": n}] * n
@@ -352,16 +340,6 @@ def bench_processing(b: Bench, concurrency: int) -> dict[str, float]:
         f"{k}_leased_twice": float(leased_again),
         f"other_cpu_cores_{k}": other,
     }
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * pct / 100
-    low = int(pos)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
 
 
 def bench_latency(b: Bench) -> dict[str, float]:
@@ -521,13 +499,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # unwind, so the finally blocks kill
+    signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
     for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
         del os.environ[key]  # only the benchmark's own Redis, default prefix and settings
     with tempfile.TemporaryDirectory(prefix="jobkit-bench-") as tmp, RedisServer() as server:
