@@ -22,7 +22,6 @@ class JobHandle:
         self._store = store
         self._record: JobRecord | None = None
         self._status = Status(status) if status else Status.UNKNOWN
-        self._fresh = status is not None
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._status.value}>"
@@ -31,7 +30,6 @@ class JobHandle:
         """Re-read the job from Redis."""
         self._record = self._store.get(self.id)
         self._status = self._record.status if self._record else Status.UNKNOWN
-        self._fresh = True
         return self
 
     def _current(self) -> JobRecord | None:

@@ -45,3 +45,20 @@ local function schedule_at(base, id, due)
     redis.call('PUBLISH', base .. ':sched:wake', due)
   end
 end
+
+-- Write a new job's hash and put it where it waits: its queue ('queued') or `scheduled`
+-- until `due` ('scheduled'). The one place that knows a job hash's initial fields.
+local function create_job(base, id, status, due, now, name, lane, queue, params, priority,
+                          max_attempts, timeout, ttl)
+  local seq = next_seq(base)
+  redis.call('HSET', job_key(base, id), 'id', id, 'name', name, 'lane', lane,
+    'queue', queue, 'params', params, 'priority', priority, 'seq', seq, 'status', status,
+    'attempts', 0, 'lease', 0, 'crashes', 0, 'max_attempts', max_attempts,
+    'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', due)
+  if status == 'queued' then
+    push_ready(base, id, lane, priority, seq)
+  else
+    schedule_at(base, id, due)
+  end
+  if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+end

@@ -45,14 +45,9 @@ for i = 0, n - 1 do
       out[#out + 1] = 0
       out[#out + 1] = existing
     else
-      local seq = next_seq(base)
-      redis.call('HSET', jk, 'id', id, 'name', name, 'lane', lane, 'queue', queue,
-        'params', params, 'priority', priority, 'seq', seq, 'status', 'queued',
-        'attempts', 0, 'lease', 0, 'crashes', 0, 'max_attempts', max_attempts,
-        'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', slot * 1000,
-        'schedule', key)
-      push_ready(base, id, lane, priority, seq)
-      if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+      create_job(base, id, 'queued', slot * 1000, now, name, lane, queue, params, priority,
+        max_attempts, timeout, ttl)
+      redis.call('HSET', jk, 'schedule', key)
       redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
       redis.call('HINCRBY', sk, 'fired', 1)
       out[#out + 1] = 1

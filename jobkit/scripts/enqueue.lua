@@ -23,19 +23,10 @@ for i = 0, n - 1 do
   else
     local due = now + delay
     if at > due then due = at end
-    local seq = next_seq(base)
     local status = 'queued'
     if due > now then status = 'scheduled' end
-    redis.call('HSET', jk, 'id', id, 'name', name, 'lane', lane, 'queue', queue,
-      'params', params, 'priority', priority, 'seq', seq, 'status', status,
-      'attempts', 0, 'lease', 0, 'crashes', 0, 'max_attempts', ARGV[o + 9],
-      'timeout', ARGV[o + 10], 'result_ttl', ARGV[o + 11], 'created_at', now, 'due_at', due)
-    if status == 'queued' then
-      push_ready(base, id, lane, priority, seq)
-    else
-      schedule_at(base, id, due)
-    end
-    if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+    create_job(base, id, status, due, now, name, lane, queue, params, priority,
+      ARGV[o + 9], ARGV[o + 10], ARGV[o + 11])
     out[#out + 1] = 1
     out[#out + 1] = status
   end

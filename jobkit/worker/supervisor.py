@@ -28,7 +28,7 @@ from jobkit.store import Claimed, Store, WorkerRegistry
 from jobkit.worker import protocol
 from jobkit.worker.child import child_main
 from jobkit.worker.execute import record_failure
-from jobkit.worker.limits import ChildState, Held, monotonic, rss_bytes
+from jobkit.worker.limits import ChildState, Held, rss_bytes
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -123,7 +123,7 @@ class Supervisor:
                 self.grace_deadline = 0.0
             return
         self.stopping = True
-        self.grace_deadline = monotonic() + self.options.grace
+        self.grace_deadline = time.monotonic() + self.options.grace
         log.info(
             "worker %s: %s received, finishing running jobs (grace %.0fs)",
             self.name,
@@ -178,7 +178,7 @@ class Supervisor:
         for state in list(self.children.values()):
             self._read(state)
         self._collect_exited()
-        now = monotonic()
+        now = time.monotonic()
         self._enforce_timeouts(now)
         if self.stopping and now >= self.grace_deadline:
             for state in self.children.values():
@@ -233,9 +233,9 @@ class Supervisor:
             fn()  # type: ignore[operator]
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if self._redis_down_since is None:
-                self._redis_down_since = monotonic()
+                self._redis_down_since = time.monotonic()
                 log.error("Redis unreachable: %s; retrying", exc)
-            time.sleep(min(1.0, 0.1 + (monotonic() - self._redis_down_since) / 10))
+            time.sleep(min(1.0, 0.1 + (time.monotonic() - self._redis_down_since) / 10))
 
     def _renew_leases(self) -> None:
         held = [(job_id, h.token) for s in self.children.values() for job_id, h in s.held.items()]
