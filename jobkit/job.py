@@ -150,7 +150,7 @@ class BaseJob:
             params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id
         )
         store = store or get_store()
-        [(_, status)] = store.enqueue([job])
+        [(_, status)] = store.enqueue([job], check=job_id is not None)
         return JobHandle(job.id, store, status=status)
 
     @classmethod
@@ -170,7 +170,7 @@ class BaseJob:
             for p in params_list
         ]
         store = store or get_store()
-        statuses = store.enqueue(jobs)
+        statuses = store.enqueue(jobs, check=False)  # fresh random ids
         return [JobHandle(j.id, store, status=s) for j, (_, s) in zip(jobs, statuses, strict=True)]
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from jobkit.keys import split_lane
+
 
 class Status(str, Enum):
     """Where a job is in its life.
@@ -118,7 +120,7 @@ class JobRecord:
         return cls(
             id=job_id,
             name=h.get("name", ""),
-            queue=h.get("queue", ""),
+            queue=h.get("queue") or split_lane(h.get("lane", ""))[0],
             lane=h.get("lane", ""),
             status=status,
             params_json=h.get("params", ""),

@@ -142,7 +142,7 @@ class ScheduleStore:
         pipe = self.store.redis.pipeline(transaction=False)
         for bound, job, plan in items:
             args: list[Any] = [bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire)]
-            args.extend((job.name, job.lane, job.queue, job.params_json, job.priority,
+            args.extend((job.name, job.lane, job.params_json, job.priority,
                          job.max_attempts, job.timeout, job.result_ttl))  # fmt: skip
             for slot in plan.fire:
                 args.extend((slot, bound.job_id(slot)))

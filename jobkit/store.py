@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, cast
 
+import hiredis
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
@@ -19,16 +20,13 @@ from jobkit.models import JobRecord
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough not to block Redis for long.
-ENQUEUE_CHUNK = 200
-ENQUEUE_FIELDS = 11
+ENQUEUE_CHUNK = 500
 
 
 class _Wire(Protocol):
     """The part of a redis-py connection the hot path uses (redis-py leaves it untyped)."""
 
-    def send_command(self, *args: Any) -> None: ...
     def send_packed_command(self, command: Any) -> None: ...
-    def pack_commands(self, commands: Any) -> Any: ...
     def read_response(self) -> Any: ...
     def disconnect(self) -> None: ...
 
@@ -52,8 +50,10 @@ class NewJob(NamedTuple):
     timeout: float
     result_ttl: int
 
-    def argv(self) -> tuple[Any, ...]:
-        return tuple(self)
+    def spec(self) -> tuple[Any, ...]:
+        """What enqueue.lua takes once per call for all the jobs sharing it."""
+        return (self.name, self.lane, self.priority, self.delay_ms, self.at_ms,
+                self.max_attempts, self.timeout, self.result_ttl)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +125,29 @@ class Store:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[bool, str]]:
-        """Create jobs (one script call per chunk, all chunks in one round trip)."""
+    def enqueue(self, jobs: Sequence[NewJob], *, check: bool = True) -> list[tuple[bool, str]]:
+        """Create jobs: one script call per chunk of jobs that share a spec, all chunks in
+        one round trip. ``check=False`` when every id is fresh and random: Redis then
+        skips looking each one up (an existing id is only possible when the caller chose
+        it)."""
+        flag = 1 if check else 0
         if len(jobs) == 1:
-            raw = self._run("enqueue", [self.keys.base], (1, *jobs[0].argv()))
+            job = jobs[0]
+            args = (1, *job.spec(), flag, job.id, job.params_json)
+            raw = self._run("enqueue", [self.keys.base], args)
             return [(bool(raw[0]), str(raw[1]))]
         calls = []
-        for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            args: list[Any] = [len(jobs[start : start + ENQUEUE_CHUNK])]
-            for job in jobs[start : start + ENQUEUE_CHUNK]:
-                args.extend(job.argv())
+        start = 0
+        while start < len(jobs):
+            spec = jobs[start].spec()
+            args: list[Any] = [0, *spec, flag]
+            end = start
+            while end < len(jobs) and end - start < ENQUEUE_CHUNK and jobs[end].spec() == spec:
+                args += (jobs[end].id, jobs[end].params_json)
+                end += 1
+            args[0] = end - start
             calls.append(("enqueue", [self.keys.base], args))
+            start = end
         out: list[tuple[bool, str]] = []
         for raw in self._pipeline(calls):
             out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
@@ -353,13 +365,14 @@ class Store:
 
 
 def _roundtrip(conn: _Wire, command: Sequence[Any]) -> Any:
-    conn.send_command(*command)
+    # hiredis packs the arguments itself: redis-py's packer checks each one in Python
+    conn.send_packed_command([hiredis.pack_command(tuple(command))])
     return conn.read_response()
 
 
 def _roundtrips(conn: _Wire, commands: Sequence[Sequence[Any]]) -> list[Any]:
     """Pipelined commands; an error reply is returned in its place, not raised."""
-    conn.send_packed_command(conn.pack_commands(commands))
+    conn.send_packed_command([b"".join(hiredis.pack_command(tuple(c)) for c in commands)])
     results: list[Any] = []
     for _ in commands:
         try:

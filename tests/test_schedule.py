@@ -457,7 +457,7 @@ def test_cron_job_hash_matches_a_dispatched_job(sched_store: Store) -> None:
     assert set(dispatched) <= set(fired)  # cron_fire.lua mirrors enqueue.lua
     assert set(fired) - set(dispatched) == {"schedule"}
     assert fired["due_at"] == str(T0 * 1000)  # the slot: lateness is started_at - due_at
-    for field in ("name", "lane", "queue", "params", "status", "max_attempts", "result_ttl"):
+    for field in ("name", "lane", "params", "status", "max_attempts", "result_ttl"):
         assert fired[field] == dispatched[field], field
 
 

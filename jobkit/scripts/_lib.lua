@@ -17,11 +17,25 @@ local function ready_score(priority, seq)
   return -tonumber(priority) * 1099511627776 + tonumber(seq)
 end
 
+-- Wake up to `n` idle workers of a lane: one token each, at most 64 waiting (workers
+-- drop stale tokens when they find the lane empty).
+local function wake(base, lane, n)
+  local wk = wake_key(base, lane)
+  local pushed
+  if n == 1 then
+    pushed = redis.call('LPUSH', wk, '1')
+  else
+    local tokens = {}
+    for i = 1, math.min(n, 64) do tokens[i] = '1' end
+    pushed = redis.call('LPUSH', wk, unpack(tokens))
+  end
+  if pushed > 64 then redis.call('LTRIM', wk, 0, 63) end
+end
+
 -- Make a job ready in its lane and wake one idle worker. `seq` keeps its FIFO place.
 local function push_ready(base, id, lane, priority, seq)
   redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
-  local wk = wake_key(base, lane)
-  if redis.call('LLEN', wk) < 64 then redis.call('LPUSH', wk, '1') end
+  wake(base, lane, 1)
 end
 
 local function next_seq(base) return redis.call('INCR', base .. ':seq') end
@@ -47,18 +61,23 @@ local function schedule_at(base, id, due)
 end
 
 -- Write a new job's hash and put it where it waits: its queue ('queued') or `scheduled`
--- until `due` ('scheduled'). The one place that knows a job hash's initial fields.
-local function create_job(base, id, status, due, now, name, lane, queue, params, priority,
+-- until `due` ('scheduled'). The one place that knows a job hash's initial fields; the
+-- counters (attempts, lease, crashes) start absent, meaning 0, and the queue is the
+-- lane's part before '|'. The caller wakes workers (see `wake`) for queued jobs.
+local function create_job(base, id, status, due, now, name, lane, params, priority,
                           max_attempts, timeout, ttl)
   local seq = next_seq(base)
-  redis.call('HSET', job_key(base, id), 'id', id, 'name', name, 'lane', lane,
-    'queue', queue, 'params', params, 'priority', priority, 'seq', seq, 'status', status,
-    'attempts', 0, 'lease', 0, 'crashes', 0, 'max_attempts', max_attempts,
+  redis.call('HSET', job_key(base, id), 'name', name, 'lane', lane, 'params', params,
+    'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', due)
   if status == 'queued' then
-    push_ready(base, id, lane, priority, seq)
+    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   else
     schedule_at(base, id, due)
   end
+end
+
+-- A lane with tags ("queue|tag,...") is recorded, so `--tags '*'` workers can find it.
+local function note_lane(base, lane)
   if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
 end

@@ -6,21 +6,23 @@
 local base = KEYS[1]
 local now = now_ms()
 local out = {}
-local ok = 0
+local finished = {}  -- ids leaving `running`, removed in one call
 for i = 1, #ARGV, 4 do
   local id, token, ttl = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
   local jk = job_key(base, id)
   local f = redis.call('HMGET', jk, 'status', 'lease')
   if f[1] == 'running' and f[2] == token then
     redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
-    redis.call('ZREM', base .. ':running', id)
     redis.call('EXPIRE', jk, ttl)
     notify_done(base, id, ttl)
-    ok = ok + 1
+    finished[#finished + 1] = id
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
-if ok > 0 then redis.call('HINCRBY', base .. ':stats', 'succeeded', ok) end
+if #finished > 0 then
+  redis.call('ZREM', base .. ':running', unpack(finished))
+  redis.call('HINCRBY', base .. ':stats', 'succeeded', #finished)
+end
 return out

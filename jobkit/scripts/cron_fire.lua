@@ -2,8 +2,8 @@
 -- KEYS[1]  base "{prefix}"; job, queue, wake and lanes keys are built from it
 -- KEYS[2]  schedule:<key> hash: cursor (last handled slot), last_slot, last_job,
 --          last_fired_at, next_slot, fired, skipped
--- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
---          fields every slot shares: name, lane, queue, params JSON, priority, max_attempts,
+-- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 7 job
+--          fields every slot shares: name, lane, params JSON, priority, max_attempts,
 --          timeout seconds, result_ttl seconds; then N pairs (slot epoch seconds, job id),
 --          oldest slot first
 -- Returns  {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
@@ -16,8 +16,8 @@
 local base, sk = KEYS[1], KEYS[2]
 local key, next_slot = ARGV[1], ARGV[2]
 local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local name, lane, queue, params = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local priority, max_attempts, timeout, ttl = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local name, lane, params = ARGV[6], ARGV[7], ARGV[8]
+local priority, max_attempts, timeout, ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local now = now_ms()
 local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1')
 local advanced = false
@@ -27,7 +27,7 @@ if skip_to > 0 and skip_to > cursor and skip_to * 1000 <= now then
 end
 local out = {}
 for i = 0, n - 1 do
-  local slot, id = tonumber(ARGV[14 + 2 * i]), ARGV[15 + 2 * i]
+  local slot, id = tonumber(ARGV[13 + 2 * i]), ARGV[14 + 2 * i]
   if slot * 1000 > now then
     out[#out + 1] = -1
     out[#out + 1] = slot * 1000 - now
@@ -45,8 +45,10 @@ for i = 0, n - 1 do
       out[#out + 1] = 0
       out[#out + 1] = existing
     else
-      create_job(base, id, 'queued', slot * 1000, now, name, lane, queue, params, priority,
+      create_job(base, id, 'queued', slot * 1000, now, name, lane, params, priority,
         max_attempts, timeout, ttl)
+      wake(base, lane, 1)
+      note_lane(base, lane)
       redis.call('HSET', jk, 'schedule', key)
       redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
       redis.call('HINCRBY', sk, 'fired', 1)
