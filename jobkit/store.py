@@ -133,8 +133,8 @@ class Store:
         flag = 1 if check else 0
         if len(jobs) == 1:
             job = jobs[0]
-            args = (1, *job.spec(), flag, job.id, job.params_json)
-            raw = self._run("enqueue", [self.keys.base], args)
+            one = (1, *job.spec(), flag, job.id, job.params_json)
+            raw = self._run("enqueue", [self.keys.base], one)
             return [(bool(raw[0]), str(raw[1]))]
         calls = []
         start = 0
