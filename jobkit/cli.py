@@ -8,8 +8,6 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from jobkit import registry
 from jobkit.connection import configure, get_settings, get_store
@@ -36,7 +34,28 @@ def _register_extensions() -> None:
     cli_scheduler.register(app)
 
 
-console = Console()
+class _Console:
+    """rich's console, imported on first use: a worker starting up never prints a table,
+    and rich takes a noticeable share of the start-up time."""
+
+    def __init__(self) -> None:
+        self._console: Any = None
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        self._console.print(*objects, **kwargs)
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
+
+console = _Console()
 
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]

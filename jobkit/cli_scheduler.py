@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from jobkit import registry
 from jobkit.schedule import BoundSchedule, collect
@@ -94,7 +93,7 @@ def schedules(
     if as_json:
         cli._print_json(rows)
         return
-    table = Table(
+    table = cli.Table(
         "schedule",
         "cron",
         "tz",

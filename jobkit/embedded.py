@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 
-import psutil
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -218,6 +217,8 @@ def _check_no_stray_server(directory: Path, sock: Path) -> None:
     pid = _recorded_pid(directory)
     if pid is None:
         return
+    import psutil  # imported where used: it adds to every process's start-up time
+
     try:
         name = psutil.Process(pid).name()
     except psutil.Error:
@@ -283,6 +284,8 @@ def _wait_until_up(directory: Path, sock: Path) -> None:
 
 
 def _daemon_died(directory: Path) -> bool:
+    import psutil
+
     pid = _recorded_pid(directory)
     return pid is not None and not psutil.pid_exists(pid)
 

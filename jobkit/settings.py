@@ -6,18 +6,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jobkit.errors import ConfigurationError
 
 ENV_PREFIX = "JOBKIT_"
 
 
-class Settings(BaseSettings):
-    """Every knob jobkit has. A misspelled ``JOBKIT_`` variable is an error, not ignored."""
+class Settings(BaseModel):
+    """Every knob jobkit has, each also read from ``JOBKIT_<NAME>`` (see
+    :func:`load_settings`). A misspelled ``JOBKIT_`` variable is an error, not ignored."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = Field(
         default=None, description="redis://, rediss://, unix://; unset: embedded Redis"
@@ -37,20 +37,25 @@ class Settings(BaseSettings):
         return self
 
 
-def _check_environment() -> None:
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+def _from_environment() -> dict[str, str]:
+    """The ``JOBKIT_*`` variables, by field name; an unknown one is an error."""
+    known = {ENV_PREFIX + name.upper(): name for name in Settings.model_fields}
     unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
         raise ConfigurationError(
             f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    return {name: os.environ[var] for var, name in known.items() if var in os.environ}
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the environment, apply ``overrides`` (None values are ignored), validate."""
-    _check_environment()
-    given = {k: v for k, v in overrides.items() if v is not None}
+    """Read the environment, apply ``overrides`` (None values are ignored), validate.
+
+    Values from the environment are strings; pydantic converts them (``JOBKIT_LEASE=2.5``)
+    and names the variable's field in its message when it cannot."""
+    given = _from_environment()
+    given.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**given)
+        return Settings.model_validate(given)
     except ValidationError as exc:
         raise ConfigurationError(str(exc)) from exc

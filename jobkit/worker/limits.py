@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import psutil
-
 from jobkit.worker.protocol import Reader
 from jobkit.worker.slot import Slots
 
@@ -48,6 +46,8 @@ class ChildState:
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` (0 if it is gone)."""
+    import psutil  # imported where used: it adds to every process's start-up time
+
     try:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:
