@@ -3,13 +3,10 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, cast
 
-import hiredis
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
@@ -17,18 +14,13 @@ from redis.exceptions import NoScriptError
 from jobkit import scripts
 from jobkit.keys import Keys
 from jobkit.models import JobRecord
+from jobkit.wire import Inflight, Wire
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough not to block Redis for long.
 ENQUEUE_CHUNK = 500
 
-
-class _Wire(Protocol):
-    """The part of a redis-py connection the hot path uses (redis-py leaves it untyped)."""
-
-    def send_packed_command(self, command: Any) -> None: ...
-    def read_response(self) -> Any: ...
-    def disconnect(self) -> None: ...
+ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 
 class NewJob(NamedTuple):
@@ -69,13 +61,20 @@ class Claimed:
     lane: str
 
 
+class Refill(NamedTuple):
+    """A complete-and-claim request sent, its outcome not read yet."""
+
+    calls: list[ScriptCall]
+    inflight: Inflight
+
+
 class Store:
     """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "jobkit") -> None:
         self.redis = client
         self.keys = Keys(prefix)
-        self._direct = threading.local()
+        self._wire = Wire(client)
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
@@ -91,37 +90,8 @@ class Store:
             self._execute("SCRIPT", "LOAD", script.script)
             return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    def _connection(self) -> _Wire:
-        """This thread's own connection, made from the client's pool settings.
-
-        The hot path (dispatch, claim, complete) talks to it directly: redis-py's client
-        layer (pool checkout, retries, instrumentation) costs more CPU per command than
-        the round trip itself. One connection per thread and process keeps it safe.
-        """
-        direct = self._direct
-        conn: _Wire | None = getattr(direct, "conn", None)
-        if conn is None or direct.pid != os.getpid():
-            conn = cast(_Wire, self.redis.connection_pool.make_connection())
-            direct.conn, direct.pid = conn, os.getpid()
-        return conn
-
     def _execute(self, *command: Any) -> Any:
-        return self._on_connection(lambda conn: _roundtrip(conn, command))
-
-    def _on_connection(self, exchange: Callable[[_Wire], Any]) -> Any:
-        """Run ``exchange`` on this thread's connection, once more on a fresh one if the
-        old one turns out dead (Redis restarted, idle timeout): the server closed it
-        before our command, so nothing ran. Had it died mid-reply instead, a rerun
-        transition is refused by its fencing, or leaves a lease the reaper collects."""
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                return exchange(conn)
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._wire.execute(*command)
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -153,30 +123,34 @@ class Store:
             out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
         return out
 
-    def _pipeline(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
+    def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls in one round trip, on the direct connection.
 
         Each call is a transition of its own, so when Redis lost its script cache (a
         restart, SCRIPT FLUSH) only the calls it refused are sent again: the others ran,
         and running them twice would, say, lease a second batch and strand the first.
         """
-        results = self._send_all(calls)
+        return self._checked(calls, self._wire.pipeline(self._commands(calls)))
+
+    def _checked(self, calls: Sequence[ScriptCall], results: list[Any]) -> list[Any]:
+        """``results`` of ``calls``, with the calls Redis refused for want of the script
+        loaded and run again; any other error reply is raised."""
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             self.load_scripts()
-            for i, result in zip(missing, self._send_all([calls[i] for i in missing]), strict=True):
+            again = self._wire.pipeline(self._commands([calls[i] for i in missing]))
+            for i, result in zip(missing, again, strict=True):
                 results[i] = result
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return results
 
-    def _send_all(self, calls: Sequence[tuple[str, Sequence[str], Sequence[Any]]]) -> list[Any]:
-        commands = [
+    def _commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
+        return [
             ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
             for name, keys, args in calls
         ]
-        return cast(list[Any], self._on_connection(lambda conn: _roundtrips(conn, commands)))
 
     def load_scripts(self) -> None:
         """Load every script into Redis now (a worker does at start, and after a restart)."""
@@ -203,15 +177,29 @@ class Store:
         groups: Sequence[Sequence[str]],
     ) -> tuple[list[bool], list[Claimed]]:
         """Record successes and lease the next jobs, in one round trip."""
-        if not done:
-            return [], self.claim(worker, lease_ms, want, groups)
-        flags, raw = self._pipeline(
-            [
-                ("complete", [self.keys.base], [x for item in done for x in item]),
-                ("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups)),
-            ]
-        )
-        return [bool(x) for x in flags], self._parse_claimed(raw)
+        return self.finish_refill(self.send_refill(done, worker, lease_ms, want, groups))
+
+    def send_refill(
+        self,
+        done: Sequence[tuple[str, str, str | bytes, int]],
+        worker: str,
+        lease_ms: int,
+        want: int,
+        groups: Sequence[Sequence[str]],
+    ) -> Refill:
+        """Send :meth:`complete_and_claim` now; :meth:`finish_refill` (on the same
+        thread) reads its outcome, so the caller can run a job while Redis works."""
+        calls: list[ScriptCall] = []
+        if done:
+            calls.append(("complete", [self.keys.base], [x for item in done for x in item]))
+        calls.append(("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups)))
+        return Refill(calls, self._wire.send(self._commands(calls)))
+
+    def finish_refill(self, refill: Refill) -> tuple[list[bool], list[Claimed]]:
+        """(one recorded/refused flag per completion, the jobs leased) of a sent refill."""
+        replies = self._checked(refill.calls, self._wire.collect(refill.inflight))
+        flags = [bool(x) for x in replies[0]] if len(replies) == 2 else []
+        return flags, self._parse_claimed(replies[-1])
 
     @staticmethod
     def _claim_args(
@@ -362,24 +350,6 @@ class Store:
         }
         found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
         return sorted(found)
-
-
-def _roundtrip(conn: _Wire, command: Sequence[Any]) -> Any:
-    # hiredis packs the arguments itself: redis-py's packer checks each one in Python
-    conn.send_packed_command([hiredis.pack_command(tuple(command))])
-    return conn.read_response()
-
-
-def _roundtrips(conn: _Wire, commands: Sequence[Sequence[Any]]) -> list[Any]:
-    """Pipelined commands; an error reply is returned in its place, not raised."""
-    conn.send_packed_command([b"".join(hiredis.pack_command(tuple(c)) for c in commands)])
-    results: list[Any] = []
-    for _ in commands:
-        try:
-            results.append(conn.read_response())
-        except redis.ResponseError as exc:
-            results.append(exc)
-    return results
 
 
 class WorkerRegistry:

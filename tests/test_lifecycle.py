@@ -170,3 +170,16 @@ def test_prefetch_claims_several_jobs_at_once(env: Env, start_worker: StartWorke
     start_worker(concurrency=1, extra=("--prefetch", "5"))
     assert [h.result(timeout=30) for h in handles] == list(range(30))
     assert env.client.zcard(env.keys.running) == 0
+
+
+def test_short_jobs_are_not_starved_behind_a_long_one(env: Env, start_worker: StartWorker) -> None:
+    # A child that claimed (or asked ahead for) short jobs and then got stuck in a long
+    # one hands them back after RELEASE_AFTER, and the other child runs them.
+    start_worker(concurrency=2, extra=("--prefetch", "4"))
+    for _ in range(2):
+        long = jobs.Sleepy.dispatch(marker="long", seconds=2.5)
+        short = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(6)])
+        assert [h.result(timeout=2) for h in short] == list(range(6))
+        assert long.status is Status.RUNNING
+        assert all(h.attempts == 1 for h in short)  # handed back unstarted, not crashed
+        assert long.result(timeout=10) >= 2.5

@@ -34,7 +34,7 @@ from jobkit.connection import connect
 from jobkit.keys import split_lane
 from jobkit.retry import backoff
 from jobkit.settings import Settings
-from jobkit.store import Claimed, Store
+from jobkit.store import Claimed, Refill, Store
 from jobkit.worker import protocol
 from jobkit.worker.execute import LOST, Executor, Success, persistently
 from jobkit.worker.slot import Slots
@@ -47,6 +47,8 @@ RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
 STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
 _backoff = wait_exponential(multiplier=0.05, max=5.0)
+
+Sent = tuple[Refill, list[Success]]  # a refill request, and the results it records
 
 
 class Child:
@@ -73,6 +75,9 @@ class Child:
         self.slots = slots
         self.threads = slots.count
         self.prefetch = max(1, prefetch)
+        # with fewer unstarted jobs than this, a runner asks for more before its next job
+        # (not with prefetch 1: then a child holds one job at a time)
+        self.low_water = prefetch // 2 if prefetch > 1 else 0
         self.log_jobs = log_jobs
         self.lease_ms = int(settings.lease * 1000)
         self.stopping = False  # set by SIGTERM
@@ -83,6 +88,7 @@ class Child:
         self.pending: list[Success] = []  # finished, result not yet recorded
         self.started = [0.0] * self.threads  # monotonic start per runner thread, 0 idle
         self.refilling = False  # one runner is claiming (or waiting for work) for all
+        self.sent: Sent | None = None  # a refill whose sender runs a job: anyone may read it
         self.blocking = False  # ... and is blocked waiting for work
         self.closing = False  # no runner takes another job
         self.kick = threading.Event()  # wakes the housekeeper when there is something to watch
@@ -139,6 +145,8 @@ class Child:
         )
         failures = 0
         while True:
+            ahead = False  # this thread asks for the next batch
+            takeover: Sent | None = None  # ... or reads one a busy thread asked for
             with self.cond:
                 while True:
                     if self.closing:
@@ -146,36 +154,78 @@ class Child:
                     if self.batch:
                         job: Claimed | None = self.batch.popleft()
                         self.started[index] = time.monotonic()
+                        # running low: ask for more now, read the answer after this job
+                        if not self.refilling and len(self.batch) < self.low_water:
+                            self.refilling = ahead = True
                         break
                     if not self.refilling:
-                        self.refilling, job = True, None
+                        self.refilling, job, ahead = True, None, True
+                        break
+                    if self.sent is not None:
+                        takeover, self.sent, job = self.sent, None, None
                         break
                     self.cond.wait(IDLE_BLOCK)
-            if job is None:
-                try:
-                    self._refill()
-                    failures = 0
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    failures += 1
-                    delay = backoff(_backoff, failures)
-                    log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
-                    time.sleep(delay)
-                finally:
-                    with self.cond:
-                        self.refilling = self.blocking = False
-                        self.cond.notify_all()
+            if takeover is not None:
+                failures = self._finish(takeover, failures, wait=False)
                 continue
-            self.slots.post(index, job.id, self.started[index])
-            outcome = self._run_one(executor, job)
-            self.slots.post(index, "", 0.0)
+            sent: Sent | None = None
+            if ahead:
+                try:
+                    sent = self._send_refill()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    failures = self._redis_failed(failures, exc, pause=job is None)
+                    with self.cond:
+                        self.refilling = False
+                        self.cond.notify_all()
+            if job is None:
+                if sent is not None:
+                    failures = self._finish(sent, failures, wait=True)
+                continue
+            if sent is not None:
+                with self.cond:  # an idle thread (or the housekeeper) may read it meanwhile
+                    self.sent = sent
+                    self.cond.notify_all()
+                self.kick.set()
+            self._run_claimed(index, executor, job)
+            if sent is not None:
+                with self.cond:
+                    mine, self.sent = self.sent, None
+                if mine is not None:
+                    failures = self._finish(mine, failures, wait=False)
+
+    def _finish(self, sent: Sent, failures: int, *, wait: bool) -> int:
+        """Finish a refill (see :meth:`_finish_refill`); returns the failure count."""
+        try:
+            self._finish_refill(*sent, wait=wait)
+            return 0
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            return self._redis_failed(failures, exc, pause=True)
+        finally:
             with self.cond:
-                self.started[index] = 0.0
-                if isinstance(outcome, Success):
-                    self.pending.append(outcome)
-                    self.kick.set()
+                self.refilling = self.blocking = False
                 self.cond.notify_all()
-            if not isinstance(outcome, Success):
-                protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
+
+    @staticmethod
+    def _redis_failed(failures: int, exc: Exception, *, pause: bool) -> int:
+        failures += 1
+        if pause:
+            delay = backoff(_backoff, failures)
+            log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
+            time.sleep(delay)
+        return failures
+
+    def _run_claimed(self, index: int, executor: Executor, job: Claimed) -> None:
+        self.slots.post(index, job.id, self.started[index])
+        outcome = self._run_one(executor, job)
+        self.slots.post(index, "", 0.0)
+        with self.cond:
+            self.started[index] = 0.0
+            if isinstance(outcome, Success):
+                self.pending.append(outcome)
+                self.kick.set()
+            self.cond.notify_all()
+        if not isinstance(outcome, Success):
+            protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
 
     @staticmethod
     def _run_one(executor: Executor, job: Claimed) -> Success | str:
@@ -200,21 +250,29 @@ class Child:
         ]
         self.lanes = [lane for g in self.groups for lane in g]
 
-    def _refill(self) -> None:
-        """Record pending results and claim the next batch in one round trip."""
+    def _send_refill(self) -> Sent:
+        """Send the pending results and a claim for the next batch in one request."""
         self._refresh_lanes()
         with self.cond:
             done, self.pending = self.pending, []
+            want = max(1, self.prefetch - len(self.batch))
         try:
-            flags, jobs = self.store.complete_and_claim(
-                [d.completion() for d in done],
-                self.worker,
-                self.lease_ms,
-                self.prefetch,
-                self.groups,
+            refill = self.store.send_refill(
+                [d.completion() for d in done], self.worker, self.lease_ms, want, self.groups
             )
         except (redis.ConnectionError, redis.TimeoutError):
             with self.cond:  # not recorded yet: keep them for the next try
+                self.pending[:0] = done
+            raise
+        return refill, done
+
+    def _finish_refill(self, refill: Refill, done: list[Success], *, wait: bool) -> None:
+        """Take in what a refill claimed; with nothing at all to run (``wait``), block
+        until new work is announced."""
+        try:
+            flags, jobs = self.store.finish_refill(refill)
+        except (redis.ConnectionError, redis.TimeoutError):
+            with self.cond:  # not known to be recorded: try again (a rerun is fenced)
                 self.pending[:0] = done
             raise
         # one write tells the supervisor both what finished and what we now hold
@@ -232,7 +290,7 @@ class Child:
                 self.cond.notify_all()
                 self.kick.set()
                 return
-            if self.closing:
+            if self.closing or not wait or self.batch:
                 return
             self.blocking = True
         self.store.wait_for_work(self.lanes, IDLE_BLOCK)
@@ -254,7 +312,7 @@ class Child:
     def _housekeep(self, stop: threading.Event) -> None:
         while not stop.is_set():
             with self.cond:
-                idle = not self.pending and not self.batch
+                idle = not self.pending and not self.batch and self.sent is None
             if idle:  # nothing to flush or release: sleep until a runner has something
                 self.kick.wait(STOP_POLL)
                 self.kick.clear()
@@ -263,16 +321,20 @@ class Child:
             now = time.monotonic()
             flush: list[Success] = []
             release: list[Claimed] = []
+            takeover: Sent | None = None
             with self.cond:
                 if self.pending and now - self.pending[0].finished >= FLUSH_AFTER:
                     flush, self.pending = self.pending, []
-                # every runner is stuck in a long job: let other workers have the prefetch
+                # every runner is stuck in a long job: let other workers have the prefetch,
+                # including what a runner asked for just before its job
                 busy_since = [t for t in self.started if t]
-                if (
-                    self.batch
-                    and len(busy_since) == self.threads
-                    and now - max(busy_since) > RELEASE_AFTER
-                ):
+                stuck = len(busy_since) == self.threads and now - max(busy_since) > RELEASE_AFTER
+                if stuck and self.sent is not None:
+                    takeover, self.sent = self.sent, None
+            if takeover is not None:
+                self._finish(takeover, 0, wait=False)
+            with self.cond:
+                if stuck and self.batch:
                     release = list(self.batch)
                     self.batch.clear()
             try:
