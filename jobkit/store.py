@@ -226,10 +226,34 @@ class Store:
             for i in range(0, len(raw), 7)
         ]
 
-    def wait_for_work(self, lanes: Iterable[str], timeout: float) -> bool:
-        """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes)."""
-        keys = [self.keys.wake(lane) for lane in lanes]
-        return self._execute("BLPOP", *keys, timeout) is not None
+    def wait_and_claim(
+        self,
+        lanes: Iterable[str],
+        timeout: float,
+        worker: str,
+        lease_ms: int,
+        want: int,
+        groups: Sequence[Sequence[str]],
+    ) -> list[Claimed]:
+        """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes),
+        then claim, in one round trip: Redis runs the claim queued behind the BLPOP as
+        soon as the BLPOP returns, so a woken worker holds its jobs without asking."""
+        calls: list[ScriptCall] = [
+            ("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups))
+        ]
+        blpop = ("BLPOP", *(self.keys.wake(lane) for lane in lanes), timeout)
+        replies = self._wire.pipeline([blpop, *self._commands(calls)])
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        return self._parse_claimed(self._checked(calls, replies[1:])[0])
+
+    def connection_id(self) -> int:
+        """Redis's id for this thread's direct connection (see :meth:`unblock`)."""
+        return int(self._execute("CLIENT", "ID"))
+
+    def unblock(self, connection_id: int) -> None:
+        """End another thread's :meth:`wait_and_claim` wait now (as if it timed out)."""
+        self.redis.client_unblock(connection_id)
 
     def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
         """Record success; False if the lease was lost (the result is discarded)."""

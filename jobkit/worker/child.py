@@ -18,6 +18,7 @@ a short job behind a long one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -90,6 +91,7 @@ class Child:
         self.refilling = False  # one runner is claiming (or waiting for work) for all
         self.sent: Sent | None = None  # a refill whose sender runs a job: anyone may read it
         self.blocking = False  # ... and is blocked waiting for work
+        self.block_id = 0  # Redis's id for the connection of the runner waiting for work
         self.closing = False  # no runner takes another job
         self.kick = threading.Event()  # wakes the housekeeper when there is something to watch
         self.store: Store
@@ -276,24 +278,34 @@ class Child:
                 self.pending[:0] = done
             raise
         # one write tells the supervisor both what finished and what we now hold
-        self._report(
-            done,
-            flags,
-            [
-                protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
-                for j in jobs
-            ],
-        )
+        self._report(done, flags)
+        if jobs:
+            self._take(jobs)
+            return
         with self.cond:
-            if jobs:
-                self.batch.extend(jobs)
-                self.cond.notify_all()
-                self.kick.set()
-                return
             if self.closing or not wait or self.batch:
                 return
             self.blocking = True
-        self.store.wait_for_work(self.lanes, IDLE_BLOCK)
+        self.block_id = self.store.connection_id()
+        jobs = self.store.wait_and_claim(
+            self.lanes, IDLE_BLOCK, self.worker, self.lease_ms, self.prefetch, self.groups
+        )
+        if jobs:
+            self._take(jobs)
+
+    def _take(self, jobs: Sequence[Claimed]) -> None:
+        """Jobs just leased: the supervisor renews them from now on; runners start them."""
+        protocol.send(
+            self.fd,
+            *(
+                protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
+                for j in jobs
+            ),
+        )
+        with self.cond:
+            self.batch.extend(jobs)
+            self.cond.notify_all()
+        self.kick.set()
 
     def _report(
         self, done: Sequence[Success], flags: Sequence[bool], more: Sequence[bytes] = ()
@@ -354,11 +366,16 @@ class Child:
 
     def _wind_down(self) -> None:
         """On the way out: let running jobs finish, record finished results, hand back
-        what never started. A runner blocked waiting for work is not waited for."""
+        what never started. A runner blocked waiting for work is woken, as its wait ends
+        in a claim; one stuck retrying an unreachable Redis is not waited for long."""
+        deadline = time.monotonic() + IDLE_BLOCK + 1.0
         with self.cond:
             self.closing = True
             self.cond.notify_all()
-            while any(self.started) or (self.refilling and not self.blocking):
+            while any(self.started) or (self.refilling and time.monotonic() < deadline):
+                if self.blocking:
+                    with contextlib.suppress(redis.RedisError):
+                        self.store.unblock(self.block_id)
                 self.cond.wait(STOP_POLL)
             done, self.pending = self.pending, []
             unstarted, self.batch = list(self.batch), deque()
