@@ -5,15 +5,12 @@ It never renews leases itself: the supervisor does, so a job that hogs this proc
 the supervisor which jobs it holds over a pipe (one write per batch) and which ones it
 is running in shared-memory :class:`~jobkit.worker.slot.Slots` (no syscall per job).
 
-With ``threads`` > 1, that many threads run jobs side by side (I/O-bound jobs overlap
-their waits); each thread that finds the batch empty refills it for all of them, so
-there is no hand-off between a dispatcher thread and the runners.
-
-Batching keeps every guarantee: each claimed job has its own lease and token, results
-are recorded by the same fenced script, and a housekeeping thread bounds how long a
-result waits for its batch (``FLUSH_AFTER``) and hands unstarted jobs back to the queue
-when the job in front of them runs long (``RELEASE_AFTER``), so prefetch never starves
-a short job behind a long one.
+``threads`` runner threads run jobs. A runner low on unstarted jobs sends the finished
+results and the next claim in one request, runs its job, then reads the answer; an idle
+runner waits for work with the claim queued behind its BLPOP. Each claimed job still has
+its own lease and token. A housekeeping thread bounds how long a result waits for its
+batch (``FLUSH_AFTER``) and hands unstarted jobs back when every runner is stuck in a
+long job (``RELEASE_AFTER``), so prefetch never starves a short job behind a long one.
 """
 
 from __future__ import annotations
@@ -33,11 +30,10 @@ from tenacity import wait_exponential
 
 from jobkit.connection import connect
 from jobkit.keys import split_lane
-from jobkit.retry import backoff
 from jobkit.settings import Settings
 from jobkit.store import Claimed, Refill, Store
 from jobkit.worker import protocol
-from jobkit.worker.execute import LOST, Executor, Success, persistently
+from jobkit.worker.execute import Executor, Success, persistently, redis_failed
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -175,7 +171,7 @@ class Child:
                 try:
                     sent = self._send_refill()
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    failures = self._redis_failed(failures, exc, pause=job is None)
+                    failures = redis_failed(failures, exc, pause=job is None)
                     with self.cond:
                         self.refilling = False
                         self.cond.notify_all()
@@ -201,24 +197,15 @@ class Child:
             self._finish_refill(*sent, wait=wait)
             return 0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            return self._redis_failed(failures, exc, pause=True)
+            return redis_failed(failures, exc, pause=True)
         finally:
             with self.cond:
                 self.refilling = self.blocking = False
                 self.cond.notify_all()
 
-    @staticmethod
-    def _redis_failed(failures: int, exc: Exception, *, pause: bool) -> int:
-        failures += 1
-        if pause:
-            delay = backoff(_backoff, failures)
-            log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
-            time.sleep(delay)
-        return failures
-
     def _run_claimed(self, index: int, executor: Executor, job: Claimed) -> None:
         self.slots.post(index, job.id, self.started[index])
-        outcome = self._run_one(executor, job)
+        outcome = executor.run_or_lost(job)
         self.slots.post(index, "", 0.0)
         with self.cond:
             self.started[index] = 0.0
@@ -228,16 +215,6 @@ class Child:
             self.cond.notify_all()
         if not isinstance(outcome, Success):
             protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
-
-    @staticmethod
-    def _run_one(executor: Executor, job: Claimed) -> Success | str:
-        try:
-            return executor.run(job)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Redis stayed away longer than the lease while we tried to record a failure:
-            # report it lost, so the supervisor stops renewing and the reaper takes over.
-            log.error("job %s %s: outcome not recorded (%s)", job.name, job.id, exc)
-            return LOST
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""

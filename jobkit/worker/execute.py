@@ -19,11 +19,23 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from jobkit import registry
 from jobkit.errors import UnknownJobError
 from jobkit.models import DeadReason, JobError
-from jobkit.retry import Decision
+from jobkit.retry import Decision, backoff
 from jobkit.settings import Settings
 from jobkit.store import Claimed, Store
 
 log = logging.getLogger("jobkit.worker")
+_backoff = wait_exponential(multiplier=0.05, max=5.0)
+
+
+def redis_failed(failures: int, exc: Exception, *, pause: bool) -> int:
+    """Count one more failure to reach Redis; with ``pause``, log it and back off."""
+    failures += 1
+    if pause:
+        delay = backoff(_backoff, failures)
+        log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
+        time.sleep(delay)
+    return failures
+
 
 T = TypeVar("T")
 
@@ -126,6 +138,15 @@ class Executor:
         return record_failure(
             self.store, self.settings, job, Decision(False, 0, reason), _error_from(exc)
         )
+
+    def run_or_lost(self, job: Claimed) -> Success | str:
+        """:meth:`run`, or ``LOST`` when Redis stayed away longer than the lease while the
+        outcome was being recorded: the supervisor stops renewing, the reaper takes over."""
+        try:
+            return self.run(job)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.error("job %s %s: outcome not recorded (%s)", job.name, job.id, exc)
+            return LOST
 
     def run(self, job: Claimed) -> Success | str:
         """Run ``job``. A success comes back unrecorded (the caller batches completions);
