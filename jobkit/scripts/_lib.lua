@@ -17,8 +17,9 @@ local function ready_score(priority, seq)
   return -tonumber(priority) * 1099511627776 + tonumber(seq)
 end
 
--- Wake up to `n` idle workers of a lane: one token each, at most 64 waiting (workers
--- drop stale tokens when they find the lane empty).
+-- Wake up to `n` idle workers of a lane: one token each. Tokens nobody waits for pile
+-- up to 128 and are trimmed to 64 (so rarely, not on every call); workers drop stale
+-- tokens when they find the lane empty.
 local function wake(base, lane, n)
   local wk = wake_key(base, lane)
   local pushed
@@ -29,7 +30,7 @@ local function wake(base, lane, n)
     for i = 1, math.min(n, 64) do tokens[i] = '1' end
     pushed = redis.call('LPUSH', wk, unpack(tokens))
   end
-  if pushed > 64 then redis.call('LTRIM', wk, 0, 63) end
+  if pushed > 128 then redis.call('LTRIM', wk, 0, 63) end
 end
 
 -- Make a job ready in its lane and wake one idle worker. `seq` keeps its FIFO place.
