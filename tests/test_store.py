@@ -28,3 +28,13 @@ def test_dispatch_many_survives_a_lost_script_cache(env: Env) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": i} for i in range(450)])  # 3 chunks
     assert len({h.id for h in handles}) == 450
     assert env.client.zcard(env.keys.queue("default")) == 450
+
+
+def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> None:
+    jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(2500)])
+    claimed = [c for _ in range(3) for c in env.store.claim("w", 30_000, 1000, [["default"]])]
+    assert len(claimed) == 2500
+    assert env.client.zcard(env.keys.running) == 2500
+    flags = env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed])  # one call
+    assert all(flags) and len(flags) == 2500
+    assert env.client.zcard(env.keys.running) == 0

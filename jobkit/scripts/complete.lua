@@ -21,8 +21,9 @@ for i = 1, #ARGV, 4 do
     out[#out + 1] = 0
   end
 end
-if #finished > 0 then
-  redis.call('ZREM', base .. ':running', unpack(finished))
-  redis.call('HINCRBY', base .. ':stats', 'succeeded', #finished)
+-- in chunks: unpack() of a very large batch would overflow Lua's C stack
+for i = 1, #finished, 1000 do
+  redis.call('ZREM', base .. ':running', unpack(finished, i, math.min(i + 999, #finished)))
 end
+if #finished > 0 then redis.call('HINCRBY', base .. ':stats', 'succeeded', #finished) end
 return out
