@@ -113,13 +113,11 @@ class BaseJob:
             raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
         if job_id is not None and not _JOB_ID.fullmatch(job_id):
             raise ValueError("job_id must be 1-200 characters with no whitespace")
-        q = queue or cls.queue
         ttl = cls.result_ttl or get_settings().result_ttl
         return NewJob(
             id=job_id or os.urandom(16).hex(),  # 128 random bits, as uuid4 but cheaper
             name=cls.name,
-            lane=lane_name(q, cls.tags),
-            queue=q,
+            lane=lane_name(queue or cls.queue, cls.tags),
             params_json=model.model_dump_json(),
             priority=prio,
             delay_ms=int(_seconds(delay) * 1000),

@@ -24,7 +24,8 @@ ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 
 class NewJob(NamedTuple):
-    """What the enqueue script needs to create one job, in its ARGV order.
+    """What the enqueue script needs to create one job (the queue is the lane's part
+    before '|').
 
     A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
     tuple is built several times faster.
@@ -33,7 +34,6 @@ class NewJob(NamedTuple):
     id: str
     name: str
     lane: str
-    queue: str
     params_json: str
     priority: int
     delay_ms: int
