@@ -11,7 +11,9 @@ from jobkit.models import TERMINAL_STATUSES, JobError, JobRecord, Status
 from jobkit.store import Store
 
 # A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
-_WAIT_SLICE = 5.0
+# Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read
+# that outlives it fails with TimeoutError instead of returning empty.
+_WAIT_SLICE = 1.0
 
 
 class JobHandle:

@@ -183,3 +183,17 @@ def test_short_jobs_are_not_starved_behind_a_long_one(env: Env, start_worker: St
         assert long.status is Status.RUNNING
         assert all(h.attempts == 1 for h in short)  # handed back unstarted, not crashed
         assert long.result(timeout=10) >= 2.5
+
+
+def test_result_waits_longer_than_the_client_socket_timeout(env: Env) -> None:
+    # redis-py 8 gives connections a 5 s socket timeout: a wait must block in shorter
+    # slices, or a long wait ends in redis.TimeoutError instead of the job's outcome
+    handle = jobs.Add.dispatch(a=1, b=1)  # no worker: it stays queued
+    started = time.monotonic()
+    try:
+        handle.result(timeout=6)
+    except jobkit.JobTimeout as exc:
+        assert "still queued after 6" in str(exc)
+    else:
+        raise AssertionError("expected JobTimeout")
+    assert time.monotonic() - started >= 6
