@@ -214,7 +214,7 @@ class Child:
                 self.kick.set()
             self.cond.notify_all()
         if not isinstance(outcome, Success):
-            protocol.send(self.fd, protocol.encode(protocol.DONE, job.id, outcome))
+            protocol.send(self.fd, [protocol.done(job.id, outcome)])
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
@@ -273,28 +273,22 @@ class Child:
     def _take(self, jobs: Sequence[Claimed]) -> None:
         """Jobs just leased: the supervisor renews them from now on; runners start them."""
         protocol.send(
-            self.fd,
-            *(
-                protocol.encode(protocol.CLAIMED, j.id, j.token, j.attempts, j.timeout, j.name)
-                for j in jobs
-            ),
+            self.fd, [protocol.claimed(j.id, j.token, j.attempts, j.timeout, j.name) for j in jobs]
         )
         with self.cond:
             self.batch.extend(jobs)
             self.cond.notify_all()
         self.kick.set()
 
-    def _report(
-        self, done: Sequence[Success], flags: Sequence[bool], more: Sequence[bytes] = ()
-    ) -> None:
+    def _report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
         if done:
             self.executor.report(done, flags)
         messages = [
-            protocol.encode(protocol.DONE, d.job.id, "succeeded" if ok else "lost")
+            protocol.done(d.job.id, "succeeded" if ok else "lost")
             for d, ok in zip(done, flags, strict=True)
         ]
-        if messages or more:
-            protocol.send(self.fd, *messages, *more)
+        if messages:
+            protocol.send(self.fd, messages)
 
     # -- housekeeping (a thread) ------------------------------------------------------------
 
@@ -339,7 +333,7 @@ class Child:
     def _release(self, jobs: Sequence[Claimed]) -> None:
         for job in jobs:
             self.store.requeue(job.id, job.token, uncount=True)
-        protocol.send(self.fd, *(protocol.encode(protocol.RELEASED, j.id) for j in jobs))
+        protocol.send(self.fd, [protocol.released(j.id) for j in jobs])
 
     def _wind_down(self) -> None:
         """On the way out: let running jobs finish, record finished results, hand back

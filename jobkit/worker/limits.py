@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobkit.worker.protocol import Reader
+from jobkit.worker.protocol import Held, Reader, held
 from jobkit.worker.slot import Slots
-
-
-@dataclass(slots=True)
-class Held:
-    """A job a child holds a lease on."""
-
-    token: str
-    attempt: int
-    timeout: float
-    name: str
 
 
 @dataclass(slots=True)
@@ -26,10 +16,14 @@ class ChildState:
     fd: int
     slots: Slots
     reader: Reader = field(default_factory=Reader)
-    held: dict[str, Held] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # job id -> its claim, unparsed
     kill_reason: str | None = None  # why we killed it: "timeout" | "shutdown"
     timed_out: str | None = None  # the job whose timeout made us kill it
     recycling: bool = False  # asked to exit after its current job (memory)
+
+    def job(self, job_id: str) -> Held:
+        """What the child told us about a job it holds."""
+        return held(self.held[job_id])
 
     def running(self) -> dict[str, float]:
         """Job id -> monotonic start, for every job the child's threads run now."""
@@ -38,7 +32,7 @@ class ChildState:
     def overdue(self, now: float, default_timeout: float) -> str | None:
         """The id of a running job past its timeout, if any."""
         for job_id, started in self.running().items():
-            limit = self.held[job_id].timeout or default_timeout
+            limit = self.job(job_id).timeout or default_timeout
             if limit and now - started > limit:
                 return job_id
         return None

@@ -25,10 +25,9 @@ from jobkit.models import JobError
 from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
 from jobkit.store import Claimed, Store, WorkerRegistry
-from jobkit.worker import protocol
 from jobkit.worker.child import child_main
 from jobkit.worker.execute import record_failure
-from jobkit.worker.limits import ChildState, Held, rss_bytes
+from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -198,16 +197,7 @@ class Supervisor:
             if not data:
                 break
             chunks.append(data)
-        for msg in state.reader.feed(b"".join(chunks)):
-            job_id = msg.fields[0]
-            if msg.kind == protocol.CLAIMED:
-                token, attempt, timeout, name = msg.fields[1:5]
-                state.held[job_id] = Held(token, int(attempt), float(timeout), name)
-            elif msg.kind in (protocol.DONE, protocol.RELEASED):
-                state.held.pop(job_id, None)
-                if msg.kind == protocol.DONE:
-                    outcome = msg.fields[1]
-                    self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        state.reader.feed(b"".join(chunks), state.held, self.counts)
 
     def _periodic(self, now: float) -> None:
         if now >= self._next["promote"]:
@@ -238,7 +228,7 @@ class Supervisor:
             time.sleep(min(1.0, 0.1 + (time.monotonic() - self._redis_down_since) / 10))
 
     def _renew_leases(self) -> None:
-        held = [(job_id, h.token) for s in self.children.values() for job_id, h in s.held.items()]
+        held = [(job_id, s.job(job_id).token) for s in self.children.values() for job_id in s.held]
         lease_ms = int(self.settings.lease * 1000)
         for (job_id, _), kept in zip(held, self.store.heartbeat(lease_ms, held), strict=True):
             if not kept:
@@ -246,7 +236,7 @@ class Supervisor:
 
     def _beat(self) -> None:
         jobs = [
-            {"id": job_id, "name": s.held[job_id].name}
+            {"id": job_id, "name": s.job(job_id).name}
             for s in self.children.values()
             for job_id in s.running()
         ]
@@ -291,7 +281,7 @@ class Supervisor:
             if job_id and state.kill_reason is None:
                 log.error(
                     "job %s %s exceeded its timeout: killing child %d",
-                    state.held[job_id].name,
+                    state.job(job_id).name,
                     job_id,
                     state.pid,
                 )
@@ -328,7 +318,8 @@ class Supervisor:
         finished without their result recorded, so they go back to their queue.
         """
         running = state.running()
-        for job_id, held in state.held.items():
+        for job_id in state.held:
+            held = state.job(job_id)
             job = Claimed(job_id, held.token, held.name, "", held.attempt, held.timeout, "")
             if job_id not in running or state.kill_reason == "shutdown":
                 self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
