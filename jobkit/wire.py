@@ -13,22 +13,96 @@ another thread may read them (:meth:`Wire.collect`) while the sender is busy.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import hiredis
 import redis
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+)
 
 Command = Sequence[Any]
 
 
-class _Conn(Protocol):
+class _Handshake(Protocol):
     """The part of a redis-py connection used here (redis-py leaves it untyped)."""
 
-    def send_packed_command(self, command: Any) -> None: ...
-    def read_response(self) -> Any: ...
+    _sock: socket.socket | None
+
+    def connect(self) -> None: ...
     def disconnect(self) -> None: ...
+
+
+def _reply_error(message: str) -> redis.RedisError:
+    """The redis-py exception for an error reply, as redis-py's own parser picks it: a
+    NOSCRIPT must stay recognisable, and LOADING (a restarted Redis) is a ConnectionError."""
+    code = message.split(" ", 1)[0]
+    kind = _ERRORS.get(code, redis.ResponseError)
+    return kind(message[len(code) + 1 :] if code in _ERRORS else message)
+
+
+_ERRORS: dict[str, type[redis.RedisError]] = {
+    "NOSCRIPT": NoScriptError,
+    "READONLY": ReadOnlyError,
+    "LOADING": BusyLoadingError,
+    "OOM": OutOfMemoryError,
+    "NOAUTH": AuthenticationError,
+    "WRONGPASS": AuthenticationError,
+}
+
+
+class _Link:
+    """One socket to Redis: redis-py connects it (TLS, AUTH, SELECT and all), then
+    commands go straight to the socket and hiredis parses the replies."""
+
+    __slots__ = ("_conn", "_reader", "_sock")
+
+    def __init__(self, conn: _Handshake, decode: bool) -> None:
+        conn.connect()
+        assert conn._sock is not None
+        self._conn, self._sock = conn, conn._sock
+        options: dict[str, Any] = {"encoding": "utf-8"} if decode else {}
+        self._reader = hiredis.Reader(replyError=_reply_error, **options)
+
+    def send(self, commands: Sequence[Command]) -> None:
+        data = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise _lost(exc) from exc
+
+    def read(self) -> Any:
+        """The next reply; an error reply is returned, not raised."""
+        reply = self._reader.gets()
+        while reply is False:
+            try:
+                data = self._sock.recv(_CHUNK)
+            except OSError as exc:
+                raise _lost(exc) from exc
+            if not data:
+                raise redis.ConnectionError("Redis closed the connection")
+            self._reader.feed(data)
+            reply = self._reader.gets()
+        return reply
+
+    def close(self) -> None:
+        self._conn.disconnect()
+
+
+_CHUNK = 1 << 16
+
+
+def _lost(exc: OSError) -> redis.RedisError:
+    if isinstance(exc, TimeoutError):
+        return redis.TimeoutError(f"Redis did not answer in time: {exc}")
+    return redis.ConnectionError(f"Redis connection lost: {exc}")
 
 
 class Inflight:
@@ -36,7 +110,7 @@ class Inflight:
 
     __slots__ = ("conn", "count", "error", "lock", "replies")
 
-    def __init__(self, conn: _Conn, count: int) -> None:
+    def __init__(self, conn: _Link, count: int) -> None:
         self.conn = conn
         self.count = count
         self.lock = threading.Lock()  # one reader at a time, and only once
@@ -50,23 +124,13 @@ class Inflight:
             try:
                 self.replies = _read(self.conn, self.count)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self.conn.disconnect()
+                self.conn.close()
                 self.error = exc
 
 
-def _pack(commands: Sequence[Command]) -> list[bytes]:
-    return [b"".join(hiredis.pack_command(tuple(c)) for c in commands)]
-
-
-def _read(conn: _Conn, count: int) -> list[Any]:
+def _read(conn: _Link, count: int) -> list[Any]:
     """``count`` replies; an error reply is returned in its place, not raised."""
-    replies: list[Any] = []
-    for _ in range(count):
-        try:
-            replies.append(conn.read_response())
-        except redis.ResponseError as exc:
-            replies.append(exc)
-    return replies
+    return [conn.read() for _ in range(count)]
 
 
 class Wire:
@@ -76,28 +140,34 @@ class Wire:
         self._client = client
         self._local = threading.local()
 
-    def _connection(self) -> _Conn:
+    def _connection(self) -> _Link:
         local = self._local
-        conn: _Conn | None = getattr(local, "conn", None)
+        conn: _Link | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            conn = cast(_Conn, self._client.connection_pool.make_connection())
+            local.conn = None
+            pool = self._client.connection_pool
+            made = cast(_Handshake, pool.make_connection())
+            conn = _Link(made, bool(pool.connection_kwargs.get("decode_responses")))
             local.conn, local.pid, local.inflight = conn, os.getpid(), None
         return conn
 
     def execute(self, *command: Any) -> Any:
         """One command; an error reply is raised."""
 
-        def exchange(conn: _Conn) -> Any:
-            conn.send_packed_command(_pack([command]))
-            return conn.read_response()
+        def exchange(conn: _Link) -> Any:
+            conn.send([command])
+            reply = conn.read()
+            if isinstance(reply, redis.RedisError):
+                raise reply
+            return reply
 
         return self._on_connection(exchange)
 
     def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one round trip; error replies are returned in place."""
 
-        def exchange(conn: _Conn) -> list[Any]:
-            conn.send_packed_command(_pack(commands))
+        def exchange(conn: _Link) -> list[Any]:
+            conn.send(commands)
             return _read(conn, len(commands))
 
         return cast(list[Any], self._on_connection(exchange))
@@ -105,8 +175,8 @@ class Wire:
     def send(self, commands: Sequence[Command]) -> Inflight:
         """Send ``commands`` now; :meth:`collect` reads their replies."""
 
-        def exchange(conn: _Conn) -> Inflight:
-            conn.send_packed_command(_pack(commands))
+        def exchange(conn: _Link) -> Inflight:
+            conn.send(commands)
             inflight = Inflight(conn, len(commands))
             self._local.inflight = inflight
             return inflight
@@ -132,7 +202,7 @@ class Wire:
             self._local.inflight = None
             inflight.read()
 
-    def _on_connection(self, exchange: Callable[[_Conn], Any]) -> Any:
+    def _on_connection(self, exchange: Callable[[_Link], Any]) -> Any:
         """Run ``exchange`` on this thread's connection, once more on a fresh one if the
         old one turns out dead (Redis restarted, idle timeout): the server closed it
         before our command, so nothing ran. Had it died mid-reply instead, a rerun
@@ -143,7 +213,8 @@ class Wire:
             try:
                 return exchange(conn)
             except (redis.ConnectionError, redis.TimeoutError):
-                conn.disconnect()
+                conn.close()
+                self._local.conn = None
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover

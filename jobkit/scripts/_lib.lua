@@ -41,10 +41,11 @@ end
 
 local function next_seq(base) return redis.call('INCR', base .. ':seq') end
 
--- Wake everyone waiting for this job's outcome (JobHandle.result blocks on it).
+-- Wake everyone waiting for this job's outcome (JobHandle.result blocks on it). Only a
+-- job's one move into a final state calls this, and revive deletes the token on the way
+-- back out, so there is no stale token to clear first.
 local function notify_done(base, id, ttl)
   local dk = done_key(base, id)
-  redis.call('DEL', dk)
   redis.call('LPUSH', dk, '1')
   redis.call('EXPIRE', dk, ttl)
 end
