@@ -14,9 +14,10 @@ from jobkit import registry
 from jobkit.connection import get_settings, get_store
 from jobkit.handle import JobHandle
 from jobkit.keys import lane_name
+from jobkit.models import NewJob
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, bind_schedules
-from jobkit.store import NewJob, Store
+from jobkit.store import Store
 
 MAX_PRIORITY = 1000
 # keyword arguments of dispatch() that are options, not params
@@ -113,18 +114,18 @@ class BaseJob:
             raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
         if job_id is not None and not _JOB_ID.fullmatch(job_id):
             raise ValueError("job_id must be 1-200 characters with no whitespace")
-        ttl = cls.result_ttl or get_settings().result_ttl
+        # positional, and the usual no-delay case without conversions: dispatch's hot path
         return NewJob(
-            id=job_id or os.urandom(16).hex(),  # 128 random bits, as uuid4 but cheaper
-            name=cls.name,
-            lane=lane_name(queue or cls.queue, cls.tags),
-            params_json=model.model_dump_json(),
-            priority=prio,
-            delay_ms=int(_seconds(delay) * 1000),
-            at_ms=_epoch_ms(at),
-            max_attempts=cls.retry.max_attempts,
-            timeout=cls.timeout_seconds(),
-            result_ttl=ttl,
+            job_id or os.urandom(16).hex(),  # 128 random bits, as uuid4 but cheaper
+            cls.name,
+            lane_name(queue or cls.queue, cls.tags) if cls.tags else queue or cls.queue,
+            model.model_dump_json(),
+            prio,
+            0 if delay is None else int(_seconds(delay) * 1000),
+            0 if at is None else _epoch_ms(at),
+            cls.retry.max_attempts,
+            cls.timeout_seconds(),
+            cls.result_ttl or get_settings().result_ttl,
         )
 
     @classmethod

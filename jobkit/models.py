@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -186,3 +186,41 @@ def _int(raw: str | None) -> int:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+class NewJob(NamedTuple):
+    """What the enqueue script needs to create one job (the queue is the lane's part
+    before '|').
+
+    A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
+    tuple is built several times faster.
+    """
+
+    id: str
+    name: str
+    lane: str
+    params_json: str
+    priority: int
+    delay_ms: int
+    at_ms: int
+    max_attempts: int
+    timeout: float
+    result_ttl: int
+
+    def spec(self) -> tuple[Any, ...]:
+        """What enqueue.lua takes once per call for all the jobs sharing it."""
+        return (self.name, self.lane, self.priority, self.delay_ms, self.at_ms,
+                self.max_attempts, self.timeout, self.result_ttl)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One leased job handed to a worker child."""
+
+    id: str
+    token: str
+    name: str
+    params_json: str
+    attempts: int
+    timeout: float
+    lane: str

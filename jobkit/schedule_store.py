@@ -9,8 +9,9 @@ from typing import Any, cast
 
 from redis.client import PubSub
 
+from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
-from jobkit.store import NewJob, Store
+from jobkit.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,10 @@ from datetime import datetime
 
 import redis
 
+from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan, plan
 from jobkit.schedule_store import FireResult, ScheduleStore, WakeListener
-from jobkit.store import NewJob, Store
+from jobkit.store import Store
 
 log = logging.getLogger("jobkit.scheduler")
 

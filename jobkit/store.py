@@ -4,7 +4,6 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import redis
@@ -13,52 +12,14 @@ from redis.exceptions import NoScriptError
 
 from jobkit import scripts
 from jobkit.keys import Keys
-from jobkit.models import JobRecord
-from jobkit.wire import Inflight, Wire
+from jobkit.models import Claimed, JobRecord, NewJob
+from jobkit.wire import Head, Inflight, Wire
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough not to block Redis for long.
 ENQUEUE_CHUNK = 500
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
-
-
-class NewJob(NamedTuple):
-    """What the enqueue script needs to create one job (the queue is the lane's part
-    before '|').
-
-    A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
-    tuple is built several times faster.
-    """
-
-    id: str
-    name: str
-    lane: str
-    params_json: str
-    priority: int
-    delay_ms: int
-    at_ms: int
-    max_attempts: int
-    timeout: float
-    result_ttl: int
-
-    def spec(self) -> tuple[Any, ...]:
-        """What enqueue.lua takes once per call for all the jobs sharing it."""
-        return (self.name, self.lane, self.priority, self.delay_ms, self.at_ms,
-                self.max_attempts, self.timeout, self.result_ttl)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One leased job handed to a worker child."""
-
-    id: str
-    token: str
-    name: str
-    params_json: str
-    attempts: int
-    timeout: float
-    lane: str
 
 
 class Refill(NamedTuple):
@@ -75,6 +36,7 @@ class Store:
         self.redis = client
         self.keys = Keys(prefix)
         self._wire = Wire(client)
+        self._heads: dict[tuple[tuple[Any, ...], int], Head] = {}
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
@@ -102,10 +64,7 @@ class Store:
         it)."""
         flag = 1 if check else 0
         if len(jobs) == 1:
-            job = jobs[0]
-            one = (1, *job.spec(), flag, job.id, job.params_json)
-            raw = self._run("enqueue", [self.keys.base], one)
-            return [(bool(raw[0]), str(raw[1]))]
+            return [self._enqueue_one(jobs[0], flag)]
         calls = []
         start = 0
         while start < len(jobs):
@@ -122,6 +81,25 @@ class Store:
         for raw in self._pipeline(calls):
             out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
         return out
+
+    def _enqueue_one(self, job: NewJob, flag: int) -> tuple[bool, str]:
+        """dispatch(): all but the id and params packed once per job class and options."""
+        spec = (job.spec(), flag)
+        head = self._heads.get(spec)
+        if head is None:
+            if len(self._heads) >= 256:  # delays and queues chosen per call: stay bounded
+                self._heads.clear()
+            sha = self._scripts["enqueue"].sha
+            head = self._heads[spec] = Head(
+                ("EVALSHA", sha, 1, self.keys.base, 1, *spec[0], flag), 2
+            )
+        command = head.command(job.id, job.params_json)
+        try:
+            raw = self._wire.execute_packed(command)
+        except NoScriptError:  # refused, so it did not run: load it and run it once
+            self.load_scripts()
+            raw = self._wire.execute_packed(command)
+        return bool(raw[0]), str(raw[1])
 
     def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls in one round trip, on the direct connection.

@@ -38,6 +38,8 @@ class _Handshake(Protocol):
 
     def connect(self) -> None: ...
     def disconnect(self) -> None: ...
+    def send_packed_command(self, command: list[bytes]) -> None: ...
+    def read_response(self) -> Any: ...
 
 
 def _reply_error(message: str) -> redis.RedisError:
@@ -60,19 +62,26 @@ _ERRORS: dict[str, type[redis.RedisError]] = {
 
 class _Link:
     """One socket to Redis: redis-py connects it (TLS, AUTH, SELECT and all), then
-    commands go straight to the socket and hiredis parses the replies."""
+    commands go straight to the socket and hiredis parses the replies. A connection
+    class without a real socket (fakeredis, say) is driven through redis-py instead."""
 
     __slots__ = ("_conn", "_reader", "_sock")
 
     def __init__(self, conn: _Handshake, decode: bool) -> None:
         conn.connect()
-        assert conn._sock is not None
-        self._conn, self._sock = conn, conn._sock
+        sock = getattr(conn, "_sock", None)
+        self._conn = conn
+        self._sock = sock if isinstance(sock, socket.socket) else None
         options: dict[str, Any] = {"encoding": "utf-8"} if decode else {}
         self._reader = hiredis.Reader(replyError=_reply_error, **options)
 
     def send(self, commands: Sequence[Command]) -> None:
-        data = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
+        self.send_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+
+    def send_packed(self, data: bytes) -> None:
+        if self._sock is None:
+            self._conn.send_packed_command([data])
+            return
         try:
             self._sock.sendall(data)
         except OSError as exc:
@@ -80,6 +89,11 @@ class _Link:
 
     def read(self) -> Any:
         """The next reply; an error reply is returned, not raised."""
+        if self._sock is None:
+            try:
+                return self._conn.read_response()
+            except redis.ResponseError as exc:
+                return exc
         reply = self._reader.gets()
         while reply is False:
             try:
@@ -103,6 +117,24 @@ def _lost(exc: OSError) -> redis.RedisError:
     if isinstance(exc, TimeoutError):
         return redis.TimeoutError(f"Redis did not answer in time: {exc}")
     return redis.ConnectionError(f"Redis connection lost: {exc}")
+
+
+class Head:
+    """A command's leading arguments packed once, for a command sent again and again
+    with only its last ``tail`` arguments changing (dispatch: a job's id and params)."""
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, head: Command, tail: int) -> None:
+        packed = hiredis.pack_command(tuple(head))
+        self._packed = b"*%d\r\n" % (len(head) + tail) + packed[packed.index(b"\r\n") + 2 :]
+
+    def command(self, *tail: str) -> bytes:
+        out = [self._packed]
+        for arg in tail:
+            raw = arg.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        return b"".join(out)
 
 
 class Inflight:
@@ -156,6 +188,18 @@ class Wire:
 
         def exchange(conn: _Link) -> Any:
             conn.send([command])
+            reply = conn.read()
+            if isinstance(reply, redis.RedisError):
+                raise reply
+            return reply
+
+        return self._on_connection(exchange)
+
+    def execute_packed(self, data: bytes) -> Any:
+        """One command packed already (see :class:`Head`); an error reply is raised."""
+
+        def exchange(conn: _Link) -> Any:
+            conn.send_packed(data)
             reply = conn.read()
             if isinstance(reply, redis.RedisError):
                 raise reply

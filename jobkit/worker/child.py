@@ -30,8 +30,9 @@ from tenacity import wait_exponential
 
 from jobkit.connection import connect
 from jobkit.keys import split_lane
+from jobkit.models import Claimed
 from jobkit.settings import Settings
-from jobkit.store import Claimed, Refill, Store
+from jobkit.store import Refill, Store
 from jobkit.worker import protocol
 from jobkit.worker.execute import Executor, Success, persistently, redis_failed
 from jobkit.worker.slot import Slots

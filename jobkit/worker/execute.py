@@ -18,10 +18,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from jobkit import registry
 from jobkit.errors import UnknownJobError
-from jobkit.models import DeadReason, JobError
+from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import Decision, backoff
 from jobkit.settings import Settings
-from jobkit.store import Claimed, Store
+from jobkit.store import Store
 
 log = logging.getLogger("jobkit.worker")
 _backoff = wait_exponential(multiplier=0.05, max=5.0)

@@ -21,10 +21,10 @@ from jobkit import registry
 from jobkit.connection import connect
 from jobkit.errors import UnknownJobError
 from jobkit.keys import worker_lanes
-from jobkit.models import JobError
+from jobkit.models import Claimed, JobError
 from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
-from jobkit.store import Claimed, Store, WorkerRegistry
+from jobkit.store import Store, WorkerRegistry
 from jobkit.worker.child import child_main
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, rss_bytes
