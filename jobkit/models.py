@@ -213,9 +213,8 @@ class NewJob(NamedTuple):
                 self.max_attempts, self.timeout, self.result_ttl)  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One leased job handed to a worker child."""
+class Claimed(NamedTuple):
+    """One leased job handed to a worker child (a NamedTuple: built for every job)."""
 
     id: str
     token: str

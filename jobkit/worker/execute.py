@@ -8,8 +8,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import redis
@@ -164,7 +163,7 @@ class Executor:
             log.info("job %s %s started (attempt %d)", job.name, job.id, job.attempts)
         try:
             result = cls(params, job_id=job.id, attempt=job.attempts).perform()
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 result = self._await(result)
         except Exception as exc:
             decision = cls.retry.decide(exc, job.attempts)
@@ -191,9 +190,8 @@ class Executor:
                 log.info("job %s %s succeeded in %.3fs", job.name, job.id, item.elapsed)
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A job that returned, whose result is not yet recorded."""
+class Success(NamedTuple):
+    """A job that returned, whose result is not yet recorded (built for every job)."""
 
     job: Claimed
     payload: bytes
