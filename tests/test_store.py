@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
+import redis
+
+import jobkit
 from tests import jobs
 from tests.conftest import Env
 
@@ -38,3 +43,35 @@ def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> No
     flags = env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed])  # one call
     assert all(flags) and len(flags) == 2500
     assert env.client.zcard(env.keys.running) == 0
+
+
+def test_dispatch_survives_a_lost_script_cache(env: Env) -> None:
+    jobs.Add.dispatch(a=1, b=1)  # the enqueue command's fixed part is packed and kept
+    env.client.script_flush()
+    handle = jobs.Add.dispatch(a=2, b=2)
+    assert env.client.zscore(env.keys.queue("default"), handle.id) is not None
+    assert env.client.zcard(env.keys.queue("default")) == 2
+
+
+def test_dispatch_keeps_multibyte_text_intact(env: Env) -> None:
+    text = "héllo ✓ 日本 🚀 " * 50  # byte length differs from character length
+    handle = jobs.AsyncEcho.dispatch(text=text)
+    stored = env.client.hget(env.keys.job(handle.id), "params")
+    assert stored is not None
+    assert orjson.loads(stored) == {"text": text}
+
+
+def test_a_connection_the_server_closed_is_replaced(env: Env) -> None:
+    jobs.Add.dispatch(a=1, b=1)  # this thread's direct connection is open now
+    killed = env.client.client_kill_filter(_type="normal", skipme=True)  # as a timeout would
+    assert killed >= 1
+    handle = jobs.Add.dispatch(a=2, b=2)  # sent on a fresh connection, once
+    assert env.client.zcard(env.keys.queue("default")) == 2
+    assert handle.status is jobkit.Status.QUEUED
+
+
+def test_an_error_reply_is_raised_with_its_message(env: Env) -> None:
+    env.client.set("plain", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        env.store._wire.execute("LPUSH", "plain", "y")
+    assert env.store._wire.execute("GET", "plain") == "x"  # the connection is still in step
