@@ -14,6 +14,9 @@ from jobkit.store import Store
 # Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read
 # that outlives it fails with TimeoutError instead of returning empty.
 _WAIT_SLICE = 1.0
+# How long a waiter's registration outlives its read of the status: one slice, and margin
+# for a slow client between the read and its blocking call.
+_WAITER_MS = int(_WAIT_SLICE * 1000) + 5000
 
 
 class JobHandle:
@@ -28,9 +31,9 @@ class JobHandle:
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._status.value}>"
 
-    def refresh(self) -> JobHandle:
-        """Re-read the job from Redis."""
-        self._record = self._store.get(self.id)
+    def refresh(self, *, wait_ms: int = 0) -> JobHandle:
+        """Re-read the job from Redis (``wait_ms``: see :meth:`Store.get`)."""
+        self._record = self._store.get(self.id, wait_ms=wait_ms)
         self._status = self._record.status if self._record else Status.UNKNOWN
         return self
 
@@ -75,7 +78,7 @@ class JobHandle:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            rec = self.refresh()._record
+            rec = self.refresh(wait_ms=_WAITER_MS)._record
             if rec is None:
                 raise JobNotFound(f"no job {self.id}")
             if rec.status is Status.SUCCEEDED:

@@ -14,6 +14,8 @@ key                         type    holds
 ``{p}:scheduled``           zset    job id -> due time (ms): delays and back-offs
 ``{p}:dead``                zset    dead-lettered job id -> time (ms)
 ``{p}:done:<id>``           list    completion token; result waiters block on it
+``{p}:waiter:<id>``         string  present (short TTL) while someone waits for the job's
+                                    outcome: only then is a completion token pushed
 ``{p}:seq``                 string  FIFO sequence counter
 ``{p}:lanes``               set     every lane a job was ever sent to
 ``{p}:workers``             zset    worker name -> last heartbeat (ms)
@@ -94,6 +96,9 @@ class Keys:
 
     def done(self, job_id: str) -> str:
         return f"{self.base}:done:{job_id}"
+
+    def waiter(self, job_id: str) -> str:
+        return f"{self.base}:waiter:{job_id}"
 
     def worker(self, name: str) -> str:
         return f"{self.base}:worker:{name}"

@@ -300,8 +300,16 @@ class Store:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobRecord | None:
-        raw = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+    def get(self, job_id: str, *, wait_ms: int = 0) -> JobRecord | None:
+        """The job; with ``wait_ms``, first register as waiting for its outcome that
+        long, so its completion pushes the token :meth:`wait_done` blocks on."""
+        if not wait_ms:
+            raw = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self.keys.waiter(job_id), 1, px=wait_ms)
+            pipe.hgetall(self.keys.job(job_id))
+            raw = cast(dict[str, str], pipe.execute()[1])
         return JobRecord.from_hash(job_id, raw) if raw else None
 
     def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:

@@ -36,7 +36,7 @@ def test_keys_match_the_lua_prelude() -> None:
     from jobkit import scripts
 
     lib = scripts.source("enqueue")
-    for suffix in ("':job:'", "':queue:'", "':wake:'", "':done:'", "':seq'"):
+    for suffix in ("':job:'", "':queue:'", "':wake:'", "':done:'", "':waiter:'", "':seq'"):
         assert suffix in lib
     assert "':scheduled'" in lib and "':lanes'" in lib
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import jobkit
 from jobkit import Status
 from tests import jobs
@@ -197,3 +199,18 @@ def test_result_waits_longer_than_the_client_socket_timeout(env: Env) -> None:
     else:
         raise AssertionError("expected JobTimeout")
     assert time.monotonic() - started >= 6
+
+
+def test_completion_token_only_for_jobs_someone_waits_for(
+    env: Env, start_worker: StartWorker
+) -> None:
+    # a waiter registers before it reads the status, and its job's completion wakes it
+    # with a token; a job nobody waits for costs Redis no token at all
+    unwatched = jobs.Add.dispatch(a=1, b=1)
+    watched = jobs.Sleepy.dispatch(marker="waited", seconds=0.5)
+    start_worker()
+    assert watched.result(timeout=15) == pytest.approx(0.5, abs=0.3)
+    wait_until(lambda: unwatched.status is Status.SUCCEEDED)
+    assert env.client.exists(env.keys.done(watched.id)) == 1
+    assert env.client.exists(env.keys.done(unwatched.id)) == 0
+    assert env.client.ttl(env.keys.waiter(watched.id)) > 0  # it lapses by itself

@@ -11,6 +11,7 @@ local function job_key(base, id) return base .. ':job:' .. id end
 local function queue_key(base, lane) return base .. ':queue:' .. lane end
 local function wake_key(base, lane) return base .. ':wake:' .. lane end
 local function done_key(base, id) return base .. ':done:' .. id end
+local function waiter_key(base, id) return base .. ':waiter:' .. id end
 
 -- Higher priority first, then FIFO by sequence: one zset score carries both.
 local function ready_score(priority, seq)
@@ -41,13 +42,20 @@ end
 
 local function next_seq(base) return redis.call('INCR', base .. ':seq') end
 
--- Wake everyone waiting for this job's outcome (JobHandle.result blocks on it). Only a
--- job's one move into a final state calls this, and revive deletes the token on the way
--- back out, so there is no stale token to clear first.
-local function notify_done(base, id, ttl)
+-- Wake everyone blocked on this job's outcome. Only a job's one move into a final state
+-- calls this, and revive deletes the token on the way back out, so there is no stale
+-- token to clear first.
+local function push_done(base, id, ttl)
   local dk = done_key(base, id)
   redis.call('LPUSH', dk, '1')
   redis.call('EXPIRE', dk, ttl)
+end
+
+-- A job reached a final state: wake its waiters, if any. JobHandle.result registers in
+-- waiter:<id> (a short TTL) before it reads the status and blocks on done:<id>, so a
+-- waiter either sees the final status or finds the token; nobody registered, no token.
+local function notify_done(base, id, ttl)
+  if redis.call('EXISTS', waiter_key(base, id)) == 1 then push_done(base, id, ttl) end
 end
 
 -- Park a job in `scheduled` until `due`. Sleeping schedulers are woken (pub/sub channel
