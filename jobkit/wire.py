@@ -2,7 +2,8 @@
 
 redis-py's client layer (pool checkout, retries, instrumentation) costs more CPU per
 command than the round trip itself, so dispatch, claim and complete talk to a connection
-of their own, made from the client's pool settings. hiredis packs the commands.
+of their own, made from the client's pool settings: redis-py opens it (TLS, AUTH, SELECT),
+then commands go straight to its socket, packed by hiredis, whose reader parses replies.
 
 A request can also be sent now and its replies read later (:meth:`Wire.send`): a worker
 asks for its next batch while it still runs the last jobs of the current one. Any other
