@@ -74,16 +74,29 @@ end
 -- until `due` ('scheduled'). The one place that knows a job hash's initial fields; the
 -- counters (attempts, lease, crashes) start absent, meaning 0, and the queue is the
 -- lane's part before '|'. The caller wakes workers (see `wake`) for queued jobs.
+-- A batch passes each job's `seq` (reserved at once) and a `ready` table, which collects
+-- score, id pairs for one ZADD by the caller (see add_ready) instead of one per job.
 local function create_job(base, id, status, due, now, name, lane, params, priority,
-                          max_attempts, timeout, ttl)
-  local seq = next_seq(base)
+                          max_attempts, timeout, ttl, seq, ready)
+  seq = seq or next_seq(base)
   redis.call('HSET', job_key(base, id), 'name', name, 'lane', lane, 'params', params,
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', due)
-  if status == 'queued' then
+  if status == 'queued' and ready then
+    ready[#ready + 1] = ready_score(priority, seq)
+    ready[#ready + 1] = id
+  elseif status == 'queued' then
     redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   else
     schedule_at(base, id, due)
+  end
+end
+
+-- Add the score, id pairs collected by create_job to a lane's queue: one ZADD per 500
+-- jobs (unpack() of a very large table would overflow Lua's C stack).
+local function add_ready(base, lane, ready)
+  for i = 1, #ready, 1000 do
+    redis.call('ZADD', queue_key(base, lane), unpack(ready, i, math.min(i + 999, #ready)))
   end
 end
 

@@ -18,6 +18,10 @@ local status = 'queued'
 if due > now then status = 'scheduled' end
 local out = {}
 local queued = 0
+-- fresh ids: reserve every FIFO place at once; ids of the caller's: only for new jobs,
+-- so a repeated dispatch writes nothing at all
+local first_seq = not check and redis.call('INCRBY', base .. ':seq', n) - n
+local ready = {}
 for i = 0, n - 1 do
   local id = ARGV[11 + 2 * i]
   local existing = check and redis.call('HGET', job_key(base, id), 'status')
@@ -26,12 +30,13 @@ for i = 0, n - 1 do
     out[#out + 1] = existing
   else
     create_job(base, id, status, due, now, name, lane, ARGV[12 + 2 * i], priority,
-      max_attempts, timeout, ttl)
+      max_attempts, timeout, ttl, first_seq and first_seq + i + 1, ready)
     if status == 'queued' then queued = queued + 1 end
     out[#out + 1] = 1
     out[#out + 1] = status
   end
 end
+add_ready(base, lane, ready)
 if queued > 0 then wake(base, lane, queued) end
 note_lane(base, lane)
 return out
