@@ -55,6 +55,14 @@ class Store:
     def _execute(self, *command: Any) -> Any:
         return self._wire.execute(*command)
 
+    def _pipeline_plain(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Plain commands in one round trip on the direct connection; errors raised."""
+        replies = self._wire.pipeline(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     # -- dispatch ---------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob], *, check: bool = True) -> list[tuple[bool, str]]:
@@ -303,14 +311,16 @@ class Store:
     def get(self, job_id: str, *, wait_ms: int = 0) -> JobRecord | None:
         """The job; with ``wait_ms``, first register as waiting for its outcome that
         long, so its completion pushes the token :meth:`wait_done` blocks on."""
-        if not wait_ms:
-            raw = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        read = ("HGETALL", self.keys.job(job_id))
+        if wait_ms:
+            register = ("SET", self.keys.waiter(job_id), 1, "PX", wait_ms)
+            reply = self._pipeline_plain([register, read])[1]
         else:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(self.keys.waiter(job_id), 1, px=wait_ms)
-            pipe.hgetall(self.keys.job(job_id))
-            raw = cast(dict[str, str], pipe.execute()[1])
-        return JobRecord.from_hash(job_id, raw) if raw else None
+            reply = self._execute(*read)
+        if not isinstance(reply, dict):  # RESP2: field, value, field, value ...
+            pairs = iter(reply)
+            reply = dict(zip(pairs, pairs, strict=True))
+        return JobRecord.from_hash(job_id, reply) if reply else None
 
     def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
@@ -324,8 +334,7 @@ class Store:
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block until the job's completion token exists (left in place for other waiters)."""
         key = self.keys.done(job_id)
-        # BLMOVE takes fractional seconds since Redis 6; redis-py's hint says int
-        return self.redis.blmove(key, key, timeout, "RIGHT", "LEFT") is not None  # type: ignore[arg-type]
+        return self._execute("BLMOVE", key, key, "RIGHT", "LEFT", timeout) is not None
 
     def counts(self) -> dict[str, int]:
         """Sizes of the shared sets plus lifetime totals."""
