@@ -109,17 +109,29 @@ class BaseJob:
         job_id: str | None,
     ) -> NewJob:
         model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
+        if job_id is not None and not _JOB_ID.fullmatch(job_id):
+            raise ValueError("job_id must be 1-200 characters with no whitespace")
+        name, lane, *rest = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
+        # 128 random bits, as uuid4 but cheaper
+        return NewJob(job_id or os.urandom(16).hex(), name, lane, model.model_dump_json(), *rest)
+
+    @classmethod
+    def _spec(
+        cls,
+        *,
+        delay: float | timedelta | None,
+        at: datetime | None,
+        queue: str | None,
+        priority: int | None,
+    ) -> tuple[Any, ...]:
+        """What every job of one dispatch call shares, as :meth:`NewJob.spec` orders it."""
         prio = cls.priority if priority is None else priority
         if not -MAX_PRIORITY <= prio <= MAX_PRIORITY:
             raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
-        if job_id is not None and not _JOB_ID.fullmatch(job_id):
-            raise ValueError("job_id must be 1-200 characters with no whitespace")
-        # positional, and the usual no-delay case without conversions: dispatch's hot path
-        return NewJob(
-            job_id or os.urandom(16).hex(),  # 128 random bits, as uuid4 but cheaper
+        # the usual no-delay case without conversions: dispatch's hot path
+        return (
             cls.name,
             lane_name(queue or cls.queue, cls.tags) if cls.tags else queue or cls.queue,
-            model.model_dump_json(),
             prio,
             0 if delay is None else int(_seconds(delay) * 1000),
             0 if at is None else _epoch_ms(at),
@@ -149,7 +161,7 @@ class BaseJob:
             params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id
         )
         store = store or get_store()
-        [(_, status)] = store.enqueue([job], check=job_id is not None)
+        _, status = store.enqueue(job, check=job_id is not None)
         return JobHandle(job.id, store, status=status)
 
     @classmethod
@@ -163,14 +175,17 @@ class BaseJob:
         priority: int | None = None,
         store: Store | None = None,
     ) -> list[JobHandle]:
-        """Validate every params mapping first, then store all jobs in one round trip."""
-        jobs = [
-            cls._new_job(p, delay=delay, at=at, queue=queue, priority=priority, job_id=None)
-            for p in params_list
-        ]
+        """Validate every params mapping first, then store all jobs in one request (its
+        parts are sent as they are packed, so Redis stores the first while the rest are
+        serialised)."""
+        validate = cls.Params.model_validate
+        models = [validate(p) for p in params_list]  # a ValidationError writes nothing
+        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
+        randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
+        ids = [randoms[i : i + 32] for i in range(0, len(randoms), 32)]
         store = store or get_store()
-        statuses = store.enqueue(jobs, check=False)  # fresh random ids
-        return [JobHandle(j.id, store, status=s) for j, (_, s) in zip(jobs, statuses, strict=True)]
+        statuses = store.enqueue_fresh(spec, ids, (m.model_dump_json() for m in models))
+        return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]
 
 
 def get_job(job_id: str, store: Store | None = None) -> JobHandle:

@@ -3,7 +3,7 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 import redis
@@ -16,8 +16,9 @@ from jobkit.models import Claimed, JobRecord, NewJob
 from jobkit.wire import Head, Inflight, Wire
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
-# the call, small enough not to block Redis for long.
-ENQUEUE_CHUNK = 500
+# the call, small enough that Redis runs one while the client packs the next, and never
+# blocks other clients for long.
+ENQUEUE_CHUNK = 200
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
@@ -65,33 +66,33 @@ class Store:
 
     # -- dispatch ---------------------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob], *, check: bool = True) -> list[tuple[bool, str]]:
-        """Create jobs: one script call per chunk of jobs that share a spec, all chunks in
-        one round trip. ``check=False`` when every id is fresh and random: Redis then
-        skips looking each one up (an existing id is only possible when the caller chose
-        it)."""
-        flag = 1 if check else 0
-        if len(jobs) == 1:
-            return [self._enqueue_one(jobs[0], flag)]
-        calls = []
-        start = 0
-        while start < len(jobs):
-            spec = jobs[start].spec()
-            args: list[Any] = [0, *spec, flag]
-            end = start
-            while end < len(jobs) and end - start < ENQUEUE_CHUNK and jobs[end].spec() == spec:
-                args += (jobs[end].id, jobs[end].params_json)
-                end += 1
-            args[0] = end - start
-            calls.append(("enqueue", [self.keys.base], args))
-            start = end
-        out: list[tuple[bool, str]] = []
-        for raw in self._pipeline(calls):
-            out.extend((bool(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2))
-        return out
+    def enqueue_fresh(
+        self, spec: tuple[Any, ...], ids: Sequence[str], params_json: Iterable[str]
+    ) -> list[str]:
+        """Create jobs that share ``spec`` (see :meth:`NewJob.spec`) under fresh random
+        ids; their statuses. One script call per chunk, each sent as soon as it is built,
+        all replies read at the end: one round trip, with Redis and the caller at work at
+        once."""
+        calls: list[ScriptCall] = []
+        payloads = iter(params_json)
 
-    def _enqueue_one(self, job: NewJob, flag: int) -> tuple[bool, str]:
-        """dispatch(): all but the id and params packed once per job class and options."""
+        def produce() -> Iterator[tuple[Any, ...]]:
+            for start in range(0, len(ids), ENQUEUE_CHUNK):
+                chunk = ids[start : start + ENQUEUE_CHUNK]
+                args: list[Any] = [len(chunk), *spec, 0]
+                for job_id in chunk:
+                    args += (job_id, next(payloads))
+                calls.append(("enqueue", [self.keys.base], args))
+                yield self._commands(calls[-1:])[0]
+
+        replies = self._checked(calls, self._wire.stream(produce()))
+        return [str(s) for raw in replies for s in raw[1::2]]
+
+    def enqueue(self, job: NewJob, *, check: bool = True) -> tuple[bool, str]:
+        """Create one job: (created, status). ``check=False`` when the id is fresh and
+        random: Redis then skips looking it up (an existing id is only possible when the
+        caller chose it). All but the id and params is packed once per class and options."""
+        flag = 1 if check else 0
         spec = (job.spec(), flag)
         head = self._heads.get(spec)
         if head is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, cast
 
 import hiredis
@@ -207,6 +207,23 @@ class Wire:
             return reply
 
         return self._on_connection(exchange)
+
+    def stream(self, commands: Iterable[Command]) -> list[Any]:
+        """Send each command as soon as ``commands`` yields it, then read every reply
+        (errors in place): Redis runs the first while the caller builds the next. If the
+        connection turns out dead, the commands made so far go again on a fresh one."""
+        made: list[Command] = []
+        source = iter(commands)
+
+        def exchange(conn: _Link) -> list[Any]:
+            for command in made:
+                conn.send([command])
+            for command in source:
+                made.append(command)
+                conn.send([command])
+            return _read(conn, len(made))
+
+        return cast(list[Any], self._on_connection(exchange))
 
     def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one round trip; error replies are returned in place."""

@@ -75,3 +75,12 @@ def test_an_error_reply_is_raised_with_its_message(env: Env) -> None:
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         env.store._wire.execute("LPUSH", "plain", "y")
     assert env.store._wire.execute("GET", "plain") == "x"  # the connection is still in step
+
+
+def test_dispatch_many_on_a_connection_the_server_closed(env: Env) -> None:
+    jobs.Add.dispatch_many([{"a": 0, "b": 0}] * 2)  # this thread's connection is open now
+    assert env.client.client_kill_filter(_type="normal", skipme=True) >= 1
+    handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(450)])  # 3 requests
+    # sent again on a fresh connection, once: no job lost, none stored twice
+    assert env.client.zcard(env.keys.queue("default")) == 452
+    assert {h.status for h in handles} == {jobkit.Status.QUEUED}
