@@ -111,9 +111,9 @@ class BaseJob:
         model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
         if job_id is not None and not _JOB_ID.fullmatch(job_id):
             raise ValueError("job_id must be 1-200 characters with no whitespace")
-        name, lane, *rest = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
+        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         # 128 random bits, as uuid4 but cheaper
-        return NewJob(job_id or os.urandom(16).hex(), name, lane, model.model_dump_json(), *rest)
+        return NewJob(job_id or os.urandom(16).hex(), model.model_dump_json(), *spec)
 
     @classmethod
     def _spec(

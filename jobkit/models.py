@@ -190,16 +190,16 @@ def _iso(value: datetime | None) -> str | None:
 
 class NewJob(NamedTuple):
     """What the enqueue script needs to create one job (the queue is the lane's part
-    before '|').
+    before '|'): its id and params, then what :meth:`spec` gives.
 
     A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
     tuple is built several times faster.
     """
 
     id: str
+    params_json: str
     name: str
     lane: str
-    params_json: str
     priority: int
     delay_ms: int
     at_ms: int
@@ -209,8 +209,7 @@ class NewJob(NamedTuple):
 
     def spec(self) -> tuple[Any, ...]:
         """What enqueue.lua takes once per call for all the jobs sharing it."""
-        return (self.name, self.lane, self.priority, self.delay_ms, self.at_ms,
-                self.max_attempts, self.timeout, self.result_ttl)  # fmt: skip
+        return self[2:]
 
 
 class Claimed(NamedTuple):

@@ -58,11 +58,7 @@ class Store:
 
     def _pipeline_plain(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Plain commands in one round trip on the direct connection; errors raised."""
-        replies = self._wire.pipeline(commands)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return _raise_errors(self._wire.pipeline(commands))
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -93,15 +89,14 @@ class Store:
         random: Redis then skips looking it up (an existing id is only possible when the
         caller chose it). All but the id and params is packed once per class and options."""
         flag = 1 if check else 0
-        spec = (job.spec(), flag)
-        head = self._heads.get(spec)
+        spec = job.spec()
+        key = (spec, flag)
+        head = self._heads.get(key)
         if head is None:
             if len(self._heads) >= 256:  # delays and queues chosen per call: stay bounded
                 self._heads.clear()
             sha = self._scripts["enqueue"].sha
-            head = self._heads[spec] = Head(
-                ("EVALSHA", sha, 1, self.keys.base, 1, *spec[0], flag), 2
-            )
+            head = self._heads[key] = Head(("EVALSHA", sha, 1, self.keys.base, 1, *spec, flag), 2)
         command = head.command(job.id, job.params_json)
         try:
             raw = self._wire.execute_packed(command)
@@ -128,10 +123,7 @@ class Store:
             again = self._wire.pipeline(self._commands([calls[i] for i in missing]))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
+        return _raise_errors(results)
 
     def _commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
         return [
@@ -230,8 +222,7 @@ class Store:
         ]
         blpop = ("BLPOP", *(self.keys.wake(lane) for lane in lanes), timeout)
         replies = self._wire.pipeline([blpop, *self._commands(calls)])
-        if isinstance(replies[0], Exception):
-            raise replies[0]
+        _raise_errors(replies[:1])
         return self._parse_claimed(self._checked(calls, replies[1:])[0])
 
     def connection_id(self) -> int:
@@ -370,6 +361,14 @@ class Store:
         }
         found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
         return sorted(found)
+
+
+def _raise_errors(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then that is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 class WorkerRegistry:

@@ -177,7 +177,6 @@ class Wire:
         local = self._local
         conn: _Link | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            local.conn = None
             pool = self._client.connection_pool
             made = cast(_Handshake, pool.make_connection())
             conn = _Link(made, bool(pool.connection_kwargs.get("decode_responses")))
@@ -186,15 +185,7 @@ class Wire:
 
     def execute(self, *command: Any) -> Any:
         """One command; an error reply is raised."""
-
-        def exchange(conn: _Link) -> Any:
-            conn.send([command])
-            reply = conn.read()
-            if isinstance(reply, redis.RedisError):
-                raise reply
-            return reply
-
-        return self._on_connection(exchange)
+        return self.execute_packed(hiredis.pack_command(command))
 
     def execute_packed(self, data: bytes) -> Any:
         """One command packed already (see :class:`Head`); an error reply is raised."""

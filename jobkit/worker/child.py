@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import redis
-from tenacity import wait_exponential
 
 from jobkit.connection import connect
 from jobkit.keys import split_lane
@@ -44,7 +43,6 @@ FLUSH_AFTER = 0.005  # a finished job's result waits at most this long for its b
 RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
 STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
-_backoff = wait_exponential(multiplier=0.05, max=5.0)
 
 Sent = tuple[Refill, list[Success]]  # a refill request, and the results it records
 

@@ -29,15 +29,15 @@ class Held:
 
 
 def claimed(job_id: str, token: str, attempt: int, timeout: float, name: str) -> str:
-    return f"C\t{job_id}\t{token}\t{attempt}\t{timeout}\t{name}\n"
+    return f"{CLAIMED}\t{job_id}\t{token}\t{attempt}\t{timeout}\t{name}\n"
 
 
 def done(job_id: str, outcome: str) -> str:
-    return f"D\t{job_id}\t{outcome}\n"
+    return f"{DONE}\t{job_id}\t{outcome}\n"
 
 
 def released(job_id: str) -> str:
-    return f"R\t{job_id}\t\n"
+    return f"{RELEASED}\t{job_id}\t\n"
 
 
 def send(fd: int, messages: Iterable[str]) -> None:
