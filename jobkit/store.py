@@ -147,17 +147,6 @@ class Store:
         args = self._claim_args(worker, lease_ms, want, groups)
         return self._parse_claimed(self._run("claim", [self.keys.base], args))
 
-    def complete_and_claim(
-        self,
-        done: Sequence[tuple[str, str, str | bytes, int]],
-        worker: str,
-        lease_ms: int,
-        want: int,
-        groups: Sequence[Sequence[str]],
-    ) -> tuple[list[bool], list[Claimed]]:
-        """Record successes and lease the next jobs, in one round trip."""
-        return self.finish_refill(self.send_refill(done, worker, lease_ms, want, groups))
-
     def send_refill(
         self,
         done: Sequence[tuple[str, str, str | bytes, int]],
@@ -166,8 +155,9 @@ class Store:
         want: int,
         groups: Sequence[Sequence[str]],
     ) -> Refill:
-        """Send :meth:`complete_and_claim` now; :meth:`finish_refill` (on the same
-        thread) reads its outcome, so the caller can run a job while Redis works."""
+        """Send, in one request, the completions ``done`` and a claim of up to ``want``
+        jobs; :meth:`finish_refill` reads the outcome, so the caller can run a job while
+        Redis works."""
         calls: list[ScriptCall] = []
         if done:
             calls.append(("complete", [self.keys.base], [x for item in done for x in item]))

@@ -18,7 +18,9 @@ def test_a_lost_script_cache_never_strands_a_claimed_batch(env: Env) -> None:
     [first] = env.store.claim("w", 30_000, 1, [["default"]])
 
     done = [(first.id, first.token, "1", 60)]
-    flags, claimed = env.store.complete_and_claim(done, "w", 30_000, 2, [["default"]])
+    flags, claimed = env.store.finish_refill(
+        env.store.send_refill(done, "w", 30_000, 2, [["default"]])
+    )
 
     assert flags == [True]
     assert len(claimed) == 2
