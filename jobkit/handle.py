@@ -22,11 +22,13 @@ _WAITER_MS = int(_WAIT_SLICE * 1000) + 5000
 class JobHandle:
     """A job by id. Reading ``status``/``attempts``/``error`` re-reads an unfinished job."""
 
-    def __init__(self, job_id: str, store: Store, *, status: str | None = None) -> None:
+    def __init__(self, job_id: str, store: Store, *, status: Status | str | None = None) -> None:
         self.id = job_id
         self._store = store
         self._record: JobRecord | None = None
-        self._status = Status(status) if status else Status.UNKNOWN
+        if not isinstance(status, Status):
+            status = Status(status) if status else Status.UNKNOWN
+        self._status = status
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._status.value}>"

@@ -133,7 +133,8 @@ class JobRecord:
             created_at=_ms_to_datetime(h.get("created_at")),
             started_at=_ms_to_datetime(h.get("started_at")),
             finished_at=_ms_to_datetime(h.get("finished_at")),
-            due_at=_ms_to_datetime(h.get("due_at")),
+            # absent: queued as it was created, so due then (see create_job in _lib.lua)
+            due_at=_ms_to_datetime(h.get("due_at") or h.get("created_at")),
             result_json=h.get("result"),
             error=JobError.from_json(h.get("error")),
             reason=h.get("reason"),

@@ -63,7 +63,7 @@ class Store:
     # -- dispatch ---------------------------------------------------------------------
 
     def enqueue_fresh(
-        self, spec: tuple[Any, ...], ids: Sequence[str], params_json: Iterable[str]
+        self, spec: tuple[Any, ...], ids: Sequence[str], params_json: Iterable[str | bytes]
     ) -> list[str]:
         """Create jobs that share ``spec`` (see :meth:`NewJob.spec`) under fresh random
         ids; their statuses. One script call per chunk, each sent as soon as it is built,
@@ -82,7 +82,10 @@ class Store:
                 yield self._commands(calls[-1:])[0]
 
         replies = self._checked(calls, self._wire.stream(produce()))
-        return [str(s) for raw in replies for s in raw[1::2]]
+        statuses: list[str] = []
+        for raw, (_, _, args) in zip(replies, calls, strict=True):
+            statuses += [str(raw)] * args[0]  # a chunk's jobs share the status it returns
+        return statuses
 
     def enqueue(self, job: NewJob, *, check: bool = True) -> tuple[bool, str]:
         """Create one job: (created, status). ``check=False`` when the id is fresh and
@@ -103,6 +106,8 @@ class Store:
         except NoScriptError:  # refused, so it did not run: load it and run it once
             self.load_scripts()
             raw = self._wire.execute_packed(command)
+        if not check:  # a fresh id: created, and the reply is its status
+            return True, str(raw)
         return bool(raw[0]), str(raw[1])
 
     def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:

@@ -28,8 +28,9 @@ def test_invalid_params_raise_and_write_nothing(env: Env) -> None:
         jobs.Add.dispatch(a=1)  # missing b
     with pytest.raises(pydantic.ValidationError):
         jobs.Add.dispatch(a=1, b=2, c=3)  # extra field forbidden
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(pydantic.ValidationError) as caught:
         jobs.Add.dispatch_many([{"a": 1, "b": 2}, {"a": "x", "b": 2}])  # all or nothing
+    assert [e["loc"] for e in caught.value.errors()] == [(1, "a")]  # the item, by index
 
     assert env.client.dbsize() == dbsize
     assert _all_keys(env) == before

@@ -455,8 +455,11 @@ def test_cron_job_hash_matches_a_dispatched_job(sched_store: Store) -> None:
     )
     dispatched = sched_store.redis.hgetall(sched_store.keys.job(handle.id))
     assert set(dispatched) <= set(fired)  # cron_fire.lua mirrors enqueue.lua
-    assert set(fired) - set(dispatched) == {"schedule"}
+    # a job queued as it is created is due then: only the cron job's hash names its slot
+    assert set(fired) - set(dispatched) == {"schedule", "due_at"}
     assert fired["due_at"] == str(T0 * 1000)  # the slot: lateness is started_at - due_at
+    record = handle.record
+    assert record is not None and record.due_at == record.created_at
     for field in ("name", "lane", "params", "status", "max_attempts", "result_ttl"):
         assert fired[field] == dispatched[field], field
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import orjson
 import pytest
 import redis
@@ -35,6 +37,19 @@ def test_dispatch_many_survives_a_lost_script_cache(env: Env) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": i} for i in range(450)])  # 3 chunks
     assert len({h.id for h in handles}) == 450
     assert env.client.zcard(env.keys.queue("default")) == 450
+
+
+def test_dispatch_many_returns_each_jobs_status(env: Env) -> None:
+    now = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(450)])  # 3 chunks
+    later = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(250)], delay=60)
+    # the handles carry the status Redis returned (repr does not re-read it)
+    assert {repr(h).split()[-1] for h in now} == {"queued>"} and len(now) == 450
+    assert {repr(h).split()[-1] for h in later} == {"scheduled>"} and len(later) == 250
+    assert env.client.zcard(env.keys.queue("default")) == 450
+    assert env.client.zcard(env.keys.scheduled) == 250
+    record = later[-1].record
+    assert record is not None and record.due_at is not None and record.created_at is not None
+    assert record.due_at - record.created_at == timedelta(seconds=60)
 
 
 def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> None:

@@ -73,15 +73,20 @@ end
 -- Write a new job's hash and put it where it waits: its queue ('queued') or `scheduled`
 -- until `due` ('scheduled'). The one place that knows a job hash's initial fields; the
 -- counters (attempts, lease, crashes) start absent, meaning 0, and the queue is the
--- lane's part before '|'. The caller wakes workers (see `wake`) for queued jobs.
--- A batch passes each job's `seq` (reserved at once) and a `ready` table, which collects
--- score, id pairs for one ZADD by the caller (see add_ready) instead of one per job.
+-- lane's part before '|'. `due_at` is written only when it differs from `created_at`: a
+-- job queued as it is created is due then (readers fall back to `created_at`), and most
+-- jobs are, so the common hash is one field smaller. The caller wakes workers (see
+-- `wake`) for queued jobs. A batch passes each job's `seq` (reserved at once) and a
+-- `ready` table, which collects score, id pairs for one ZADD by the caller (see
+-- add_ready) instead of one per job.
 local function create_job(base, id, status, due, now, name, lane, params, priority,
                           max_attempts, timeout, ttl, seq, ready)
   seq = seq or next_seq(base)
-  redis.call('HSET', job_key(base, id), 'name', name, 'lane', lane, 'params', params,
+  local jk = job_key(base, id)
+  redis.call('HSET', jk, 'name', name, 'lane', lane, 'params', params,
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
-    'timeout', timeout, 'result_ttl', ttl, 'created_at', now, 'due_at', due)
+    'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
+  if due ~= now then redis.call('HSET', jk, 'due_at', due) end
   if status == 'queued' and ready then
     ready[#ready + 1] = ready_score(priority, seq)
     ready[#ready + 1] = id

@@ -5,7 +5,8 @@
 --          max_attempts, timeout seconds (0 = none), result_ttl seconds, check (1: an id
 --          that exists is left untouched, for caller-chosen ids; 0: ids are fresh random),
 --          then N pairs: id, params JSON
--- Returns  N pairs {created 1|0, status}.
+-- Returns  with check 1: N pairs {created 1|0, status}; with check 0 every job is created
+--          with the same status, so just that status (a smaller reply for a big batch).
 -- Invariant: a job hash and its place (queue or scheduled) appear together or not at all.
 local base = KEYS[1]
 local n, name, lane, priority = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
@@ -16,24 +17,35 @@ local due = now + delay
 if at > due then due = at end
 local status = 'queued'
 if due > now then status = 'scheduled' end
-local out = {}
-local queued = 0
--- fresh ids: reserve every FIFO place at once; ids of the caller's: only for new jobs,
--- so a repeated dispatch writes nothing at all
-local first_seq = not check and redis.call('INCRBY', base .. ':seq', n) - n
 local ready = {}
-for i = 0, n - 1 do
-  local id = ARGV[11 + 2 * i]
-  local existing = check and redis.call('HGET', job_key(base, id), 'status')
-  if existing then
-    out[#out + 1] = 0
-    out[#out + 1] = existing
-  else
-    create_job(base, id, status, due, now, name, lane, ARGV[12 + 2 * i], priority,
-      max_attempts, timeout, ttl, first_seq and first_seq + i + 1, ready)
-    if status == 'queued' then queued = queued + 1 end
-    out[#out + 1] = 1
-    out[#out + 1] = status
+local queued = 0
+local out
+if not check then
+  -- fresh ids: every FIFO place reserved at once, every job created alike
+  local first_seq = redis.call('INCRBY', base .. ':seq', n) - n
+  for i = 0, n - 1 do
+    create_job(base, ARGV[11 + 2 * i], status, due, now, name, lane, ARGV[12 + 2 * i],
+      priority, max_attempts, timeout, ttl, first_seq + i + 1, ready)
+  end
+  if status == 'queued' then queued = n end
+  out = status
+else
+  -- ids of the caller's: a FIFO place only for a new job, so a repeated dispatch writes
+  -- nothing at all
+  out = {}
+  for i = 0, n - 1 do
+    local id = ARGV[11 + 2 * i]
+    local existing = redis.call('HGET', job_key(base, id), 'status')
+    if existing then
+      out[#out + 1] = 0
+      out[#out + 1] = existing
+    else
+      create_job(base, id, status, due, now, name, lane, ARGV[12 + 2 * i], priority,
+        max_attempts, timeout, ttl, nil, ready)
+      if status == 'queued' then queued = queued + 1 end
+      out[#out + 1] = 1
+      out[#out + 1] = status
+    end
   end
 end
 add_ready(base, lane, ready)
