@@ -35,6 +35,9 @@ def configure(**overrides: Any) -> Settings:
 
 def get_settings() -> Settings:
     global _settings
+    settings = _settings  # set once and then only replaced whole: no lock to read it
+    if settings is not None:
+        return settings
     with _lock:
         if _settings is None:
             _settings = load_settings()
@@ -69,6 +72,9 @@ def connect(settings: Settings) -> Store:
 def get_store() -> Store:
     """The process-wide Store, connected on first use."""
     global _store
+    store = _store  # dispatch's hot path: no lock once connected
+    if store is not None:
+        return store
     settings = get_settings()
     with _lock:
         if _store is None:

@@ -17,6 +17,7 @@ _WAIT_SLICE = 1.0
 # How long a waiter's registration outlives its read of the status: one slice, and margin
 # for a slow client between the read and its blocking call.
 _WAITER_MS = int(_WAIT_SLICE * 1000) + 5000
+_STATUS = {s.value: s for s in Status}  # a dict lookup: cheaper than Status(value)
 
 
 class JobHandle:
@@ -26,9 +27,9 @@ class JobHandle:
         self.id = job_id
         self._store = store
         self._record: JobRecord | None = None
-        if not isinstance(status, Status):
-            status = Status(status) if status else Status.UNKNOWN
-        self._status = status
+        self._status = (
+            status if isinstance(status, Status) else _STATUS.get(status or "", Status.UNKNOWN)
+        )
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._status.value}>"

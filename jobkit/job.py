@@ -109,12 +109,15 @@ class BaseJob:
         priority: int | None,
         job_id: str | None,
     ) -> NewJob:
-        model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
+        params_type = cls.Params
+        model = params_type.model_validate(params)  # raises ValidationError, writes nothing
         if job_id is not None and not _JOB_ID.fullmatch(job_id):
             raise ValueError("job_id must be 1-200 characters with no whitespace")
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         # 128 random bits, as uuid4 but cheaper
-        return NewJob(job_id or os.urandom(16).hex(), model.model_dump_json(), *spec)
+        # as model_dump_json(), but bytes: they go to Redis as they are
+        params_json = params_type.__pydantic_serializer__.to_json(model)
+        return NewJob(job_id or os.urandom(16).hex(), params_json, *spec)
 
     @classmethod
     def _params_list(cls) -> TypeAdapter[list[BaseModel]]:

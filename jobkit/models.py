@@ -198,7 +198,7 @@ class NewJob(NamedTuple):
     """
 
     id: str
-    params_json: str
+    params_json: str | bytes
     name: str
     lane: str
     priority: int

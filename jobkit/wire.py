@@ -130,10 +130,10 @@ class Head:
         packed = hiredis.pack_command(tuple(head))
         self._packed = b"*%d\r\n" % (len(head) + tail) + packed[packed.index(b"\r\n") + 2 :]
 
-    def command(self, *tail: str) -> bytes:
+    def command(self, *tail: str | bytes) -> bytes:
         out = [self._packed]
         for arg in tail:
-            raw = arg.encode()
+            raw = arg if isinstance(arg, bytes) else arg.encode()
             out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
         return b"".join(out)
 
