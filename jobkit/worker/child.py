@@ -88,6 +88,8 @@ class Child:
         self.blocking = False  # ... and is blocked waiting for work
         self.block_id = 0  # Redis's id for the connection of the runner waiting for work
         self.closing = False  # no runner takes another job
+        self.waiting = 0  # threads in cond.wait(): only then does a change notify
+        self.keeper_asleep = False  # the housekeeper waits for `kick`: only then is it set
         self.kick = threading.Event()  # wakes the housekeeper when there is something to watch
         self.store: Store
         self.executor: Executor
@@ -132,7 +134,25 @@ class Child:
         finally:
             with self.cond:
                 self.started[index] = 0.0
-                self.cond.notify_all()
+                self._wake()
+
+    def _wake(self, *, watch: bool = False) -> None:
+        """With ``cond`` held: tell waiting threads the state changed; with ``watch``, it
+        is something for the housekeeper to watch. Per job, so it skips whoever does not
+        wait (a notify and an Event.set cost more than the job's own bookkeeping)."""
+        if self.waiting:
+            self.cond.notify_all()
+        if watch and self.keeper_asleep:
+            self.keeper_asleep = False
+            self.kick.set()
+
+    def _wait(self, timeout: float) -> None:
+        """With ``cond`` held: wait for :meth:`_wake`, at most ``timeout`` seconds."""
+        self.waiting += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self.waiting -= 1
 
     def _run_jobs(self, index: int) -> None:
         executor = (
@@ -161,7 +181,7 @@ class Child:
                     if self.sent is not None:
                         takeover, self.sent, job = self.sent, None, None
                         break
-                    self.cond.wait(IDLE_BLOCK)
+                    self._wait(IDLE_BLOCK)
             if takeover is not None:
                 failures = self._finish(takeover, failures, wait=False)
                 continue
@@ -173,7 +193,7 @@ class Child:
                     failures = redis_failed(failures, exc, pause=job is None)
                     with self.cond:
                         self.refilling = False
-                        self.cond.notify_all()
+                        self._wake()
             if job is None:
                 if sent is not None:
                     failures = self._finish(sent, failures, wait=True)
@@ -181,8 +201,7 @@ class Child:
             if sent is not None:
                 with self.cond:  # an idle thread (or the housekeeper) may read it meanwhile
                     self.sent = sent
-                    self.cond.notify_all()
-                self.kick.set()
+                    self._wake(watch=True)
             self._run_claimed(index, executor, job)
             if sent is not None:
                 with self.cond:
@@ -200,18 +219,17 @@ class Child:
         finally:
             with self.cond:
                 self.refilling = self.blocking = False
-                self.cond.notify_all()
+                self._wake()
 
     def _run_claimed(self, index: int, executor: Executor, job: Claimed) -> None:
         self.slots.post(index, job.id, self.started[index])
         outcome = executor.run_or_lost(job)
-        self.slots.post(index, "", 0.0)
+        self.slots.clear(index)
         with self.cond:
             self.started[index] = 0.0
             if isinstance(outcome, Success):
                 self.pending.append(outcome)
-                self.kick.set()
-            self.cond.notify_all()
+            self._wake(watch=isinstance(outcome, Success))
         if not isinstance(outcome, Success):
             protocol.send(self.fd, [protocol.done(job.id, outcome)])
 
@@ -276,8 +294,7 @@ class Child:
         )
         with self.cond:
             self.batch.extend(jobs)
-            self.cond.notify_all()
-        self.kick.set()
+            self._wake(watch=True)
 
     def _report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
         if done:
@@ -295,6 +312,7 @@ class Child:
         while not stop.is_set():
             with self.cond:
                 idle = not self.pending and not self.batch and self.sent is None
+                self.keeper_asleep = idle
             if idle:  # nothing to flush or release: sleep until a runner has something
                 self.kick.wait(STOP_POLL)
                 self.kick.clear()
@@ -346,7 +364,7 @@ class Child:
                 if self.blocking:
                     with contextlib.suppress(redis.RedisError):
                         self.store.unblock(self.block_id)
-                self.cond.wait(STOP_POLL)
+                self._wait(STOP_POLL)
             done, self.pending = self.pending, []
             unstarted, self.batch = list(self.batch), deque()
         try:

@@ -33,6 +33,14 @@ class Slots:
         self._seq[index] += 1
         _HEADER.pack_into(self._mem, base, self._seq[index], started, len(raw))
 
+    def clear(self, index: int) -> None:
+        """Child side: thread ``index`` is idle (``post`` with no id, minus the copying)."""
+        base = index * SIZE
+        seq = self._seq[index] + 2
+        self._seq[index] = seq
+        _HEADER.pack_into(self._mem, base, seq - 1, 0.0, 0)  # odd: being written
+        _HEADER.pack_into(self._mem, base, seq, 0.0, 0)
+
     def read(self, index: int) -> tuple[str, float] | None:
         """Supervisor side: (job id, started) of slot ``index``; None when idle."""
         base = index * SIZE
