@@ -15,7 +15,7 @@ local function waiter_key(base, id) return base .. ':waiter:' .. id end
 
 -- Higher priority first, then FIFO by sequence: one zset score carries both.
 local function ready_score(priority, seq)
-  return -tonumber(priority) * 1099511627776 + tonumber(seq)
+  return -priority * 1099511627776 + seq  -- Lua turns numeric strings into numbers here
 end
 
 -- Wake up to `n` idle workers of a lane: one token each. Tokens nobody waits for pile
@@ -87,13 +87,14 @@ local function create_job(base, id, status, due, now, name, lane, params, priori
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
   if due ~= now then redis.call('HSET', jk, 'due_at', due) end
-  if status == 'queued' and ready then
-    ready[#ready + 1] = ready_score(priority, seq)
-    ready[#ready + 1] = id
-  elseif status == 'queued' then
-    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
-  else
+  if status ~= 'queued' then
     schedule_at(base, id, due)
+  elseif ready then
+    local k = #ready
+    ready[k + 1] = ready_score(priority, seq)
+    ready[k + 2] = id
+  else
+    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   end
 end
 
