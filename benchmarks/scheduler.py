@@ -127,10 +127,11 @@ def started_lateness(store: Store, ids: list[str], timeout: float) -> list[float
     while True:
         pipe = store.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(store.keys.job(job_id), "due_at", "started_at")
+            pipe.hmget(store.keys.job(job_id), "due_at", "created_at", "started_at")
         rows = pipe.execute()
-        if all(r[1] for r in rows) or time.monotonic() > deadline:
-            return [float(int(s) - int(d)) for d, s in rows if d and s]
+        if all(r[2] for r in rows) or time.monotonic() > deadline:
+            # no due_at: the job was queued as it was created, so due then
+            return [float(int(s) - int(d or c)) for d, c, s in rows if (d or c) and s]
         time.sleep(0.2)
 
 
@@ -156,6 +157,7 @@ def cron_phase(store: Store, seconds: float) -> tuple[list[float], list[float]]:
     for job_id in ids:
         pipe.hmget(store.keys.job(job_id), "due_at", "created_at")
     for job_id, (due, made) in zip(ids, pipe.execute(), strict=True):
+        due = due or made  # fired right at its slot: due when created
         if int(due) / 1000 >= started:  # slots of this phase only
             fields.append(job_id)
             created.append(float(int(made) - int(due)))
