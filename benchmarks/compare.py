@@ -74,7 +74,11 @@ class BenchError(RuntimeError):
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
-    """Signal the process group ``proc`` leads: SIGTERM first if ``grace``, then SIGKILL."""
+    """Signal the process group ``proc`` leads: SIGTERM first if ``grace``, then SIGKILL;
+    return once every process of its tree has exited. A process still tearing down its
+    memory keeps its sockets open, and Redis would hand a job of the next phase to its
+    pending blocking pop: a library without acknowledgements then loses that job."""
+    members = tree(proc.pid)
     if grace and proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -83,6 +87,15 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 10.0
+    for member in members:
+        while time.monotonic() < deadline:
+            try:
+                if member.status() == psutil.STATUS_ZOMBIE:  # exited: its files are closed
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.005)
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -494,27 +507,34 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
         f"redis-server {client.info('server')['redis_version']} at {server_url}")  # fmt: skip
     peers = load_peers(local, server_url, skipped)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in peers}
+    failed: dict[str, list[str]] = {name: [] for name in peers}
     with tempfile.TemporaryDirectory(prefix="jobkit-compare-") as tmp:
         bench = Bench(client, server_url, Path(tmp), args.jobs, args.latency_jobs)
         try:
             for i in range(args.runs):
                 log(f"run {i + 1}/{args.runs}")
-                for name, peer in list(peers.items()):
+                for name, peer in peers.items():
                     client.flushall()
                     try:
                         runs[name].append(measure(bench, peer))
-                    except Exception as exc:  # this library failed; the others go on
-                        skipped[name] = f"failed: {type(exc).__name__}: {exc}"
-                        log(f"{name} failed, left out: {exc}")
-                        del peers[name], runs[name]
-                        with contextlib.suppress(Exception):
-                            peer.close()
+                    except Exception as exc:  # this run of this library failed; go on
+                        failed[name].append(f"{type(exc).__name__}: {exc}")
+                        log(f"{name}: run {i + 1} failed, its other runs still count: {exc}")
         finally:
             for peer in peers.values():
                 with contextlib.suppress(Exception):
                     peer.close()
     results: dict[str, Any] = {}
-    for name, peer in peers.items():
+    for name, peer in list(peers.items()):
+        if not runs[name]:  # every run failed
+            skipped[name] = f"failed: {failed[name][-1]}"
+            del peers[name]
+            continue
+        if failed[name]:
+            notes.append(
+                f"{name}: {len(failed[name])} of {args.runs} run(s) failed "
+                f"({failed[name][0]}); the median of the other {len(runs[name])}"
+            )
         figures = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
         results[name] = {
             "config": peer.config,
@@ -528,6 +548,7 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
             child = run_peer_venv(args.peer_venv, remote, server_url, args)
             results.update(child["results"])
             skipped.update(child["skipped"])
+            notes.extend(child.get("notes", []))
         except (BenchError, ValueError, KeyError) as exc:
             for name in remote:
                 skipped[name] = f"--peer-venv run failed: {exc}"
