@@ -92,7 +92,9 @@ def worker(
     tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
     grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
     threads: Annotated[int, typer.Option(min=1, help="threads running jobs per child")] = 1,
-    prefetch: Annotated[int, typer.Option(min=1, max=1000, help="jobs claimed per round trip")] = 16,
+    prefetch: Annotated[
+        int, typer.Option(min=1, max=1000, help="jobs claimed per round trip")
+    ] = 16,
     log_jobs: Annotated[
         bool, typer.Option("--log-jobs/--no-log-jobs", help="an INFO line per job")
     ] = True,

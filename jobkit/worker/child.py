@@ -137,9 +137,8 @@ class Child:
                 self._wake()
 
     def _wake(self, *, watch: bool = False) -> None:
-        """With ``cond`` held: tell waiting threads the state changed; with ``watch``, it
-        is something for the housekeeper to watch. Per job, so it skips whoever does not
-        wait (a notify and an Event.set cost more than the job's own bookkeeping)."""
+        """With ``cond`` held: the state changed (with ``watch``: in a way the housekeeper
+        watches). Runs per job, so only threads that wait are woken."""
         if self.waiting:
             self.cond.notify_all()
         if watch and self.keeper_asleep:
