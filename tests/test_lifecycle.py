@@ -187,6 +187,22 @@ def test_short_jobs_are_not_starved_behind_a_long_one(env: Env, start_worker: St
         assert long.result(timeout=10) >= 2.5
 
 
+def test_a_result_is_recorded_while_the_next_job_of_its_batch_runs(
+    env: Env, start_worker: StartWorker
+) -> None:
+    # All four are claimed in one batch, and with two still unstarted when the long one
+    # begins, no refill carries the first one's result: the child's housekeeping thread
+    # must record it within milliseconds, not when the long job ends.
+    quick = jobs.Add.dispatch(a=1, b=2)
+    long = jobs.Sleepy.dispatch(marker="long", seconds=3)
+    rest = jobs.Add.dispatch_many([{"a": 2, "b": 0}, {"a": 3, "b": 0}])
+    start_worker(concurrency=1, extra=("--prefetch", "4"))
+    assert quick.result(timeout=2) == 3
+    assert long.status is Status.RUNNING
+    assert long.result(timeout=10) >= 3
+    assert [h.result(timeout=10) for h in rest] == [2, 3]
+
+
 def test_result_waits_longer_than_the_client_socket_timeout(env: Env) -> None:
     # redis-py 8 gives connections a 5 s socket timeout: a wait must block in shorter
     # slices, or a long wait ends in redis.TimeoutError instead of the job's outcome
