@@ -21,11 +21,16 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from croniter import CroniterBadDateError, CroniterError, croniter
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
+    from croniter import croniter
+
     from jobkit.job import BaseJob
+
+# croniter is imported where a schedule is first used, not with jobkit: at import it runs
+# `file` in a subprocess (platform.architecture()), which an app without schedules need
+# not pay for.
 
 Misfire = Literal["once", "all", "skip"]
 MISFIRE_POLICIES: tuple[str, ...] = get_args(Misfire)
@@ -74,6 +79,8 @@ class Cron:
             ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {self.tz!r}") from exc
+        from croniter import CroniterBadDateError, CroniterError
+
         try:
             self.next_after(time.time())
         except CroniterBadDateError as exc:
@@ -93,6 +100,8 @@ class Cron:
     @cached_property
     def _parsed(self) -> croniter:
         # parsing costs ~0.5 ms; copies of this template only differ in their position
+        from croniter import croniter
+
         return croniter(self.expr, self._at(0))
 
     def _iter(self, t: float) -> croniter:
@@ -116,6 +125,8 @@ class Cron:
 
     def slots_back(self, t: float) -> Iterator[int]:
         """Slots at or before ``t``, newest first (ends if croniter finds no earlier one)."""
+        from croniter import CroniterBadDateError
+
         it = self._iter(math.floor(t) + 1)
         last = math.floor(t) + 1
         stuck = 0
