@@ -5,7 +5,9 @@ Standard library and psutil only, so the peer venv that runs arq and saq imports
 
 from __future__ import annotations
 
+import compileall
 import contextlib
+import importlib.util
 import sys
 import time
 import types
@@ -51,3 +53,14 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float:
 def raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
     """A SIGTERM handler that unwinds like Ctrl-C, so every finally: cleans up."""
     raise KeyboardInterrupt
+
+
+def byte_compile(*packages: str) -> None:
+    """Write bytecode for these packages, as pip does when it installs one. An editable
+    install has none, and with PYTHONDONTWRITEBYTECODE set (as on the machine the
+    published figures come from) every worker process would compile jobkit's sources
+    afresh at start-up, a cost no pip-installed peer pays."""
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(folder, quiet=1)

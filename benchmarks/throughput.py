@@ -53,7 +53,14 @@ if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/throughput.
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_jobs import COUNTER_KEY, DONE_KEY, FIRST_KEY, QUEUE, Incr, Stamp  # noqa: E402
-from benchmarks.procs import log, peak_rss_bytes, percentile, raise_interrupt, timed  # noqa: E402
+from benchmarks.procs import (  # noqa: E402
+    byte_compile,
+    log,
+    peak_rss_bytes,
+    percentile,
+    raise_interrupt,
+    timed,
+)
 from jobkit import JobTimeout, configure, get_store, scripts  # noqa: E402
 from jobkit.cli import worker as worker_command  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -502,6 +509,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
+    byte_compile("jobkit", "benchmarks")  # as installed: workers do not compile at start
     for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
         del os.environ[key]  # only the benchmark's own Redis, default prefix and settings
     with tempfile.TemporaryDirectory(prefix="jobkit-bench-") as tmp, RedisServer() as server:
