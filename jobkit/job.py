@@ -62,8 +62,8 @@ class BaseJob:
     result_ttl: ClassVar[int | None] = None
     tags: ClassVar[frozenset[str] | set[str]] = frozenset()
     schedule: ClassVar[Cron | None] = None
-    _params_adapter: ClassVar[TypeAdapter[list[BaseModel]] | None] = None  # see _params_list
     schedules: ClassVar[Sequence[Cron]] = ()
+    _params_adapter: ClassVar[TypeAdapter[list[BaseModel]] | None] = None  # see _params_list
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,9 +114,9 @@ class BaseJob:
         if job_id is not None and not _JOB_ID.fullmatch(job_id):
             raise ValueError("job_id must be 1-200 characters with no whitespace")
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
-        # 128 random bits, as uuid4 but cheaper
         # as model_dump_json(), but bytes: they go to Redis as they are
         params_json = params_type.__pydantic_serializer__.to_json(model)
+        # 128 random bits, as uuid4 but cheaper
         return NewJob(job_id or os.urandom(16).hex(), params_json, *spec)
 
     @classmethod
@@ -193,7 +193,8 @@ class BaseJob:
         """Validate every params mapping first, then store all jobs in one request (its
         parts are sent as they are packed, so Redis stores the first while the rest are
         serialised)."""
-        models = cls._params_list().validate_python(params_list)  # an error writes nothing
+        items = params_list if isinstance(params_list, list | tuple) else list(params_list)
+        models = cls._params_list().validate_python(items)  # an error writes nothing
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
         ids = [randoms[i : i + 32] for i in range(0, len(randoms), 32)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import UserList
 from datetime import timedelta
 
 import orjson
@@ -50,6 +51,13 @@ def test_dispatch_many_returns_each_jobs_status(env: Env) -> None:
     record = later[-1].record
     assert record is not None and record.due_at is not None and record.created_at is not None
     assert record.due_at - record.created_at == timedelta(seconds=60)
+
+
+def test_dispatch_many_takes_any_sequence(env: Env) -> None:
+    items = UserList([{"a": 1, "b": 2}, {"a": 3, "b": 4}])  # a Sequence, not a list
+    assert len(jobs.Add.dispatch_many(items)) == 2
+    assert len(jobs.Add.dispatch_many(tuple(items))) == 2
+    assert env.client.zcard(env.keys.queue("default")) == 4
 
 
 def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> None:
