@@ -23,13 +23,11 @@ _STATUS = {s.value: s for s in Status}  # a dict lookup: cheaper than Status(val
 class JobHandle:
     """A job by id. Reading ``status``/``attempts``/``error`` re-reads an unfinished job."""
 
-    def __init__(self, job_id: str, store: Store, *, status: Status | str | None = None) -> None:
+    def __init__(self, job_id: str, store: Store, *, status: str | None = None) -> None:
         self.id = job_id
         self._store = store
         self._record: JobRecord | None = None
-        self._status = (
-            status if isinstance(status, Status) else _STATUS.get(status or "", Status.UNKNOWN)
-        )
+        self._status = _STATUS.get(status or "", Status.UNKNOWN)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self._status.value}>"

@@ -14,7 +14,7 @@ from jobkit import registry
 from jobkit.connection import get_settings, get_store
 from jobkit.handle import JobHandle
 from jobkit.keys import lane_name
-from jobkit.models import NewJob, Status
+from jobkit.models import NewJob
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, bind_schedules
 from jobkit.store import Store
@@ -201,8 +201,7 @@ class BaseJob:
         store = store or get_store()
         to_json = cls.Params.__pydantic_serializer__.to_json  # as model_dump_json, in bytes
         statuses = store.enqueue_fresh(spec, ids, map(to_json, models))
-        known = {s: Status(s) for s in set(statuses)}  # converted once, not per job
-        return [JobHandle(i, store, status=known[s]) for i, s in zip(ids, statuses, strict=True)]
+        return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]
 
 
 def get_job(job_id: str, store: Store | None = None) -> JobHandle:

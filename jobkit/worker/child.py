@@ -226,11 +226,12 @@ class Child:
         self.slots.clear(index)
         with self.cond:
             self.started[index] = 0.0
-            if isinstance(outcome, Success):
+            if isinstance(outcome, Success):  # recorded later, with its batch
                 self.pending.append(outcome)
-            self._wake(watch=isinstance(outcome, Success))
-        if not isinstance(outcome, Success):
-            protocol.send(self.fd, [protocol.done(job.id, outcome)])
+                self._wake(watch=True)
+                return
+            self._wake()
+        protocol.send(self.fd, [protocol.done(job.id, outcome)])
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""

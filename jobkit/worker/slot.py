@@ -24,22 +24,21 @@ class Slots:
         self._seq = [0] * count
 
     def post(self, index: int, job_id: str, started: float) -> None:
-        """Child side: thread ``index`` runs ``job_id`` since ``started`` ('' when idle)."""
-        base = index * SIZE
-        raw = job_id.encode()[:_MAX_ID]
-        self._seq[index] += 1  # odd: being written
-        _HEADER.pack_into(self._mem, base, self._seq[index], 0.0, 0)
-        self._mem[base + _HEADER.size : base + _HEADER.size + len(raw)] = raw
-        self._seq[index] += 1
-        _HEADER.pack_into(self._mem, base, self._seq[index], started, len(raw))
+        """Child side: thread ``index`` runs ``job_id`` since ``started``."""
+        self._write(index, job_id.encode()[:_MAX_ID], started)
 
     def clear(self, index: int) -> None:
-        """Child side: thread ``index`` is idle (``post`` with no id, minus the copying)."""
+        """Child side: thread ``index`` is idle."""
+        self._write(index, b"", 0.0)
+
+    def _write(self, index: int, raw: bytes, started: float) -> None:
         base = index * SIZE
         seq = self._seq[index] + 2
         self._seq[index] = seq
         _HEADER.pack_into(self._mem, base, seq - 1, 0.0, 0)  # odd: being written
-        _HEADER.pack_into(self._mem, base, seq, 0.0, 0)
+        if raw:
+            self._mem[base + _HEADER.size : base + _HEADER.size + len(raw)] = raw
+        _HEADER.pack_into(self._mem, base, seq, started, len(raw))
 
     def read(self, index: int) -> tuple[str, float] | None:
         """Supervisor side: (job id, started) of slot ``index``; None when idle."""
