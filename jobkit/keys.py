@@ -32,7 +32,7 @@ A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged worke
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import combinations
 
 TAG_SEPARATOR = "|"
@@ -57,6 +57,13 @@ def split_lane(lane: str) -> tuple[str, frozenset[str]]:
     """Inverse of :func:`lane_name`."""
     queue, _, tags = lane.partition(TAG_SEPARATOR)
     return queue, frozenset(t for t in tags.split(",") if t)
+
+
+def every_tag_lanes(groups: Iterable[Sequence[str]], tagged: Iterable[str]) -> list[list[str]]:
+    """For ``--tags '*'``: each group's queue (its first lane), then every lane of
+    ``tagged`` on that queue, sorted."""
+    tagged = list(tagged)
+    return [[g[0], *sorted(lane for lane in tagged if split_lane(lane)[0] == g[0])] for g in groups]
 
 
 class Keys:

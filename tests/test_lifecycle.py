@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
+import redis
 
 import jobkit
-from jobkit import Status
+from jobkit import Status, scripts
 from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
 
@@ -201,6 +203,28 @@ def test_a_result_is_recorded_while_the_next_job_of_its_batch_runs(
     assert long.status is Status.RUNNING
     assert long.result(timeout=10) >= 3
     assert [h.result(timeout=10) for h in rest] == [2, 3]
+
+
+def test_a_woken_worker_starts_a_lone_job_before_asking_for_more(
+    env: Env, start_worker: StartWorker
+) -> None:
+    # An idle child claims with its wake-up. When that claim took all there was, the job
+    # starts at once: a further claim first would only delay it (idle pickup latency).
+    claim = hashlib.sha1(scripts.source("claim").encode()).hexdigest()
+    start_worker(concurrency=1)
+    assert jobs.Add.dispatch(a=1, b=1).result(timeout=20) == 2
+    time.sleep(0.3)  # the child has recorded that result and waits for work
+    with redis.Redis.from_url(env.url, socket_timeout=10).monitor() as monitor:
+        handle = jobs.Record.dispatch(key="ran", tag="lone")
+        claims = 0
+        while True:
+            command = monitor.next_command()
+            called = command["command"].startswith(f"EVALSHA {claim}")
+            claims += called and command["client_type"] != "lua"
+            if command["command"].startswith("RPUSH ran"):  # the job runs
+                break
+    assert handle.result(timeout=10) == "lone"
+    assert claims == 1  # the wake-up's own
 
 
 def test_result_waits_longer_than_the_client_socket_timeout(env: Env) -> None:

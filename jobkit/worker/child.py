@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import redis
 
 from jobkit.connection import connect
-from jobkit.keys import split_lane
+from jobkit.keys import every_tag_lanes
 from jobkit.models import Claimed
 from jobkit.settings import Settings
 from jobkit.store import Refill, Store
@@ -86,6 +86,7 @@ class Child:
         self.refilling = False  # one runner is claiming (or waiting for work) for all
         self.sent: Sent | None = None  # a refill whose sender runs a job: anyone may read it
         self.blocking = False  # ... and is blocked waiting for work
+        self.drained = False  # a woken runner's claim emptied the queue: no refill yet
         self.block_id = 0  # Redis's id for the connection of the runner waiting for work
         self.closing = False  # no runner takes another job
         self.waiting = 0  # threads in cond.wait(): only then does a change notify
@@ -170,8 +171,11 @@ class Child:
                     if self.batch:
                         job: Claimed | None = self.batch.popleft()
                         self.started[index] = time.monotonic()
-                        # running low: ask for more now, read the answer after this job
-                        if not self.refilling and len(self.batch) < self.low_water:
+                        # running low: ask for more now, read the answer after this job;
+                        # not when a wake-up's claim just found the queue empty
+                        if self.drained:
+                            self.drained = False
+                        elif not self.refilling and len(self.batch) < self.low_water:
                             self.refilling = ahead = True
                         break
                     if not self.refilling:
@@ -236,15 +240,10 @@ class Child:
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
         now = time.monotonic()
-        if not self.all_tags or now - self.lanes_checked < LANES_REFRESH:
-            return
-        self.lanes_checked = now
-        tagged = self.store.tagged_lanes()
-        self.groups = [
-            [g[0], *sorted(lane for lane in tagged if split_lane(lane)[0] == g[0])]
-            for g in self.groups
-        ]
-        self.lanes = [lane for g in self.groups for lane in g]
+        if self.all_tags and now - self.lanes_checked >= LANES_REFRESH:
+            self.lanes_checked = now
+            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes())
+            self.lanes = [lane for g in self.groups for lane in g]
 
     def _send_refill(self) -> Sent:
         """Send the pending results and a claim for the next batch in one request."""
@@ -285,26 +284,28 @@ class Child:
             self.lanes, IDLE_BLOCK, self.worker, self.lease_ms, self.prefetch, self.groups
         )
         if jobs:
-            self._take(jobs)
+            self._take(jobs, drained=len(jobs) < self.prefetch)
 
-    def _take(self, jobs: Sequence[Claimed]) -> None:
-        """Jobs just leased: the supervisor renews them from now on; runners start them."""
+    def _take(self, jobs: Sequence[Claimed], *, drained: bool = False) -> None:
+        """Jobs just leased: the supervisor renews them from now on; runners start them.
+        ``drained``: the claim took all there was: start one before asking for more."""
         protocol.send(
             self.fd, [protocol.claimed(j.id, j.token, j.attempts, j.timeout, j.name) for j in jobs]
         )
         with self.cond:
+            self.drained = drained
             self.batch.extend(jobs)
-            self._wake(watch=True)
+            # one job for one runner: it starts now, nothing is left for the housekeeper
+            self._wake(watch=self.threads > 1 or len(self.batch) > 1)
 
     def _report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
         if done:
             self.executor.report(done, flags)
-        messages = [
-            protocol.done(d.job.id, "succeeded" if ok else "lost")
-            for d, ok in zip(done, flags, strict=True)
-        ]
-        if messages:
-            protocol.send(self.fd, messages)
+            outcomes = zip(done, flags, strict=True)
+            protocol.send(
+                self.fd,
+                [protocol.done(d.job.id, "succeeded" if ok else "lost") for d, ok in outcomes],
+            )
 
     # -- housekeeping (a thread) ------------------------------------------------------------
 
@@ -381,23 +382,3 @@ class Child:
                 "could not hand back %d job(s); their leases will lapse and be reaped",
                 len(done) + len(unstarted),
             )
-
-
-def child_main(
-    settings: Settings,
-    worker: str,
-    groups: Sequence[Sequence[str]],
-    fd: int,
-    slots: Slots,
-    prefetch: int,
-    log_jobs: bool,
-    all_tags: bool,
-) -> int:
-    """Entry point in a freshly forked child; returns the exit code."""
-    try:
-        return Child(settings, worker, groups, fd, slots, prefetch, log_jobs, all_tags).run()
-    except BrokenPipeError:
-        return 0  # the supervisor is gone; our leases lapse and get reaped
-    except Exception:
-        log.exception("worker child crashed")
-        return 1

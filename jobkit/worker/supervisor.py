@@ -25,7 +25,7 @@ from jobkit.models import Claimed, JobError
 from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
 from jobkit.store import Store, WorkerRegistry
-from jobkit.worker.child import child_main
+from jobkit.worker.child import Child
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.slot import Slots
@@ -143,7 +143,7 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 1
             try:
-                code = child_main(
+                code = Child(
                     self.settings,
                     self.name,
                     self.groups,
@@ -152,7 +152,11 @@ class Supervisor:
                     self.options.prefetch,
                     self.options.log_jobs,
                     self.all_tags,
-                )
+                ).run()
+            except BrokenPipeError:
+                code = 0  # we are gone: the child's leases lapse and get reaped
+            except Exception:
+                log.exception("worker child crashed")
             finally:
                 os._exit(code)
         os.close(write_fd)
