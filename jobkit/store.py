@@ -222,7 +222,7 @@ class Store:
 
     def connection_id(self) -> int:
         """Redis's id for this thread's direct connection (see :meth:`unblock`)."""
-        return int(self._execute("CLIENT", "ID"))
+        return self._wire.client_id()
 
     def unblock(self, connection_id: int) -> None:
         """End another thread's :meth:`wait_and_claim` wait now (as if it timed out)."""

@@ -66,9 +66,10 @@ class _Link:
     commands go straight to the socket and hiredis parses the replies. A connection
     class without a real socket (fakeredis, say) is driven through redis-py instead."""
 
-    __slots__ = ("_conn", "_reader", "_sock")
+    __slots__ = ("_conn", "_reader", "_sock", "client_id")
 
     def __init__(self, conn: _Handshake, decode: bool) -> None:
+        self.client_id: int | None = None  # Redis's id for it, once asked
         conn.connect()
         sock = getattr(conn, "_sock", None)
         self._conn = conn
@@ -198,6 +199,21 @@ class Wire:
             return reply
 
         return self._on_connection(exchange)
+
+    def client_id(self) -> int:
+        """Redis's id for this thread's connection (``CLIENT ID``, asked once for each
+        connection: a blocked runner is woken by it, see ``CLIENT UNBLOCK``)."""
+
+        def exchange(conn: _Link) -> int:
+            if conn.client_id is None:
+                conn.send([("CLIENT", "ID")])
+                reply = conn.read()
+                if isinstance(reply, redis.RedisError):
+                    raise reply
+                conn.client_id = int(reply)
+            return conn.client_id
+
+        return cast(int, self._on_connection(exchange))
 
     def stream(self, commands: Iterable[Command]) -> list[Any]:
         """Send each command as soon as ``commands`` yields it, then read every reply

@@ -227,6 +227,19 @@ def test_a_woken_worker_starts_a_lone_job_before_asking_for_more(
     assert claims == 1  # the wake-up's own
 
 
+def test_an_idle_child_asks_its_connection_id_once(env: Env, start_worker: StartWorker) -> None:
+    # A runner going idle blocks for work on its own connection, whose id lets shutdown
+    # end the wait: the id is asked for once per connection, not before every wait.
+    start_worker(concurrency=1)
+    assert jobs.Add.dispatch(a=0, b=0).result(timeout=20) == 0
+    env.client.config_resetstat()
+    for i in range(5):
+        assert jobs.Add.dispatch(a=i, b=1).result(timeout=10) == i + 1
+        time.sleep(0.05)  # the child records the result and waits for work again
+    asked = env.client.info("commandstats").get("cmdstat_client|id", {}).get("calls", 0)
+    assert asked == 0
+
+
 def test_result_waits_longer_than_the_client_socket_timeout(env: Env) -> None:
     # redis-py 8 gives connections a 5 s socket timeout: a wait must block in shorter
     # slices, or a long wait ends in redis.TimeoutError instead of the job's outcome
