@@ -232,6 +232,7 @@ def test_an_idle_child_asks_its_connection_id_once(env: Env, start_worker: Start
     # end the wait: the id is asked for once per connection, not before every wait.
     start_worker(concurrency=1)
     assert jobs.Add.dispatch(a=0, b=0).result(timeout=20) == 0
+    time.sleep(0.3)  # the child has gone idle once, asking for the id if it had not yet
     env.client.config_resetstat()
     for i in range(5):
         assert jobs.Add.dispatch(a=i, b=1).result(timeout=10) == i + 1
