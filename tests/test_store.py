@@ -109,3 +109,30 @@ def test_dispatch_many_on_a_connection_the_server_closed(env: Env) -> None:
     # sent again on a fresh connection, once: no job lost, none stored twice
     assert env.client.zcard(env.keys.queue("default")) == 452
     assert {h.status for h in handles} == {jobkit.Status.QUEUED}
+
+
+def test_times_scores_and_counters_are_written_as_whole_numbers(env: Env) -> None:
+    # the scripts hand Redis some values as strings they format once per call: what lands
+    # must read exactly as the numbers it stands for
+    plain = jobs.Add.dispatch(a=1, b=1)
+    urgent = jobs.Add.dispatch(a=2, b=2, priority=3)
+    batch = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
+    queue = env.keys.queue("default")
+    for handle in [plain, urgent, *batch]:
+        job = env.client.hgetall(env.keys.job(handle.id))
+        assert job["created_at"].isdigit() and job["seq"].isdigit()
+        priority = int(job["priority"])
+        expected = -priority * 2**40 + int(job["seq"])
+        assert env.client.zscore(queue, handle.id) == expected
+    claimed = env.store.claim("w", 30_000, 5, [["default"]])
+    assert claimed[0].id == urgent.id  # the higher priority first, then FIFO
+    assert [c.id for c in claimed[1:]] == [plain.id, *(h.id for h in batch)]
+    for job in claimed:
+        started = env.client.hget(env.keys.job(job.id), "started_at")
+        assert started is not None and started.isdigit()
+        assert env.client.zscore(env.keys.running, job.id) == int(started) + 30_000
+    assert env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed]) == [True] * 5
+    for job in claimed:
+        finished = env.client.hget(env.keys.job(job.id), "finished_at")
+        assert finished is not None and finished.isdigit()
+        assert 0 < env.client.ttl(env.keys.job(job.id)) <= 60

@@ -7,6 +7,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- redis.call formats every number it is handed ("%.17g", about 1 µs for a timestamp):
+-- a value written for each job of a batch is turned into a string once.
+local function str(n) return string.format('%d', n) end
+
 local function job_key(base, id) return base .. ':job:' .. id end
 local function queue_key(base, lane) return base .. ':queue:' .. lane end
 local function wake_key(base, lane) return base .. ':wake:' .. lane end
@@ -15,6 +19,7 @@ local function waiter_key(base, id) return base .. ':waiter:' .. id end
 
 -- Higher priority first, then FIFO by sequence: one zset score carries both.
 local function ready_score(priority, seq)
+  if priority == '0' then return seq end  -- the default: no arithmetic, no formatting
   return -priority * 1099511627776 + seq  -- Lua turns numeric strings into numbers here
 end
 
@@ -78,15 +83,15 @@ end
 -- jobs are, so the common hash is one field smaller. The caller wakes workers (see
 -- `wake`) for queued jobs. A batch passes each job's `seq` (reserved at once) and a
 -- `ready` table, which collects score, id pairs for one ZADD by the caller (see
--- add_ready) instead of one per job.
+-- add_ready) instead of one per job. `now` comes as a string (see str).
 local function create_job(base, id, status, due, now, name, lane, params, priority,
                           max_attempts, timeout, ttl, seq, ready)
-  seq = seq or next_seq(base)
+  seq = str(seq or next_seq(base))  -- written twice: as a field and (usually) as the score
   local jk = job_key(base, id)
   redis.call('HSET', jk, 'name', name, 'lane', lane, 'params', params,
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
-  if due ~= now then redis.call('HSET', jk, 'due_at', due) end
+  if due ~= tonumber(now) then redis.call('HSET', jk, 'due_at', due) end
   if status ~= 'queued' then
     schedule_at(base, id, due)
   elseif ready then

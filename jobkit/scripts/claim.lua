@@ -8,6 +8,7 @@
 local base, worker = KEYS[1], ARGV[1]
 local lease_ms, want, groups = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
+local now_s, deadline = str(now), str(now + lease_ms)  -- written for every job
 local running = base .. ':running'
 local out, got = {}, 0
 local leases = {}  -- score, id pairs for `running`, added in one call
@@ -47,8 +48,8 @@ for g = 1, groups do
         local attempts = (tonumber(f[2]) or 0) + 1
         local token = (tonumber(f[3]) or 0) + 1
         redis.call('HSET', jk, 'status', 'running', 'attempts', attempts, 'lease', token,
-          'worker', worker, 'started_at', now)
-        leases[#leases + 1] = now + lease_ms
+          'worker', worker, 'started_at', now_s)
+        leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         out[#out + 1] = id
         out[#out + 1] = token

@@ -5,12 +5,12 @@
 -- Returns  one flag per job: 1 recorded, 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
 local base = KEYS[1]
-local now = now_ms()
+local now = str(now_ms())  -- written for every job
 local out = {}
 local finished = {}  -- ids leaving `running`, removed in one call
 local ttls = {}
 for i = 1, #ARGV, 4 do
-  local id, token, ttl = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  local id, token, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 3]  -- strings: see str
   local jk = job_key(base, id)
   local f = redis.call('HMGET', jk, 'status', 'lease')
   if f[1] == 'running' and f[2] == token then

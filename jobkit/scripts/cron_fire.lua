@@ -45,7 +45,7 @@ for i = 0, n - 1 do
       out[#out + 1] = 0
       out[#out + 1] = existing
     else
-      create_job(base, id, 'queued', slot * 1000, now, name, lane, params, priority,
+      create_job(base, id, 'queued', slot * 1000, str(now), name, lane, params, priority,
         max_attempts, timeout, ttl)
       wake(base, lane, 1)
       note_lane(base, lane)

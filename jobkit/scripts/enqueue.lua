@@ -13,6 +13,7 @@ local n, name, lane, priority = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local delay, at = tonumber(ARGV[5]), tonumber(ARGV[6])
 local max_attempts, timeout, ttl, check = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
 local now = now_ms()
+local now_s = str(now)
 local due = now + delay
 if at > due then due = at end
 local status = 'queued'
@@ -24,7 +25,7 @@ if not check then
   -- fresh ids: every FIFO place reserved at once, every job created alike
   local first_seq = redis.call('INCRBY', base .. ':seq', n) - n
   for i = 0, n - 1 do
-    create_job(base, ARGV[11 + 2 * i], status, due, now, name, lane, ARGV[12 + 2 * i],
+    create_job(base, ARGV[11 + 2 * i], status, due, now_s, name, lane, ARGV[12 + 2 * i],
       priority, max_attempts, timeout, ttl, first_seq + i + 1, ready)
   end
   if status == 'queued' then queued = n end
@@ -40,7 +41,7 @@ else
       out[#out + 1] = 0
       out[#out + 1] = existing
     else
-      create_job(base, id, status, due, now, name, lane, ARGV[12 + 2 * i], priority,
+      create_job(base, id, status, due, now_s, name, lane, ARGV[12 + 2 * i], priority,
         max_attempts, timeout, ttl, nil, ready)
       if status == 'queued' then queued = queued + 1 end
       out[#out + 1] = 1
