@@ -89,6 +89,14 @@ class _Link:
         except OSError as exc:
             raise _lost(exc) from exc
 
+    def ask(self, data: bytes) -> Any:
+        """Send one packed command and read its reply; an error reply is raised."""
+        self.send_packed(data)
+        reply = self.read()
+        if isinstance(reply, redis.RedisError):
+            raise reply
+        return reply
+
     def read(self) -> Any:
         """The next reply; an error reply is returned, not raised."""
         if self._sock is None:
@@ -113,6 +121,7 @@ class _Link:
 
 
 _CHUNK = 1 << 16
+_CLIENT_ID = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n"  # CLIENT ID, packed
 
 
 def _lost(exc: OSError) -> redis.RedisError:
@@ -190,15 +199,7 @@ class Wire:
 
     def execute_packed(self, data: bytes) -> Any:
         """One command packed already (see :class:`Head`); an error reply is raised."""
-
-        def exchange(conn: _Link) -> Any:
-            conn.send_packed(data)
-            reply = conn.read()
-            if isinstance(reply, redis.RedisError):
-                raise reply
-            return reply
-
-        return self._on_connection(exchange)
+        return self._on_connection(lambda conn: conn.ask(data))
 
     def client_id(self) -> int:
         """Redis's id for this thread's connection (``CLIENT ID``, asked once for each
@@ -206,11 +207,7 @@ class Wire:
 
         def exchange(conn: _Link) -> int:
             if conn.client_id is None:
-                conn.send([("CLIENT", "ID")])
-                reply = conn.read()
-                if isinstance(reply, redis.RedisError):
-                    raise reply
-                conn.client_id = int(reply)
+                conn.client_id = int(conn.ask(_CLIENT_ID))
             return conn.client_id
 
         return cast(int, self._on_connection(exchange))
