@@ -142,13 +142,18 @@ def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = Fa
     queues = store.queue_sizes(store.known_lanes())
     counts = store.counts()
     if as_json:
-        _print_json({"queues": queues, **counts})
+        _print_json({"queues": queues, **counts.as_dict()})
         return
     table = Table("queue", "ready", title="jobkit")
     for lane, size in queues.items():
-        table.add_row(lane, str(size))
+        table.add_row(lane, "unreadable" if size is None else str(size))
     console.print(table)
-    console.print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+    now = {"running": counts.running, "scheduled": counts.scheduled, "dead": counts.dead}
+    console.print("  ".join(f"{k}: {'?' if v is None else v}" for k, v in now.items()))
+    totals = ", ".join(f"{k} {v}" for k, v in sorted(counts.totals.items()))
+    console.print(f"since the start: {totals or 'nothing yet'}")
+    for problem in counts.problems:
+        console.print(f"[red]unreadable key[/red] {problem}", markup=True, highlight=False)
 
 
 def _show_record(rec: JobRecord, as_json: bool) -> None:
@@ -267,7 +272,12 @@ def dead_retry(
     ids = store.dead_ids(limit=10**9) if all_ else list(job_ids or [])
     if not ids:
         raise typer.BadParameter("give job ids or --all")
-    revived = sum(store.revive(i) for i in ids)
+    revived = 0
+    for job_id in ids:
+        try:
+            revived += store.revive(job_id)
+        except JobkitError as exc:
+            console.print(f"[red]error:[/red] {exc}")
     console.print(f"requeued {revived} of {len(ids)} job(s)")
     if revived < len(ids):
         raise typer.Exit(1)
@@ -314,8 +324,13 @@ _register_extensions()
 
 def main() -> None:
     """Console-script entry point: jobkit errors print plainly, exit 2."""
+    import redis
+
     try:
         app()
     except JobkitError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except redis.RedisError as exc:  # an outage, or a key of another type than jobkit's
+        console.print(f"[red]error:[/red] Redis: {exc}")
         sys.exit(2)

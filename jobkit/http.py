@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from jobkit import registry
 from jobkit.connection import get_settings, get_store
-from jobkit.errors import UnknownJobError
+from jobkit.errors import InvalidTransition, UnknownJobError
 from jobkit.job import BaseJob
 from jobkit.models import Status
 from jobkit.store import Store, WorkerRegistry
@@ -96,7 +96,11 @@ def router(
 
     @api.post("/dead/{job_id}/retry")
     def retry(job_id: str) -> dict[str, Any]:
-        if not _store().revive(job_id):
+        try:
+            revived = _store().revive(job_id)
+        except InvalidTransition as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not revived:
             raise HTTPException(409, f"job {job_id} is not dead")
         return job_view(_store(), job_id)
 
@@ -107,6 +111,6 @@ def router(
     @api.get("/stats")
     def stats() -> dict[str, Any]:
         s = _store()
-        return {"queues": s.queue_sizes(s.known_lanes()), **s.counts()}
+        return {"queues": s.queue_sizes(s.known_lanes()), **s.counts().as_dict()}
 
     return api

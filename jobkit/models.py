@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, NamedTuple
@@ -45,15 +45,21 @@ class DeadReason(str, Enum):
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_JOB = "unknown_job"
     INVALID_RESULT = "invalid_result"
+    INVALID_RECORD = "invalid_record"
 
     def __str__(self) -> str:
         return self.value
 
 
 def _ms_to_datetime(raw: str | None) -> datetime | None:
+    """A stored epoch-ms time; None when absent or not a representable time (a record
+    written by something else must not make the job unreadable)."""
     if not raw:
         return None
-    return datetime.fromtimestamp(int(raw) / 1000, tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(raw) / 1000, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +134,7 @@ class JobRecord:
             attempts=_int(h.get("attempts")),
             crashes=_int(h.get("crashes")),
             max_attempts=_int(h.get("max_attempts")),
-            timeout=float(h.get("timeout") or 0),
+            timeout=_float(h.get("timeout")),
             worker=h.get("worker"),
             created_at=_ms_to_datetime(h.get("created_at")),
             started_at=_ms_to_datetime(h.get("started_at")),
@@ -140,10 +146,26 @@ class JobRecord:
             reason=h.get("reason"),
         )
 
+    @classmethod
+    def unreadable(cls, job_id: str, why: str) -> JobRecord:
+        """A key under a job's name that is no job hash (garbage written by something
+        else): reported, with what Redis said, instead of raised."""
+        return replace(
+            cls.from_hash(job_id, {}),
+            error=JobError("InvalidRecord", f"the key is not a job record: {why}"),
+            reason=DeadReason.INVALID_RECORD.value,
+        )
+
     @property
     def result(self) -> Any:
-        """The decoded result (None until the job succeeded)."""
-        return orjson.loads(self.result_json) if self.result_json else None
+        """The decoded result (None until the job succeeded; the stored text as it is if
+        something else wrote a result that is not JSON)."""
+        if not self.result_json:
+            return None
+        try:
+            return orjson.loads(self.result_json)
+        except orjson.JSONDecodeError:
+            return self.result_json
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (CLI ``--json``, HTTP)."""
@@ -183,6 +205,13 @@ def _int(raw: str | None) -> int:
         return int(raw or 0)
     except ValueError:
         return 0
+
+
+def _float(raw: str | None) -> float:
+    try:
+        return float(raw or 0)
+    except ValueError:
+        return 0.0
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -3,7 +3,10 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from enum import IntEnum
 from typing import Any, NamedTuple, cast
 
 import redis
@@ -11,6 +14,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from jobkit import scripts
+from jobkit.errors import InvalidTransition
 from jobkit.keys import Keys
 from jobkit.models import Claimed, JobRecord, NewJob
 from jobkit.wire import Head, Inflight, Wire
@@ -21,6 +25,14 @@ from jobkit.wire import Head, Inflight, Wire
 ENQUEUE_CHUNK = 200
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
+
+
+class Lease(IntEnum):
+    """What a heartbeat did with one lease (heartbeat.lua's codes)."""
+
+    LOST = 0  # another holder has the job, or it is gone
+    KEPT = 1  # extended
+    ENDED = 2  # this holder's attempt already ended: its outcome was recorded
 
 
 class Refill(NamedTuple):
@@ -41,20 +53,34 @@ class Store:
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
+        # claim request ids: unique per process (a forked child starts a new prefix)
+        self._requests: tuple[int, str, Iterator[int]] = (0, "", iter(()))
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        """Run script ``name``; on the direct connection unless ``client`` (a pipeline)."""
+        """Run script ``name``; on the direct connection unless ``client`` (a pipeline).
+        Only scripts in :data:`scripts.REPEATABLE` are sent again after a lost reply."""
         script = self._scripts[name]
         if client is not None:
             return script(keys=keys, args=args, client=client)
+        repeatable = name in scripts.REPEATABLE
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self._wire.execute(*command, repeatable=repeatable)
         except NoScriptError:  # refused, so it did not run: load it and run it once
             self._execute("SCRIPT", "LOAD", script.script)
-            return self._execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self._wire.execute(*command, repeatable=repeatable)
 
     def _execute(self, *command: Any) -> Any:
         return self._wire.execute(*command)
+
+    def _request_id(self) -> str:
+        """A fresh id for one claim request, so the same request sent again (after a lost
+        reply) is answered with what it leased the first time (see claim.lua)."""
+        pid, prefix, counter = self._requests
+        if pid != os.getpid():
+            prefix, counter = os.urandom(6).hex(), itertools.count()
+            self._requests = (os.getpid(), prefix, counter)
+        return f"{prefix}.{next(counter)}"
 
     def _pipeline_plain(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Plain commands in one round trip on the direct connection; errors raised."""
@@ -149,7 +175,7 @@ class Store:
         self, worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
     ) -> list[Claimed]:
         """Lease up to ``want`` ready jobs from ``groups`` of lanes, checked in order."""
-        args = self._claim_args(worker, lease_ms, want, groups)
+        args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
         return self._parse_claimed(self._run("claim", [self.keys.base], args))
 
     def send_refill(
@@ -166,20 +192,29 @@ class Store:
         calls: list[ScriptCall] = []
         if done:
             calls.append(("complete", [self.keys.base], [x for item in done for x in item]))
-        calls.append(("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups)))
+        args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
+        calls.append(("claim", [self.keys.base], args))
         return Refill(calls, self._wire.send(self._commands(calls)))
 
     def finish_refill(self, refill: Refill) -> tuple[list[bool], list[Claimed]]:
-        """(one recorded/refused flag per completion, the jobs leased) of a sent refill."""
-        replies = self._checked(refill.calls, self._wire.collect(refill.inflight))
+        """(one recorded/refused flag per completion, the jobs leased) of a sent refill.
+
+        If the replies are lost, the same calls go again on a fresh connection: both are
+        repeatable (a completion recognises its own token, the claim its request id), so
+        nothing is recorded twice and no lease is stranded by the lost reply."""
+        try:
+            raw = self._wire.collect(refill.inflight)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raw = self._wire.pipeline(self._commands(refill.calls))
+        replies = self._checked(refill.calls, raw)
         flags = [bool(x) for x in replies[0]] if len(replies) == 2 else []
         return flags, self._parse_claimed(replies[-1])
 
     @staticmethod
     def _claim_args(
-        worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
+        worker: str, lease_ms: int, want: int, request: str, groups: Sequence[Sequence[str]]
     ) -> list[Any]:
-        args: list[Any] = [worker, lease_ms, want, len(groups)]
+        args: list[Any] = [worker, lease_ms, want, request, len(groups)]
         for lanes in groups:
             args.append(len(lanes))
             args.extend(lanes)
@@ -187,6 +222,7 @@ class Store:
 
     @staticmethod
     def _parse_claimed(raw: list[Any]) -> list[Claimed]:
+        # claim.lua validated every field it returns (attempts and timeout are numbers)
         return [
             Claimed(
                 raw[i],
@@ -212,9 +248,8 @@ class Store:
         """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes),
         then claim, in one round trip: Redis runs the claim queued behind the BLPOP as
         soon as the BLPOP returns, so a woken worker holds its jobs without asking."""
-        calls: list[ScriptCall] = [
-            ("claim", [self.keys.base], self._claim_args(worker, lease_ms, want, groups))
-        ]
+        args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
+        calls: list[ScriptCall] = [("claim", [self.keys.base], args)]
         blpop = ("BLPOP", *(self.keys.wake(lane) for lane in lanes), timeout)
         replies = self._wire.pipeline([blpop, *self._commands(calls)])
         _raise_errors(replies[:1])
@@ -253,14 +288,28 @@ class Store:
         args = (job_id, token, "dead" if dead else "retry", delay_ms, reason, error_json, ttl)
         return bool(self._run("fail", keys, args))
 
-    def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[bool]:
-        """Extend leases of ``held`` (id, token) pairs; False where the lease is lost."""
+    def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[Lease]:
+        """Extend leases of ``held`` (id, token) pairs; what became of each."""
         if not held:
             return []
         args: list[Any] = [lease_ms]
         for job_id, token in held:
             args.extend((job_id, token))
-        return [bool(x) for x in self._run("heartbeat", [self.keys.base], args)]
+        return [Lease(int(x)) for x in self._run("heartbeat", [self.keys.base], args)]
+
+    def mark_started(self, held: Sequence[tuple[str, str]]) -> None:
+        """Record that these (id, token) attempts began: only such an attempt counts as a
+        crash if its lease lapses (see mark.lua and reap.lua)."""
+        self._mark("started", held)
+
+    def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
+        """These (id, token) attempts crashed their process: count it at the next reap."""
+        self._mark("crashed", held)
+
+    def _mark(self, what: str, held: Sequence[tuple[str, str]]) -> None:
+        if held:
+            args = [what, *(x for pair in held for x in pair)]
+            self._run("mark", [self.keys.base], args)
 
     def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
         """Put a claimed job back in its queue, keeping its place."""
@@ -280,7 +329,12 @@ class Store:
     # -- dead letters -------------------------------------------------------------------
 
     def revive(self, job_id: str) -> bool:
-        return bool(self._run("revive", [self.keys.base, self.keys.job(job_id)], (job_id,)))
+        """Send a dead job back to its queue; False if it is not dead. Raises
+        :class:`InvalidTransition` when its record has no valid lane or priority."""
+        raw = self._run("revive", [self.keys.base, self.keys.job(job_id)], (job_id,))
+        if isinstance(raw, list):
+            raise InvalidTransition(f"job {job_id} cannot be requeued: {raw[1]}")
+        return bool(raw)
 
     def cancel(self, job_id: str, ttl: int) -> bool:
         """Withdraw a job that has not started; False if it runs or has finished."""
@@ -290,7 +344,8 @@ class Store:
         return int(self._run("purge", [self.keys.base], tuple(ids)))
 
     def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
-        """Newest dead jobs first."""
+        """Newest dead jobs first. Raises ``redis.ResponseError`` if the dead set's key
+        holds another type."""
         return cast(list[str], self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1))
 
     # -- reads ----------------------------------------------------------------------------
@@ -301,51 +356,74 @@ class Store:
         read = ("HGETALL", self.keys.job(job_id))
         if wait_ms:
             register = ("SET", self.keys.waiter(job_id), 1, "PX", wait_ms)
-            reply = self._pipeline_plain([register, read])[1]
+            replies = self._wire.pipeline([register, read])
+            _raise_errors(replies[:1])
+            reply = replies[1]
         else:
-            reply = self._execute(*read)
+            reply = self._wire.pipeline([read])[0]
+        if isinstance(reply, redis.ResponseError):  # a key of another type: not a job
+            return JobRecord.unreadable(job_id, str(reply))
         if not isinstance(reply, dict):  # RESP2: field, value, field, value ...
             pairs = iter(reply)
             reply = dict(zip(pairs, pairs, strict=True))
         return JobRecord.from_hash(job_id, reply) if reply else None
 
     def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:
+        """Each job (None where Redis holds none); a key of another type is reported as
+        an unreadable record, not raised."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.keys.job(job_id))
-        return [
-            JobRecord.from_hash(i, h) if h else None
-            for i, h in zip(ids, pipe.execute(), strict=True)
-        ]
+        out: list[JobRecord | None] = []
+        for job_id, h in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(h, redis.ResponseError):
+                out.append(JobRecord.unreadable(job_id, str(h)))
+            else:
+                out.append(JobRecord.from_hash(job_id, h) if h else None)
+        return out
 
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block until the job's completion token exists (left in place for other waiters)."""
         key = self.keys.done(job_id)
         return self._execute("BLMOVE", key, key, "RIGHT", "LEFT", timeout) is not None
 
-    def counts(self) -> dict[str, int]:
-        """Sizes of the shared sets plus lifetime totals."""
+    def counts(self) -> Counts:
+        """How many jobs are running, scheduled and dead now, and the lifetime totals.
+        A shared key of the wrong type is reported in ``problems``, not raised."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(k.running)
-        pipe.zcard(k.scheduled)
-        pipe.zcard(k.dead)
+        for key in (k.running, k.scheduled, k.dead):
+            pipe.zcard(key)
         pipe.hgetall(k.stats)
-        running, scheduled, dead, stats = pipe.execute()
-        out = {"running": running, "scheduled": scheduled, "dead": dead}
-        out.update({name: int(v) for name, v in stats.items()})
-        return out
+        *sizes, stats = pipe.execute(raise_on_error=False)
+        keys = (k.running, k.scheduled, k.dead, k.stats)
+        problems = [
+            f"{key}: {reply}"
+            for key, reply in zip(keys, (*sizes, stats), strict=True)
+            if isinstance(reply, Exception)
+        ]
+        running, scheduled, dead = (None if isinstance(n, Exception) else int(n) for n in sizes)
+        totals = {} if isinstance(stats, Exception) else {n: _int(v) for n, v in stats.items()}
+        return Counts(running, scheduled, dead, totals, problems)
 
-    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int]:
+    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int | None]:
+        """Ready jobs per lane (None for a queue key of the wrong type)."""
         lanes = list(lanes)
         pipe = self.redis.pipeline(transaction=False)
         for lane in lanes:
             pipe.zcard(self.keys.queue(lane))
-        return dict(zip(lanes, pipe.execute(), strict=True))
+        sizes = pipe.execute(raise_on_error=False)
+        return {
+            lane: None if isinstance(n, Exception) else int(n)
+            for lane, n in zip(lanes, sizes, strict=True)
+        }
 
     def tagged_lanes(self) -> set[str]:
-        """Every lane a tagged job was ever sent to."""
-        return cast(set[str], self.redis.smembers(self.keys.lanes))
+        """Every lane a tagged job was ever sent to (none if that set is unreadable)."""
+        try:
+            return cast(set[str], self.redis.smembers(self.keys.lanes))
+        except redis.ResponseError:
+            return set()
 
     def known_lanes(self) -> list[str]:
         """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
@@ -354,8 +432,29 @@ class Store:
             key.removeprefix(prefix)
             for key in self.redis.scan_iter(match=self.keys.queue("*"), count=500)
         }
-        found.update(cast(set[str], self.redis.smembers(self.keys.lanes)))
+        found.update(self.tagged_lanes())
         return sorted(found)
+
+
+class Counts(NamedTuple):
+    """Jobs running, scheduled and dead now (None where the key is unreadable), lifetime
+    totals by outcome (succeeded, failed, dead), and unreadable keys."""
+
+    running: int | None
+    scheduled: int | None
+    dead: int | None
+    totals: dict[str, int]
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+def _int(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -382,9 +481,15 @@ class WorkerRegistry:
         self.store._run("worker", [self.store.keys.base], (name, "gone", 0))
 
     def all(self) -> list[dict[str, str]]:
-        """Every live worker's hash, most recently seen first."""
+        """Every live worker's hash, most recently seen first (a worker key of another
+        type is skipped; a registry key of another type raises ``redis.ResponseError``)."""
         names = cast(list[str], self.store.redis.zrevrange(self.store.keys.workers, 0, -1))
         pipe = self.store.redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(self.store.keys.worker(name))
-        return [dict(h, name=n) for n, h in zip(names, pipe.execute(), strict=True) if h]
+        replies = pipe.execute(raise_on_error=False)
+        return [
+            dict(h, name=n)
+            for n, h in zip(names, replies, strict=True)
+            if isinstance(h, dict) and h
+        ]

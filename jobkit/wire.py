@@ -9,11 +9,25 @@ A request can also be sent now and its replies read later (:meth:`Wire.send`): a
 asks for its next batch while it still runs the last jobs of the current one. Any other
 command on the same thread reads those replies first, so replies never get mixed up, and
 another thread may read them (:meth:`Wire.collect`) while the sender is busy.
+
+Sending again. When a connection fails, a command that went out may or may not have run:
+its reply, not the command, may be what was lost. Every call therefore says whether it is
+*repeatable*, safe to send again on a fresh connection after a lost reply:
+
+- repeatable: plain reads, and the scripts in ``jobkit.scripts.REPEATABLE``, each made
+  idempotent in its own header (enqueue creates an id only once, claim answers a request
+  sent again with the same jobs, complete/fail/requeue recognise their own token's
+  outcome, heartbeat, reap, promote and cron_fire converge);
+- not repeatable (``revive``, ``purge``, ``cancel``: run twice, the second reports a
+  refusal or a count that hides the first): sent only on a connection just checked to be
+  alive, never again once sent; a lost reply raises :class:`ReplyLost`, which says the
+  command may have run.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +55,11 @@ class _Handshake(Protocol):
     def disconnect(self) -> None: ...
     def send_packed_command(self, command: list[bytes]) -> None: ...
     def read_response(self) -> Any: ...
+
+
+class ReplyLost(redis.ConnectionError):
+    """The connection failed after a command that may not be sent twice went out: it may
+    or may not have run. (A ConnectionError, so outage handling applies as usual.)"""
 
 
 def _reply_error(message: str) -> redis.RedisError:
@@ -115,6 +134,18 @@ class _Link:
             self._reader.feed(data)
             reply = self._reader.gets()
         return reply
+
+    def alive(self) -> bool:
+        """False when the server closed this idle connection (or it has bytes nobody
+        asked for): checked without blocking, before a command that must not be sent
+        twice, so that one is never lost to a connection that was dead already."""
+        if self._sock is None:
+            return True
+        try:
+            ready, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not ready
 
     def close(self) -> None:
         self._conn.disconnect()
@@ -193,13 +224,13 @@ class Wire:
             local.conn, local.pid, local.inflight = conn, os.getpid(), None
         return conn
 
-    def execute(self, *command: Any) -> Any:
-        """One command; an error reply is raised."""
-        return self.execute_packed(hiredis.pack_command(command))
+    def execute(self, *command: Any, repeatable: bool = True) -> Any:
+        """One command; an error reply is raised. ``repeatable``: see the module doc."""
+        return self.execute_packed(hiredis.pack_command(command), repeatable=repeatable)
 
-    def execute_packed(self, data: bytes) -> Any:
+    def execute_packed(self, data: bytes, *, repeatable: bool = True) -> Any:
         """One command packed already (see :class:`Head`); an error reply is raised."""
-        return self._on_connection(lambda conn: conn.ask(data))
+        return self._on_connection(lambda conn: conn.ask(data), repeatable)
 
     def client_id(self) -> int:
         """Redis's id for this thread's connection (``CLIENT ID``, asked once for each
@@ -210,12 +241,12 @@ class Wire:
                 conn.client_id = int(conn.ask(_CLIENT_ID))
             return conn.client_id
 
-        return cast(int, self._on_connection(exchange))
+        return cast(int, self._on_connection(exchange, True))
 
     def stream(self, commands: Iterable[Command]) -> list[Any]:
-        """Send each command as soon as ``commands`` yields it, then read every reply
-        (errors in place): Redis runs the first while the caller builds the next. If the
-        connection turns out dead, the commands made so far go again on a fresh one."""
+        """Send each command (all repeatable) as soon as ``commands`` yields it, then read
+        every reply (errors in place): Redis runs the first while the caller builds the
+        next. If the connection fails, the commands made so far go again on a fresh one."""
         made: list[Command] = []
         source = iter(commands)
 
@@ -227,19 +258,20 @@ class Wire:
                 conn.send([command])
             return _read(conn, len(made))
 
-        return cast(list[Any], self._on_connection(exchange))
+        return cast(list[Any], self._on_connection(exchange, True))
 
-    def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+    def pipeline(self, commands: Sequence[Command], *, repeatable: bool = True) -> list[Any]:
         """Several commands in one round trip; error replies are returned in place."""
 
         def exchange(conn: _Link) -> list[Any]:
             conn.send(commands)
             return _read(conn, len(commands))
 
-        return cast(list[Any], self._on_connection(exchange))
+        return cast(list[Any], self._on_connection(exchange, repeatable))
 
     def send(self, commands: Sequence[Command]) -> Inflight:
-        """Send ``commands`` now; :meth:`collect` reads their replies."""
+        """Send ``commands`` (repeatable: the caller may send them again if their replies
+        are lost) now; :meth:`collect` reads their replies."""
 
         def exchange(conn: _Link) -> Inflight:
             conn.send(commands)
@@ -247,7 +279,7 @@ class Wire:
             self._local.inflight = inflight
             return inflight
 
-        return cast(Inflight, self._on_connection(exchange))
+        return cast(Inflight, self._on_connection(exchange, True))
 
     @staticmethod
     def collect(inflight: Inflight) -> list[Any]:
@@ -268,19 +300,30 @@ class Wire:
             self._local.inflight = None
             inflight.read()
 
-    def _on_connection(self, exchange: Callable[[_Link], Any]) -> Any:
-        """Run ``exchange`` on this thread's connection, once more on a fresh one if the
-        old one turns out dead (Redis restarted, idle timeout): the server closed it
-        before our command, so nothing ran. Had it died mid-reply instead, a rerun
-        transition is refused by its fencing, or leaves a lease the reaper collects."""
+    def _on_connection(self, exchange: Callable[[_Link], Any], repeatable: bool) -> Any:
+        """Run ``exchange`` on this thread's connection. If the connection fails (Redis
+        restarted, an idle timeout, a reply that never came), a ``repeatable`` exchange
+        runs once more on a fresh one; any other was sent on a connection checked alive
+        just before, and its failure raises :class:`ReplyLost`."""
         for attempt in (1, 2):
             conn = self._connection()
             self._drain()
+            if not repeatable and not conn.alive():
+                self._drop(conn)
+                conn = self._connection()
             try:
                 return exchange(conn)
-            except (redis.ConnectionError, redis.TimeoutError):
-                conn.close()
-                self._local.conn = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._drop(conn)
+                if not repeatable:
+                    raise ReplyLost(
+                        f"{exc}; the command was sent and may or may not have run"
+                    ) from exc
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop(self, conn: _Link) -> None:
+        """Close ``conn``: this thread's next exchange opens a new connection."""
+        conn.close()
+        self._local.conn = None

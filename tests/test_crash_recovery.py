@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from jobkit import DeadReason, JobFailed, Status
+from jobkit.store import Lease
 from tests import jobs
 from tests.conftest import LEASE, Env, StartWorker, wait_until
 
@@ -56,6 +57,7 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
     assert old.id == handle.id
     assert old.attempts == 1
     assert handle.status is Status.RUNNING
+    store.mark_started([(old.id, old.token)])  # as its supervisor does when it starts
     time.sleep(0.15)  # the 50 ms lease runs out
 
     assert store.reap(max_crashes=5) == [(handle.id, "requeued")]
@@ -67,12 +69,13 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
 
     assert store.complete(handle.id, old.token, b"111", 60) is False
     assert handle.status is Status.RUNNING  # the zombie changed nothing
-    assert store.heartbeat(10_000, [(handle.id, old.token)]) == [False]
+    assert store.heartbeat(10_000, [(handle.id, old.token)]) == [Lease.LOST]
     assert store.fail(handle.id, old.token, dead=True, delay_ms=0, reason="exception",
                       error_json=b"{}", ttl=60) is False  # fmt: skip
 
     assert store.complete(handle.id, new.token, b"2", 60) is True
-    assert store.complete(handle.id, new.token, b"3", 60) is False  # at most once
+    # the same holder's completion sent again (a lost reply) is recognised, not re-applied
+    assert store.complete(handle.id, new.token, b"3", 60) is True
     assert handle.status is Status.SUCCEEDED
     assert handle.result(timeout=1) == 2
     assert env.stats().get("succeeded") == 1
@@ -83,7 +86,8 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
     store = env.store
     handle = jobs.Add.dispatch(a=1, b=1)
     for _ in range(2):
-        store.claim("crashy", 1, 1, [["default"]])
+        [job] = store.claim("crashy", 1, 1, [["default"]])
+        store.mark_started([(job.id, job.token)])
         time.sleep(0.02)
         outcome = store.reap(max_crashes=2)
     assert outcome == [(handle.id, "dead")]
@@ -113,6 +117,7 @@ def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: Start
             "status": "running",
             "attempts": 1,
             "lease": "1",
+            "started": "1",  # its supervisor saw attempt 1 start
             "crashes": 0,
             "max_attempts": 3,
             "timeout": 0,

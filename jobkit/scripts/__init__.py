@@ -23,7 +23,31 @@ NAMES = (
     "cancel",
     "worker",
     "cron_fire",
+    "mark",
 )
+
+# Scripts whose call may be sent again when its reply is lost (the connection dropped or
+# timed out after the call went out), because running it twice has the effect of running
+# it once: each script's header says how (an id that exists is not created again, a
+# claim answers with what the same request leased, a fencing token says the outcome is
+# recorded already, ...). The others are refused a blind re-send: their caller gets the
+# error and decides. Tests run every script twice against these claims.
+REPEATABLE = frozenset(
+    {
+        "enqueue",
+        "claim",
+        "complete",
+        "fail",
+        "heartbeat",
+        "reap",
+        "promote",
+        "requeue",
+        "worker",
+        "cron_fire",
+        "mark",
+    }
+)
+UNREPEATABLE = frozenset(NAMES) - REPEATABLE  # revive, purge, cancel: a second run says no
 
 
 @cache

@@ -1,6 +1,13 @@
 -- Shared prelude, prepended by jobkit/scripts/__init__.py to every script below.
 -- Key suffixes here mirror jobkit/keys.py; `base` is always KEYS[1] (the "{prefix}"
 -- hash tag), so every key a script builds lives in the caller's hash slot.
+--
+-- Garbage in Redis (a key of the wrong type, a job hash with a missing or mangled field)
+-- is met here, not in Python: Redis does not undo what a script wrote before it failed,
+-- so every script checks the shared keys it writes before its first write
+-- (expect_types), reads job hashes with pcall (read_job) and validates the fields it
+-- uses; a job whose record cannot be trusted is dead-lettered alone (invalid_record)
+-- and the rest of the batch goes on.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -12,6 +19,8 @@ end
 local function str(n) return string.format('%d', n) end
 
 local function job_key(base, id) return base .. ':job:' .. id end
+local function corrupt_key(base, id) return base .. ':corrupt:' .. id end
+local function claim_key(base, req) return base .. ':claim:' .. req end
 local function queue_key(base, lane) return base .. ':queue:' .. lane end
 local function wake_key(base, lane) return base .. ':wake:' .. lane end
 local function done_key(base, id) return base .. ':done:' .. id end
@@ -52,8 +61,9 @@ local function next_seq(base) return redis.call('INCR', base .. ':seq') end
 -- token to clear first.
 local function push_done(base, id, ttl)
   local dk = done_key(base, id)
-  redis.call('LPUSH', dk, '1')
-  redis.call('EXPIRE', dk, ttl)
+  -- pcall: a done key of another type (garbage) costs its waiters this wake-up (they
+  -- look again every second), never the transition that calls this
+  if type(redis.pcall('LPUSH', dk, '1')) ~= 'table' then redis.call('EXPIRE', dk, ttl) end
 end
 
 -- A job reached a final state: wake its waiters, if any. JobHandle.result registers in
@@ -114,4 +124,74 @@ end
 -- A lane with tags ("queue|tag,...") is recorded, so `--tags '*'` workers can find it.
 local function note_lane(base, lane)
   if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+end
+
+-- -- validation -------------------------------------------------------------------------
+
+local function key_type(key) return redis.call('TYPE', key)['ok'] end
+
+-- Refuse to run, before any write, when a key this script writes holds another type:
+-- arguments are key, type, key, type ... The error names the key and what to do.
+local function expect_types(...)
+  local a = {...}
+  for i = 1, #a, 2 do
+    local t = key_type(a[i])
+    if t ~= 'none' and t ~= a[i + 1] then
+      error({err = 'WRONGTYPE jobkit: ' .. a[i] .. ' holds a ' .. t .. ', not a ' .. a[i + 1]
+        .. '; rename or delete it'})
+    end
+  end
+end
+
+-- HMGET on a job key that may hold another type: the fields, or nil when it is no hash.
+local function read_job(jk, ...)
+  local f = redis.pcall('HMGET', jk, ...)
+  if f['err'] then return nil end
+  return f
+end
+
+-- A counter or token field: absent (0) or a whole number.
+local function count_ok(v) return not v or string.match(v, '^%d+$') ~= nil end
+-- A finite number (Lua's tonumber also takes 'nan' and 'inf').
+local function finite(v)
+  local n = tonumber(v)
+  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
+end
+local function int_ok(v) return v and string.match(v, '^%-?%d+$') ~= nil end
+
+-- Why a job's record cannot be put back in its queue, or nil when it can: a lane, an
+-- integer priority and sequence number, and the lane's keys of the right types (looked
+-- up once per lane per call, in `seen`).
+local function requeue_problem(base, lane, priority, seq, seen)
+  if not lane or lane == '' then return 'no lane' end
+  if not int_ok(priority) then return 'priority is not an integer' end
+  if seq ~= nil and not int_ok(seq) then return 'seq is not an integer' end
+  local known = seen and seen[lane]
+  if known == nil then
+    known = false
+    local q, w = key_type(queue_key(base, lane)), key_type(wake_key(base, lane))
+    if q ~= 'none' and q ~= 'zset' then known = queue_key(base, lane) .. ' holds a ' .. q
+    elseif w ~= 'none' and w ~= 'list' then known = wake_key(base, lane) .. ' holds a ' .. w end
+    if seen then seen[lane] = known end
+  end
+  return known or nil
+end
+
+-- Dead-letter, with reason invalid_record, a job whose record cannot be trusted; the
+-- caller has taken it off wherever it was. A record that is not a hash is kept, renamed
+-- to corrupt:<id>, and a hash saying what happened takes its place, so every reader
+-- finds an ordinary dead job. The caller checked `dead` and `stats` (expect_types).
+local function invalid_record(base, id, why, now)
+  local jk = job_key(base, id)
+  local t = key_type(jk)
+  if t ~= 'hash' and t ~= 'none' then
+    redis.call('RENAME', jk, corrupt_key(base, id))
+    why = why .. '; the ' .. t .. ' found there is kept as ' .. corrupt_key(base, id)
+  end
+  local err = cjson.encode({type = 'InvalidRecord', message = why, traceback = ''})
+  redis.call('HSET', jk, 'status', 'dead', 'reason', 'invalid_record', 'error', err,
+    'finished_at', now)
+  redis.call('PERSIST', jk)
+  redis.call('ZADD', base .. ':dead', now, id)
+  redis.call('HINCRBY', base .. ':stats', 'dead', 1)
 end

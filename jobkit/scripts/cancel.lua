@@ -6,10 +6,12 @@
 -- Invariant: a cancelled job is in no queue and not in `scheduled`, so nothing runs it.
 local base, jk = KEYS[1], KEYS[2]
 local id, ttl = ARGV[1], tonumber(ARGV[2])
-local f = redis.call('HMGET', jk, 'status', 'lane')
+local f = read_job(jk, 'status', 'lane')
+if not f then return 0 end
 if f[1] ~= 'queued' and f[1] ~= 'scheduled' and f[1] ~= 'retrying' then return 0 end
-redis.call('ZREM', queue_key(base, f[2]), id)
-redis.call('ZREM', base .. ':scheduled', id)
+-- pcall: a queue or scheduled key of another type holds no entry of this job to remove
+if f[2] then redis.pcall('ZREM', queue_key(base, f[2]), id) end
+redis.pcall('ZREM', base .. ':scheduled', id)
 redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now_ms())
 redis.call('EXPIRE', jk, ttl)
 notify_done(base, id, ttl)

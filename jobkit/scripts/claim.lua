@@ -1,73 +1,123 @@
 -- claim: take up to N ready jobs for one worker child, each with its own lease.
--- KEYS[1]  base "{prefix}"; queue, wake, job and running keys are built from it
--- ARGV     worker name, lease_ms, N, G (number of lane groups), then G groups of
---          (count, lane...) in the order the worker checks its queues
+-- KEYS[1]  base "{prefix}"; queue, wake, job, running, dead, stats and claim:<request>
+--          keys are built from it
+-- ARGV     worker name, lease_ms, N, request id ('' = none), G (number of lane groups),
+--          then G groups of (count, lane...) in the order the worker checks its queues
 -- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane
--- Invariant: a job leaves its queue only together with its entry in `running`, and every
--- claim bumps the job's fencing token (`lease`), so older holders are refused later.
+-- Invariant: a job leaves its queue only together with its entry in `running` (or, when
+-- its record is invalid, in `dead`), and every claim bumps the job's fencing token
+-- (`lease`), so older holders are refused later. A request sent again under the same id
+-- (its reply was lost) leases nothing new: it answers with the jobs the first one leased
+-- that are still held under its tokens, so a lost reply strands no lease.
 local base, worker = KEYS[1], ARGV[1]
-local lease_ms, want, groups = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease_ms, want, req, groups = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local running = base .. ':running'
+expect_types(running, 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
+local out = {}
+
+local function answer(id, token, name, params, attempts, timeout, lane)
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4] = id, token, name, params
+  out[k + 5], out[k + 6], out[k + 7] = attempts, timeout, lane
+end
+
+if req ~= '' then
+  local prior = redis.pcall('GET', claim_key(base, req))
+  if type(prior) == 'string' then
+    local held = cjson.decode(prior)  -- id, token, lane, id, token, lane ...
+    for i = 1, #held, 3 do
+      local f = read_job(job_key(base, held[i]), 'status', 'lease', 'name', 'params',
+        'attempts', 'timeout')
+      if f and f[1] == 'running' and f[2] == held[i + 1] then
+        answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
+      end
+    end
+    return out
+  end
+end
+
 local now = now_ms()
 local now_s, deadline = str(now), str(now + lease_ms)  -- written for every job
-local running = base .. ':running'
-local out, got = {}, 0
+local got = 0
 local leases = {}  -- score, id pairs for `running`, added in one call
-local pos = 5
+local taken = {}  -- id, token, lane triples: what a re-sent request answers with
+
+-- Why a popped job cannot be run as it stands, or nil.
+local function problem(f)
+  if not count_ok(f[2]) then return 'attempts is not a whole number' end
+  if not count_ok(f[3]) then return 'lease is not a whole number' end
+  if not f[4] or f[4] == '' then return 'no job name' end
+  if not f[5] then return 'no params' end
+  if f[6] and not (finite(f[6]) and tonumber(f[6]) >= 0) then
+    return 'timeout is not a number of seconds'
+  end
+  return nil
+end
+
+local function take(id, lane)
+  local jk = job_key(base, id)
+  local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout')
+  if not f then
+    invalid_record(base, id, 'its record is not a hash', now_s)
+    return
+  end
+  -- an id whose hash vanished or that was cancelled meanwhile is simply dropped
+  if f[1] ~= 'queued' then return end
+  local why = problem(f)
+  if why then
+    invalid_record(base, id, why, now_s)
+    return
+  end
+  local attempts = (tonumber(f[2]) or 0) + 1
+  local token = str((tonumber(f[3]) or 0) + 1)
+  redis.call('HSET', jk, 'status', 'running', 'attempts', attempts, 'lease', token,
+    'worker', worker, 'started_at', now_s)
+  leases[#leases + 1] = deadline
+  leases[#leases + 1] = id
+  answer(id, token, f[4], f[5], attempts, f[6] or '0', lane)
+  taken[#taken + 1], taken[#taken + 2], taken[#taken + 3] = id, token, lane
+  got = got + 1
+end
+
+local pos = 6
 for g = 1, groups do
   local count = tonumber(ARGV[pos])
   local lanes = {}
   for j = 1, count do lanes[j] = ARGV[pos + j] end
   pos = pos + count + 1
   while got < want do
-    local lane, ids
+    local lane, ids = nil, {}
     if count == 1 then  -- one lane: pop what we want at once
       lane = lanes[1]
-      local popped = redis.call('ZPOPMIN', queue_key(base, lane), want - got)
-      ids = {}
+      -- pcall: a queue key of another type is skipped, not the end of the claim
+      local popped = redis.pcall('ZPOPMIN', queue_key(base, lane), want - got)
+      if popped['err'] then popped = {} end
       for k = 1, #popped, 2 do ids[#ids + 1] = popped[k] end
     else  -- the best head among this group's lanes
       local best, best_score = nil, nil
       for j = 1, count do
-        local head = redis.call('ZRANGE', queue_key(base, lanes[j]), 0, 0, 'WITHSCORES')
-        if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+        local head = redis.pcall('ZRANGE', queue_key(base, lanes[j]), 0, 0, 'WITHSCORES')
+        if not head['err'] and head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
           best, best_score = j, tonumber(head[2])
         end
       end
-      ids = {}
       if best then
         lane = lanes[best]
         ids[1] = redis.call('ZPOPMIN', queue_key(base, lane))[1]
       end
     end
     if #ids == 0 then break end
-    for _, id in ipairs(ids) do
-      local jk = job_key(base, id)
-      local f = redis.call('HMGET', jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout')
-      -- an id whose hash vanished or that was cancelled meanwhile is simply dropped
-      if f[1] == 'queued' then
-        local attempts = (tonumber(f[2]) or 0) + 1
-        local token = (tonumber(f[3]) or 0) + 1
-        redis.call('HSET', jk, 'status', 'running', 'attempts', attempts, 'lease', token,
-          'worker', worker, 'started_at', now_s)
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
-        out[#out + 1] = id
-        out[#out + 1] = token
-        out[#out + 1] = f[4] or ''
-        out[#out + 1] = f[5] or ''
-        out[#out + 1] = attempts
-        out[#out + 1] = f[6] or '0'
-        out[#out + 1] = lane
-        got = got + 1
-      end
-    end
+    for _, id in ipairs(ids) do take(id, lane) end
   end
   if got >= want then break end
 end
 if #leases > 0 then redis.call('ZADD', running, unpack(leases)) end
+if req ~= '' and got > 0 then
+  redis.call('SET', claim_key(base, req), cjson.encode(taken), 'PX', lease_ms)
+end
 if got < want then
   -- every lane we serve is empty: drop stale wake tokens so idle waits really block
-  pos = 5
+  pos = 6
   for g = 1, groups do
     local count = tonumber(ARGV[pos])
     for j = 1, count do redis.call('DEL', wake_key(base, ARGV[pos + j])) end

@@ -2,9 +2,12 @@
 -- KEYS[1]  base "{prefix}"; job:<id>, running, stats, waiter:<id> and done:<id> are
 --          built from it
 -- ARGV     groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
--- Returns  one flag per job: 1 recorded, 0 refused (stale token or job no longer running)
+-- Returns  one flag per job: 1 recorded (now, or by this same call sent before and its
+--          reply lost), 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
+-- A success clears the reason and error of earlier attempts: they no longer describe it.
 local base = KEYS[1]
+expect_types(base .. ':running', 'zset', base .. ':stats', 'hash')
 local now = str(now_ms())  -- written for every job
 local out = {}
 local finished = {}  -- ids leaving `running`, removed in one call
@@ -12,13 +15,16 @@ local ttls = {}
 for i = 1, #ARGV, 4 do
   local id, token, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 3]  -- strings: see str
   local jk = job_key(base, id)
-  local f = redis.call('HMGET', jk, 'status', 'lease')
-  if f[1] == 'running' and f[2] == token then
+  local f = read_job(jk, 'status', 'lease', 'reason')
+  if f and f[1] == 'running' and f[2] == token then
     redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
+    if f[3] then redis.call('HDEL', jk, 'reason', 'error') end
     redis.call('EXPIRE', jk, ttl)
     finished[#finished + 1] = id
     ttls[#finished] = ttl
     out[#out + 1] = 1
+  elseif f and f[1] == 'succeeded' and f[2] == token then
+    out[#out + 1] = 1  -- this holder's success is recorded already: a re-sent call
   else
     out[#out + 1] = 0
   end

@@ -18,8 +18,10 @@ local key, next_slot = ARGV[1], ARGV[2]
 local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local name, lane, params = ARGV[6], ARGV[7], ARGV[8]
 local priority, max_attempts, timeout, ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+expect_types(sk, 'hash', queue_key(base, lane), 'zset', wake_key(base, lane), 'list')
+if string.find(lane, '|', 1, true) then expect_types(base .. ':lanes', 'set') end
 local now = now_ms()
-local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1')
+local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1') or -1
 local advanced = false
 if skip_to > 0 and skip_to > cursor and skip_to * 1000 <= now then
   cursor = skip_to
@@ -35,12 +37,14 @@ for i = 0, n - 1 do
   end
   if slot <= cursor then
     out[#out + 1] = 0
-    out[#out + 1] = redis.call('HGET', job_key(base, id), 'status') or ''
+    local f = read_job(job_key(base, id), 'status')
+    out[#out + 1] = f and f[1] or ''
   else
     cursor = slot
     advanced = true
     local jk = job_key(base, id)
-    local existing = redis.call('HGET', jk, 'status')
+    local f = read_job(jk, 'status')
+    local existing = f == nil and 'invalid' or f[1]  -- nil: a key that is not a job
     if existing then  -- someone dispatched this id by hand: keep it, the slot is served
       out[#out + 1] = 0
       out[#out + 1] = existing

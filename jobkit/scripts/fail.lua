@@ -1,17 +1,32 @@
 -- fail: end an attempt that raised, timed out or could not run.
 -- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
---          (scheduled, queue, dead, done and the sched:wake channel are built from KEYS[1])
+--          (running, scheduled, seq, stats, dead, queue, wake, done and the sched:wake
+--          channel are built from KEYS[1])
 -- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
 --          result_ttl seconds (how long waiters' wake token lives)
--- Returns  1 applied, 0 refused (stale token or job no longer running)
--- Invariant: the job leaves `running` for exactly one of queue, scheduled or dead.
+-- Returns  1 applied (now, or by this same call sent before and its reply lost),
+--          0 refused (stale token or job no longer running)
+-- Invariant: the job leaves `running` for exactly one of queue, scheduled or dead; a
+-- record that cannot be put back in its queue goes to dead (reason invalid_record).
 local base, jk = KEYS[1], KEYS[2]
 local id, token, action = ARGV[1], ARGV[2], ARGV[3]
 local delay = tonumber(ARGV[4])
-local f = redis.call('HMGET', jk, 'status', 'lease', 'lane', 'priority')
-if f[1] ~= 'running' or f[2] ~= token then return 0 end
+local f = read_job(jk, 'status', 'lease', 'lane', 'priority')
+if not f or f[2] ~= token then return 0 end
+if f[1] ~= 'running' then
+  -- a re-sent call finds the outcome it asked for already applied
+  if f[1] == 'retrying' or f[1] == 'queued' or f[1] == 'dead' then return 1 end
+  return 0
+end
+expect_types(base .. ':running', 'zset', base .. ':stats', 'hash', base .. ':dead', 'zset',
+  base .. ':scheduled', 'zset', base .. ':seq', 'string')
 local now = now_ms()
+local why = action ~= 'dead' and delay <= 0 and requeue_problem(base, f[3], f[4])
 redis.call('ZREM', base .. ':running', id)
+if why then
+  invalid_record(base, id, 'cannot be queued again: ' .. why, now)
+  return 1
+end
 redis.call('HSET', jk, 'error', ARGV[6], 'reason', ARGV[5])
 redis.call('HINCRBY', base .. ':stats', 'failed', 1)
 if action == 'dead' then

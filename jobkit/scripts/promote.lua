@@ -1,22 +1,34 @@
 -- promote: move due entries of `scheduled` (delays, retry back-offs) to their queues.
--- KEYS[1]  base "{prefix}"
+-- KEYS[1]  base "{prefix}"; scheduled, seq, job, queue, wake, dead and stats keys are
+--          built from it
 -- ARGV     limit per call
 -- Returns  {promoted count, ms until the next due entry or -1 if none}
 -- Invariant: a job is in `scheduled` or in its queue, never both; promotion is idempotent.
+-- A due job whose record cannot be queued goes to `dead` (reason invalid_record) alone.
 local base = KEYS[1]
 local limit = tonumber(ARGV[1])
-local now = now_ms()
 local sched = base .. ':scheduled'
+expect_types(sched, 'zset', base .. ':seq', 'string', base .. ':dead', 'zset',
+  base .. ':stats', 'hash')
+local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
 local moved = 0
+local seen = {}
 for _, id in ipairs(due) do
   redis.call('ZREM', sched, id)
   local jk = job_key(base, id)
-  local f = redis.call('HMGET', jk, 'status', 'lane', 'priority')
-  if f[1] == 'scheduled' or f[1] == 'retrying' then
-    redis.call('HSET', jk, 'status', 'queued')
-    push_ready(base, id, f[2], f[3], next_seq(base))
-    moved = moved + 1
+  local f = read_job(jk, 'status', 'lane', 'priority')
+  if not f then
+    invalid_record(base, id, 'its record is not a hash', now)
+  elseif f[1] == 'scheduled' or f[1] == 'retrying' then
+    local why = requeue_problem(base, f[2], f[3], nil, seen)
+    if why then
+      invalid_record(base, id, why, now)
+    else
+      redis.call('HSET', jk, 'status', 'queued')
+      push_ready(base, id, f[2], f[3], next_seq(base))
+      moved = moved + 1
+    end
   end
 end
 local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')

@@ -1,17 +1,20 @@
 -- purge: delete dead jobs for good.
--- KEYS[1]  base "{prefix}"
+-- KEYS[1]  base "{prefix}"; dead, job:<id>, corrupt:<id> and done:<id> are built from it
 -- ARGV     ids to purge; none given: every dead job
 -- Returns  number of jobs deleted
--- Invariant: only jobs whose status is 'dead' are ever deleted here.
+-- Invariant: only jobs whose status is 'dead' are ever deleted here (with the corrupt
+-- record an invalid one was found as, if any).
 local base = KEYS[1]
 local dead = base .. ':dead'
+expect_types(dead, 'zset')
 local ids = ARGV
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, -1) end
 local n = 0
 for _, id in ipairs(ids) do
   local jk = job_key(base, id)
-  if redis.call('HGET', jk, 'status') == 'dead' then
-    redis.call('DEL', jk, done_key(base, id))
+  local f = read_job(jk, 'status')
+  if f and f[1] == 'dead' then
+    redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id))
     n = n + 1
   end
   redis.call('ZREM', dead, id)

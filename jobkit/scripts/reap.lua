@@ -1,38 +1,69 @@
--- reap: treat every running job whose lease ran out as a crashed attempt.
--- KEYS[1]  base "{prefix}"
+-- reap: settle every running job whose lease ran out.
+-- KEYS[1]  base "{prefix}"; running, job, queue, wake, dead, stats, waiter and done keys
+--          are built from it
 -- ARGV     max_crashes (default when the job has none), limit per call
--- Returns  flat list of pairs (id, outcome 'requeued' | 'dead' | 'dropped')
--- Invariant: idempotent; any number of workers may run it at once. A job that crashed
+-- Returns  flat list of pairs (id, outcome): 'requeued' or 'dead' (a crash counted),
+--          'returned' (it never started: back to its queue, no attempt used), 'invalid'
+--          (its record cannot be trusted: dead, reason invalid_record) or 'dropped'
+-- Invariant: idempotent; any number of workers may run it at once. Only an attempt that
+-- started (its supervisor marked it, see mark.lua) counts as a crash; a job that crashed
 -- max_crashes times, or used up its attempts, is a poison pill and goes to `dead`.
 local base = KEYS[1]
 local default_crashes, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local now = now_ms()
 local running = base .. ':running'
+expect_types(running, 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
+local now = now_ms()
 local out = {}
+local seen = {}  -- lane -> problem with its keys (false: none), looked up once per call
+
+local function problem(f)
+  if not count_ok(f[2]) or not f[2] then return 'attempts is not a whole number' end
+  if not f[3] or not string.match(f[3], '^%d+$') then return 'max_attempts is not a whole number' end
+  if not count_ok(f[8]) then return 'max_crashes is not a whole number' end
+  if not count_ok(f[9]) then return 'crashes is not a whole number' end
+  return requeue_problem(base, f[4], f[5], f[6], seen)
+end
+
 local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local jk = job_key(base, id)
   redis.call('ZREM', running, id)
-  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'lane',
-    'priority', 'seq', 'result_ttl', 'max_crashes')
+  local f = read_job(jk, 'status', 'attempts', 'max_attempts', 'lane', 'priority', 'seq',
+    'result_ttl', 'max_crashes', 'crashes', 'lease', 'started')
   local outcome = 'dropped'
-  if f[1] == 'running' then
-    local crashes = redis.call('HINCRBY', jk, 'crashes', 1)
-    local max_crashes = tonumber(f[8] or default_crashes) or default_crashes
-    local err = cjson.encode({type = 'WorkerLost', traceback = '',
-      message = 'lease expired: the worker died or stopped renewing it'})
-    redis.call('HSET', jk, 'error', err)
-    if crashes >= max_crashes or tonumber(f[2]) >= tonumber(f[3]) then
-      redis.call('HSET', jk, 'status', 'dead', 'reason', 'crashed', 'finished_at', now)
-      redis.call('PERSIST', jk)
-      redis.call('ZADD', base .. ':dead', now, id)
-      redis.call('HINCRBY', base .. ':stats', 'dead', 1)
-      notify_done(base, id, tonumber(f[7]) or 86400)
-      outcome = 'dead'
-    else
-      redis.call('HSET', jk, 'status', 'queued', 'reason', 'crashed')
+  if not f then
+    invalid_record(base, id, 'its record is not a hash', now)
+    outcome = 'invalid'
+  elseif f[1] == 'running' then
+    local why = problem(f)
+    if why then
+      invalid_record(base, id, why, now)
+      outcome = 'invalid'
+    elseif f[11] ~= f[10] then
+      -- leased but never started (prefetched by a worker that died, or a claim whose
+      -- reply was lost): nothing ran, so no crash and no attempt is counted
+      redis.call('HSET', jk, 'status', 'queued', 'attempts', math.max(0, tonumber(f[2]) - 1))
+      redis.call('HDEL', jk, 'worker', 'started_at')
       push_ready(base, id, f[4], f[5], f[6])
-      outcome = 'requeued'
+      outcome = 'returned'
+    else
+      local crashes = redis.call('HINCRBY', jk, 'crashes', 1)
+      local max_crashes = tonumber(f[8] or default_crashes)
+      local err = cjson.encode({type = 'WorkerLost', traceback = '',
+        message = 'lease expired: the worker died or stopped renewing it'})
+      redis.call('HSET', jk, 'error', err)
+      if crashes >= max_crashes or tonumber(f[2]) >= tonumber(f[3]) then
+        redis.call('HSET', jk, 'status', 'dead', 'reason', 'crashed', 'finished_at', now)
+        redis.call('PERSIST', jk)
+        redis.call('ZADD', base .. ':dead', now, id)
+        redis.call('HINCRBY', base .. ':stats', 'dead', 1)
+        notify_done(base, id, tonumber(f[7]) or 86400)
+        outcome = 'dead'
+      else
+        redis.call('HSET', jk, 'status', 'queued', 'reason', 'crashed')
+        push_ready(base, id, f[4], f[5], f[6])
+        outcome = 'requeued'
+      end
     end
   end
   out[#out + 1] = id

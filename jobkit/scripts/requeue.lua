@@ -1,14 +1,28 @@
 -- requeue: give a claimed job back to its queue (worker shutdown, unstarted prefetch).
 -- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+--          (running, queue, wake, dead and stats are built from KEYS[1])
 -- ARGV     id, token, uncount (1: the attempt never really ran, take it back)
--- Returns  1 requeued, 0 refused (stale token or job no longer running)
--- Invariant: the job keeps its FIFO place; it is never both queued and running.
+-- Returns  1 requeued (now, or by this same call sent before and its reply lost),
+--          0 refused (stale token or job no longer running)
+-- Invariant: the job keeps its FIFO place; it is never both queued and running. A job
+-- handed back unrun shows no worker and no start time.
 local base, jk = KEYS[1], KEYS[2]
 local id, token = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', jk, 'status', 'lease', 'lane', 'priority', 'seq')
-if f[1] ~= 'running' or f[2] ~= token then return 0 end
+local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts')
+if not f or f[2] ~= token then return 0 end
+if f[1] ~= 'running' then return f[1] == 'queued' and 1 or 0 end
+expect_types(base .. ':running', 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
 redis.call('ZREM', base .. ':running', id)
+local why = requeue_problem(base, f[3], f[4], f[5])
+if not why and not count_ok(f[6]) then why = 'attempts is not a whole number' end
+if why then
+  invalid_record(base, id, 'cannot be queued again: ' .. why, now_ms())
+  return 1
+end
 redis.call('HSET', jk, 'status', 'queued')
-if ARGV[3] == '1' then redis.call('HINCRBY', jk, 'attempts', -1) end
+if ARGV[3] == '1' then
+  redis.call('HSET', jk, 'attempts', math.max(0, (tonumber(f[6]) or 0) - 1))
+  redis.call('HDEL', jk, 'worker', 'started_at')
+end
 push_ready(base, id, f[3], f[4], f[5])
 return 1

@@ -1,12 +1,17 @@
 -- revive: send a dead job back to its queue with a fresh attempt budget.
 -- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+--          (dead, seq, queue, wake and done:<id> are built from KEYS[1])
 -- ARGV     id
--- Returns  1 requeued, 0 refused (the job is not dead)
+-- Returns  1 requeued, 0 refused (the job is not dead), -1 refused (its record has no
+--          valid lane or priority to queue it with; the message says which)
 -- Invariant: a job is in `dead` exactly while its status is 'dead'.
 local base, jk = KEYS[1], KEYS[2]
 local id = ARGV[1]
-local f = redis.call('HMGET', jk, 'status', 'lane', 'priority')
-if f[1] ~= 'dead' then return 0 end
+local f = read_job(jk, 'status', 'lane', 'priority')
+if not f or f[1] ~= 'dead' then return 0 end
+local why = requeue_problem(base, f[2], f[3])
+if why then return {-1, why} end
+expect_types(base .. ':dead', 'zset', base .. ':seq', 'string')
 redis.call('ZREM', base .. ':dead', id)
 redis.call('DEL', done_key(base, id))
 redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'crashes', 0, 'due_at', now_ms())

@@ -6,6 +6,7 @@
 local base, name, action, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local wk = base .. ':worker:' .. name
 local zk = base .. ':workers'
+expect_types(zk, 'zset', wk, 'hash')
 if action == 'gone' then
   redis.call('DEL', wk)
   redis.call('ZREM', zk, name)

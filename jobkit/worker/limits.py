@@ -17,6 +17,7 @@ class ChildState:
     slots: Slots
     reader: Reader = field(default_factory=Reader)
     held: dict[str, str] = field(default_factory=dict)  # job id -> its claim, unparsed
+    marked: set[str] = field(default_factory=set)  # held jobs Redis knows have started
     kill_reason: str | None = None  # why we killed it: "timeout" | "shutdown"
     timed_out: str | None = None  # the job whose timeout made us kill it
     recycling: bool = False  # asked to exit after its current job (memory)

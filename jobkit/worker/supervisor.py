@@ -24,7 +24,7 @@ from jobkit.keys import worker_lanes
 from jobkit.models import Claimed, JobError
 from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
-from jobkit.store import Store, WorkerRegistry
+from jobkit.store import Lease, Store, WorkerRegistry
 from jobkit.worker.child import Child
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, rss_bytes
@@ -183,6 +183,7 @@ class Supervisor:
         self._collect_exited()
         now = time.monotonic()
         self._enforce_timeouts(now)
+        self._safely(self._mark_started)
         if self.stopping and now >= self.grace_deadline:
             for state in self.children.values():
                 if state.kill_reason is None:
@@ -203,6 +204,19 @@ class Supervisor:
             chunks.append(data)
         state.reader.feed(b"".join(chunks), state.held, self.counts)
 
+    def _mark_started(self) -> None:
+        """Tell Redis which attempts began since the last tick: only those count as a
+        crash if their lease lapses (a job prefetched and never started does not)."""
+        fresh: list[tuple[str, str]] = []
+        for state in self.children.values():
+            state.marked.intersection_update(state.held)  # forget jobs no longer held
+            for job_id in state.running():
+                if job_id not in state.marked:
+                    state.marked.add(job_id)
+                    fresh.append((job_id, state.job(job_id).token))
+        if fresh:
+            self.store.mark_started(fresh)
+
     def _periodic(self, now: float) -> None:
         if now >= self._next["promote"]:
             _, wait_ms = self.store.promote()
@@ -216,7 +230,12 @@ class Supervisor:
         if now >= self._next["reap"]:
             self._next["reap"] = now + min(1.0, self.settings.lease / 4)
             for job_id, outcome in self.store.reap(self.settings.max_crashes):
-                log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
+                if outcome == "returned":
+                    log.info("job %s: lease expired before it started; back in its queue", job_id)
+                elif outcome == "invalid":
+                    log.error("job %s: invalid record; dead-lettered (invalid_record)", job_id)
+                else:
+                    log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
         if self._redis_down_since is not None:
             log.info("Redis reachable again after %.1fs", now - self._redis_down_since)
             self._redis_down_since = None
@@ -234,8 +253,8 @@ class Supervisor:
     def _renew_leases(self) -> None:
         held = [(job_id, s.job(job_id).token) for s in self.children.values() for job_id in s.held]
         lease_ms = int(self.settings.lease * 1000)
-        for (job_id, _), kept in zip(held, self.store.heartbeat(lease_ms, held), strict=True):
-            if not kept:
+        for (job_id, _), lease in zip(held, self.store.heartbeat(lease_ms, held), strict=True):
+            if lease is Lease.LOST:  # not ENDED: its outcome is recorded, the child tells us
                 log.warning("job %s: lease lost (expired or taken over)", job_id)
 
     def _beat(self) -> None:
@@ -337,8 +356,8 @@ class Supervisor:
             elif state.kill_reason == "timeout":
                 self._record_timeout(job)
             else:
-                # a crash: expire the lease now so the reaper counts it without waiting
-                self._safely(lambda j=job: self.store.heartbeat(0, [(j.id, j.token)]))
+                # a crash: end the lease now so the reaper counts it without waiting
+                self._safely(lambda j=job: self.store.mark_crashed([(j.id, j.token)]))
                 log.error("job %s %s crashed its worker (%s)", job.name, job_id, _describe(status))
 
     def _record_timeout(self, job: Claimed) -> None:

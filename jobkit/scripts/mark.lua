@@ -1,0 +1,25 @@
+-- mark: the supervisor saw attempts start (a child's slot showed them running), or saw
+-- the child running them die.
+-- KEYS[1]  base "{prefix}"; job:<id> and running are built from it
+-- ARGV     what ('started' | 'crashed'), then pairs (id, token)
+-- Returns  one flag per pair: 1 marked, 0 not held under that token any more
+-- Invariant: a lapsed lease counts as a crash only for an attempt marked started (see
+-- reap.lua); 'crashed' marks it and ends its lease now, so the next reap counts the crash
+-- without waiting for the lease to run out.
+local base, what = KEYS[1], ARGV[1]
+local running = base .. ':running'
+expect_types(running, 'zset')
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local jk = job_key(base, id)
+  local f = read_job(jk, 'status', 'lease')
+  if f and f[1] == 'running' and f[2] == token then
+    redis.call('HSET', jk, 'started', token)
+    if what == 'crashed' then redis.call('ZADD', running, 'XX', 0, id) end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
