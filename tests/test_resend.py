@@ -1,0 +1,152 @@
+"""Calls sent again after a lost reply: each has the effect of one call, or is refused a
+blind re-send. A reply is "lost" here the way a proxy or a socket timeout loses it: the
+command reaches Redis and runs, the client never reads the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from jobkit import Status, scripts
+from jobkit.models import Claimed
+from jobkit.store import Store
+from jobkit.wire import ReplyLost, _Link
+from tests import jobs
+from tests.conftest import Env
+
+LoseReply = Callable[..., None]
+
+
+@pytest.fixture
+def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
+    """``lose_reply(meanwhile)``: the next reply read on any direct connection is lost
+    after Redis ran the command; ``meanwhile()`` runs in between (another client acting
+    while the first waits for its answer)."""
+    read = _Link.read
+
+    def arm(meanwhile: Callable[[], object] = lambda: None) -> None:
+        armed = [True]
+
+        def lossy(self: _Link) -> object:
+            if armed[0]:
+                armed[0] = False
+                read(self)  # Redis answered: the command ran ...
+                meanwhile()
+                raise redis.TimeoutError("Timeout reading from socket")  # ... we never knew
+            return read(self)
+
+        monkeypatch.setattr(_Link, "read", lossy)
+
+    yield arm
+
+
+def _other_store(env: Env) -> Store:
+    """A second client, as another process (a worker) would have."""
+    return Store(redis.Redis.from_url(env.url, decode_responses=True))
+
+
+def test_every_script_is_classified() -> None:
+    assert scripts.REPEATABLE | scripts.UNREPEATABLE == set(scripts.NAMES)
+    assert scripts.UNREPEATABLE == {"revive", "purge", "cancel"}
+
+
+def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
+    env: Env, lose_reply: LoseReply
+) -> None:
+    env.store.load_scripts()  # so the reply lost is the enqueue's, not a NOSCRIPT
+    worker = _other_store(env)
+    claimed: list[Claimed] = []
+    lose_reply(lambda: claimed.extend(worker.claim("w1", 30_000, 1, [["default"]])))
+
+    handle = jobs.Add.dispatch(a=1, b=2)  # sent, claimed by w1, its reply lost, sent again
+
+    [job] = claimed
+    assert job.id == handle.id and job.token == "1"
+    rec = env.store.get(handle.id)
+    assert rec is not None and rec.status is Status.RUNNING and rec.attempts == 1
+    assert env.client.hget(env.keys.job(handle.id), "lease") == "1"
+    assert env.client.zcard(env.keys.queue("default")) == 0
+    assert worker.claim("w2", 30_000, 1, [["default"]]) == []  # nothing for a second worker
+
+
+def test_a_resent_dispatch_many_creates_each_job_once(env: Env, lose_reply: LoseReply) -> None:
+    env.store.load_scripts()
+    lose_reply()
+    handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(450)])  # 3 chunks
+    assert len({h.id for h in handles}) == 450
+    assert env.client.zcard(env.keys.queue("default")) == 450
+    assert int(env.client.get(env.keys.seq) or 0) >= 450
+
+
+def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: LoseReply) -> None:
+    jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(5)])
+    env.store.load_scripts()
+    lose_reply()
+    first = env.store.claim("w", 30_000, 3, [["default"]])  # leased 3, reply lost, sent again
+
+    assert len(first) == 3
+    assert env.client.zcard(env.keys.running) == 3  # no lease stranded by the lost reply
+    assert {c.token for c in first} == {"1"}
+    rest = env.store.claim("w", 30_000, 10, [["default"]])
+    assert len(rest) == 2 and not {c.id for c in rest} & {c.id for c in first}
+
+
+def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: LoseReply) -> None:
+    jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(6)])
+    [first] = env.store.claim("w", 30_000, 1, [["default"]])
+    refill = env.store.send_refill([(first.id, first.token, "1", 60)], "w", 30_000, 2, [["default"]])
+    lose_reply()  # Redis ran both calls; their replies never arrive
+
+    flags, claimed = env.store.finish_refill(refill)
+
+    assert flags == [True]
+    assert len(claimed) == 2
+    assert set(env.client.zrange(env.keys.running, 0, -1)) == {c.id for c in claimed}
+    assert env.client.zcard(env.keys.queue("default")) == 3
+    assert env.stats()["succeeded"] == 1
+
+
+def test_outcomes_sent_twice_are_recorded_once(env: Env) -> None:
+    done, failed, handed_back = (jobs.Add.dispatch(a=i, b=0) for i in range(3))
+    store = env.store
+    leased = {c.id: c for c in store.claim("w", 30_000, 3, [["default"]])}
+    d, f, h = leased[done.id], leased[failed.id], leased[handed_back.id]
+
+    for _ in range(2):
+        assert store.complete(d.id, d.token, b"0", 60) is True
+        assert store.fail(f.id, f.token, dead=False, delay_ms=0, reason="exception",
+                          error_json=b"{}", ttl=60) is True  # fmt: skip
+        assert store.requeue(h.id, h.token, uncount=True) is True
+
+    assert env.stats() == {"succeeded": 1, "failed": 1}
+    assert env.client.zcard(env.keys.queue("default")) == 2  # each back once
+    assert env.client.zcard(env.keys.running) == 0
+    # a job handed back unrun shows no worker and no start time, and no attempt used
+    back = env.client.hgetall(env.keys.job(h.id))
+    assert "worker" not in back and "started_at" not in back and back["attempts"] == "0"
+
+
+def test_a_call_that_must_not_run_twice_raises_when_its_reply_is_lost(
+    env: Env, lose_reply: LoseReply
+) -> None:
+    handle = jobs.Add.dispatch(a=1, b=1)
+    [job] = env.store.claim("w", 30_000, 1, [["default"]])
+    env.store.fail(job.id, job.token, dead=True, delay_ms=0, reason="exception",
+                   error_json=b"{}", ttl=60)  # fmt: skip
+    env.store.load_scripts()
+    lose_reply()
+    with pytest.raises(ReplyLost, match="may or may not have run"):
+        env.store.revive(handle.id)
+    # it ran once: queued once, and the connection is usable again
+    assert handle.status is Status.QUEUED
+    assert env.client.zcard(env.keys.queue("default")) == 1
+    assert env.store.revive(handle.id) is False  # not dead any more
+
+
+def test_an_unrepeatable_call_goes_out_on_a_live_connection(env: Env) -> None:
+    handle = jobs.Add.dispatch(a=1, b=1)  # this thread's connection is open now
+    assert env.client.client_kill_filter(_type="normal", skipme=True) >= 1  # idle, then closed
+    assert env.store.cancel(handle.id, 60) is True  # seen dead before sending: a fresh one
+    assert handle.status is Status.CANCELLED
