@@ -48,8 +48,8 @@ def _other_store(env: Env) -> Store:
 
 
 def test_every_script_is_classified() -> None:
-    assert scripts.REPEATABLE | scripts.UNREPEATABLE == set(scripts.NAMES)
-    assert scripts.UNREPEATABLE == {"revive", "purge", "cancel"}
+    assert set(scripts.NAMES) == scripts.REPEATABLE | scripts.UNREPEATABLE
+    assert {"revive", "purge", "cancel"} == scripts.UNREPEATABLE
 
 
 def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
@@ -96,7 +96,8 @@ def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: Lo
 def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: LoseReply) -> None:
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(6)])
     [first] = env.store.claim("w", 30_000, 1, [["default"]])
-    refill = env.store.send_refill([(first.id, first.token, "1", 60)], "w", 30_000, 2, [["default"]])
+    done = [(first.id, first.token, "1", 60)]
+    refill = env.store.send_refill(done, "w", 30_000, 2, [["default"]])
     lose_reply()  # Redis ran both calls; their replies never arrive
 
     flags, claimed = env.store.finish_refill(refill)
