@@ -45,7 +45,9 @@ class _Console:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console()
+            # job names, ids, errors are data: never read as markup ("[/]" would raise)
+            # or emoji codes (an id with ":running:" in it)
+            self._console = Console(markup=False, emoji=False, highlight=False)
         self._console.print(*objects, **kwargs)
 
 
@@ -153,7 +155,7 @@ def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = Fa
     totals = ", ".join(f"{k} {v}" for k, v in sorted(counts.totals.items()))
     console.print(f"since the start: {totals or 'nothing yet'}")
     for problem in counts.problems:
-        console.print(f"[red]unreadable key[/red] {problem}", markup=True, highlight=False)
+        console.print(f"unreadable key {problem}", style="red")
 
 
 def _show_record(rec: JobRecord, as_json: bool) -> None:
@@ -167,9 +169,9 @@ def _show_record(rec: JobRecord, as_json: bool) -> None:
         table.add_row(key, "" if value is None else str(value))
     console.print(table)
     if error:
-        console.print(f"[red]{error['type']}: {error['message']}[/red]")
+        console.print(f"{error['type']}: {error['message']}", style="red")
         if error["traceback"]:
-            console.print(error["traceback"], markup=False, highlight=False)
+            console.print(error["traceback"])
 
 
 @app.command()
@@ -277,7 +279,7 @@ def dead_retry(
         try:
             revived += store.revive(job_id)
         except JobkitError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"error: {exc}", style="red")
     console.print(f"requeued {revived} of {len(ids)} job(s)")
     if revived < len(ids):
         raise typer.Exit(1)
@@ -329,8 +331,8 @@ def main() -> None:
     try:
         app()
     except JobkitError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"error: {exc}", style="red")
         sys.exit(2)
     except redis.RedisError as exc:  # an outage, or a key of another type than jobkit's
-        console.print(f"[red]error:[/red] Redis: {exc}")
+        console.print(f"error: Redis: {exc}", style="red")
         sys.exit(2)
