@@ -14,7 +14,7 @@ from jobkit.connection import configure, get_settings, get_store
 from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
 from jobkit.errors import JobkitError
 from jobkit.models import JobRecord
-from jobkit.store import WorkerRegistry
+from jobkit.workers import WorkerRegistry
 
 app = typer.Typer(
     help="jobkit: typed, reliable background jobs on Redis.",

@@ -26,7 +26,8 @@ from jobkit.connection import get_settings, get_store
 from jobkit.errors import InvalidTransition, UnknownJobError
 from jobkit.job import BaseJob
 from jobkit.models import Status
-from jobkit.store import Store, WorkerRegistry
+from jobkit.store import Store
+from jobkit.workers import WorkerRegistry
 
 
 def job_view(store: Store, job_id: str) -> dict[str, Any]:

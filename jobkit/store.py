@@ -7,7 +7,7 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import redis
 from redis.commands.core import Script
@@ -16,8 +16,9 @@ from redis.exceptions import NoScriptError
 from jobkit import scripts
 from jobkit.errors import InvalidTransition
 from jobkit.keys import Keys
-from jobkit.models import Claimed, JobRecord, NewJob
-from jobkit.wire import Head, Inflight, Wire
+from jobkit.models import Claimed, NewJob
+from jobkit.reads import Reads
+from jobkit.wire import Head, Inflight, Wire, raise_errors
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough that Redis runs one while the client packs the next, and never
@@ -42,7 +43,7 @@ class Refill(NamedTuple):
     inflight: Inflight
 
 
-class Store:
+class Store(Reads):
     """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "jobkit") -> None:
@@ -70,6 +71,10 @@ class Store:
             self._execute("SCRIPT", "LOAD", script.script)
             return self._wire.execute(*command, repeatable=repeatable)
 
+    def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` (for the store layer's other modules: workers, schedules)."""
+        return self._run(name, keys, args)
+
     def _execute(self, *command: Any) -> Any:
         return self._wire.execute(*command)
 
@@ -81,10 +86,6 @@ class Store:
             prefix, counter = os.urandom(6).hex(), itertools.count()
             self._requests = (os.getpid(), prefix, counter)
         return f"{prefix}.{next(counter)}"
-
-    def _pipeline_plain(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Plain commands in one round trip on the direct connection; errors raised."""
-        return _raise_errors(self._wire.pipeline(commands))
 
     # -- dispatch ---------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class Store:
             again = self._wire.pipeline(self._commands([calls[i] for i in missing]))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
-        return _raise_errors(results)
+        return raise_errors(results)
 
     def _commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
         return [
@@ -252,7 +253,7 @@ class Store:
         calls: list[ScriptCall] = [("claim", [self.keys.base], args)]
         blpop = ("BLPOP", *(self.keys.wake(lane) for lane in lanes), timeout)
         replies = self._wire.pipeline([blpop, *self._commands(calls)])
-        _raise_errors(replies[:1])
+        raise_errors(replies[:1])
         return self._parse_claimed(self._checked(calls, replies[1:])[0])
 
     def connection_id(self) -> int:
@@ -342,154 +343,3 @@ class Store:
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         return int(self._run("purge", [self.keys.base], tuple(ids)))
-
-    def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
-        """Newest dead jobs first. Raises ``redis.ResponseError`` if the dead set's key
-        holds another type."""
-        return cast(list[str], self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1))
-
-    # -- reads ----------------------------------------------------------------------------
-
-    def get(self, job_id: str, *, wait_ms: int = 0) -> JobRecord | None:
-        """The job; with ``wait_ms``, first register as waiting for its outcome that
-        long, so its completion pushes the token :meth:`wait_done` blocks on."""
-        read = ("HGETALL", self.keys.job(job_id))
-        if wait_ms:
-            register = ("SET", self.keys.waiter(job_id), 1, "PX", wait_ms)
-            replies = self._wire.pipeline([register, read])
-            _raise_errors(replies[:1])
-            reply = replies[1]
-        else:
-            reply = self._wire.pipeline([read])[0]
-        if isinstance(reply, redis.ResponseError):  # a key of another type: not a job
-            return JobRecord.unreadable(job_id, str(reply))
-        if not isinstance(reply, dict):  # RESP2: field, value, field, value ...
-            pairs = iter(reply)
-            reply = dict(zip(pairs, pairs, strict=True))
-        return JobRecord.from_hash(job_id, reply) if reply else None
-
-    def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:
-        """Each job (None where Redis holds none); a key of another type is reported as
-        an unreadable record, not raised."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id))
-        out: list[JobRecord | None] = []
-        for job_id, h in zip(ids, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(h, redis.ResponseError):
-                out.append(JobRecord.unreadable(job_id, str(h)))
-            else:
-                out.append(JobRecord.from_hash(job_id, h) if h else None)
-        return out
-
-    def wait_done(self, job_id: str, timeout: float) -> bool:
-        """Block until the job's completion token exists (left in place for other waiters)."""
-        key = self.keys.done(job_id)
-        return self._execute("BLMOVE", key, key, "RIGHT", "LEFT", timeout) is not None
-
-    def counts(self) -> Counts:
-        """How many jobs are running, scheduled and dead now, and the lifetime totals.
-        A shared key of the wrong type is reported in ``problems``, not raised."""
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (k.running, k.scheduled, k.dead):
-            pipe.zcard(key)
-        pipe.hgetall(k.stats)
-        *sizes, stats = pipe.execute(raise_on_error=False)
-        keys = (k.running, k.scheduled, k.dead, k.stats)
-        problems = [
-            f"{key}: {reply}"
-            for key, reply in zip(keys, (*sizes, stats), strict=True)
-            if isinstance(reply, Exception)
-        ]
-        running, scheduled, dead = (None if isinstance(n, Exception) else int(n) for n in sizes)
-        totals = {} if isinstance(stats, Exception) else {n: _int(v) for n, v in stats.items()}
-        return Counts(running, scheduled, dead, totals, problems)
-
-    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int | None]:
-        """Ready jobs per lane (None for a queue key of the wrong type)."""
-        lanes = list(lanes)
-        pipe = self.redis.pipeline(transaction=False)
-        for lane in lanes:
-            pipe.zcard(self.keys.queue(lane))
-        sizes = pipe.execute(raise_on_error=False)
-        return {
-            lane: None if isinstance(n, Exception) else int(n)
-            for lane, n in zip(lanes, sizes, strict=True)
-        }
-
-    def tagged_lanes(self) -> set[str]:
-        """Every lane a tagged job was ever sent to (none if that set is unreadable)."""
-        try:
-            return cast(set[str], self.redis.smembers(self.keys.lanes))
-        except redis.ResponseError:
-            return set()
-
-    def known_lanes(self) -> list[str]:
-        """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
-        prefix = self.keys.queue("")
-        found = {
-            key.removeprefix(prefix)
-            for key in self.redis.scan_iter(match=self.keys.queue("*"), count=500)
-        }
-        found.update(self.tagged_lanes())
-        return sorted(found)
-
-
-class Counts(NamedTuple):
-    """Jobs running, scheduled and dead now (None where the key is unreadable), lifetime
-    totals by outcome (succeeded, failed, dead), and unreadable keys."""
-
-    running: int | None
-    scheduled: int | None
-    dead: int | None
-    totals: dict[str, int]
-    problems: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return self._asdict()
-
-
-def _int(raw: Any) -> int:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _raise_errors(replies: list[Any]) -> list[Any]:
-    """``replies``, unless one is an error reply: then that is raised."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
-
-
-class WorkerRegistry:
-    """Workers' heartbeats in Redis: who runs, where, doing what."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def beat(self, name: str, ttl: int, fields: dict[str, Any]) -> None:
-        flat: list[Any] = []
-        for key, value in fields.items():
-            flat.extend((key, value))
-        self.store._run("worker", [self.store.keys.base], (name, "beat", ttl, *flat))
-
-    def gone(self, name: str) -> None:
-        self.store._run("worker", [self.store.keys.base], (name, "gone", 0))
-
-    def all(self) -> list[dict[str, str]]:
-        """Every live worker's hash, most recently seen first (a worker key of another
-        type is skipped; a registry key of another type raises ``redis.ResponseError``)."""
-        names = cast(list[str], self.store.redis.zrevrange(self.store.keys.workers, 0, -1))
-        pipe = self.store.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(self.store.keys.worker(name))
-        replies = pipe.execute(raise_on_error=False)
-        return [
-            dict(h, name=n)
-            for n, h in zip(names, replies, strict=True)
-            if isinstance(h, dict) and h
-        ]

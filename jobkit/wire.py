@@ -161,6 +161,14 @@ def _lost(exc: OSError) -> redis.RedisError:
     return redis.ConnectionError(f"Redis connection lost: {exc}")
 
 
+def raise_errors(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then that is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 class Head:
     """A command's leading arguments packed once, for a command sent again and again
     with only its last ``tail`` arguments changing (dispatch: a job's id and params)."""

@@ -24,11 +24,12 @@ from jobkit.keys import worker_lanes
 from jobkit.models import Claimed, JobError
 from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
-from jobkit.store import Lease, Store, WorkerRegistry
+from jobkit.store import Lease, Store
 from jobkit.worker.child import Child
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.slot import Slots
+from jobkit.workers import WorkerRegistry
 
 log = logging.getLogger("jobkit.worker")
 
