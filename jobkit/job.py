@@ -126,7 +126,7 @@ class BaseJob:
             raise ValueError(f"{where}.priority must be within ±{MAX_PRIORITY}")
         names.queue(cls.queue, where=f"{where}.queue")
         cls.tags = names.tags(cls.tags, where=f"{where}.tags")
-        clash = DISPATCH_OPTIONS.intersection(cls.Params.model_fields, accepted_keys(cls.Params))
+        clash = DISPATCH_OPTIONS & (accepted_keys(cls.Params) | set(cls.Params.model_fields))
         if clash:
             raise TypeError(
                 f"{where}.Params field(s) {', '.join(sorted(clash))} would be taken "

@@ -21,6 +21,7 @@ not silently dropped), and the size limit (``JOBKIT_MAX_PAYLOAD``).
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -86,7 +87,10 @@ class ParamsCodec:
         # None: the model keeps unknown keys as extra params, so there are none to refuse
         self.keys = None if model.model_config.get("extra") == "allow" else accepted_keys(model)
         self.options = sorted(options)
-        self._to_json = model.__pydantic_serializer__.to_json
+        # fields written under the names the worker's parser reads them by: their aliases,
+        # unless the model validates by name only
+        by_alias = bool(model.model_config.get("validate_by_alias", True))
+        self._to_json = functools.partial(model.__pydantic_serializer__.to_json, by_alias=by_alias)
         self._to_python = model.__pydantic_serializer__.to_python
         self._read = model.model_validate_json
         self._list: TypeAdapter[list[BaseModel]] | None = None
