@@ -5,16 +5,17 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobkit import names, registry
 from jobkit.connection import get_settings, get_store
-from jobkit.errors import DispatchError
+from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
 from jobkit.keys import lane_name
 from jobkit.models import NewJob
@@ -111,7 +112,7 @@ class BaseJob:
     tags: ClassVar[frozenset[str] | set[str]] = frozenset()
     schedule: ClassVar[Cron | None] = None
     schedules: ClassVar[Sequence[Cron]] = ()
-    _codec: ClassVar[ParamsCodec | None] = None  # see _params
+    _codec: ClassVar[ParamsCodec | None] = None  # each class's own: see _params
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -132,7 +133,8 @@ class BaseJob:
                 f"{where}.Params field(s) {', '.join(sorted(clash))} would be taken "
                 "as dispatch() options: rename them"
             )
-        bind_schedules(cls)  # a bad schedule fails here, at import, not when it fires
+        cls._codec = None  # not the parent's: built on first use by _params()
+        cls._check_schedules()  # a bad schedule fails here, at import, not when it fires
         registry.register(cls.name, cls)
 
     def __init__(self, params: BaseModel, *, job_id: str = "", attempt: int = 1) -> None:
@@ -152,12 +154,26 @@ class BaseJob:
 
     @classmethod
     def _params(cls) -> ParamsCodec:
-        """This class's own codec (not a parent's), built on first use: a ``Params`` with
-        forward references may only be complete by then."""
-        codec: ParamsCodec | None = cls.__dict__.get("_codec")
+        """This class's codec, built on first use: a ``Params`` with forward references
+        may only be complete by then."""
+        codec = cls._codec
         if codec is None:
             codec = cls._codec = ParamsCodec(cls.__qualname__, cls.Params, DISPATCH_OPTIONS)
         return codec
+
+    @classmethod
+    def _check_schedules(cls) -> None:
+        """Each schedule's params as the scheduler will dispatch them: valid, no unknown
+        keys, JSON a worker reads (the size limit is only known when they fire)."""
+        for bound in bind_schedules(cls):
+            params = dict(bound.cron.params)
+            try:
+                cls._params().check_keys(params)
+                cls._params().encode(cls.Params.model_validate(params), sys.maxsize)
+            except (ValidationError, JobkitError) as exc:
+                raise ValueError(
+                    f"{cls.__qualname__}: params of schedule {bound.cron.expr!r}: {exc}"
+                ) from exc
 
     @classmethod
     def new_job(
@@ -179,8 +195,8 @@ class BaseJob:
         bad ``job_id`` or ``queue`` (``InvalidName``), params a worker could not read back
         (``SerializationError``) or over ``JOBKIT_MAX_PAYLOAD`` (``PayloadTooLarge``).
         """
-        codec = cls._params()
-        if not isinstance(params, Mapping):
+        codec = cls._codec or cls._params()
+        if type(params) is not dict and not isinstance(params, Mapping):  # the first is cheap
             raise DispatchError(
                 f"{cls.__qualname__}: params must be a mapping, not {type(params).__name__}"
             )

@@ -87,10 +87,12 @@ class ParamsCodec:
         # None: the model keeps unknown keys as extra params, so there are none to refuse
         self.keys = None if model.model_config.get("extra") == "allow" else accepted_keys(model)
         self.options = sorted(options)
-        # fields written under the names the worker's parser reads them by: their aliases,
-        # unless the model validates by name only
-        by_alias = bool(model.model_config.get("validate_by_alias", True))
-        self._to_json = functools.partial(model.__pydantic_serializer__.to_json, by_alias=by_alias)
+        self._to_json = model.__pydantic_serializer__.to_json
+        if any(f.alias or f.serialization_alias for f in model.model_fields.values()):
+            # written under the names the worker's parser reads them by: their aliases,
+            # unless the model validates by name only
+            by_alias = bool(model.model_config.get("validate_by_alias", True))
+            self._to_json = functools.partial(self._to_json, by_alias=by_alias)
         self._to_python = model.__pydantic_serializer__.to_python
         self._read = model.model_validate_json
         self._list: TypeAdapter[list[BaseModel]] | None = None
@@ -106,7 +108,9 @@ class ParamsCodec:
         if self.keys is not None and not self.keys.issuperset(params):
             raise self._unknown(params, [k for k in params if k not in self.keys])
 
-    def _unknown(self, params: Mapping[Any, Any], unknown: Sequence[Any]) -> ValidationError:
+    def _unknown(
+        self, params: Mapping[Any, Any], unknown: Sequence[Any], where: tuple[int, ...] = ()
+    ) -> ValidationError:
         assert self.keys is not None
         model = f"{self.owner}.Params"
         errors: list[InitErrorDetails] = []
@@ -117,7 +121,7 @@ class ParamsCodec:
                 detail = f"neither a field of {model} nor a dispatch option{self._hint(key)}"
             # the text goes in the context: a template's own braces would be formatted
             error = PydanticCustomError("unknown_param", "{detail}", {"detail": detail})
-            errors.append(InitErrorDetails(type=error, loc=(key,), input=params[key]))
+            errors.append(InitErrorDetails(type=error, loc=(*where, key), input=params[key]))
         return ValidationError.from_exception_data(model, errors)
 
     def _hint(self, key: Any) -> str:
@@ -178,11 +182,16 @@ class ParamsCodec:
     def validate_many(self, items: Sequence[Mapping[str, Any]]) -> list[BaseModel]:
         """Validate a list of params mappings in one pydantic-core call (an error names
         the item by its index); unknown keys are refused first, as for one job."""
-        if self.keys is not None:
-            keys = self.keys
-            for item in items:
-                if isinstance(item, Mapping) and not keys.issuperset(item):
-                    self.check_keys(item)
+        keys = self.keys
+        if keys is not None:
+            try:
+                clean = all(map(keys.issuperset, items))  # a loop in C: the usual case
+            except TypeError:  # an item that is not even iterable
+                clean = False
+            if not clean:  # find the culprit; pydantic explains items that are no mapping
+                for i, item in enumerate(items):
+                    if isinstance(item, Mapping) and not keys.issuperset(item):
+                        raise self._unknown(item, [k for k in item if k not in keys], (i,))
         if self._list is None:
             item_type: Any = self.model
             self._list = TypeAdapter(list[item_type])

@@ -324,8 +324,12 @@ def test_a_misspelled_option_is_an_error_naming_the_option(
         jobs.Label.dispatch(label="x", depends_on="other-job")
     with pytest.raises(pydantic.ValidationError, match="did you mean the field 'label'"):
         jobs.Label.dispatch(lable="x")
-    with pytest.raises(pydantic.ValidationError, match="dealy") as caught:
+    with pytest.raises(pydantic.ValidationError, match="the option 'delay'") as caught:
         jobs.Label.dispatch_many([{"label": "x"}, {"label": "y", "dealy": 30}])
+    assert [e["loc"] for e in caught.value.errors()] == [(1, "dealy")]  # the item, by index
+    with pytest.raises(pydantic.ValidationError) as caught:
+        jobs.Label.dispatch_many([{"label": "x"}, 42])  # type: ignore[list-item]
+    assert caught.value.errors()[0]["loc"] == (1,)
     nothing_written()
 
 
@@ -354,6 +358,31 @@ def test_a_params_field_or_alias_named_like_an_option_fails_the_class_definition
         class Clash(BaseJob):
             class Params(BaseModel):
                 delay_s: float = pydantic.Field(alias="delay")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"label": "x", "lable": "y"}, "did you mean the field 'label'"),
+     ({"label": "x", "delay": 5}, "a dispatch option, not a param"),
+     ({"label": "x", "f": math.nan}, "NaN and infinity")],
+)  # fmt: skip
+def test_schedule_params_the_scheduler_could_not_dispatch_fail_the_class_definition(
+    params: dict[str, Any], message: str
+) -> None:
+    """Checked at import as dispatch will check them when the schedule fires: the
+    scheduler would otherwise meet the error at every slot."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+
+        class Nightly(BaseJob):
+            name = "tests.input.nightly"
+            schedule = jobkit.cron("0 2 * * *", params=params)
+
+            class Params(BaseModel):
+                label: str
+                f: float = 0.0
+
+    with pytest.raises(RegistryError):
+        registry.lookup("tests.input.nightly")
 
 
 def test_fields_are_accepted_by_their_alias(env: Env) -> None:
