@@ -66,13 +66,13 @@ def _non_finite(value: Any, path: str) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} = {value}"
     if isinstance(value, dict):
-        items: Iterable[tuple[Any, Any]] = value.items()
+        paths: Iterable[tuple[str, Any]] = ((f"{path}.{k}", v) for k, v in value.items())
     elif isinstance(value, list | tuple | set | frozenset):
-        items = enumerate(value)
+        paths = ((f"{path}[{i}]", v) for i, v in enumerate(value))
     else:
         return None
-    for key, item in items:
-        found = _non_finite(item, f"{path}[{key!r}]")
+    for where, item in paths:
+        found = _non_finite(item, where)
         if found:
             return found
     return None
