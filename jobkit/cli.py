@@ -9,10 +9,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from jobkit import registry
+from jobkit import names, registry
 from jobkit.connection import configure, get_settings, get_store
 from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
-from jobkit.errors import JobkitError
+from jobkit.errors import InvalidName, JobkitError
 from jobkit.models import JobRecord
 from jobkit.workers import WorkerRegistry
 
@@ -74,6 +74,36 @@ def setup_logging(level: str) -> None:
     )
 
 
+def _queue_list(raw: str) -> list[str]:
+    """``-q``: comma-separated queue names, each checked (see :mod:`jobkit.names`)."""
+    queues = [q.strip() for q in raw.split(",") if q.strip()]
+    if not queues:
+        raise typer.BadParameter("give at least one queue", param_hint="'-q' / '--queues'")
+    for queue in queues:
+        name, colon, weight = queue.rpartition(":")
+        if colon and name and weight.replace(".", "", 1).isdigit():
+            raise typer.BadParameter(
+                f"{queue!r}: weighted queues are not supported yet; list queues in the "
+                "order they are checked (-q high,default,low)",
+                param_hint="'-q' / '--queues'",
+            )
+        try:
+            names.queue(queue)
+        except InvalidName as exc:
+            raise typer.BadParameter(str(exc), param_hint="'-q' / '--queues'") from None
+    return queues
+
+
+def _tag_list(raw: str) -> list[str]:
+    """``--tags``: comma-separated tag names, or ``*`` for every tag."""
+    tags = [t.strip() for t in raw.split(",") if t.strip()]
+    try:
+        names.tags(t for t in tags if t != "*")
+    except InvalidName as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--tags'") from None
+    return tags
+
+
 def _connect(redis_url: str | None, prefix: str | None, **extra: Any) -> None:
     configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix, **extra)
 
@@ -112,6 +142,7 @@ def worker(
     """Run a worker: a supervisor with N child processes taking jobs off Redis."""
     from jobkit.worker.supervisor import Supervisor, WorkerOptions
 
+    queue_list, tag_list = _queue_list(queues), _tag_list(tags)  # before anything starts
     setup_logging(log_level)
     settings = configure(
         redis_url=redis_url or get_settings().redis_url,
@@ -121,8 +152,8 @@ def worker(
     )
     registry.import_apps(app_modules)
     options = WorkerOptions(
-        queues=[q.strip() for q in queues.split(",") if q.strip()],
-        tags=[t.strip() for t in tags.split(",") if t.strip()],
+        queues=queue_list,
+        tags=tag_list,
         concurrency=concurrency,
         grace=grace,
         prefetch=prefetch,

@@ -6,6 +6,9 @@
     ├── ConfigurationError        bad settings, unknown JOBKIT_* variable, no Redis to use
     ├── RegistryError             duplicate or unknown job name
     │   └── UnknownJobError       a payload names a job no module registered
+    ├── InvalidName               a job name, job id, queue or tag outside its alphabet
+    ├── DispatchError             a dispatch option out of range (delay, at, priority)
+    ├── PayloadTooLarge           params or a result over JOBKIT_MAX_PAYLOAD bytes
     ├── JobNotFound               an id that Redis does not know
     ├── JobTimeout                JobHandle.result() waited longer than asked
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
@@ -13,7 +16,11 @@
     ├── SerializationError        a result or payload that is not JSON
     └── RetryLater                raised by perform() to ask for another attempt later
 
-``pydantic.ValidationError`` is raised as is for invalid params: users already know it.
+``pydantic.ValidationError`` is raised as is for invalid params (a keyword that is
+neither a field nor an option among them): users already know it.
+Everything else ``dispatch()`` refuses is one of ``InvalidName``, ``DispatchError``,
+``PayloadTooLarge`` or ``SerializationError``, and nothing is written. The first three
+are also ``ValueError``s, as a bad argument is in Python.
 """
 
 from __future__ import annotations
@@ -35,6 +42,28 @@ class RegistryError(JobkitError):
 
 class UnknownJobError(RegistryError):
     """A payload names a job that no imported module registered."""
+
+
+class InvalidName(JobkitError, ValueError):
+    """A job name, job id, queue or tag uses characters outside its alphabet, or is too
+    long (the alphabets are in :mod:`jobkit.names`)."""
+
+
+class DispatchError(JobkitError, ValueError):
+    """``dispatch()`` was given an option out of range or of the wrong type (``delay``,
+    ``at``, ``priority``), or params that are not a mapping; nothing was written."""
+
+
+class PayloadTooLarge(JobkitError, ValueError):
+    """A job's params or result, as JSON, is larger than ``JOBKIT_MAX_PAYLOAD`` bytes."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} is {size:,} bytes of JSON, over the limit of {limit:,} bytes "
+            "(JOBKIT_MAX_PAYLOAD); pass large data by reference (a URL, a file path, a key)"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class JobNotFound(JobkitError):
@@ -60,7 +89,8 @@ class InvalidTransition(JobkitError):
 
 
 class SerializationError(JobkitError):
-    """A value could not be turned into JSON."""
+    """A value could not be turned into JSON, or into JSON a worker could read back (NaN
+    or infinity, nesting or numbers beyond what the worker's parser accepts)."""
 
 
 class RetryLater(JobkitError):

@@ -10,24 +10,48 @@
     GET  /workers            live workers and what they run
     GET  /stats              queue sizes and totals
 
+Bad input is a 4xx, never a 500: 404 for an unknown job, 413 for params over
+``JOBKIT_MAX_PAYLOAD``, 422 for anything else (a body that is not a JSON object, invalid
+params, a key that is not a param, an option out of range, a bad ``job_id`` or queue).
+Params come only from the body and options only from the query, so a param named like an
+option never becomes one.
+
 Needs the ``http`` extra (``pip install 'jobkit[http]'``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from jobkit import registry
 from jobkit.connection import get_settings, get_store
-from jobkit.errors import InvalidTransition, UnknownJobError
+from jobkit.errors import (
+    DispatchError,
+    InvalidName,
+    InvalidTransition,
+    PayloadTooLarge,
+    SerializationError,
+    UnknownJobError,
+)
 from jobkit.job import BaseJob
 from jobkit.models import Status
 from jobkit.store import Store
 from jobkit.workers import WorkerRegistry
+
+# The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
+# body itself: see read_params)
+_PARAMS_BODY = {
+    "requestBody": {
+        "content": {"application/json": {"schema": {"type": "object", "title": "Params"}}},
+        "description": "the job's params; an empty body means none",
+    }
+}
 
 
 def job_view(store: Store, job_id: str) -> dict[str, Any]:
@@ -38,6 +62,55 @@ def job_view(store: Store, job_id: str) -> dict[str, Any]:
     view = rec.as_dict()
     view["job_id"] = view.pop("id")
     return view
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_params(body: bytes) -> dict[str, Any]:
+    """A request body as params: a JSON object (an empty body is ``{}``); anything else
+    raises a 422. Read here rather than by FastAPI, which lets ``NaN`` through and
+    answers 500 when it must echo one back in a validation error."""
+    if not body.strip():
+        return {}
+    try:
+        params = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # also ints over 4300 digits, deep nesting
+        raise HTTPException(422, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise HTTPException(422, f"params must be a JSON object, not {type(params).__name__}")
+    return params
+
+
+def dispatch_params(
+    cls: type[BaseJob], params: dict[str, Any], store: Store | None = None, **options: Any
+) -> dict[str, Any]:
+    """:meth:`BaseJob.dispatch_params`, with every refusal as an HTTP error: 413 for
+    params over the size limit, 422 for the rest. Returns ``{"job_id", "status"}``."""
+    try:
+        handle = cls.dispatch_params(params, store=store or get_store(), **options)
+    except ValidationError as exc:
+        # without the inputs: they may hold what JSON cannot (NaN), which would fail the
+        # response, and they are the caller's own anyway
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise HTTPException(422, errors) from None
+    except PayloadTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except (DispatchError, InvalidName, SerializationError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"job_id": handle.id, "status": handle.status.value}
+
+
+async def dispatch_request(
+    cls: type[BaseJob], request: Request, store: Store | None = None, **options: Any
+) -> dict[str, Any]:
+    """Dispatch ``cls`` with the request's body as its params (see :func:`read_params`
+    and :func:`dispatch_params`), off the event loop: validation and Redis block."""
+    body = await request.body()
+    return await run_in_threadpool(
+        lambda: dispatch_params(cls, read_params(body), store, **options)
+    )
 
 
 def router(
@@ -59,25 +132,19 @@ def router(
             raise HTTPException(404, f"no job named {name!r}")
         return cls
 
-    @api.post("/jobs/{name}", status_code=202)
-    def dispatch(
+    @api.post("/jobs/{name}", status_code=202, openapi_extra=_PARAMS_BODY)
+    async def dispatch(
         name: str,
-        params: dict[str, Any] = Body(default_factory=dict),
+        request: Request,
         delay: float | None = Query(None, ge=0),
         queue: str | None = None,
         priority: int | None = None,
         job_id: str | None = None,
     ) -> dict[str, Any]:
         cls = _job_class(name)
-        try:
-            handle = cls.dispatch(
-                delay=delay, queue=queue, priority=priority, job_id=job_id, store=_store(), **params
-            )
-        except ValidationError as exc:
-            raise HTTPException(422, exc.errors(include_url=False)) from None
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-        return {"job_id": handle.id, "status": handle.status.value}
+        return await dispatch_request(
+            cls, request, _store(), delay=delay, queue=queue, priority=priority, job_id=job_id
+        )
 
     @api.get("/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:

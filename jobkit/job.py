@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
-import re
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobkit import registry
+from jobkit import names, registry
 from jobkit.connection import get_settings, get_store
+from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
 from jobkit.keys import lane_name
 from jobkit.models import NewJob
+from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, bind_schedules
 from jobkit.store import Store
@@ -22,7 +27,14 @@ from jobkit.store import Store
 MAX_PRIORITY = 1000
 # keyword arguments of dispatch() that are options, not params
 DISPATCH_OPTIONS = frozenset({"delay", "at", "queue", "priority", "job_id", "store"})
-_JOB_ID = re.compile(r"[^\s]{1,200}")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+# Due times are read back as datetimes, which end with year 9999: a later one would
+# make the job unreadable. A delay keeps a day clear of that end, as it is added to
+# Redis's clock, not ours.
+_LATEST_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _MS
+_DELAY_MARGIN_MS = 86_400_000
 
 
 class NoParams(BaseModel):
@@ -37,12 +49,47 @@ def _seconds(value: float | timedelta | None) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _epoch_ms(at: datetime | None) -> int:
-    if at is None:
-        return 0
-    if at.tzinfo is None:
-        at = at.astimezone()  # naive means local time, as datetime.now() gives
-    return int(at.astimezone(timezone.utc).timestamp() * 1000)
+def _delay_ms(delay: object) -> int:
+    """``delay`` (seconds or a timedelta) in ms; refused unless finite, not negative,
+    and due before datetimes end."""
+    seconds = math.nan
+    if isinstance(delay, timedelta):
+        seconds = delay.total_seconds()
+    elif isinstance(delay, numbers.Real) and not isinstance(delay, bool):
+        try:
+            seconds = float(delay)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+    else:
+        raise DispatchError(f"delay must be seconds or a timedelta, not {type(delay).__name__}")
+    latest = _LATEST_MS - _DELAY_MARGIN_MS - time.time() * 1000
+    if not 0 <= seconds * 1000 <= latest:  # NaN fails both comparisons
+        raise DispatchError(
+            f"delay must be a finite number of seconds, at least 0 and due before the year "
+            f"10000 (at most {latest / 1000:.4g}), not {delay!r}"
+        )
+    return int(seconds * 1000)
+
+
+def _epoch_ms(at: object) -> int:
+    """``at`` in ms since the epoch; naive means local time, as ``datetime.now()`` gives."""
+    if not isinstance(at, datetime):
+        raise DispatchError(f"at must be a datetime, not {type(at).__name__}")
+    try:
+        aware = at if at.tzinfo is not None else at.astimezone()
+        ms = (aware - _EPOCH) // _MS  # exact, and no overflow for any zone's year 9999
+    except (OverflowError, ValueError, OSError) as exc:
+        raise DispatchError(f"at={at!r} cannot be placed in time: {exc}") from exc
+    if ms > _LATEST_MS:
+        raise DispatchError(f"at={at!r} is after the last datetime (9999-12-31 UTC)")
+    return ms
+
+
+def _priority(priority: object) -> int:
+    if isinstance(priority, int) and not isinstance(priority, bool):  # noqa: SIM102
+        if -MAX_PRIORITY <= priority <= MAX_PRIORITY:  # two rules, two lines
+            return priority
+    raise DispatchError(f"priority must be an integer within ±{MAX_PRIORITY}, not {priority!r}")
 
 
 class BaseJob:
@@ -51,6 +98,8 @@ class BaseJob:
     Class options: ``name`` (stable registry name, default ``module.Class``), ``queue``,
     ``priority`` (higher runs first), ``retry``, ``timeout`` (hard limit per attempt),
     ``result_ttl`` (seconds) and ``tags`` (only workers carrying all of them run it).
+    Names, queues and tags are checked against :mod:`jobkit.names` when the class is
+    defined.
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -63,24 +112,29 @@ class BaseJob:
     tags: ClassVar[frozenset[str] | set[str]] = frozenset()
     schedule: ClassVar[Cron | None] = None
     schedules: ClassVar[Sequence[Cron]] = ()
-    _params_adapter: ClassVar[TypeAdapter[list[BaseModel]] | None] = None  # see _params_list
+    _codec: ClassVar[ParamsCodec | None] = None  # each class's own: see _params
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        where = cls.__qualname__
         if "name" not in cls.__dict__ or not cls.name:
             cls.name = registry.default_name(cls)
+            names.job_name(cls.name, where=f"default name of {where} (set `name = ...`)")
+        names.job_name(cls.name, where=f"{where}.name")
         if not isinstance(cls.retry, Retry):
-            raise TypeError(f"{cls.__qualname__}.retry must be a jobkit.Retry")
+            raise TypeError(f"{where}.retry must be a jobkit.Retry")
         if not -MAX_PRIORITY <= cls.priority <= MAX_PRIORITY:
-            raise ValueError(f"{cls.__qualname__}.priority must be within ±{MAX_PRIORITY}")
-        cls.tags = frozenset(cls.tags)
-        clash = DISPATCH_OPTIONS.intersection(cls.Params.model_fields)
+            raise ValueError(f"{where}.priority must be within ±{MAX_PRIORITY}")
+        names.queue(cls.queue, where=f"{where}.queue")
+        cls.tags = names.tags(cls.tags, where=f"{where}.tags")
+        clash = DISPATCH_OPTIONS & (accepted_keys(cls.Params) | set(cls.Params.model_fields))
         if clash:
             raise TypeError(
-                f"{cls.__qualname__}.Params field(s) {', '.join(sorted(clash))} would be taken "
+                f"{where}.Params field(s) {', '.join(sorted(clash))} would be taken "
                 "as dispatch() options: rename them"
             )
-        bind_schedules(cls)  # a bad schedule fails here, at import, not when it fires
+        cls._codec = None  # not the parent's: built on first use by _params()
+        cls._check_schedules()  # a bad schedule fails here, at import, not when it fires
         registry.register(cls.name, cls)
 
     def __init__(self, params: BaseModel, *, job_id: str = "", attempt: int = 1) -> None:
@@ -99,36 +153,61 @@ class BaseJob:
         return _seconds(cls.timeout)
 
     @classmethod
-    def _new_job(
+    def _params(cls) -> ParamsCodec:
+        """This class's codec, built on first use: a ``Params`` with forward references
+        may only be complete by then."""
+        codec = cls._codec
+        if codec is None:
+            codec = cls._codec = ParamsCodec(cls.__qualname__, cls.Params, DISPATCH_OPTIONS)
+        return codec
+
+    @classmethod
+    def _check_schedules(cls) -> None:
+        """Each schedule's params as the scheduler will dispatch them: valid, no unknown
+        keys, JSON a worker reads (the size limit is only known when they fire)."""
+        for bound in bind_schedules(cls):
+            params = dict(bound.cron.params)
+            try:
+                cls._params().check_keys(params)
+                cls._params().encode(cls.Params.model_validate(params), sys.maxsize)
+            except (ValidationError, JobkitError) as exc:
+                raise ValueError(
+                    f"{cls.__qualname__}: params of schedule {bound.cron.expr!r}: {exc}"
+                ) from exc
+
+    @classmethod
+    def new_job(
         cls,
         params: Mapping[str, Any],
         *,
-        delay: float | timedelta | None,
-        at: datetime | None,
-        queue: str | None,
-        priority: int | None,
-        job_id: str | None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
     ) -> NewJob:
-        params_type = cls.Params
-        model = params_type.model_validate(params)  # raises ValidationError, writes nothing
-        if job_id is not None and not _JOB_ID.fullmatch(job_id):
-            raise ValueError("job_id must be 1-200 characters with no whitespace")
+        """Validate ``params`` (a mapping, never mixed with the options) and the options,
+        and build the record :meth:`dispatch` stores, without storing it.
+
+        Raises ``pydantic.ValidationError`` for invalid params, a key among them that is
+        not a field (unless ``Params`` keeps extra fields) included; else a
+        :class:`~jobkit.errors.JobkitError`: an option out of range (``DispatchError``), a
+        bad ``job_id`` or ``queue`` (``InvalidName``), params a worker could not read back
+        (``SerializationError``) or over ``JOBKIT_MAX_PAYLOAD`` (``PayloadTooLarge``).
+        """
+        codec = cls._codec or cls._params()
+        if type(params) is not dict and not isinstance(params, Mapping):  # the first is cheap
+            raise DispatchError(
+                f"{cls.__qualname__}: params must be a mapping, not {type(params).__name__}"
+            )
+        codec.check_keys(params)
+        model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
+        if job_id is not None:
+            names.job_id(job_id)
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
-        # as model_dump_json(), but bytes: they go to Redis as they are
-        params_json = params_type.__pydantic_serializer__.to_json(model)
+        params_json = codec.encode(model, get_settings().max_payload)
         # 128 random bits, as uuid4 but cheaper
         return NewJob(job_id or os.urandom(16).hex(), params_json, *spec)
-
-    @classmethod
-    def _params_list(cls) -> TypeAdapter[list[BaseModel]]:
-        """Validates a whole list of params in one call (a pydantic-core loop, not a
-        Python one); an error names the item by its index. Built on first use."""
-        adapter: TypeAdapter[list[BaseModel]] | None
-        adapter = cls.__dict__.get("_params_adapter")  # this class's own, not a parent's
-        if adapter is None:
-            item: Any = cls.Params
-            adapter = cls._params_adapter = TypeAdapter(list[item])
-        return adapter
 
     @classmethod
     def _spec(
@@ -140,15 +219,13 @@ class BaseJob:
         priority: int | None,
     ) -> tuple[Any, ...]:
         """What every job of one dispatch call shares, as :meth:`NewJob.spec` orders it."""
-        prio = cls.priority if priority is None else priority
-        if not -MAX_PRIORITY <= prio <= MAX_PRIORITY:
-            raise ValueError(f"priority must be within ±{MAX_PRIORITY}")
-        # the usual no-delay case without conversions: dispatch's hot path
+        # the usual case, no option given, without a check or conversion: the hot path
+        queue = cls.queue if queue is None else names.queue(queue)
         return (
             cls.name,
-            lane_name(queue or cls.queue, cls.tags) if cls.tags else queue or cls.queue,
-            prio,
-            0 if delay is None else int(_seconds(delay) * 1000),
+            lane_name(queue, cls.tags) if cls.tags else queue,
+            cls.priority if priority is None else _priority(priority),
+            0 if delay is None else _delay_ms(delay),
             0 if at is None else _epoch_ms(at),
             cls.retry.max_attempts,
             cls.timeout_seconds(),
@@ -170,11 +247,30 @@ class BaseJob:
         """Validate ``params`` and store the job; returns its handle at once.
 
         ``job_id`` is an idempotency key: if a job with that id exists, its handle is
-        returned and nothing is written.
+        returned and nothing is written. A keyword that is neither an option nor a field
+        of ``Params`` is an error (unless ``Params`` keeps extra fields). Errors: see
+        :meth:`new_job`; nothing is written when one is raised.
         """
-        job = cls._new_job(
-            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id
+        return cls.dispatch_params(
+            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id, store=store
         )
+
+    @classmethod
+    def dispatch_params(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: str | None = None,
+        store: Store | None = None,
+    ) -> JobHandle:
+        """:meth:`dispatch` with the params as a mapping, apart from the options: for
+        params that come as data (a request body), where a key named like an option
+        must not become one."""
+        job = cls.new_job(params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id)
         store = store or get_store()
         _, status = store.enqueue(job, check=job_id is not None)
         return JobHandle(job.id, store, status=status)
@@ -190,17 +286,18 @@ class BaseJob:
         priority: int | None = None,
         store: Store | None = None,
     ) -> list[JobHandle]:
-        """Validate every params mapping first, then store all jobs in one request (its
-        parts are sent as they are packed, so Redis stores the first while the rest are
-        serialised)."""
+        """Validate and serialise every params mapping first (errors as for
+        :meth:`new_job`, naming the item by its index; nothing is written then), then
+        store all jobs in one request."""
+        codec = cls._params()
         items = params_list if isinstance(params_list, list | tuple) else list(params_list)
-        models = cls._params_list().validate_python(items)  # an error writes nothing
+        models = codec.validate_many(items)
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
+        payloads = codec.encode_many(models, get_settings().max_payload)
         randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
         ids = [randoms[i : i + 32] for i in range(0, len(randoms), 32)]
         store = store or get_store()
-        to_json = cls.Params.__pydantic_serializer__.to_json  # as model_dump_json, in bytes
-        statuses = store.enqueue_fresh(spec, ids, map(to_json, models))
+        statuses = store.enqueue_fresh(spec, ids, payloads)
         return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]
 
 

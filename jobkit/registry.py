@@ -7,6 +7,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
+from jobkit import names
 from jobkit.errors import RegistryError, UnknownJobError
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ def default_name(cls: type) -> str:
 
 
 def register(name: str, cls: type[BaseJob]) -> None:
-    """Add ``cls`` under ``name``; a different class under a taken name is an error."""
+    """Add ``cls`` under ``name``; a different class under a taken name is an error, and
+    so is a name outside :data:`jobkit.names.JOB_NAME_RULE` (raises ``InvalidName``)."""
+    names.job_name(name)
     existing = _jobs.get(name)
     if existing is not None and existing is not cls:
         same_origin = (existing.__module__, existing.__qualname__) == (

@@ -167,9 +167,9 @@ class Scheduler:
             self.next_at[b.key] = p.next
             if not p.fire and not p.skip_to and b.key in self._synced:
                 continue  # another scheduler handled the slot; nothing to record
-            # the dispatch path builds the job (params validated, lane, ttl), per schedule
-            job = b.job._new_job(dict(b.cron.params), delay=None, at=None, queue=None,
-                                 priority=None, job_id=b.job_id(0))  # fmt: skip
+            # the dispatch path builds the job (params validated, lane, ttl), per schedule;
+            # its random id goes unused: each slot's job gets its own (BoundSchedule.job_id)
+            job = b.job.new_job(dict(b.cron.params))
             work.append((b, job, p))
         if not work:
             return

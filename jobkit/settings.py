@@ -28,6 +28,12 @@ class Settings(BaseModel):
     heartbeat: float = Field(default=5.0, gt=0, description="seconds between lease renewals")
     result_ttl: int = Field(default=86_400, ge=1, description="seconds a result is kept")
     max_crashes: int = Field(default=2, ge=1, description="crashes before a job is dead")
+    max_payload: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=512 * 1024 * 1024,  # a Redis string holds no more
+        description="bytes: the largest params or result JSON, refused above",
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

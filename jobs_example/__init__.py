@@ -1,4 +1,8 @@
-"""Example jobs: run a worker with `jobkit worker -A jobs_example -q high,default,low`."""
+"""Example jobs: run a worker with `jobkit worker -A jobs_example -q high,default,low`.
+
+Every job the example API (`jobs_example.web`) dispatches is defined here, so that command
+registers it; this module does not import FastAPI, so a worker needs no web stack.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import hashlib
 import random
 import time
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -23,6 +28,20 @@ class Add(BaseJob):
 
     def perform(self) -> int:
         return self.params.a + self.params.b
+
+
+class Echo(BaseJob):
+    """Simulates work and returns its payload: what the API's `POST /jobs {"payload"}` runs."""
+
+    name = "jobs_example.Echo"
+
+    class Params(BaseModel):
+        payload: dict[str, Any]
+        seconds: float = Field(default=0.2, ge=0, le=60)
+
+    def perform(self) -> dict[str, Any]:
+        time.sleep(self.params.seconds)
+        return self.params.payload
 
 
 class TrainModel(BaseJob):

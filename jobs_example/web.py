@@ -1,4 +1,5 @@
-"""A small web app that dispatches the example jobs.
+"""A small web app that dispatches the example jobs (defined in `jobs_example`, so the
+documented worker command, `jobkit worker -A jobs_example`, runs them).
 
     uvicorn jobs_example.web:app --port 8000
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
@@ -12,38 +13,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Body, FastAPI
-from pydantic import BaseModel
+from fastapi import FastAPI, Request
 
 import jobkit.http
-from jobkit import BaseJob
-from jobs_example import Add, SendEmail, TrainModel
-
-
-class Echo(BaseJob):
-    """Simulates work and returns its payload: the "POST /jobs {payload}" exercise."""
-
-    name = "jobs_example.Echo"
-
-    class Params(BaseModel):
-        payload: dict[str, Any]
-        seconds: float = 0.2
-
-    def perform(self) -> dict[str, Any]:
-        import time
-
-        time.sleep(self.params.seconds)
-        return self.params.payload
-
+from jobs_example import Add, Echo, SendEmail, TrainModel
 
 app = FastAPI(title="jobkit example")
 
 
-@app.post("/jobs", status_code=202)
-def create_job(payload: dict[str, Any] = Body(embed=True)) -> dict[str, str]:
-    """Queue an Echo job for ``payload``; returns its id at once."""
-    handle = Echo.dispatch(payload=payload)
-    return {"job_id": handle.id, "status": handle.status.value}
+_ECHO_BODY = {"content": {"application/json": {"schema": Echo.Params.model_json_schema()}}}
+
+
+@app.post("/jobs", status_code=202, openapi_extra={"requestBody": _ECHO_BODY})
+async def create_job(request: Request) -> dict[str, Any]:
+    """Queue an Echo job; the body is its params, ``{"payload": {...}}``. Returns its id
+    at once; bad input is a 4xx, as on the jobkit router."""
+    return await jobkit.http.dispatch_request(Echo, request)
 
 
 app.include_router(jobkit.http.router([Echo, Add, SendEmail, TrainModel]))

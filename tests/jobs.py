@@ -222,3 +222,50 @@ class Hog(BaseJob):
         block[::4096] = b"x" * len(block[::4096])  # touch every page: make it resident
         time.sleep(self.params.seconds)
         return os.getpid()
+
+
+class Label(BaseJob):
+    """Params with pydantic's default ``extra="ignore"``: dispatch must not drop unknown
+    keywords silently all the same."""
+
+    class Params(BaseModel):
+        label: str
+
+    def perform(self) -> str:
+        return self.params.label
+
+
+class Loose(BaseJob):
+    """Params that keep unknown keys (``extra="allow"``)."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        label: str = ""
+
+    def perform(self) -> dict[str, Any]:
+        return self.params.model_dump()
+
+
+class Measures(BaseJob):
+    """Params of every kind the JSON round trip can lose: floats, optional floats, free
+    JSON (``Any``), integers and text; returns them as the worker read them."""
+
+    class Params(BaseModel):
+        f: float = 0.0
+        o: float | None = None
+        a: Any = None
+        i: int = 0
+        s: str = ""
+
+    def perform(self) -> dict[str, Any]:
+        return {"o": self.params.o, "i_digits": len(str(abs(self.params.i)))}
+
+
+class BigResult(BaseJob):
+    """Returns a string of ``size`` characters."""
+
+    class Params(BaseModel):
+        size: int
+
+    def perform(self) -> str:
+        return "x" * self.params.size

@@ -19,6 +19,9 @@ def test_sigkilled_worker_job_is_requeued_and_completed_once(
     first = start_worker()
     handle = jobs.CountOnce.dispatch(marker="started", counter="done", first_sleep=30)
     wait_until(lambda: env.client.exists("started"), timeout=15, what="the job to start")
+    # its supervisor records the start within a tick: from then on a death is a crash
+    key = env.keys.job(handle.id)
+    wait_until(lambda: env.client.hget(key, "started") == "1", timeout=5, what="the mark")
     assert handle.status is Status.RUNNING
     assert handle.attempts == 1
     first_child = int(env.client.get("started") or 0)

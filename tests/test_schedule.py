@@ -426,7 +426,7 @@ def test_restart_after_downtime_applies_each_policy(sched_store: Store) -> None:
 def test_a_slot_never_fires_again_after_its_job_expired(sched_store: Store) -> None:
     bound = _bound(Tick, "#all")
     sched = ScheduleStore(sched_store)
-    job = Tick._new_job({}, delay=None, at=None, queue=None, priority=None, job_id=None)
+    job = Tick.new_job({})
     with freeze_time("2024-05-01 12:00:00.500"):
         p = plan(bound.cron, None, T0 + 0.5)
         assert sched.fire(bound, job, p)[1][0].code == 1
@@ -438,7 +438,7 @@ def test_a_slot_never_fires_again_after_its_job_expired(sched_store: Store) -> N
 
 def test_a_future_slot_is_refused(sched_store: Store) -> None:
     bound = _bound(Tick, "#all")
-    job = Tick._new_job({}, delay=None, at=None, queue=None, priority=None, job_id=None)
+    job = Tick.new_job({})
     with freeze_time("2024-05-01 12:00:00.500"):
         early = plan(bound.cron, T0 - 1, T0 + 1.5)  # a plan from a clock 1 s fast
         _, results = ScheduleStore(sched_store).fire(bound, job, early)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from jobkit import registry
-from jobkit.errors import UnknownJobError
+from jobkit.errors import PayloadTooLarge, UnknownJobError
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import Decision, backoff
 from jobkit.settings import Settings
@@ -172,6 +172,9 @@ class Executor:
             payload = to_json(result)
         except TypeError as exc:
             return self._dead(job, DeadReason.INVALID_RESULT, exc)
+        if len(payload) > self.settings.max_payload:
+            too_large = PayloadTooLarge("the result", len(payload), self.settings.max_payload)
+            return self._dead(job, DeadReason.INVALID_RESULT, too_large)
         ttl = cls.result_ttl or self.settings.result_ttl
         return Success(job, payload, ttl, time.perf_counter() - started, time.monotonic())
 
