@@ -7,10 +7,11 @@ import sys
 from typing import Annotated, Any
 
 import orjson
+import redis
 import typer
 
 from jobkit import registry
-from jobkit.connection import configure, get_settings, get_store
+from jobkit.connection import configure, describe_failure, get_settings, get_store
 from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
 from jobkit.errors import JobkitError
 from jobkit.models import JobRecord
@@ -313,9 +314,14 @@ _register_extensions()
 
 
 def main() -> None:
-    """Console-script entry point: jobkit errors print plainly, exit 2."""
+    """Console-script entry point: jobkit errors and Redis failures print plainly, exit 2."""
     try:
         app()
-    except JobkitError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (JobkitError, redis.RedisError) as exc:
+        # markup off: messages quote text such as "[SSL: CERTIFICATE_VERIFY_FAILED]"; no
+        # wrapping: a URL in it stays whole
+        message = describe_failure(exc) if isinstance(exc, redis.RedisError) else str(exc)
+        console.print(
+            f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(2)

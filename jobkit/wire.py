@@ -272,15 +272,17 @@ class Wire:
         """Run ``exchange`` on this thread's connection, once more on a fresh one if the
         old one turns out dead (Redis restarted, idle timeout): the server closed it
         before our command, so nothing ran. Had it died mid-reply instead, a rerun
-        transition is refused by its fencing, or leaves a lease the reaper collects."""
+        transition is refused by its fencing, or leaves a lease the reaper collects.
+        A timeout is not tried again: Redis did not close the connection, it is frozen or
+        overloaded (or still running the command), and a second try would double the wait."""
         for attempt in (1, 2):
             conn = self._connection()
             self._drain()
             try:
                 return exchange(conn)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 conn.close()
                 self._local.conn = None
-                if attempt == 2:
+                if attempt == 2 or isinstance(exc, redis.TimeoutError):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
