@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,21 +103,24 @@ def _assert_no_secret(exc: BaseException) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "named"),
+    ("settings_for", "named"),
     [
-        ({"lease": "soon"}, "JOBKIT_LEASE"),  # a field error
-        ({"lease": 2.0, "heartbeat": 3.0}, "heartbeat"),  # a model-level rule
-        ({"redis_ur": "x"}, "redis_ur"),  # a misspelled keyword
-        ({"socket_timeout": 1.0}, "JOBKIT_SOCKET_TIMEOUT"),
+        # pydantic quotes the whole input of a model-level rule, cut to its first and last
+        # characters: the URL given last shows its password
+        (lambda url: {"lease": 2.0, "heartbeat": 3.0, "redis_url": url}, "heartbeat"),
+        (lambda url: {"redis_ur": url}, "redis_ur"),  # a misspelled keyword quotes its value
+        (lambda url: {"redis_url": url, "lease": "soon"}, "JOBKIT_LEASE"),
+        (lambda url: {"redis_url": url, "socket_timeout": 1.0}, "JOBKIT_SOCKET_TIMEOUT"),
     ],
 )
 def test_settings_errors_quote_no_password(
-    no_jobkit_env: None, overrides: dict[str, object], named: str
+    no_jobkit_env: None, settings_for: Callable[[str], dict[str, object]], named: str
 ) -> None:
     for url in (f"redis://:{SECRET}@h/0", f"unix:///r.sock?password={SECRET}"):
-        with pytest.raises(ConfigurationError, match=named) as caught:
-            load_settings(redis_url=url, **overrides)
-        _assert_no_secret(caught.value)
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings(**settings_for(url))
+        _assert_no_secret(caught.value)  # nor in the cause a traceback would print
+        assert named in str(caught.value)
 
 
 def test_settings_error_from_the_environment_quotes_no_password(
@@ -179,7 +182,7 @@ def test_every_connection_carries_explicit_timeouts(no_jobkit_env: None, url: st
     kwargs = pool.connection_kwargs
     assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (7.5, 1.5)
     assert kwargs["health_check_interval"] == 11
-    assert kwargs["retry"].get_retries() == 0
+    assert kwargs["retry"]._retries == 0  # redis-py 5 has no get_retries()
     made = pool.make_connection()
     assert (made.socket_timeout, made.socket_connect_timeout) == (7.5, 1.5)
     if url.startswith("unix:"):

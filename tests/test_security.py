@@ -11,6 +11,7 @@ command; no log line or output may carry the password or the key passphrase.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from tests.conftest import (
     REPO_ROOT,
     StartWorker,
     WorkerProcess,
+    clean_env,
     run_cli,
     wait_until,
 )
@@ -322,6 +324,22 @@ def test_wrong_password_fails_dispatch_and_the_worker_clearly(
     time.sleep(1.0)
     assert worker.alive(), worker.log_tail()  # it keeps retrying: the password may be fixed
     assert_no_secret(worker.log_text() + caplog.text, WRONG, PASSWORD)
+
+
+def test_a_settings_error_in_the_cli_quotes_no_secret() -> None:
+    url = f"redis://jobkit:{enc(PASSWORD)}@127.0.0.1:1/0?ssl_password={enc(KEY_PASSPHRASE)}"
+    done = subprocess.run(
+        [sys.executable, "-m", "jobkit", "info"],
+        cwd=REPO_ROOT,
+        env=clean_env(JOBKIT_REDIS_URL=url, JOBKIT_HEARTBEAT="60"),  # longer than the lease
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "heartbeat" in output, output
+    assert_no_secret(output, PASSWORD, KEY_PASSPHRASE)
 
 
 def test_readme_gives_the_tested_acl_rule() -> None:
