@@ -131,10 +131,10 @@ def describe_failure(exc: redis.RedisError) -> str:
     redis-py's messages name the host and port or the socket path, never a password."""
     settings = _settings
     url = settings.redis_url if settings is not None else None
-    where = redacted(url) if url else "the embedded Redis"
+    where = f"Redis at {redacted(url)}" if url else "the embedded Redis"
     text = str(exc) or type(exc).__name__
     hints = [hint for pattern, hint in _TLS_HINTS if pattern in text]
-    return f"Redis at {where}: {text}" + "".join(f" ({hint})" for hint in hints)
+    return f"{where}: {text}" + "".join(f" ({hint})" for hint in hints)
 
 
 _TLS_HINTS = (

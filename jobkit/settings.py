@@ -105,7 +105,7 @@ class Settings(BaseModel):
             raise ValueError("has an '@' outside its userinfo: percent-encode it as %40")
         owned = sorted(set(parse_qs(parts.query)) & set(_URL_OPTIONS_OWNED))
         if owned:
-            names = ", ".join(f"{ENV_PREFIX}{_URL_OPTIONS_OWNED[o].upper()}" for o in owned)
+            names = ", ".join(sorted({ENV_PREFIX + _URL_OPTIONS_OWNED[o].upper() for o in owned}))
             raise ValueError(f"sets {', '.join(owned)}: use {names} instead")
         return url
 
