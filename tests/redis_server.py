@@ -67,7 +67,7 @@ class RedisServer:
     across ``restart()``; ``close()`` (or leaving the ``with`` block) also deletes the dir.
 
     Security options, all off by default: ``requirepass`` (the default user's password),
-    ``acl`` (lines of an ACL file, e.g. ``user jobkit on >pw ~{jobkit}:* +get``; ``admin``
+    ``acl`` (lines of an ACL file, e.g. ``user jobkit on >pw ~{jobkit}* +get``; ``admin``
     then names the user and password this class itself logs in with), and ``tls`` (adds a
     TLS port, :attr:`tls_port`; ``plain=False`` closes the plain TCP port).
     """
@@ -189,7 +189,8 @@ class RedisServer:
         if process is None:
             return
         try:
-            os.killpg(process.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
+            # a paused server would sit on SIGTERM until the grace ran out
+            os.killpg(process.pid, signal.SIGCONT)
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(STOP_GRACE)
         except ProcessLookupError:
@@ -252,8 +253,8 @@ class RedisServer:
             probe.close()
         self.stop()
         raise RuntimeError(
-            f"redis-server on port {self.port} did not answer PING within "
-            f"{START_TIMEOUT:g}s\n{self._log_tail()}"
+            f"redis-server on port {self.port if self.plain else self.tls_port} did not answer "
+            f"PING within {START_TIMEOUT:g}s\n{self._log_tail()}"
         )
 
     def _log_tail(self) -> str:
