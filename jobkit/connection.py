@@ -144,6 +144,10 @@ _TLS_HINTS = (
         "(ssl_certfile and ssl_keyfile in the URL) signed by a CA it trusts",
     ),
     (
+        "ALERT_CERTIFICATE_REQUIRED",
+        "the server requires a client certificate (ssl_certfile and ssl_keyfile in the URL)",
+    ),
+    (
         "ALERT_UNKNOWN_CA",
         "the server does not trust the CA that signed the client certificate",
     ),
