@@ -7,10 +7,11 @@ import sys
 from typing import Annotated, Any
 
 import orjson
+import redis
 import typer
 
 from jobkit import names, registry
-from jobkit.connection import configure, get_settings, get_store
+from jobkit.connection import configure, describe_failure, get_settings, get_store
 from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
 from jobkit.errors import InvalidName, JobkitError
 from jobkit.models import JobRecord
@@ -356,14 +357,14 @@ _register_extensions()
 
 
 def main() -> None:
-    """Console-script entry point: jobkit errors print plainly, exit 2."""
-    import redis
-
+    """Console-script entry point: jobkit errors and Redis failures print plainly, exit 2."""
     try:
         app()
-    except JobkitError as exc:
-        console.print(f"error: {exc}", style="red")
-        sys.exit(2)
-    except redis.RedisError as exc:  # an outage, or a key of another type than jobkit's
-        console.print(f"error: Redis: {exc}", style="red")
+    except (JobkitError, redis.RedisError) as exc:
+        # markup off: messages quote text such as "[SSL: CERTIFICATE_VERIFY_FAILED]"; no
+        # wrapping: a URL in it stays whole
+        message = describe_failure(exc) if isinstance(exc, redis.RedisError) else str(exc)
+        console.print(
+            f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(2)

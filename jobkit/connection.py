@@ -2,20 +2,40 @@
 
 Pass a :class:`~jobkit.store.Store` explicitly where you need several; this module only
 saves the common case from plumbing one through every call.
+
+Every connection gets explicit timeouts from the settings, whatever redis-py's defaults
+are: redis-py 5 waits forever by default, so a frozen Redis (a stopped VM, a partition
+that drops packets) would hang every call. The hot path's direct sockets
+(:mod:`jobkit.wire`) are made from the same pool settings, so they carry them too.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobkit.embedded import ensure_embedded
+from jobkit.errors import ConfigurationError
+from jobkit.redact import redacted
 from jobkit.settings import Settings, load_settings
 from jobkit.store import Store
+
+__all__ = [
+    "configure",
+    "connect",
+    "describe_failure",
+    "get_settings",
+    "get_store",
+    "redacted",
+    "redis_options",
+]
 
 log = logging.getLogger("jobkit")
 
@@ -44,15 +64,6 @@ def get_settings() -> Settings:
         return _settings
 
 
-def redacted(url: str) -> str:
-    """``url`` with any password replaced, for logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def resolve_url(settings: Settings) -> str:
     """The configured Redis URL, or the project's embedded Redis (started if needed)."""
     if settings.redis_url:
@@ -61,12 +72,96 @@ def resolve_url(settings: Settings) -> str:
     return ensure_embedded(settings.data_dir)
 
 
+def redis_options(settings: Settings, url: str) -> dict[str, Any]:
+    """redis-py connection keyword arguments for ``settings``: every timeout explicit."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "health_check_interval": settings.health_check_interval,
+        # No retries inside redis-py (its default for pooled connections, made explicit):
+        # a retried timeout doubles the wait on a frozen Redis, and jobkit retries where it
+        # is safe (the wire once on a fresh connection, workers and the scheduler in loops).
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if settings.tcp_keepalive and not url.startswith("unix:"):
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = _keepalive_options(settings.tcp_keepalive)
+    if url.startswith("rediss:") and _query_value(url, "ssl_cert_reqs").lower() != "none":
+        # redis-py 5 verifies the certificate but not that it names the host; 6+ does both.
+        # A URL's own ssl_check_hostname still wins (redis-py lets URL arguments override).
+        options["ssl_check_hostname"] = True
+    return options
+
+
+def _query_value(url: str, name: str) -> str:
+    return parse_qs(urlsplit(url).query).get(name, [""])[0]
+
+
+def _keepalive_options(idle: int) -> dict[int, int]:
+    """Probe after ``idle`` s of silence, then every 5 s; 3 unanswered probes drop the
+    connection. Options this platform lacks are left to the system."""
+    wanted = {"TCP_KEEPIDLE": idle, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
+
+
 def connect(settings: Settings) -> Store:
-    """A new Store for ``settings`` (its own connection pool)."""
+    """A new Store for ``settings`` (its own connection pool).
+
+    Raises:
+        ConfigurationError: the URL has a value or an option redis-py does not accept.
+    """
     url = resolve_url(settings)
-    extra: dict[str, Any] = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30, **extra)
+    try:
+        client = redis.Redis.from_url(url, **redis_options(settings, url))
+        pool = client.connection_pool
+        # Builds a connection object without connecting: a misspelled URL option fails
+        # here, by name, instead of inside the first command.
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, ValueError) as exc:
+        # redis-py's messages name the option, never its value.
+        raise ConfigurationError(f"Redis URL {redacted(url)}: {exc}") from None
     return Store(client, settings.prefix)
+
+
+def describe_failure(exc: redis.RedisError) -> str:
+    """One line for a user: which Redis (password masked), what went wrong with it, and
+    what to check when OpenSSL's wording does not say.
+
+    redis-py's messages name the host and port or the socket path, never a password."""
+    settings = _settings
+    url = settings.redis_url if settings is not None else None
+    where = f"Redis at {redacted(url)}" if url else "the embedded Redis"
+    text = str(exc) or type(exc).__name__
+    hints = [hint for pattern, hint in _TLS_HINTS if pattern in text]
+    return f"{where}: {text}" + "".join(f" ({hint})" for hint in hints)
+
+
+_TLS_HINTS = (
+    (
+        "EOF occurred in violation of protocol",
+        "the server ended the TLS session: it may require a client certificate "
+        "(ssl_certfile and ssl_keyfile in the URL) signed by a CA it trusts",
+    ),
+    (
+        "ALERT_CERTIFICATE_REQUIRED",
+        "the server requires a client certificate (ssl_certfile and ssl_keyfile in the URL)",
+    ),
+    (
+        "ALERT_UNKNOWN_CA",
+        "the server does not trust the CA that signed the client certificate",
+    ),
+    (
+        "PEM lib",
+        "the client certificate or key could not be loaded: check ssl_certfile, "
+        "ssl_keyfile and, for an encrypted key, ssl_password",
+    ),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "the server's certificate is not signed by a CA in ssl_ca_certs (or the system's), "
+        "or does not name the host",
+    ),
+)
 
 
 def get_store() -> Store:

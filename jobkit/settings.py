@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jobkit.errors import ConfigurationError
+from jobkit.redact import redacted
 
 ENV_PREFIX = "JOBKIT_"
+
+# The longest jobkit blocks in Redis on purpose: an idle worker's BLPOP (IDLE_BLOCK in
+# jobkit/worker/child.py) and a result wait's slice (_WAIT_SLICE in jobkit/handle.py);
+# tests/test_connection.py keeps them in step. A socket timeout must outlast such a wait
+# with room to spare (Redis rounds blocking timeouts up to its 100 ms tick, and a loaded
+# server answers late), or an idle worker would see a timeout on every wait.
+LONGEST_BLOCK = 2.0
+MIN_SOCKET_TIMEOUT = LONGEST_BLOCK + 1.0
+
+# redis-py lets a URL's query override the keyword arguments jobkit passes (from_url's
+# "querystring arguments always win"), so these would bypass the validated settings.
+_URL_OPTIONS_OWNED = {
+    "socket_timeout": "socket_timeout",
+    "socket_connect_timeout": "socket_connect_timeout",
+    "health_check_interval": "health_check_interval",
+    "socket_keepalive": "tcp_keepalive",
+    "socket_keepalive_options": "tcp_keepalive",
+}
+_SCHEMES = ("redis", "rediss", "unix")
+# Fields whose values are never quoted in an error message.
+_SECRET_FIELDS = frozenset({"redis_url"})
 
 
 class Settings(BaseModel):
@@ -35,6 +66,54 @@ class Settings(BaseModel):
         description="bytes: the largest params or result JSON, refused above",
     )
     log_level: str = "INFO"
+    socket_timeout: float = Field(
+        default=5.0,
+        ge=MIN_SOCKET_TIMEOUT,
+        description="seconds to wait for any Redis reply before giving up (beyond "
+        "jobkit's own 2 s blocking waits)",
+    )
+    socket_connect_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a connection to Redis"
+    )
+    health_check_interval: int = Field(
+        default=30,
+        ge=0,
+        description="a pooled connection idle this many seconds is PINGed before use; 0: off",
+    )
+    tcp_keepalive: int = Field(
+        default=30,
+        ge=0,
+        description="TCP keepalive probes after this many idle seconds (TCP only); 0: off",
+    )
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # repr() and str() show the URL masked: settings end up in logs and tracebacks.
+        for name, value in super().__repr_args__():
+            yield name, redacted(value) if name in _SECRET_FIELDS and value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_url(cls, url: str | None) -> str | None:
+        # Messages here never quote the URL: it may carry a password.
+        if not url:
+            return url
+        scheme = url.partition("://")[0] if "://" in url else ""
+        if scheme not in _SCHEMES:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError:
+            raise ValueError(
+                "is not a valid URL (percent-encode '/', '?', '#' and '@' in a password)"
+            ) from None
+        if "@" in parts.path + parts.query + parts.fragment:
+            raise ValueError("has an '@' outside its userinfo: percent-encode it as %40")
+        owned = sorted(set(parse_qs(parts.query)) & set(_URL_OPTIONS_OWNED))
+        if owned:
+            names = ", ".join(sorted({ENV_PREFIX + _URL_OPTIONS_OWNED[o].upper() for o in owned}))
+            raise ValueError(f"sets {', '.join(owned)}: use {names} instead")
+        return url
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
@@ -64,4 +143,21 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings.model_validate(given)
     except ValidationError as exc:
-        raise ConfigurationError(str(exc)) from exc
+        # Not ``from exc``: pydantic's own text quotes the input, the URL and its password
+        # included, and a traceback would print it as the cause.
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """What is wrong, by setting and variable name, quoting no value that may be secret."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        if loc in Settings.model_fields:
+            where = f"{loc} ({ENV_PREFIX}{loc.upper()})"
+            shown = "" if loc in _SECRET_FIELDS else f" (got {error['input']!r})"
+        else:
+            where, shown = loc or "settings", ""  # an unknown name, or a cross-field rule
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}{shown}")
+    return "invalid settings: " + "; ".join(problems)

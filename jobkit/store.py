@@ -177,7 +177,16 @@ class Store(Reads):
     ) -> list[Claimed]:
         """Lease up to ``want`` ready jobs from ``groups`` of lanes, checked in order."""
         args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
-        return self._parse_claimed(self._run("claim", [self.keys.base], args))
+        return self._parse_claimed(self._lease(args))
+
+    def _lease(self, args: Sequence[Any]) -> Any:
+        """Run a claim; if its reply is lost (a timeout: Redis may have run it), send the
+        same request once more: its id makes Redis answer with the jobs it leased the
+        first time instead of stranding them until their leases lapse."""
+        try:
+            return self._run("claim", [self.keys.base], args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._run("claim", [self.keys.base], args)
 
     def send_refill(
         self,
@@ -252,7 +261,10 @@ class Store(Reads):
         args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
         calls: list[ScriptCall] = [("claim", [self.keys.base], args)]
         blpop = ("BLPOP", *(self.keys.wake(lane) for lane in lanes), timeout)
-        replies = self._wire.pipeline([blpop, *self._commands(calls)])
+        try:
+            replies = self._wire.pipeline([blpop, *self._commands(calls)])
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._parse_claimed(self._lease(args))  # the claim may have run: ask again
         raise_errors(replies[:1])
         return self._parse_claimed(self._checked(calls, replies[1:])[0])
 

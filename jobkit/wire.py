@@ -309,10 +309,13 @@ class Wire:
             inflight.read()
 
     def _on_connection(self, exchange: Callable[[_Link], Any], repeatable: bool) -> Any:
-        """Run ``exchange`` on this thread's connection. If the connection fails (Redis
-        restarted, an idle timeout, a reply that never came), a ``repeatable`` exchange
-        runs once more on a fresh one; any other was sent on a connection checked alive
-        just before, and its failure raises :class:`ReplyLost`."""
+        """Run ``exchange`` on this thread's connection. If the connection turns out
+        closed (Redis restarted, an idle timeout), a ``repeatable`` exchange runs once more
+        on a fresh one; any other was sent on a connection checked alive just before, and
+        its failure raises :class:`ReplyLost`. A timeout is not tried again here: Redis did
+        not close the connection, it is frozen or overloaded (or still running the
+        command), and a second try would double the caller's wait; callers that lease
+        jobs send their request again themselves (see ``Store.claim``)."""
         for attempt in (1, 2):
             conn = self._connection()
             self._drain()
@@ -327,7 +330,7 @@ class Wire:
                     raise ReplyLost(
                         f"{exc}; the command was sent and may or may not have run"
                     ) from exc
-                if attempt == 2:
+                if attempt == 2 or isinstance(exc, redis.TimeoutError):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 

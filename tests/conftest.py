@@ -114,7 +114,14 @@ def env(redis_server: RedisServer) -> Iterator[Env]:
 class WorkerProcess:
     """One ``python -m jobkit worker`` process group, with its log file."""
 
-    def __init__(self, name: str, args: list[str], url: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        url: str,
+        log_path: Path,
+        environ: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.args = args
         self.url = url
@@ -123,7 +130,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 args,
                 cwd=REPO_ROOT,
-                env=clean_env(JOBKIT_REDIS_URL=url, PYTHONUNBUFFERED="1"),
+                env=clean_env(JOBKIT_REDIS_URL=url, PYTHONUNBUFFERED="1", **(environ or {})),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -218,6 +225,7 @@ def start_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
         url: str | None = None,
         extra: tuple[str, ...] = (),
         ready: bool = True,
+        environ: dict[str, str] | None = None,
     ) -> WorkerProcess:
         url = url or jobkit.get_settings().redis_url
         assert url, "configure jobkit (the env fixture) or pass url="
@@ -233,7 +241,8 @@ def start_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             *(["--grace", str(grace)] if grace is not None else []),
             *extra,
         ]  # fmt: skip
-        worker = WorkerProcess(name, args, url, tmp_path / f"worker-{len(started) + 1}.log")
+        log_path = tmp_path / f"worker-{len(started) + 1}.log"
+        worker = WorkerProcess(name, args, url, log_path, environ)
         started.append(worker)
         if ready:
             worker.wait_ready()

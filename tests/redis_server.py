@@ -11,8 +11,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
@@ -46,15 +49,46 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Tls:
+    """TLS for a :class:`RedisServer`: its certificate and key, the CA it trusts for client
+    certificates, and whether clients must present one (``tls-auth-clients``)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    auth_clients: Literal["no", "yes", "optional"] = "no"
+
+
 class RedisServer:
     """A redis-server in its own temp dir, on a unix socket and a TCP port of 127.0.0.1.
 
     The process runs in its own session so ``stop()`` can signal its whole group. Data is kept
     across ``restart()``; ``close()`` (or leaving the ``with`` block) also deletes the dir.
+
+    Security options, all off by default: ``requirepass`` (the default user's password),
+    ``acl`` (lines of an ACL file, e.g. ``user jobkit on >pw ~{jobkit}* +get``; ``admin``
+    then names the user and password this class itself logs in with), and ``tls`` (adds a
+    TLS port, :attr:`tls_port`; ``plain=False`` closes the plain TCP port).
     """
 
-    def __init__(self, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        appendonly: bool = False,
+        requirepass: str | None = None,
+        acl: Sequence[str] = (),
+        admin: tuple[str, str] | None = None,
+        tls: Tls | None = None,
+        plain: bool = True,
+    ) -> None:
         self.appendonly = appendonly
+        self.requirepass = requirepass
+        self.acl = list(acl)
+        self.admin = admin
+        self.tls = tls
+        self.plain = plain
+        self.tls_port = free_port() if tls else 0
         self.binary = find_redis_server()
         # /tmp rather than pytest's tmp_path: unix socket paths must stay under 108 bytes.
         self.directory = Path(tempfile.mkdtemp(prefix="jobkit-redis-", dir="/tmp"))
@@ -79,13 +113,46 @@ class RedisServer:
         return self._process is not None and self._process.poll() is None
 
     def client(self, *, decode_responses: bool = False) -> redis.Redis:
-        """A new client on the TCP port."""
-        return redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            decode_responses=decode_responses,
-            socket_timeout=5.0,
-        )
+        """A new client on the TCP port (the TLS port if the plain one is closed), logged in
+        as the admin user or with ``requirepass`` if the server has either."""
+        return redis.Redis(decode_responses=decode_responses, **self._client_options(5.0))
+
+    def _client_options(self, timeout: float) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": self.port if self.plain else self.tls_port,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        }
+        if self.admin:
+            options["username"], options["password"] = self.admin
+        elif self.requirepass:
+            options["password"] = self.requirepass
+        if not self.plain and self.tls:
+            options.update(ssl=True, ssl_ca_certs=str(self.tls.ca))
+            if self.tls.auth_clients != "no":
+                # The server's own pair does as a client certificate: same CA.
+                options.update(ssl_certfile=str(self.tls.cert), ssl_keyfile=str(self.tls.key))
+        return options
+
+    def _security_args(self) -> list[str]:
+        args: list[str] = []
+        if self.requirepass is not None:
+            args += ["--requirepass", self.requirepass]
+        if self.acl:
+            aclfile = self.directory / "users.acl"
+            aclfile.write_text("\n".join(self.acl) + "\n")
+            aclfile.chmod(0o600)
+            args += ["--aclfile", str(aclfile)]
+        if self.tls:
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", self.tls.auth_clients,
+            ]  # fmt: skip
+        return args
 
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
@@ -93,7 +160,7 @@ class RedisServer:
             return
         args = [
             self.binary,
-            "--port", str(self.port),
+            "--port", str(self.port if self.plain else 0),
             "--bind", "127.0.0.1",
             "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700",
@@ -103,6 +170,7 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--daemonize", "no",
             "--logfile", str(self.log_path),
+            *self._security_args(),
         ]  # fmt: skip
         # Errors raised before the logfile is opened go to stdout, so keep them too.
         with (self.directory / "stdout.log").open("ab") as out:
@@ -121,6 +189,8 @@ class RedisServer:
         if process is None:
             return
         try:
+            # a paused server would sit on SIGTERM until the grace ran out
+            os.killpg(process.pid, signal.SIGCONT)
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(STOP_GRACE)
         except ProcessLookupError:
@@ -129,6 +199,17 @@ class RedisServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port, socket and directory, keeping the data."""
@@ -157,13 +238,7 @@ class RedisServer:
         self.close()
 
     def _wait_for_ping(self) -> None:
-        probe = redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
-            retry=Retry(NoBackoff(), 0),
-        )
+        probe = redis.Redis(retry=Retry(NoBackoff(), 0), **self._client_options(1.0))
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while True:
@@ -178,8 +253,8 @@ class RedisServer:
             probe.close()
         self.stop()
         raise RuntimeError(
-            f"redis-server on port {self.port} did not answer PING within "
-            f"{START_TIMEOUT:g}s\n{self._log_tail()}"
+            f"redis-server on port {self.port if self.plain else self.tls_port} did not answer "
+            f"PING within {START_TIMEOUT:g}s\n{self._log_tail()}"
         )
 
     def _log_tail(self) -> str:

@@ -21,12 +21,16 @@ LoseReply = Callable[..., None]
 
 @pytest.fixture
 def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
-    """``lose_reply(meanwhile)``: the next reply read on any direct connection is lost
-    after Redis ran the command; ``meanwhile()`` runs in between (another client acting
-    while the first waits for its answer)."""
+    """``lose_reply(meanwhile, error)``: the next reply read on any direct connection is
+    lost after Redis ran the command, and ``error`` raised (default: the connection was
+    reset); ``meanwhile()`` runs in between (another client acting while the first waits
+    for its answer)."""
     read = _Link.read
 
-    def arm(meanwhile: Callable[[], object] = lambda: None) -> None:
+    def arm(
+        meanwhile: Callable[[], object] = lambda: None,
+        error: redis.RedisError = redis.ConnectionError("Connection reset by peer"),
+    ) -> None:
         armed = [True]
 
         def lossy(self: _Link) -> object:
@@ -34,7 +38,7 @@ def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
                 armed[0] = False
                 read(self)  # Redis answered: the command ran ...
                 meanwhile()
-                raise redis.TimeoutError("Timeout reading from socket")  # ... we never knew
+                raise error  # ... we never knew
             return read(self)
 
         monkeypatch.setattr(_Link, "read", lossy)
@@ -83,7 +87,7 @@ def test_a_resent_dispatch_many_creates_each_job_once(env: Env, lose_reply: Lose
 def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: LoseReply) -> None:
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(5)])
     env.store.load_scripts()
-    lose_reply()
+    lose_reply(error=redis.TimeoutError("Timeout reading from socket"))
     first = env.store.claim("w", 30_000, 3, [["default"]])  # leased 3, reply lost, sent again
 
     assert len(first) == 3
@@ -98,7 +102,7 @@ def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: Los
     [first] = env.store.claim("w", 30_000, 1, [["default"]])
     done = [(first.id, first.token, "1", 60)]
     refill = env.store.send_refill(done, "w", 30_000, 2, [["default"]])
-    lose_reply()  # Redis ran both calls; their replies never arrive
+    lose_reply(error=redis.TimeoutError("Timeout"))  # Redis ran both; the replies never came
 
     flags, claimed = env.store.finish_refill(refill)
 
@@ -127,6 +131,16 @@ def test_outcomes_sent_twice_are_recorded_once(env: Env) -> None:
     # a job handed back unrun shows no worker and no start time, and no attempt used
     back = env.client.hgetall(env.keys.job(h.id))
     assert "worker" not in back and "started_at" not in back and back["attempts"] == "0"
+
+
+def test_a_dispatch_whose_reply_times_out_raises_and_stores_one_job(
+    env: Env, lose_reply: LoseReply
+) -> None:
+    env.store.load_scripts()
+    lose_reply(error=redis.TimeoutError("Timeout reading from socket"))
+    with pytest.raises(redis.TimeoutError):  # not sent again: Redis may be frozen
+        jobs.Add.dispatch(a=1, b=2)
+    assert env.client.zcard(env.keys.queue("default")) == 1
 
 
 def test_a_call_that_must_not_run_twice_raises_when_its_reply_is_lost(
