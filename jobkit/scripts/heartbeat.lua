@@ -1,7 +1,10 @@
 -- heartbeat: extend the leases a worker still holds.
 -- KEYS[1]  base "{prefix}"
 -- ARGV     lease_ms, then pairs (id, token)
--- Returns  one flag per pair: 1 extended, 0 lost (token stale or job not running)
+-- Returns  one code per pair: 1 extended; 2 this token's attempt already ended (the job
+--          left `running` under this very lease: completed, failed, requeued, reaped),
+--          nothing to renew and nothing lost; 0 lost (another attempt holds the lease,
+--          or the job is gone)
 -- Invariant: only the current token holder can keep a job in `running` alive.
 local base = KEYS[1]
 local lease_ms = tonumber(ARGV[1])
@@ -10,11 +13,13 @@ local out = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', job_key(base, id), 'status', 'lease')
-  if f[1] == 'running' and f[2] == token then
+  if f[2] ~= token then
+    out[#out + 1] = 0
+  elseif f[1] == 'running' then
     redis.call('ZADD', base .. ':running', 'XX', deadline, id)
     out[#out + 1] = 1
   else
-    out[#out + 1] = 0
+    out[#out + 1] = 2
   end
 end
 return out

@@ -1,0 +1,198 @@
+"""The supervisor's periodic Redis work: promote due jobs, reap lapsed leases, renew its
+children's leases, beat into the worker registry, check memory, and notice when Redis
+lost its data.
+
+Each chore fails alone. Redis out of reach pauses them all (one log line per retry, with
+exponential back-off); any other error (a script refusing a key of the wrong type, a bug)
+is logged once per kind and that chore backs off, while the others, and the supervisor's
+children, go on. Nothing here ever stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+import redis
+
+from jobkit.worker.limits import rss_bytes
+from jobkit.worker.protocol import Held
+
+if TYPE_CHECKING:
+    from jobkit.worker.supervisor import Supervisor
+
+log = logging.getLogger("jobkit.worker")
+
+TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
+
+LeaseKey = tuple[int, int]  # (child pid, handle): one lease of one child
+
+
+class Chores:
+    """Runs each chore when it is due (see the module docstring)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        settings = supervisor.settings
+        self.lease_ms = int(settings.lease * 1000)
+        self.every: list[tuple[str, Callable[[], object], float]] = [
+            ("promoting due jobs", self._promote, TICK),
+            ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4)),
+            ("checking Redis kept its data", self._check_data, settings.heartbeat),
+            ("renewing leases", self._renew, settings.heartbeat),
+            ("worker heartbeat", self._beat, settings.heartbeat),
+            ("memory check", self.sup.settler.check_memory, settings.heartbeat),
+        ]
+        self.due = [0.0] * len(self.every)
+        self.contact = False  # the first round trip, which checks Redis's config, done
+        self.marked = False  # the marker written once: from then on, its absence is news
+        self.run_id = ""  # Redis's run_id at first contact ('' if INFO is refused)
+        self.lost: set[LeaseKey] = set()  # leases known lost: reported once, not renewed
+
+    def run(self, now: float) -> None:
+        """Run every chore that is due; an outage ends the round."""
+        guard = self.sup.guard
+        if not guard.outage.ready(now):
+            return
+        if not self.contact:
+            # only an outage postpones the rest: a step Redis refuses (CONFIG or INFO
+            # disabled, say) is logged and skipped
+            guard.call("first contact with Redis", self._first_contact)
+            if guard.outage.down:
+                return
+            self.contact = True
+        for i, (what, chore, every) in enumerate(self.every):
+            if now < self.due[i]:
+                continue
+            backoff = guard.call(what, chore)
+            self.due[i] = now + (every if backoff is None else max(every, backoff))
+            if guard.outage.down:
+                return
+
+    # -- at first contact -------------------------------------------------------------
+
+    def _first_contact(self) -> None:
+        store = self.sup.store
+        if not self.marked:  # first: all else may fail without a false alarm later
+            store.redis.set(store.keys.marker, self._marker_value(), nx=True)
+            self.marked = True
+        try:
+            self.run_id = str(store.redis.info("server").get("run_id", ""))
+        except redis.ResponseError:
+            self.run_id = ""  # INFO may be refused (ACL): the marker still tells
+        self._warn_about_redis()
+        store.load_scripts()
+
+    def _warn_about_redis(self) -> None:
+        client = self.sup.store.redis
+        try:
+            config = client.config_get("maxmemory-policy")
+            config.update(client.config_get("appendonly"))
+            config.update(client.config_get("save"))
+        except redis.ResponseError:
+            return  # CONFIG is often disabled on managed Redis: nothing to check
+        if config.get("maxmemory-policy", "noeviction") != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
+                config["maxmemory-policy"],
+            )
+        if config.get("appendonly") != "yes" and not config.get("save"):
+            log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
+
+    def _marker_value(self) -> str:
+        return f"{self.sup.name} {int(time.time())}"
+
+    # -- the chores -------------------------------------------------------------------
+
+    def _promote(self) -> None:
+        self.sup.store.promote()
+
+    def _reap(self) -> None:
+        for job_id, outcome in self.sup.store.reap(self.sup.settings.max_crashes):
+            log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
+
+    def _held(self) -> list[tuple[LeaseKey, Held]]:
+        """Every lease the children hold, but those known lost."""
+        found = [
+            ((state.pid, handle), job)
+            for state in self.sup.children.values()
+            for handle, job in state.jobs()
+        ]
+        self.lost.intersection_update(key for key, _ in found)  # forget what left
+        return [(key, job) for key, job in found if key not in self.lost]
+
+    def _check_data(self) -> None:
+        """The marker written at first contact is gone: Redis lost its data (restarted
+        without persistence, flushed, or the keys deleted). Say so loudly, once, with
+        what it cost this worker, and write the marker again."""
+        store = self.sup.store
+        missing = store.redis.set(store.keys.marker, self._marker_value(), nx=True)
+        if not missing or not self.marked:
+            self.marked = True
+            return
+        held = self._held()
+        pipe = store.redis.pipeline(transaction=False)
+        for _, job in held:
+            pipe.exists(store.keys.job(job.id))
+        gone = [key for (key, _), exists in zip(held, pipe.execute(), strict=True) if not exists]
+        self.lost.update(gone)
+        log.error(
+            "Redis lost its data (%s): every job, queue and result in it is gone, "
+            "%d job(s) this worker was running among them; their results will be dropped",
+            self._cause(),
+            len(gone),
+        )
+
+    def _cause(self) -> str:
+        try:
+            run_id = str(self.sup.store.redis.info("server").get("run_id", ""))
+        except redis.RedisError:
+            run_id = ""
+        if self.run_id and run_id and run_id != self.run_id:
+            self.run_id = run_id
+            return "Redis restarted without persistence"
+        if self.run_id and run_id:
+            return "flushed or its keys deleted while it ran"
+        return "restarted without persistence, or flushed"
+
+    def _renew(self) -> None:
+        held = self._held()
+        flags = self.sup.store.heartbeat(self.lease_ms, [(job.id, job.token) for _, job in held])
+        # a flag is false only when another attempt holds the lease now, or the job is
+        # gone: an attempt that just ended (its message not read yet) is not a loss
+        for (key, job), kept in zip(held, flags, strict=True):
+            if not kept:
+                self.lost.add(key)
+                log.warning("job %s %s: lease lost (expired or taken over)", job.name, job.id)
+
+    def _beat(self) -> None:
+        sup = self.sup
+        jobs = [
+            {"id": job.id, "name": job.name}
+            for state in sup.children.values()
+            for handle in state.running()
+            if (job := state.job(handle)) is not None
+        ]
+        rss = sum(rss_bytes(pid) for pid in sup.children) + rss_bytes(os.getpid())
+        ttl = max(10, int(sup.settings.heartbeat * 3))
+        sup.workers.beat(
+            sup.name,
+            ttl,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(sup.options.queues),
+                "tags": ",".join(sup.options.tags),
+                "concurrency": sup.options.concurrency,
+                "started_at": int(sup.started_at),
+                "state": "stopping" if sup.stopping else "running",
+                "jobs": orjson.dumps(jobs).decode(),
+                "rss_mb": round(rss / 2**20, 1),
+                **sup.counts,
+            },
+        )
