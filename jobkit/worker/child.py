@@ -115,6 +115,8 @@ class Child:
         # a head start, not a requirement: a script Redis lacks is loaded when refused,
         # and with Redis away the runners wait for it, backing off
         self.guard.call("loading scripts", self.store.load_scripts)
+        if self.stopping:  # told to stop while starting: claim nothing
+            return 0
         stop_keeper = threading.Event()
         keeper = Keeper(self, stop_keeper)
         threads = [threading.Thread(target=keeper.run, name="keeper", daemon=True)]
