@@ -142,8 +142,8 @@ class Chores:
         gone = [key for (key, _), exists in zip(held, pipe.execute(), strict=True) if not exists]
         self.lost.update(gone)
         log.error(
-            "Redis lost its data (%s): every job, queue and result in it is gone, "
-            "%d job(s) this worker was running among them; their results will be dropped",
+            "Redis lost its data (%s): every job, queue and result it held is gone, "
+            "%d job(s) this worker holds among them (their results will be dropped)",
             self._cause(),
             len(gone),
         )
@@ -155,9 +155,9 @@ class Chores:
             run_id = ""
         if self.run_id and run_id and run_id != self.run_id:
             self.run_id = run_id
-            return "Redis restarted without persistence"
+            return "restarted without persistence"
         if self.run_id and run_id:
-            return "flushed or its keys deleted while it ran"
+            return "flushed, or its keys deleted, while it ran"
         return "restarted without persistence, or flushed"
 
     def _renew(self) -> None:
