@@ -61,7 +61,9 @@ def test_worker_and_scheduler_wait_for_redis_at_start(
         assert worker.alive()
         assert sorted(worker.child_pids()) == children
         wait_until(lambda: "Redis reachable again" in sched_log.read_text(), timeout=10)
-    # one 'reachable again' line per process that saw the outage
+    # one 'reachable again' line per process that saw the outage, at its next retry
+    wait_until(lambda: worker.log_text().count("Redis reachable again") == 3, timeout=10)
+    time.sleep(0.5)
     assert worker.log_text().count("Redis reachable again") == 3
     assert sched_log.read_text().count("Redis reachable again") == 1
     assert delayed.status is Status.SUCCEEDED

@@ -30,7 +30,7 @@ log = logging.getLogger("jobkit.worker")
 
 TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
 
-LeaseKey = tuple[int, int]  # (child pid, handle): one lease of one child
+LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
 
 
 class Chores:

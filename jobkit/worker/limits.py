@@ -24,12 +24,12 @@ class ChildState:
     fd: int
     slots: Slots
     reader: Reader = field(default_factory=Reader)
-    held: dict[int, str] = field(default_factory=dict)  # handle -> its claim, unparsed
+    held: dict[str, str] = field(default_factory=dict)  # handle (text) -> claim, unparsed
     kill_reason: KillReason | None = None  # why we killed it
-    timed_out: int | None = None  # the handle of the job whose timeout made us kill it
+    timed_out: str | None = None  # the handle of the job whose timeout made us kill it
     recycling: bool = False  # asked to exit after its current job (memory)
 
-    def job(self, handle: int) -> Held | None:
+    def job(self, handle: str) -> Held | None:
         """What the child told us about a job it holds (None: not held, or unreadable)."""
         fields = self.held.get(handle)
         if fields is None:
@@ -41,16 +41,17 @@ class ChildState:
             del self.held[handle]  # once: it cannot get better
             return None
 
-    def jobs(self) -> list[tuple[int, Held]]:
+    def jobs(self) -> list[tuple[str, Held]]:
         """Every job the child holds, by handle."""
         found = ((handle, self.job(handle)) for handle in list(self.held))
         return [(handle, job) for handle, job in found if job is not None]
 
-    def running(self) -> dict[int, float]:
+    def running(self) -> dict[str, float]:
         """Handle -> monotonic start, for every job the child's threads run now."""
-        return {handle: t for handle, t in self.slots.read_all() if handle in self.held}
+        busy = ((str(handle), t) for handle, t in self.slots.read_all())
+        return {handle: t for handle, t in busy if handle in self.held}
 
-    def overdue(self, now: float, default_timeout: float) -> int | None:
+    def overdue(self, now: float, default_timeout: float) -> str | None:
         """The handle of a running job past its timeout, if any."""
         for handle, started in self.running().items():
             job = self.job(handle)

@@ -29,6 +29,7 @@ from jobkit.worker.chores import TICK, Chores
 from jobkit.worker.lifeline import Lifeline, orphaned
 from jobkit.worker.limits import ChildState
 from jobkit.worker.outage import Guard
+from jobkit.worker.protocol import OUTCOMES
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
 
@@ -73,7 +74,7 @@ class Supervisor:
         self.children: dict[int, ChildState] = {}
         self.stopping = False
         self.grace_deadline = 0.0
-        self.counts = {"succeeded": 0, "retrying": 0, "dead": 0, "lost": 0}
+        self.counts = dict.fromkeys(OUTCOMES, 0)
         self.started_at = time.time()
         self.guard = Guard(log)
         self.settler = Settler(self)
@@ -134,10 +135,15 @@ class Supervisor:
         try:
             if self.stopping:
                 return
-            read_fd, write_fd = os.pipe()
-            slots = Slots(self.options.threads)
-            parent = os.getpid()
-            pid = os.fork()
+            fds: tuple[int, ...] = ()
+            try:
+                fds = read_fd, write_fd = os.pipe()
+                slots = Slots(self.options.threads)
+                parent = os.getpid()
+                pid = os.fork()
+            except OSError as exc:  # out of processes, memory or descriptors: later
+                self._could_not_spawn(exc, fds)
+                return
             if pid == 0:
                 self._become_child(parent, read_fd, write_fd, slots)  # never returns
             os.close(write_fd)
@@ -150,6 +156,15 @@ class Supervisor:
         with contextlib.suppress(OSError):  # room for a tick's worth of messages
             fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         log.debug("child %d started", pid)
+
+    def _could_not_spawn(self, exc: OSError, fds: tuple[int, ...]) -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        delay = self._respawn_delay()
+        log.error("could not start a worker child (%s); trying again in %.1fs", exc, delay)
+        self.respawns.append(time.monotonic() + delay)
+        self.respawns.sort()
 
     def _become_child(self, parent: int, read_fd: int, write_fd: int, slots: Slots) -> None:
         """In the new child: run it and exit; never returns. SIGTERM and SIGINT stay
