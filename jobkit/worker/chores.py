@@ -40,13 +40,14 @@ class Chores:
         self.sup = supervisor
         settings = supervisor.settings
         self.lease_ms = int(settings.lease * 1000)
-        self.every: list[tuple[str, Callable[[], object], float]] = [
-            ("promoting due jobs", self._promote, TICK),
-            ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4)),
-            ("checking Redis kept its data", self._check_data, settings.heartbeat),
-            ("renewing leases", self._renew, settings.heartbeat),
-            ("worker heartbeat", self._beat, settings.heartbeat),
-            ("memory check", self.sup.settler.check_memory, settings.heartbeat),
+        # (what, chore, every how many seconds, whether it talks to Redis)
+        self.every: list[tuple[str, Callable[[], object], float, bool]] = [
+            ("promoting due jobs", self._promote, TICK, True),
+            ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4), True),
+            ("checking Redis kept its data", self._check_data, settings.heartbeat, True),
+            ("renewing leases", self._renew, settings.heartbeat, True),
+            ("worker heartbeat", self._beat, settings.heartbeat, True),
+            ("memory check", self.sup.settler.check_memory, settings.heartbeat, False),
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
@@ -66,10 +67,10 @@ class Chores:
             if guard.outage.down:
                 return
             self.contact = True
-        for i, (what, chore, every) in enumerate(self.every):
+        for i, (what, chore, every, redis_chore) in enumerate(self.every):
             if now < self.due[i]:
                 continue
-            backoff = guard.call(what, chore)
+            backoff = guard.call(what, chore, redis=redis_chore)
             self.due[i] = now + (every if backoff is None else max(every, backoff))
             if guard.outage.down:
                 return

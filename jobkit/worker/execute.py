@@ -18,23 +18,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from jobkit import registry
 from jobkit.errors import UnknownJobError
 from jobkit.models import Claimed, DeadReason, JobError
-from jobkit.retry import Decision, backoff
+from jobkit.retry import Decision
 from jobkit.settings import Settings
 from jobkit.store import Store
 
 log = logging.getLogger("jobkit.worker")
-_backoff = wait_exponential(multiplier=0.05, max=5.0)
-
-
-def redis_failed(failures: int, exc: Exception, *, pause: bool) -> int:
-    """Count one more failure to reach Redis; with ``pause``, log it and back off."""
-    failures += 1
-    if pause:
-        delay = backoff(_backoff, failures)
-        log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
-        time.sleep(delay)
-    return failures
-
 
 T = TypeVar("T")
 

@@ -175,13 +175,15 @@ class Guard:
         self.outage = Outage(log)
         self.failures = Failures(log)
 
-    def call(self, what: str, fn: Callable[[], object]) -> float | None:
-        """Run ``fn``; None if it succeeded, else the seconds to wait before a retry."""
+    def call(self, what: str, fn: Callable[[], object], *, redis: bool = True) -> float | None:
+        """Run ``fn``; None if it succeeded, else the seconds to wait before a retry.
+        Only a success of a chore that made a round trip (``redis``) ends an outage."""
         try:
             fn()
         except Exception as exc:
             return self.failed(what, exc)
-        self.outage.recovered()
+        if redis:
+            self.outage.recovered()
         self.failures.recovered(what)
         return None
 

@@ -101,7 +101,12 @@ class Supervisor:
             self._spawn()
         try:
             while self.children or not self.stopping:
-                self._tick()
+                # each part of a tick guards itself; this is the net under a bug, so the
+                # children are still watched and reaped (logged once per kind, backed off)
+                try:
+                    self._tick()
+                except Exception as exc:
+                    time.sleep(self.guard.failures.failed("supervising", exc))
         finally:
             self.guard.call("leaving the worker registry", lambda: self.workers.gone(self.name))
         log.info("worker %s stopped (%s)", self.name, self._summary())
