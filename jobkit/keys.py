@@ -21,8 +21,8 @@ key                         type    holds
 ``{p}:workers``             zset    worker name -> last heartbeat (ms)
 ``{p}:worker:<name>``       hash    one worker: host, pid, queues, current jobs, counts
 ``{p}:stats``               hash    processed / failed / dead totals
-``{p}:marker``              string  written by workers at start and never deleted: a
-                                    worker that finds it gone knows Redis lost its data
+``{p}:marker``              string  written by the first worker, never deleted: a worker
+                                    that finds it gone, or changed, knows Redis lost its data
 ``{p}:schedule:<key>``      hash    one cron schedule: cursor (last handled slot), last and
                                     next fire times, last job id, fired / skipped counts
 ``{p}:sched:wake``          pubsub  channel: a delayed job due before any other was added,

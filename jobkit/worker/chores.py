@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import orjson
 import redis
@@ -51,7 +51,7 @@ class Chores:
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
-        self.marked = False  # the marker written once: from then on, its absence is news
+        self.marker: str | None = None  # the marker Redis held when we last looked
         self.run_id = ""  # Redis's run_id at first contact ('' if INFO is refused)
         self.lost: set[LeaseKey] = set()  # leases known lost: reported once, not renewed
 
@@ -79,9 +79,8 @@ class Chores:
 
     def _first_contact(self) -> None:
         store = self.sup.store
-        if not self.marked:  # first: all else may fail without a false alarm later
-            store.redis.set(store.keys.marker, self._marker_value(), nx=True)
-            self.marked = True
+        if self.marker is None:  # first: all else may fail without a false alarm later
+            self.marker = self._mark()
         try:
             self.run_id = str(store.redis.info("server").get("run_id", ""))
         except redis.ResponseError:
@@ -105,8 +104,11 @@ class Chores:
         if config.get("appendonly") != "yes" and not config.get("save"):
             log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
 
-    def _marker_value(self) -> str:
-        return f"{self.sup.name} {int(time.time())}"
+    def _mark(self) -> str | None:
+        """Write the marker unless there is one; the marker Redis holds now."""
+        client, key = self.sup.store.redis, self.sup.store.keys.marker
+        client.set(key, f"{self.sup.name} {int(time.time())} {os.urandom(6).hex()}", nx=True)
+        return cast(str | None, client.get(key))
 
     # -- the chores -------------------------------------------------------------------
 
@@ -128,13 +130,18 @@ class Chores:
         return [(key, job) for key, job in found if key not in self.lost]
 
     def _check_data(self) -> None:
-        """The marker written at first contact is gone: Redis lost its data (restarted
-        without persistence, flushed, or the keys deleted). Say so loudly, once, with
-        what it cost this worker, and write the marker again."""
+        """The marker seen at first contact is gone, or is another one (a worker that
+        noticed first wrote it again): Redis lost its data (restarted without
+        persistence, flushed, or the keys deleted). Say so loudly, once per loss and
+        worker, with what it cost this worker."""
         store = self.sup.store
-        missing = store.redis.set(store.keys.marker, self._marker_value(), nx=True)
-        if not missing or not self.marked:
-            self.marked = True
+        seen = cast(str | None, store.redis.get(store.keys.marker))
+        if seen is not None and seen == self.marker:
+            return
+        if seen is None:
+            seen = self._mark()
+        known, self.marker = self.marker, seen
+        if known is None:  # no marker known yet: nothing to compare with
             return
         held = self._held()
         pipe = store.redis.pipeline(transaction=False)
