@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import redis
+
 from jobkit import DeadReason, Status
 from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
@@ -120,3 +122,33 @@ def test_ids_and_names_with_newlines_tabs_and_odd_text(env: Env, start_worker: S
     log = worker.log_text()
     assert "Traceback" not in log
     assert "malformed" not in log
+
+
+def test_an_id_that_is_not_utf8_does_not_take_the_child_down(
+    env: Env, start_worker: StartWorker
+) -> None:
+    """Bytes no UTF-8 decoder accepts: the claim's reply cannot be read. The child logs
+    it and claims on (the unreadable job's lease lapses and it ends as a crash); it is
+    not replaced, nor does it crash-loop."""
+    worker = start_worker(concurrency=1)
+    [child] = worker.child_pids()
+    raw = redis.Redis.from_url(env.url)
+    try:
+        bad = b"not utf-8 \xff\xfe"
+        job_key = env.keys.job("").encode() + bad
+        seq = int(env.client.incr(env.keys.seq))
+        fields = {"name": "tests.jobs.Add", "lane": "default", "params": '{"a": 1, "b": 2}'}
+        raw.hset(job_key, mapping={**fields, "priority": 0, "seq": seq, "status": "queued",
+                                   "max_attempts": 3, "timeout": 0, "result_ttl": 3600,
+                                   "created_at": int(time.time() * 1000)})  # fmt: skip
+        raw.zadd(env.keys.queue("default").encode(), {bad: seq})
+        raw.lpush(env.keys.wake("default"), "1")
+
+        final = (b"dead", b"succeeded")
+        wait_until(lambda: raw.hget(job_key, "status") in final, timeout=30, what="it to end")
+        assert jobs.Add.dispatch(a=2, b=2).result(timeout=10) == 4
+        assert worker.child_pids() == [child]
+        assert worker.alive()
+        assert "Traceback" not in worker.log_text()
+    finally:
+        raw.close()

@@ -36,7 +36,7 @@ from jobkit.worker.execute import LOST, Executor, Success, persistently
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
-from jobkit.worker.outage import Guard
+from jobkit.worker.outage import TROUBLE, Guard
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -157,7 +157,7 @@ class Child:
                 self.started[index] = 0.0
                 self._wake()
 
-    def _trouble(self, what: str, exc: redis.RedisError, *, pause: bool) -> None:
+    def _trouble(self, what: str, exc: Exception, *, pause: bool) -> None:
         """A Redis call failed: logged (once per retry or kind); with ``pause``, wait."""
         delay = self.guard.failed(what, exc)
         if pause:
@@ -217,7 +217,7 @@ class Child:
             if ahead:
                 try:
                     sent = self._send_refill()
-                except redis.RedisError as exc:
+                except TROUBLE as exc:
                     self._trouble(CLAIMING, exc, pause=job is None)
                     with self.cond:
                         self.refilling = False
@@ -241,7 +241,7 @@ class Child:
         """Finish a refill (see :meth:`_finish_refill`); Redis trouble is backed off."""
         try:
             self._finish_refill(*sent, wait=wait)
-        except redis.RedisError as exc:
+        except TROUBLE as exc:
             self._trouble(CLAIMING, exc, pause=True)
         else:
             self.guard.outage.recovered()
@@ -256,7 +256,7 @@ class Child:
         self.slots.post(index, handle, self.started[index])
         try:
             outcome = executor.run_or_lost(job)
-        except redis.RedisError as exc:  # Redis refused to record it: its lease will lapse
+        except TROUBLE as exc:  # Redis refused to record it: its lease will lapse
             self.guard.failed("recording a job's outcome", exc)
             outcome = LOST
         self.slots.clear(index)
@@ -287,7 +287,7 @@ class Child:
             refill = self.store.send_refill(
                 [d.completion() for _, d in done], self.worker, self.lease_ms, want, self.groups
             )
-        except redis.RedisError:
+        except TROUBLE:
             with self.cond:  # not recorded yet: keep them for the next try
                 self.pending[:0] = done
             raise
@@ -298,7 +298,7 @@ class Child:
         until new work is announced."""
         try:
             flags, jobs = self.store.finish_refill(refill)
-        except redis.RedisError:
+        except TROUBLE:
             with self.cond:  # not known to be recorded: try again (a rerun is fenced)
                 self.pending[:0] = done
             raise
@@ -342,7 +342,7 @@ class Child:
             for handle, job in entries:
                 self.store.requeue(job.id, job.token, uncount=True)
                 given.append((handle, job))
-        except redis.RedisError:
+        except TROUBLE:
             with self.cond:
                 self.batch.extendleft(reversed(entries[len(given) :]))
             raise
@@ -373,7 +373,7 @@ class Child:
                 self.report(done, flags)
             if unstarted:
                 self.release(unstarted)
-        except redis.RedisError as exc:
+        except TROUBLE as exc:
             log.warning(
                 "could not hand back %d job(s) (%s); their leases will lapse and be reaped",
                 len(done) + len(unstarted),

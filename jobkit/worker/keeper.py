@@ -8,10 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import redis
-
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry
+from jobkit.worker.outage import TROUBLE
 
 if TYPE_CHECKING:
     from jobkit.worker.child import Child, Sent
@@ -77,7 +76,7 @@ class Keeper:
             if flush:
                 try:
                     flags = child.store.complete_many([d.completion() for _, d in flush])
-                except redis.RedisError:
+                except TROUBLE:
                     with child.cond:
                         child.pending[:0] = flush
                         child.batch.extendleft(reversed(release))
@@ -85,5 +84,5 @@ class Keeper:
                 child.report(flush, flags)
             if release:
                 child.release(release)  # keeps what Redis did not take back
-        except redis.RedisError as exc:
+        except TROUBLE as exc:
             self.stop.wait(child.guard.failed("recording results", exc))

@@ -34,6 +34,9 @@ RELOG_FIRST = 10.0  # a failure kind is logged again after this, then twice as l
 RELOG_CAP = 600.0  # ... up to once per this
 
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+# What a round trip may raise for causes outside this process: an error from Redis, or a
+# reply that is not UTF-8 (an id or name a hostile writer put there) and cannot be read
+TROUBLE = (redis.RedisError, UnicodeDecodeError)
 
 
 def describe(exc: BaseException) -> str:
@@ -124,8 +127,8 @@ class Failures:
         """``what`` failed with ``exc``; returns how long to wait before trying it again.
 
         Logged when first seen; then, while it goes on failing, once more after 10 s,
-        20 s, 40 s ... with the count. A traceback is logged once for errors that are not
-        Redis's (those are bugs to report), never for Redis's own error replies."""
+        20 s, 40 s ... with the count. A traceback is logged once for errors that are
+        not Redis's nor unreadable replies (those are bugs to report)."""
         kind = f"{what}: {type(exc).__name__}"
         with self._lock:
             now = time.monotonic()
@@ -136,7 +139,7 @@ class Failures:
                     "%s failed (%s); retrying with back-off",
                     what,
                     describe(exc),
-                    exc_info=None if isinstance(exc, redis.RedisError) else exc,
+                    exc_info=None if isinstance(exc, TROUBLE) else exc,
                 )
             else:
                 state.count += 1
