@@ -58,15 +58,8 @@ class Chores:
     def run(self, now: float) -> None:
         """Run every chore that is due; an outage ends the round."""
         guard = self.sup.guard
-        if not guard.outage.ready(now):
+        if not self.connect(now):
             return
-        if not self.contact:
-            # only an outage postpones the rest: a step Redis refuses (CONFIG or INFO
-            # disabled, say) is logged and skipped
-            guard.call("first contact with Redis", self._first_contact)
-            if guard.outage.down:
-                return
-            self.contact = True
         for i, (what, chore, every, redis_chore) in enumerate(self.every):
             if now < self.due[i]:
                 continue
@@ -74,6 +67,21 @@ class Chores:
             self.due[i] = now + (every if backoff is None else max(every, backoff))
             if guard.outage.down:
                 return
+
+    def connect(self, now: float) -> bool:
+        """Make first contact with Redis unless made (Redis's config checked, scripts
+        loaded, the data marker read); False while Redis is out of reach."""
+        guard = self.sup.guard
+        if not guard.outage.ready(now):
+            return False
+        if not self.contact:
+            # only an outage postpones the rest: a step Redis refuses (CONFIG or INFO
+            # disabled, say) is logged and skipped
+            guard.call("first contact with Redis", self._first_contact)
+            if guard.outage.down:
+                return False
+            self.contact = True
+        return True
 
     # -- at first contact -------------------------------------------------------------
 

@@ -96,7 +96,7 @@ class Supervisor:
             self.options.concurrency,
             self.settings.lease,
         )
-        self.chores.run(time.monotonic())  # Redis's config checked before any job runs
+        self.chores.connect(time.monotonic())  # Redis's config checked before any job runs
         for _ in range(self.options.concurrency):
             self._spawn()
         try:
