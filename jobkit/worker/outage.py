@@ -41,7 +41,10 @@ TROUBLE = (redis.RedisError, UnicodeDecodeError)
 
 def describe(exc: BaseException) -> str:
     """One line for a log: the exception's type and message, never its traceback."""
-    text = str(exc).strip().replace("\n", " ") or "no message"
+    try:
+        text = str(exc).strip().replace("\n", " ") or "no message"
+    except Exception:  # an exception class may fail even at that
+        text = "(no message: str() failed)"
     return f"{type(exc).__name__}: {text[:300]}"
 
 
@@ -57,6 +60,7 @@ class Outage:
 
     @property
     def down(self) -> bool:
+        """Whether the last round trip failed for want of Redis."""
         return self.down_since is not None
 
     def ready(self, now: float) -> bool:
@@ -97,14 +101,6 @@ class Outage:
             self.down_since = None
             self.retries = 0
             self.retry_at = 0.0
-
-    def wait(self, exc: BaseException, stop: threading.Event | None = None) -> None:
-        """Log the failure (see :meth:`failed`) and sleep until the next retry."""
-        delay = self.failed(exc)
-        if stop is not None:
-            stop.wait(delay)
-        else:
-            time.sleep(delay)
 
 
 @dataclass

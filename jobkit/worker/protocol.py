@@ -68,10 +68,12 @@ def claimed(handle: int, job_id: str, token: str, attempt: int, timeout: float, 
 
 
 def done(handle: int, outcome: str) -> str:
+    """A finished job's line: one of :data:`OUTCOMES`."""
     return f"{DONE}\t{handle}\t{outcome}\n"
 
 
 def released(handle: int) -> str:
+    """The line of a job handed back to its queue unstarted."""
     return f"{RELEASED}\t{handle}\t\n"
 
 
