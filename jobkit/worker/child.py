@@ -329,6 +329,7 @@ class Child:
             self._wake(watch=self.threads > 1 or len(self.batch) > 1)
 
     def report(self, done: Sequence[Done], flags: Sequence[bool]) -> None:
+        """Log recorded completions and tell the supervisor (a refused one is lost)."""
         if done:
             self.executor.report([d for _, d in done], flags)
             outcomes = zip(done, flags, strict=True)
