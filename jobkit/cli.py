@@ -13,7 +13,7 @@ import typer
 from jobkit import names, registry
 from jobkit.connection import configure, describe_failure, get_settings, get_store
 from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
-from jobkit.errors import InvalidName, JobkitError
+from jobkit.errors import ConfigurationError, InvalidName, JobkitError
 from jobkit.models import JobRecord
 from jobkit.workers import WorkerRegistry
 
@@ -67,9 +67,19 @@ JobIds = Annotated[list[str] | None, typer.Argument()]
 AllDead = Annotated[bool, typer.Option("--all", help="every dead job")]
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def setup_logging(level: str) -> None:
+    """Log to stderr at ``level`` (a name of :data:`LOG_LEVELS`, any case)."""
+    name = level.strip().upper()
+    if name not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"unknown log level {level!r} (--log-level or JOBKIT_LOG_LEVEL); "
+            f"use one of {', '.join(LOG_LEVELS)}"
+        )
     logging.basicConfig(
-        level=level.upper(),
+        level=name,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
     )
@@ -136,7 +146,9 @@ def worker(
     max_memory: Annotated[float, typer.Option(help="MB per child before it is replaced")] = 0,
     job_timeout: Annotated[float, typer.Option(help="default hard limit per job, s")] = 0,
     name: Annotated[str, typer.Option(help="worker name (default host.pid)")] = "",
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)")
+    ] = None,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:
@@ -144,13 +156,13 @@ def worker(
     from jobkit.worker.supervisor import Supervisor, WorkerOptions
 
     queue_list, tag_list = _queue_list(queues), _tag_list(tags)  # before anything starts
-    setup_logging(log_level)
     settings = configure(
         redis_url=redis_url or get_settings().redis_url,
         prefix=prefix,
         lease=lease,
         heartbeat=heartbeat,
     )
+    setup_logging(log_level or settings.log_level)
     registry.import_apps(app_modules)
     options = WorkerOptions(
         queues=queue_list,

@@ -16,7 +16,10 @@ AppModules = Annotated[list[str], typer.Option("-A", "--app", help="module(s) de
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING")]
+LogLevel = Annotated[
+    str | None,
+    typer.Option("--log-level", help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)"),
+]
 
 
 def _load(app_modules: list[str]) -> list[BoundSchedule]:
@@ -28,7 +31,7 @@ def scheduler(
     app_modules: AppModules,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
-    log_level: LogLevel = "INFO",
+    log_level: LogLevel = None,
 ) -> None:
     """Run a scheduler: enqueue cron slots (each once, however many schedulers run) and
     promote delayed jobs when they fall due. Stops cleanly on SIGTERM / Ctrl-C."""
@@ -36,8 +39,8 @@ def scheduler(
     from jobkit.connection import configure, connect, get_settings
     from jobkit.scheduler import Scheduler
 
-    cli.setup_logging(log_level)
     settings = configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix)
+    cli.setup_logging(log_level or settings.log_level)
     schedules = _load(app_modules)
     raise typer.Exit(Scheduler(connect(settings), schedules).run())
 

@@ -76,6 +76,11 @@ def redis_options(settings: Settings, url: str) -> dict[str, Any]:
     """redis-py connection keyword arguments for ``settings``: every timeout explicit."""
     options: dict[str, Any] = {
         "decode_responses": True,
+        # a key or value that is not UTF-8 (written by something else) reads as text with
+        # U+FFFD in it instead of failing the whole reply: listings and reads go on. (The
+        # worker's claims go through wire.py, strictly decoded, and claim.lua dead-letters
+        # such a job before its bytes could reach a reply.)
+        "encoding_errors": "replace",
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_connect_timeout,
         "health_check_interval": settings.health_check_interval,

@@ -21,6 +21,8 @@ key                         type    holds
 ``{p}:workers``             zset    worker name -> last heartbeat (ms)
 ``{p}:worker:<name>``       hash    one worker: host, pid, queues, current jobs, counts
 ``{p}:stats``               hash    processed / failed / dead totals
+``{p}:marker``              string  written by the first worker, never deleted: a worker
+                                    that finds it gone, or changed, knows Redis lost its data
 ``{p}:schedule:<key>``      hash    one cron schedule: cursor (last handled slot), last and
                                     next fire times, last job id, fired / skipped counts
 ``{p}:sched:wake``          pubsub  channel: a delayed job due before any other was added,
@@ -73,6 +75,7 @@ class Keys:
         "base",
         "dead",
         "lanes",
+        "marker",
         "running",
         "sched_wake",
         "scheduled",
@@ -90,6 +93,7 @@ class Keys:
         self.lanes = f"{self.base}:lanes"
         self.workers = f"{self.base}:workers"
         self.stats = f"{self.base}:stats"
+        self.marker = f"{self.base}:marker"
         self.sched_wake = f"{self.base}:sched:wake"
 
     def job(self, job_id: str) -> str:

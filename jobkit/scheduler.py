@@ -27,6 +27,7 @@ from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan, plan
 from jobkit.schedule_store import FireResult, ScheduleStore, WakeListener
 from jobkit.store import Store
+from jobkit.worker.outage import Guard
 
 log = logging.getLogger("jobkit.scheduler")
 
@@ -35,6 +36,7 @@ log = logging.getLogger("jobkit.scheduler")
 # message sent while our connection was down). Not the timing mechanism.
 MAX_SLEEP = 5.0
 PROMOTE_LIMIT = 500
+SCHEDULING = "promoting and firing schedules"
 
 
 class _Stop(Exception):
@@ -56,7 +58,7 @@ class Scheduler:
         self._idle = False
         self._synced: set[str] = set()
         self._wake: WakeListener | None = None
-        self._down_since: float | None = None
+        self._trouble = Guard(log)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -88,16 +90,19 @@ class Scheduler:
         try:
             if self._wake is None:
                 self._wake = WakeListener(self.store)  # before planning: no wake-up lost
-            self.wait(self.step())
-            if self._down_since is not None:
-                log.info("Redis reachable again after %.1fs", time.monotonic() - self._down_since)
-                self._down_since = None
+            delay = self.step()
         except redis.RedisError as exc:  # an outage, or Redis refusing writes (OOM, ...)
+            # one line per retry with back-off, no traceback (see jobkit.worker.outage)
             self._close_wake()
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                log.error("Redis unreachable or failing: %s; retrying", exc)
-            self._sleep(min(1.0, 0.1 + (time.monotonic() - self._down_since) / 10))
+            self._sleep(self._trouble.failed(SCHEDULING, exc))
+            return
+        self._trouble.outage.recovered()
+        self._trouble.failures.recovered(SCHEDULING)
+        try:
+            self.wait(delay)
+        except redis.RedisError as exc:  # the wake-up channel broke: plan again at once
+            self._close_wake()
+            self._trouble.failed(SCHEDULING, exc)
 
     def _close_wake(self) -> None:
         wake, self._wake = self._wake, None

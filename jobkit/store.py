@@ -4,7 +4,9 @@ from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need.""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -19,6 +21,8 @@ from jobkit.keys import Keys
 from jobkit.models import Claimed, NewJob
 from jobkit.reads import Reads
 from jobkit.wire import Head, Inflight, Wire, raise_errors
+
+log = logging.getLogger("jobkit.store")
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough that Redis runs one while the client packs the next, and never
@@ -233,6 +237,9 @@ class Store(Reads):
     @staticmethod
     def _parse_claimed(raw: list[Any]) -> list[Claimed]:
         # claim.lua validated every field it returns (attempts and timeout are numbers)
+        if len(raw) % 7:  # a last element: queue keys of another type it skipped
+            *raw, skipped = raw
+            _warn_skipped(skipped)
         return [
             Claimed(
                 raw[i],
@@ -355,3 +362,18 @@ class Store(Reads):
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         return int(self._run("purge", [self.keys.base], tuple(ids)))
+
+
+_SKIP_WARN_EVERY = 60.0  # seconds between warnings about one unusable queue key
+_skip_warned: dict[str, float] = {}
+
+
+def _warn_skipped(keys: Sequence[str]) -> None:
+    """Say (once a minute per key) that a queue key holds another type, so its jobs are
+    not served: the operator must rename or delete it."""
+    now = time.monotonic()
+    for key in keys:
+        if now - _skip_warned.get(key, -_SKIP_WARN_EVERY) >= _SKIP_WARN_EVERY:
+            _skip_warned[key] = now
+            log.error("queue key %s holds another type than a sorted set: not served; "
+                      "rename or delete it", key)  # fmt: skip

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from jobkit import BaseJob, Retry, RetryLater, get_store
+from jobkit import BaseJob, Retry, RetryLater, get_settings, get_store
 
 
 def r() -> redis.Redis:
@@ -269,3 +270,112 @@ class BigResult(BaseJob):
 
     def perform(self) -> str:
         return "x" * self.params.size
+
+
+class SleepThenMark(BaseJob):
+    """Sets ``marker`` to its pid, sleeps ``seconds``, then RPUSHes its pid to ``after``:
+    an attempt that was stopped during the sleep leaves no trace in ``after``."""
+
+    class Params(BaseModel):
+        marker: str
+        after: str
+        seconds: float
+
+    def perform(self) -> int:
+        r().set(self.params.marker, os.getpid())
+        time.sleep(self.params.seconds)
+        r().rpush(self.params.after, os.getpid())
+        return os.getpid()
+
+
+class StampStart(BaseJob):
+    """RPUSHes the time it started to ``key``."""
+
+    class Params(BaseModel):
+        key: str
+
+    def perform(self) -> None:
+        r().rpush(self.params.key, repr(time.time()))
+
+
+class TermDuringRespawn(BaseJob):
+    """The first time it runs (``once`` SET NX): kills its own child process, and leaves
+    behind a helper process that SIGTERMs the supervisor just after the supervisor has
+    collected the dead child, while it is about to replace it. The helper RPUSHes the
+    time it sent the signal to ``signalled``."""
+
+    class Params(BaseModel):
+        once: str
+        signalled: str
+        after_reaped: float = 0.05
+
+    def perform(self) -> str:
+        if not r().set(self.params.once, "1", nx=True):
+            return "second run"
+        child, supervisor = os.getpid(), os.getppid()
+        if os.fork() == 0:  # the helper: only this thread exists in it
+            try:
+                _signal_when_reaped(child, supervisor, self.params)
+            finally:
+                os._exit(0)
+        os._exit(3)
+
+
+def _signal_when_reaped(child: int, supervisor: int, params: TermDuringRespawn.Params) -> None:
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{child}") and time.monotonic() < deadline:
+        time.sleep(0.002)  # a zombie still has its /proc entry: gone means collected
+    time.sleep(params.after_reaped)
+    client = redis.Redis.from_url(str(get_settings().redis_url))
+    client.rpush(params.signalled, repr(time.time()))
+    os.kill(supervisor, signal.SIGTERM)
+
+
+class Unusual(BaseException):
+    """A BaseException that is neither SystemExit, KeyboardInterrupt nor GeneratorExit."""
+
+
+def _raise_base(kind: str) -> NoReturn:
+    if kind == "SystemExit":
+        raise SystemExit(3)
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind == "GeneratorExit":
+        raise GeneratorExit
+    raise Unusual("not an Exception")
+
+
+class RaiseBase(BaseJob):
+    """Raises a BaseException that is not an Exception (``kind`` names it)."""
+
+    class Params(BaseModel):
+        kind: str
+
+    def perform(self) -> None:
+        _raise_base(self.params.kind)
+
+
+class AsyncRaiseBase(BaseJob):
+    """RaiseBase, from ``async def perform``."""
+
+    class Params(BaseModel):
+        kind: str
+
+    async def perform(self) -> None:
+        await asyncio.sleep(0.01)
+        _raise_base(self.params.kind)
+
+
+class BreaksItsRunner(BaseJob):
+    """Its params validator raises a BaseException in the worker (jobs of this class are
+    written straight into Redis, as dispatch() would run the validator too): it escapes
+    the executor and ends the thread that runs it."""
+
+    class Params(BaseModel):
+        counter: str
+
+        @field_validator("counter")
+        @classmethod
+        def _count_and_break(cls, value: str) -> str:
+            r().incr(value)
+            raise Unusual("validator broke out")

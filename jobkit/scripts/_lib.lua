@@ -159,6 +159,34 @@ local function finite(v)
 end
 local function int_ok(v) return v and string.match(v, '^%-?%d+$') ~= nil end
 
+-- Text a client can decode: valid UTF-8 (as Python's strict decoder reads it: no
+-- overlong forms, no surrogates, nothing past U+10FFFF). ASCII, the usual case, is one
+-- string.find; other text is walked one character at a time from one non-ASCII byte to
+-- the next.
+local function utf8_ok(s)
+  local i = string.find(s, '[\128-\255]')
+  local byte, find = string.byte, string.find
+  while i do
+    local c = byte(s, i)
+    local more, lo, hi = 0, 128, 191
+    if c >= 194 and c <= 223 then more = 1
+    elseif c >= 224 and c <= 239 then
+      more = 2
+      if c == 224 then lo = 160 elseif c == 237 then hi = 159 end
+    elseif c >= 240 and c <= 244 then
+      more = 3
+      if c == 240 then lo = 144 elseif c == 244 then hi = 143 end
+    else return false end
+    for k = 1, more do
+      local d = byte(s, i + k)
+      if not d or d < lo or d > hi then return false end
+      lo, hi = 128, 191
+    end
+    i = find(s, '[\128-\255]', i + more + 1)  -- skip the ASCII that follows at C speed
+  end
+  return true
+end
+
 -- Why a job's record cannot be put back in its queue, or nil when it can: a lane, an
 -- integer priority and sequence number, and the lane's keys of the right types (looked
 -- up once per lane per call, in `seen`).

@@ -3,7 +3,9 @@
 --          keys are built from it
 -- ARGV     worker name, lease_ms, N, request id ('' = none), G (number of lane groups),
 --          then G groups of (count, lane...) in the order the worker checks its queues
--- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane
+-- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
+--          only if a lane's queue key holds another type (skipped, so the other lanes
+--          are still served), one more element: the list of those keys
 -- Invariant: a job leaves its queue only together with its entry in `running` (or, when
 -- its record is invalid, in `dead`), and every claim bumps the job's fencing token
 -- (`lease`), so older holders are refused later. A request sent again under the same id
@@ -14,6 +16,7 @@ local lease_ms, want, req, groups = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4
 local running = base .. ':running'
 expect_types(running, 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
 local out = {}
+local skipped = {}  -- queue keys of another type: named in the reply, not served
 
 local function answer(id, token, name, params, attempts, timeout, lane)
   local k = #out
@@ -42,12 +45,17 @@ local got = 0
 local leases = {}  -- score, id pairs for `running`, added in one call
 local taken = {}  -- id, token, lane triples: what a re-sent request answers with
 
--- Why a popped job cannot be run as it stands, or nil.
-local function problem(f)
+-- Why a popped job cannot be run as it stands, or nil. (Its id and name go back in the
+-- reply, which the client decodes as UTF-8: one byte that is not would cost the whole
+-- batch its reply.)
+local function problem(id, f)
+  if not utf8_ok(id) then return 'its id is not UTF-8 text' end
   if not count_ok(f[2]) then return 'attempts is not a whole number' end
   if not count_ok(f[3]) then return 'lease is not a whole number' end
   if not f[4] or f[4] == '' then return 'no job name' end
+  if not utf8_ok(f[4]) then return 'its name is not UTF-8 text' end
   if not f[5] then return 'no params' end
+  if not utf8_ok(f[5]) then return 'its params are not UTF-8 text' end
   if f[6] and not (finite(f[6]) and tonumber(f[6]) >= 0) then
     return 'timeout is not a number of seconds'
   end
@@ -63,7 +71,7 @@ local function take(id, lane)
   end
   -- an id whose hash vanished or that was cancelled meanwhile is simply dropped
   if f[1] ~= 'queued' then return end
-  local why = problem(f)
+  local why = problem(id, f)
   if why then
     invalid_record(base, id, why, now_s)
     return
@@ -91,13 +99,20 @@ for g = 1, groups do
       lane = lanes[1]
       -- pcall: a queue key of another type is skipped, not the end of the claim
       local popped = redis.pcall('ZPOPMIN', queue_key(base, lane), want - got)
-      if popped['err'] then popped = {} end
+      if popped['err'] then
+        skipped[#skipped + 1] = queue_key(base, lane)
+        popped = {}
+      end
       for k = 1, #popped, 2 do ids[#ids + 1] = popped[k] end
     else  -- the best head among this group's lanes
       local best, best_score = nil, nil
       for j = 1, count do
         local head = redis.pcall('ZRANGE', queue_key(base, lanes[j]), 0, 0, 'WITHSCORES')
-        if not head['err'] and head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+        if head['err'] then
+          skipped[#skipped + 1] = queue_key(base, lanes[j])
+          head = {}
+        end
+        if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
           best, best_score = j, tonumber(head[2])
         end
       end
@@ -124,4 +139,5 @@ if got < want then
     pos = pos + count + 1
   end
 end
+if #skipped > 0 then out[#out + 1] = skipped end
 return out

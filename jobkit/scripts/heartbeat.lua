@@ -1,9 +1,10 @@
 -- heartbeat: extend the leases a worker still holds.
 -- KEYS[1]  base "{prefix}"; running and job:<id> are built from it
 -- ARGV     lease_ms, then pairs (id, token)
--- Returns  one code per pair: 1 extended; 2 not extended because this token's attempt
---          has ended (its outcome was recorded before the supervisor heard of it);
---          0 lost (another holder has it, or it is gone)
+-- Returns  one code per pair: 1 extended; 2 this token's attempt already ended (the job
+--          left `running` under this very lease: completed, failed, requeued, reaped),
+--          nothing to renew and nothing lost; 0 lost (another attempt holds the lease,
+--          or the job is gone)
 -- Invariant: only the current token holder can keep a job in `running` alive.
 local base = KEYS[1]
 local lease_ms = tonumber(ARGV[1])
@@ -14,13 +15,13 @@ local out = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local f = read_job(job_key(base, id), 'status', 'lease')
-  if f and f[1] == 'running' and f[2] == token then
+  if not f or f[2] ~= token then
+    out[#out + 1] = 0
+  elseif f[1] == 'running' then
     redis.call('ZADD', running, 'XX', deadline, id)
     out[#out + 1] = 1
-  elseif f and f[1] and f[2] == token then
-    out[#out + 1] = 2
   else
-    out[#out + 1] = 0
+    out[#out + 1] = 2
   end
 end
 return out

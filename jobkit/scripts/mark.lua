@@ -16,6 +16,7 @@ for i = 2, #ARGV, 2 do
   local f = read_job(jk, 'status', 'lease')
   if f and f[1] == 'running' and f[2] == token then
     redis.call('HSET', jk, 'started', token)
+    redis.call('HDEL', jk, 'unstarted')  -- it could be read: no longer suspect
     if what == 'crashed' then redis.call('ZADD', running, 'XX', 0, id) end
     out[#out + 1] = 1
   else

@@ -4,10 +4,14 @@
 -- ARGV     max_crashes (default when the job has none), limit per call
 -- Returns  flat list of pairs (id, outcome): 'requeued' or 'dead' (a crash counted),
 --          'returned' (it never started: back to its queue, no attempt used), 'invalid'
---          (its record cannot be trusted: dead, reason invalid_record) or 'dropped'
+--          (its record cannot be trusted: dead, reason invalid_record) or 'dropped'. An
+--          id that is not UTF-8 text is given as '<id not UTF-8>' (the reply is decoded).
 -- Invariant: idempotent; any number of workers may run it at once. Only an attempt that
 -- started (its supervisor marked it, see mark.lua) counts as a crash; a job that crashed
--- max_crashes times, or used up its attempts, is a poison pill and goes to `dead`.
+-- max_crashes times, or used up its attempts, is a poison pill and goes to `dead`. A job
+-- leased MAX_UNSTARTED times in a row and never started is dead too (invalid_record):
+-- no worker could read it, so it must not circle for ever.
+local MAX_UNSTARTED = 10
 local base = KEYS[1]
 local default_crashes, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local running = base .. ':running'
@@ -39,6 +43,10 @@ for _, id in ipairs(expired) do
     if why then
       invalid_record(base, id, why, now)
       outcome = 'invalid'
+    elseif f[11] ~= f[10] and redis.call('HINCRBY', jk, 'unstarted', 1) >= MAX_UNSTARTED then
+      invalid_record(base, id, 'leased ' .. MAX_UNSTARTED .. ' times and never started: '
+        .. 'no worker could read it', now)
+      outcome = 'invalid'
     elseif f[11] ~= f[10] then
       -- leased but never started (prefetched by a worker that died, or a claim whose
       -- reply was lost): nothing ran, so no crash and no attempt is counted
@@ -66,7 +74,7 @@ for _, id in ipairs(expired) do
       end
     end
   end
-  out[#out + 1] = id
+  out[#out + 1] = utf8_ok(id) and id or '<id not UTF-8>'
   out[#out + 1] = outcome
 end
 return out

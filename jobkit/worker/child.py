@@ -8,9 +8,9 @@ is running in shared-memory :class:`~jobkit.worker.slot.Slots` (no syscall per j
 ``threads`` runner threads run jobs. A runner low on unstarted jobs sends the finished
 results and the next claim in one request, runs its job, then reads the answer; an idle
 runner waits for work with the claim queued behind its BLPOP. Each claimed job still has
-its own lease and token. A housekeeping thread bounds how long a result waits for its
-batch (``FLUSH_AFTER``) and hands unstarted jobs back when every runner is stuck in a
-long job (``RELEASE_AFTER``), so prefetch never starves a short job behind a long one.
+its own lease and token. A housekeeping thread (:mod:`~jobkit.worker.keeper`) bounds
+how long a result waits for its batch and hands unstarted jobs back when every runner is
+stuck in a long job, so prefetch never starves a short job behind a long one.
 """
 
 from __future__ import annotations
@@ -32,19 +32,22 @@ from jobkit.keys import every_tag_lanes
 from jobkit.models import Claimed
 from jobkit.settings import Settings
 from jobkit.store import Refill, Store
-from jobkit.worker import protocol
-from jobkit.worker.execute import Executor, Success, persistently, redis_failed
+from jobkit.worker.execute import LOST, Executor, Success, persistently
+from jobkit.worker.keeper import Keeper
+from jobkit.worker.lifeline import orphaned
+from jobkit.worker.link import Done, Entry, Link
+from jobkit.worker.outage import TROUBLE, Guard
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
 
 IDLE_BLOCK = 2.0  # seconds an idle child blocks on Redis before checking on its parent
-FLUSH_AFTER = 0.005  # a finished job's result waits at most this long for its batch
-RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
 STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
+FAILED = 70  # exit code of a child one of whose threads died: the supervisor replaces it
 
-Sent = tuple[Refill, list[Success]]  # a refill request, and the results it records
+Sent = tuple[Refill, list[Done]]  # a refill request, and the results it records
+CLAIMING = "claiming jobs"
 
 
 class Child:
@@ -67,7 +70,7 @@ class Child:
         self.lanes = [lane for g in self.groups for lane in g]
         self.all_tags = all_tags  # serve every tagged lane of our queues, found in Redis
         self.lanes_checked = 0.0
-        self.fd = fd
+        self.link = Link(fd)
         self.slots = slots
         self.threads = slots.count
         self.prefetch = max(1, prefetch)
@@ -76,12 +79,14 @@ class Child:
         self.low_water = prefetch // 2 if prefetch > 1 else 0
         self.log_jobs = log_jobs
         self.lease_ms = int(settings.lease * 1000)
-        self.stopping = False  # set by SIGTERM
+        self.stopping = False  # set by SIGTERM, or when a thread of ours died
+        self.failed = False  # a thread died: exit with FAILED
         self.parent = os.getppid()
+        self.guard = Guard(log)  # Redis trouble: logged once per retry or kind, backed off
         self.cond = threading.Condition()
         # all below guarded by `cond`
-        self.batch: deque[Claimed] = deque()  # claimed, not started
-        self.pending: list[Success] = []  # finished, result not yet recorded
+        self.batch: deque[Entry] = deque()  # claimed, not started
+        self.pending: list[Done] = []  # finished, result not yet recorded
         self.started = [0.0] * self.threads  # monotonic start per runner thread, 0 idle
         self.refilling = False  # one runner is claiming (or waiting for work) for all
         self.sent: Sent | None = None  # a refill whose sender runs a job: anyone may read it
@@ -99,13 +104,22 @@ class Child:
         self.stopping = True
 
     def run(self) -> int:
+        """Serve until SIGTERM; the exit code (0, or FAILED when a thread of ours died).
+        The supervisor forked us with SIGTERM and SIGINT blocked: unblocked here, once
+        our handlers are in place."""
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches us via the supervisor
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         self.store = connect(self.settings)
-        self.store.load_scripts()
         self.executor = Executor(self.store, self.settings, log_jobs=self.log_jobs)
+        # a head start, not a requirement: a script Redis lacks is loaded when refused,
+        # and with Redis away the runners wait for it, backing off
+        self.guard.call("loading scripts", self.store.load_scripts)
+        if self.stopping:  # told to stop while starting: claim nothing
+            return 0
         stop_keeper = threading.Event()
-        threads = [threading.Thread(target=self._housekeep, args=(stop_keeper,), daemon=True)]
+        keeper = Keeper(self, stop_keeper)
+        threads = [threading.Thread(target=keeper.run, name="keeper", daemon=True)]
         threads += [
             threading.Thread(target=self._runner, args=(i,), daemon=True, name=f"runner-{i}")
             for i in range(self.threads)
@@ -113,29 +127,41 @@ class Child:
         for thread in threads:
             thread.start()
         try:
-            while not self.stopping and os.getppid() == self.parent:
+            while not self.stopping:
+                if os.getppid() != self.parent:  # the lifeline's third net
+                    orphaned()
                 time.sleep(STOP_POLL)
         finally:
             self._wind_down()
             stop_keeper.set()
-        return 0
+        return FAILED if self.failed else 0
+
+    def died(self, what: str) -> None:
+        """A thread of ours died: stop, so the supervisor replaces this child (and
+        settles the job that thread was running), rather than keep a child that holds a
+        job it will never finish."""
+        log.exception("%s failed: stopping this child so it is replaced", what)
+        self.failed = self.stopping = True
 
     # -- runner threads -----------------------------------------------------------------
 
     def _runner(self, index: int) -> None:
-        """A runner thread; if it fails unexpectedly the whole child stops, so the
-        supervisor replaces it rather than keeping a child that runs nothing."""
         try:
             self._run_jobs(index)
         except BrokenPipeError:
-            self.stopping = True  # the supervisor is gone
-        except Exception:
-            log.exception("runner thread failed: stopping this child so it is replaced")
-            self.stopping = True
+            orphaned()  # the supervisor is gone
+        except BaseException:
+            self.died(f"runner thread {index}")
         finally:
             with self.cond:
                 self.started[index] = 0.0
                 self._wake()
+
+    def _trouble(self, what: str, exc: Exception, *, pause: bool) -> None:
+        """A Redis call failed: logged (once per retry or kind); with ``pause``, wait."""
+        delay = self.guard.failed(what, exc)
+        if pause:
+            time.sleep(delay)
 
     def _wake(self, *, watch: bool = False) -> None:
         """With ``cond`` held: the state changed (with ``watch``: in a way the housekeeper
@@ -160,7 +186,6 @@ class Child:
             if index == 0
             else Executor(self.store, self.settings, log_jobs=self.log_jobs)
         )
-        failures = 0
         while True:
             ahead = False  # this thread asks for the next batch
             takeover: Sent | None = None  # ... or reads one a busy thread asked for
@@ -169,7 +194,7 @@ class Child:
                     if self.closing:
                         return
                     if self.batch:
-                        job: Claimed | None = self.batch.popleft()
+                        job: Entry | None = self.batch.popleft()
                         self.started[index] = time.monotonic()
                         # running low: ask for more now, read the answer after this job;
                         # not when a wake-up's claim just found the queue empty
@@ -186,20 +211,20 @@ class Child:
                         break
                     self._wait(IDLE_BLOCK)
             if takeover is not None:
-                failures = self._finish(takeover, failures, wait=False)
+                self.finish(takeover, wait=False)
                 continue
             sent: Sent | None = None
             if ahead:
                 try:
                     sent = self._send_refill()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    failures = redis_failed(failures, exc, pause=job is None)
+                except TROUBLE as exc:
+                    self._trouble(CLAIMING, exc, pause=job is None)
                     with self.cond:
                         self.refilling = False
                         self._wake()
             if job is None:
                 if sent is not None:
-                    failures = self._finish(sent, failures, wait=True)
+                    self.finish(sent, wait=True)
                 continue
             if sent is not None:
                 with self.cond:  # an idle thread (or the housekeeper) may read it meanwhile
@@ -210,32 +235,39 @@ class Child:
                 with self.cond:
                     mine, self.sent = self.sent, None
                 if mine is not None:
-                    failures = self._finish(mine, failures, wait=False)
+                    self.finish(mine, wait=False)
 
-    def _finish(self, sent: Sent, failures: int, *, wait: bool) -> int:
-        """Finish a refill (see :meth:`_finish_refill`); returns the failure count."""
+    def finish(self, sent: Sent, *, wait: bool) -> None:
+        """Finish a refill (see :meth:`_finish_refill`); Redis trouble is backed off."""
         try:
             self._finish_refill(*sent, wait=wait)
-            return 0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            return redis_failed(failures, exc, pause=True)
+        except TROUBLE as exc:
+            self._trouble(CLAIMING, exc, pause=True)
+        else:
+            self.guard.outage.recovered()
+            self.guard.failures.recovered(CLAIMING)
         finally:
             with self.cond:
                 self.refilling = self.blocking = False
                 self._wake()
 
-    def _run_claimed(self, index: int, executor: Executor, job: Claimed) -> None:
-        self.slots.post(index, job.id, self.started[index])
-        outcome = executor.run_or_lost(job)
+    def _run_claimed(self, index: int, executor: Executor, entry: Entry) -> None:
+        handle, job = entry
+        self.slots.post(index, handle, self.started[index])
+        try:
+            outcome = executor.run_or_lost(job)
+        except TROUBLE as exc:  # Redis refused to record it: its lease will lapse
+            self.guard.failed("recording a job's outcome", exc)
+            outcome = LOST
         self.slots.clear(index)
         with self.cond:
             self.started[index] = 0.0
             if isinstance(outcome, Success):  # recorded later, with its batch
-                self.pending.append(outcome)
+                self.pending.append((handle, outcome))
                 self._wake(watch=True)
                 return
             self._wake()
-        protocol.send(self.fd, [protocol.done(job.id, outcome)])
+        self.link.done([(handle, outcome)])
 
     def _refresh_lanes(self) -> None:
         """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
@@ -253,25 +285,25 @@ class Child:
             want = max(1, self.prefetch - len(self.batch))
         try:
             refill = self.store.send_refill(
-                [d.completion() for d in done], self.worker, self.lease_ms, want, self.groups
+                [d.completion() for _, d in done], self.worker, self.lease_ms, want, self.groups
             )
-        except (redis.ConnectionError, redis.TimeoutError):
+        except TROUBLE:
             with self.cond:  # not recorded yet: keep them for the next try
                 self.pending[:0] = done
             raise
         return refill, done
 
-    def _finish_refill(self, refill: Refill, done: list[Success], *, wait: bool) -> None:
+    def _finish_refill(self, refill: Refill, done: list[Done], *, wait: bool) -> None:
         """Take in what a refill claimed; with nothing at all to run (``wait``), block
         until new work is announced."""
         try:
             flags, jobs = self.store.finish_refill(refill)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except TROUBLE:
             with self.cond:  # not known to be recorded: try again (a rerun is fenced)
                 self.pending[:0] = done
             raise
         # one write tells the supervisor both what finished and what we now hold
-        self._report(done, flags)
+        self.report(done, flags)
         if jobs:
             self._take(jobs)
             return
@@ -289,69 +321,34 @@ class Child:
     def _take(self, jobs: Sequence[Claimed], *, drained: bool = False) -> None:
         """Jobs just leased: the supervisor renews them from now on; runners start them.
         ``drained``: the claim took all there was: start one before asking for more."""
-        protocol.send(
-            self.fd, [protocol.claimed(j.id, j.token, j.attempts, j.timeout, j.name) for j in jobs]
-        )
+        entries = self.link.claimed(jobs)
         with self.cond:
             self.drained = drained
-            self.batch.extend(jobs)
+            self.batch.extend(entries)
             # one job for one runner: it starts now, nothing is left for the housekeeper
             self._wake(watch=self.threads > 1 or len(self.batch) > 1)
 
-    def _report(self, done: Sequence[Success], flags: Sequence[bool]) -> None:
+    def report(self, done: Sequence[Done], flags: Sequence[bool]) -> None:
+        """Log recorded completions and tell the supervisor (a refused one is lost)."""
         if done:
-            self.executor.report(done, flags)
+            self.executor.report([d for _, d in done], flags)
             outcomes = zip(done, flags, strict=True)
-            protocol.send(
-                self.fd,
-                [protocol.done(d.job.id, "succeeded" if ok else "lost") for d, ok in outcomes],
-            )
+            self.link.done([(h, "succeeded" if ok else LOST) for (h, _), ok in outcomes])
 
-    # -- housekeeping (a thread) ------------------------------------------------------------
-
-    def _housekeep(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+    def release(self, entries: Sequence[Entry]) -> None:
+        """Give unstarted jobs back to their queue. Should Redis fail half way, those it
+        took back are reported released and the rest stay ours (raised)."""
+        given: list[Entry] = []
+        try:
+            for handle, job in entries:
+                self.store.requeue(job.id, job.token, uncount=True)
+                given.append((handle, job))
+        except TROUBLE:
             with self.cond:
-                idle = not self.pending and not self.batch and self.sent is None
-                self.keeper_asleep = idle
-            if idle:  # nothing to flush or release: sleep until a runner has something
-                self.kick.wait(STOP_POLL)
-                self.kick.clear()
-                continue
-            time.sleep(FLUSH_AFTER / 2)
-            now = time.monotonic()
-            flush: list[Success] = []
-            release: list[Claimed] = []
-            takeover: Sent | None = None
-            with self.cond:
-                if self.pending and now - self.pending[0].finished >= FLUSH_AFTER:
-                    flush, self.pending = self.pending, []
-                # every runner is stuck in a long job: let other workers have the prefetch,
-                # including what a runner asked for just before its job
-                busy_since = [t for t in self.started if t]
-                stuck = len(busy_since) == self.threads and now - max(busy_since) > RELEASE_AFTER
-                if stuck and self.sent is not None:
-                    takeover, self.sent = self.sent, None
-            if takeover is not None:
-                self._finish(takeover, 0, wait=False)
-            with self.cond:
-                if stuck and self.batch:
-                    release = list(self.batch)
-                    self.batch.clear()
-            try:
-                if flush:
-                    self._report(flush, self.store.complete_many([d.completion() for d in flush]))
-                if release:
-                    self._release(release)
-            except (redis.ConnectionError, redis.TimeoutError):
-                with self.cond:  # keep them for the runners, which ride out the outage
-                    self.pending[:0] = flush
-                    self.batch.extendleft(reversed(release))
-
-    def _release(self, jobs: Sequence[Claimed]) -> None:
-        for job in jobs:
-            self.store.requeue(job.id, job.token, uncount=True)
-        protocol.send(self.fd, [protocol.released(j.id) for j in jobs])
+                self.batch.extendleft(reversed(entries[len(given) :]))
+            raise
+        finally:
+            self.link.released([handle for handle, _ in given])
 
     def _wind_down(self) -> None:
         """On the way out: let running jobs finish, record finished results, hand back
@@ -371,14 +368,15 @@ class Child:
         try:
             if done:
                 flags = persistently(
-                    lambda: self.store.complete_many([d.completion() for d in done]),
+                    lambda: self.store.complete_many([d.completion() for _, d in done]),
                     self.settings.lease,
                 )
-                self._report(done, flags)
+                self.report(done, flags)
             if unstarted:
-                self._release(unstarted)
-        except (redis.ConnectionError, redis.TimeoutError, BrokenPipeError):
+                self.release(unstarted)
+        except TROUBLE as exc:
             log.warning(
-                "could not hand back %d job(s); their leases will lapse and be reaped",
+                "could not hand back %d job(s) (%s); their leases will lapse and be reaped",
                 len(done) + len(unstarted),
+                exc,
             )

@@ -18,23 +18,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from jobkit import registry
 from jobkit.errors import PayloadTooLarge, UnknownJobError
 from jobkit.models import Claimed, DeadReason, JobError
-from jobkit.retry import Decision, backoff
+from jobkit.retry import Decision
 from jobkit.settings import Settings
 from jobkit.store import Store
 
 log = logging.getLogger("jobkit.worker")
-_backoff = wait_exponential(multiplier=0.05, max=5.0)
-
-
-def redis_failed(failures: int, exc: Exception, *, pause: bool) -> int:
-    """Count one more failure to reach Redis; with ``pause``, log it and back off."""
-    failures += 1
-    if pause:
-        delay = backoff(_backoff, failures)
-        log.warning("Redis unreachable (%s); retrying in %.2fs", exc, delay)
-        time.sleep(delay)
-    return failures
-
 
 T = TypeVar("T")
 
@@ -112,7 +100,11 @@ def record_failure(
 
 
 def _error_from(exc: BaseException) -> JobError:
-    return JobError(type(exc).__qualname__, str(exc), "".join(traceback.format_exception(exc)))
+    try:
+        message = str(exc)
+    except Exception:  # a job's own exception class may fail even at that
+        message = f"<{type(exc).__qualname__}: str() failed>"
+    return JobError(type(exc).__qualname__, message, "".join(traceback.format_exception(exc)))
 
 
 class Executor:
@@ -132,6 +124,12 @@ class Executor:
     def close(self) -> None:
         if self._loop is not None:
             self._loop.close()
+
+    def _drop_loop(self) -> None:
+        """Start the next ``async def`` job on a fresh event loop."""
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_running():
+            loop.close()
 
     def _dead(self, job: Claimed, reason: DeadReason, exc: BaseException) -> str:
         return record_failure(
@@ -165,7 +163,12 @@ class Executor:
             result = cls(params, job_id=job.id, attempt=job.attempts).perform()
             if result is not None and inspect.isawaitable(result):
                 result = self._await(result)
-        except Exception as exc:
+        # Every exception ends the attempt, SystemExit, KeyboardInterrupt, GeneratorExit
+        # and the like included: they fail it as any other would (not in the default
+        # `retry_on`, so dead with reason `exception`), and this child serves on.
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                self._drop_loop()  # it may have stopped the event loop half way
             decision = cls.retry.decide(exc, job.attempts)
             return record_failure(self.store, self.settings, job, decision, _error_from(exc))
         try:

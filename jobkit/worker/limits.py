@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
-from jobkit.worker.protocol import Held, Reader, held
+from jobkit.worker.protocol import Held, Reader, held, malformed
 from jobkit.worker.slot import Slots
+
+
+class KillReason(str, Enum):
+    """Why the supervisor killed a child."""
+
+    TIMEOUT = "timeout"  # a job overran its time limit
+    SHUTDOWN = "shutdown"  # the grace period of a graceful stop ran out
 
 
 @dataclass(slots=True)
@@ -16,26 +24,41 @@ class ChildState:
     fd: int
     slots: Slots
     reader: Reader = field(default_factory=Reader)
-    held: dict[str, str] = field(default_factory=dict)  # job id -> its claim, unparsed
-    marked: set[str] = field(default_factory=set)  # held jobs Redis knows have started
-    kill_reason: str | None = None  # why we killed it: "timeout" | "shutdown"
-    timed_out: str | None = None  # the job whose timeout made us kill it
+    held: dict[str, str] = field(default_factory=dict)  # handle (text) -> claim, unparsed
+    marked: set[str] = field(default_factory=set)  # handles Redis knows have started
+    kill_reason: KillReason | None = None  # why we killed it
+    timed_out: str | None = None  # the handle of the job whose timeout made us kill it
     recycling: bool = False  # asked to exit after its current job (memory)
 
-    def job(self, job_id: str) -> Held:
-        """What the child told us about a job it holds."""
-        return held(self.held[job_id])
+    def job(self, handle: str) -> Held | None:
+        """What the child told us about a job it holds (None: not held, or unreadable)."""
+        fields = self.held.get(handle)
+        if fields is None:
+            return None
+        try:
+            return held(fields)
+        except ValueError:
+            malformed("claim", fields)
+            del self.held[handle]  # once: it cannot get better
+            return None
+
+    def jobs(self) -> list[tuple[str, Held]]:
+        """Every job the child holds, by handle."""
+        found = ((handle, self.job(handle)) for handle in list(self.held))
+        return [(handle, job) for handle, job in found if job is not None]
 
     def running(self) -> dict[str, float]:
-        """Job id -> monotonic start, for every job the child's threads run now."""
-        return {job_id: t for job_id, t in self.slots.read_all() if job_id in self.held}
+        """Handle -> monotonic start, for every job the child's threads run now."""
+        busy = ((str(handle), t) for handle, t in self.slots.read_all())
+        return {handle: t for handle, t in busy if handle in self.held}
 
     def overdue(self, now: float, default_timeout: float) -> str | None:
-        """The id of a running job past its timeout, if any."""
-        for job_id, started in self.running().items():
-            limit = self.job(job_id).timeout or default_timeout
+        """The handle of a running job past its timeout, if any."""
+        for handle, started in self.running().items():
+            job = self.job(handle)
+            limit = (job.timeout if job else 0) or default_timeout
             if limit and now - started > limit:
-                return job_id
+                return handle
         return None
 
 

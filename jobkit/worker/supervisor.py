@@ -1,6 +1,11 @@
 """The worker supervisor: forks N long-lived children, renews their leases, enforces
 timeouts and memory limits, replaces dead children, reaps expired leases, promotes
-due scheduled jobs, and shuts down gracefully on SIGTERM."""
+due scheduled jobs, and shuts down gracefully on SIGTERM.
+
+Its periodic Redis work lives in :mod:`~jobkit.worker.chores` and its kill policy, with
+what becomes of a dead child's jobs, in :mod:`~jobkit.worker.settle`; this module owns
+the processes: signals, forks, the tick loop and the children's pipes.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +17,30 @@ import signal
 import socket
 import time
 import types
+from collections import deque
 from dataclasses import dataclass, field
 
-import orjson
-import redis
-
-from jobkit import registry
 from jobkit.connection import connect
-from jobkit.errors import UnknownJobError
 from jobkit.keys import worker_lanes
-from jobkit.models import Claimed, JobError
-from jobkit.retry import NO_RETRY
 from jobkit.settings import Settings
-from jobkit.store import Lease, Store
+from jobkit.store import Store
 from jobkit.worker.child import Child
-from jobkit.worker.execute import record_failure
-from jobkit.worker.limits import ChildState, rss_bytes
+from jobkit.worker.chores import TICK, Chores
+from jobkit.worker.lifeline import Lifeline, orphaned
+from jobkit.worker.limits import ChildState
+from jobkit.worker.outage import Guard
+from jobkit.worker.protocol import OUTCOMES
+from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
 from jobkit.workers import WorkerRegistry
 
 log = logging.getLogger("jobkit.worker")
 
-TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
 PIPE_SIZE = 1 << 20
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+RESPAWN_FIRST = 0.2  # a child that died unexpectedly is replaced after this ...
+RESPAWN_CAP = 5.0  # ... doubling with each such death in the last RESPAWN_WINDOW s
+RESPAWN_WINDOW = 30.0
 
 
 @dataclass
@@ -69,28 +75,20 @@ class Supervisor:
         self.children: dict[int, ChildState] = {}
         self.stopping = False
         self.grace_deadline = 0.0
-        self.counts = {"succeeded": 0, "retrying": 0, "dead": 0, "lost": 0}
+        self.counts = dict.fromkeys(OUTCOMES, 0)
         self.started_at = time.time()
-        self._next = {"beat": 0.0, "reap": 0.0, "promote": 0.0}
-        self._redis_down_since: float | None = None
+        self.guard = Guard(log)
+        self.settler = Settler(self)
+        self.chores = Chores(self)
+        self.lifeline = Lifeline()
+        self.respawns: list[float] = []  # when to start a child in place of a dead one
+        self.deaths: deque[float] = deque()  # recent unexpected deaths (monotonic)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self._announce()
-        for _ in range(self.options.concurrency):
-            self._spawn()
-        try:
-            while self.children or not self.stopping:
-                self._tick()
-        finally:
-            self._safely(lambda: self.workers.gone(self.name))
-        log.info("worker %s stopped (%s)", self.name, self._summary())
-        return 0
-
-    def _announce(self) -> None:
         log.info(
             "worker %s: queues %s, tags %s, concurrency %d, lease %.1fs",
             self.name,
@@ -99,23 +97,21 @@ class Supervisor:
             self.options.concurrency,
             self.settings.lease,
         )
-        self._safely(self._warn_about_redis)
-        self._safely(self.store.load_scripts)
-
-    def _warn_about_redis(self) -> None:
+        self.chores.connect(time.monotonic())  # Redis's config checked before any job runs
+        for _ in range(self.options.concurrency):
+            self._spawn()
         try:
-            config = self.store.redis.config_get("maxmemory-policy")
-            config.update(self.store.redis.config_get("appendonly"))
-            config.update(self.store.redis.config_get("save"))
-        except redis.ResponseError:
-            return  # CONFIG is often disabled on managed Redis: nothing to check
-        if config.get("maxmemory-policy", "noeviction") != "noeviction":
-            log.warning(
-                "Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
-                config["maxmemory-policy"],
-            )
-        if config.get("appendonly") != "yes" and not config.get("save"):
-            log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
+            while self.children or not self.stopping:
+                # each part of a tick guards itself; this is the net under a bug, so the
+                # children are still watched and reaped (logged once per kind, backed off)
+                try:
+                    self._tick()
+                except Exception as exc:
+                    time.sleep(self.guard.failures.failed("supervising", exc))
+        finally:
+            self.guard.call("leaving the worker registry", lambda: self.workers.gone(self.name))
+        log.info("worker %s stopped (%s)", self.name, self._summary())
+        return 0
 
     def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
         if self.stopping:
@@ -131,47 +127,76 @@ class Supervisor:
             self.options.grace,
         )
         for pid in self.children:
-            self._signal_child(pid, signal.SIGTERM)
+            signal_child(pid, signal.SIGTERM)
 
     def _spawn(self) -> None:
-        read_fd, write_fd = os.pipe()
-        slots = Slots(self.options.threads)
-        pid = os.fork()
-        if pid == 0:  # the child
-            os.close(read_fd)
-            for state in self.children.values():
-                os.close(state.fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            code = 1
+        """Start a child, unless we are stopping.
+
+        SIGTERM and SIGINT are blocked from just before the check of ``stopping`` until
+        the child is registered, so a stop cannot fall between the two: it either came
+        first (no fork) or finds the child registered, and signals it. A handler that was
+        already pending when we blocked may still run in between; it set ``stopping``,
+        and the check after the fork hands the new child its SIGTERM."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            if self.stopping:
+                return
+            fds: tuple[int, ...] = ()
             try:
-                code = Child(
-                    self.settings,
-                    self.name,
-                    self.groups,
-                    write_fd,
-                    slots,
-                    self.options.prefetch,
-                    self.options.log_jobs,
-                    self.all_tags,
-                ).run()
-            except BrokenPipeError:
-                code = 0  # we are gone: the child's leases lapse and get reaped
-            except Exception:
-                log.exception("worker child crashed")
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        state = ChildState(pid=pid, fd=read_fd, slots=slots)
-        self.children[pid] = state
+                fds = read_fd, write_fd = os.pipe()
+                slots = Slots(self.options.threads)
+                parent = os.getpid()
+                pid = os.fork()
+            except OSError as exc:  # out of processes, memory or descriptors: later
+                self._could_not_spawn(exc, fds)
+                return
+            if pid == 0:
+                self._become_child(parent, read_fd, write_fd, slots)  # never returns
+            os.close(write_fd)
+            os.set_blocking(read_fd, False)
+            self.children[pid] = ChildState(pid=pid, fd=read_fd, slots=slots)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if self.stopping:
+            signal_child(pid, signal.SIGTERM)
         with contextlib.suppress(OSError):  # room for a tick's worth of messages
             fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         log.debug("child %d started", pid)
 
-    @staticmethod
-    def _signal_child(pid: int, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+    def _could_not_spawn(self, exc: OSError, fds: tuple[int, ...]) -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        delay = self._respawn_delay()
+        log.error("could not start a worker child (%s); trying again in %.1fs", exc, delay)
+        self.respawns.append(time.monotonic() + delay)
+        self.respawns.sort()
+
+    def _become_child(self, parent: int, read_fd: int, write_fd: int, slots: Slots) -> None:
+        """In the new child: run it and exit; never returns. SIGTERM and SIGINT stay
+        blocked until :class:`Child` has its own handlers in place."""
+        code = 1
+        try:
+            self.lifeline.hold(parent)
+            os.close(read_fd)
+            for state in self.children.values():
+                os.close(state.fd)
+            code = Child(
+                self.settings,
+                self.name,
+                self.groups,
+                write_fd,
+                slots,
+                self.options.prefetch,
+                self.options.log_jobs,
+                self.all_tags,
+            ).run()
+        except BrokenPipeError:
+            orphaned()  # the supervisor is gone: its leases lapse and get reaped
+        except BaseException:
+            log.exception("worker child crashed")
+        finally:
+            os._exit(code)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -183,15 +208,13 @@ class Supervisor:
             self._read(state)
         self._collect_exited()
         now = time.monotonic()
-        self._enforce_timeouts(now)
-        self._safely(self._mark_started)
+        while self.respawns and self.respawns[0] <= now and not self.stopping:
+            self.respawns.pop(0)
+            self._spawn()
+        self.settler.enforce_timeouts(now)
         if self.stopping and now >= self.grace_deadline:
-            for state in self.children.values():
-                if state.kill_reason is None:
-                    log.warning("grace period over: killing child %d", state.pid)
-                    state.kill_reason = "shutdown"
-                    self._signal_child(state.pid, signal.SIGKILL)
-        self._safely(lambda: self._periodic(now))
+            self.settler.end_grace()
+        self.chores.run(now)
 
     def _read(self, state: ChildState) -> None:
         chunks = []
@@ -205,116 +228,6 @@ class Supervisor:
             chunks.append(data)
         state.reader.feed(b"".join(chunks), state.held, self.counts)
 
-    def _mark_started(self) -> None:
-        """Tell Redis which attempts began since the last tick: only those count as a
-        crash if their lease lapses (a job prefetched and never started does not)."""
-        fresh: list[tuple[str, str]] = []
-        for state in self.children.values():
-            state.marked.intersection_update(state.held)  # forget jobs no longer held
-            for job_id in state.running():
-                if job_id not in state.marked:
-                    state.marked.add(job_id)
-                    fresh.append((job_id, state.job(job_id).token))
-        if fresh:
-            self.store.mark_started(fresh)
-
-    def _periodic(self, now: float) -> None:
-        if now >= self._next["promote"]:
-            _, wait_ms = self.store.promote()
-            soon = TICK if wait_ms < 0 else min(TICK, wait_ms / 1000)
-            self._next["promote"] = now + soon
-        if now >= self._next["beat"]:
-            self._next["beat"] = now + self.settings.heartbeat
-            self._renew_leases()
-            self._beat()
-            self._check_memory()
-        if now >= self._next["reap"]:
-            self._next["reap"] = now + min(1.0, self.settings.lease / 4)
-            for job_id, outcome in self.store.reap(self.settings.max_crashes):
-                if outcome == "returned":
-                    log.info("job %s: lease expired before it started; back in its queue", job_id)
-                elif outcome == "invalid":
-                    log.error("job %s: invalid record; dead-lettered (invalid_record)", job_id)
-                else:
-                    log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
-        if self._redis_down_since is not None:
-            log.info("Redis reachable again after %.1fs", now - self._redis_down_since)
-            self._redis_down_since = None
-
-    def _safely(self, fn: object) -> None:
-        """Run a Redis chore; an outage is logged once and retried on later ticks."""
-        try:
-            fn()  # type: ignore[operator]
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if self._redis_down_since is None:
-                self._redis_down_since = time.monotonic()
-                log.error("Redis unreachable: %s; retrying", exc)
-            time.sleep(min(1.0, 0.1 + (time.monotonic() - self._redis_down_since) / 10))
-
-    def _renew_leases(self) -> None:
-        held = [(job_id, s.job(job_id).token) for s in self.children.values() for job_id in s.held]
-        lease_ms = int(self.settings.lease * 1000)
-        for (job_id, _), lease in zip(held, self.store.heartbeat(lease_ms, held), strict=True):
-            if lease is Lease.LOST:  # not ENDED: its outcome is recorded, the child tells us
-                log.warning("job %s: lease lost (expired or taken over)", job_id)
-
-    def _beat(self) -> None:
-        jobs = [
-            {"id": job_id, "name": s.job(job_id).name}
-            for s in self.children.values()
-            for job_id in s.running()
-        ]
-        rss = sum(rss_bytes(pid) for pid in self.children) + rss_bytes(os.getpid())
-        ttl = max(10, int(self.settings.heartbeat * 3))
-        self.workers.beat(
-            self.name,
-            ttl,
-            {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "queues": ",".join(self.options.queues),
-                "tags": ",".join(self.options.tags),
-                "concurrency": self.options.concurrency,
-                "started_at": int(self.started_at),
-                "state": "stopping" if self.stopping else "running",
-                "jobs": orjson.dumps(jobs).decode(),
-                "rss_mb": round(rss / 2**20, 1),
-                **{k: v for k, v in self.counts.items()},
-            },
-        )
-
-    def _check_memory(self) -> None:
-        limit = self.options.max_memory_mb * 2**20
-        if not limit:
-            return
-        for state in self.children.values():
-            rss = rss_bytes(state.pid)
-            if rss > limit and not state.recycling:
-                log.warning(
-                    "child %d uses %.0f MB > %.0f MB: replacing it after its job",
-                    state.pid,
-                    rss / 2**20,
-                    self.options.max_memory_mb,
-                )
-                state.recycling = True
-                self._signal_child(state.pid, signal.SIGTERM)
-
-    def _enforce_timeouts(self, now: float) -> None:
-        for state in self.children.values():
-            job_id = state.overdue(now, self.options.job_timeout)
-            if job_id and state.kill_reason is None:
-                log.error(
-                    "job %s %s exceeded its timeout: killing child %d",
-                    state.job(job_id).name,
-                    job_id,
-                    state.pid,
-                )
-                state.kill_reason = "timeout"
-                state.timed_out = job_id
-                self._signal_child(state.pid, signal.SIGKILL)
-
-    # -- children that exited -----------------------------------------------------------
-
     def _collect_exited(self) -> None:
         for pid in list(self.children):
             try:
@@ -326,57 +239,29 @@ class Supervisor:
             state = self.children.pop(pid)
             self._read(state)  # messages written just before it died
             os.close(state.fd)
-            self._settle(state, status)
-            if not self.stopping:
-                if state.kill_reason is None and not state.recycling:
-                    log.error(
-                        "child %d died unexpectedly (%s); replacing it", pid, _describe(status)
-                    )
-                    time.sleep(0.2)  # a child that dies at start must not spin the CPU
-                self._spawn()
-
-    def _settle(self, state: ChildState, status: int) -> None:
-        """Decide the fate of every job a dead child still held.
-
-        The job it was running crashed it (or timed out); the others never started, or
-        finished without their result recorded, so they go back to their queue.
-        """
-        running = state.running()
-        for job_id in state.held:
-            held = state.job(job_id)
-            job = Claimed(job_id, held.token, held.name, "", held.attempt, held.timeout, "")
-            if job_id not in running or state.kill_reason == "shutdown":
-                self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
-                log.info("job %s %s requeued (its worker child stopped)", job.name, job_id)
-            elif state.kill_reason == "timeout" and job_id != state.timed_out:
-                # a bystander in another thread of the killed child: not its fault
-                self._safely(lambda j=job: self.store.requeue(j.id, j.token, uncount=True))
-                log.warning(
-                    "job %s %s requeued (another job's timeout killed its child)", job.name, job_id
+            self.settler.settle(state, status)
+            if self.stopping:
+                continue
+            delay = 0.0
+            if state.kill_reason is None and not state.recycling:
+                delay = self._respawn_delay()
+                log.error(
+                    "child %d died unexpectedly (%s); replacing it in %.1fs",
+                    pid,
+                    describe(status),
+                    delay,
                 )
-            elif state.kill_reason == "timeout":
-                self._record_timeout(job)
-            else:
-                # a crash: end the lease now so the reaper counts it without waiting
-                self._safely(lambda j=job: self.store.mark_crashed([(j.id, j.token)]))
-                log.error("job %s %s crashed its worker (%s)", job.name, job_id, _describe(status))
+            self.respawns.append(time.monotonic() + delay)
+            self.respawns.sort()
 
-    def _record_timeout(self, job: Claimed) -> None:
-        try:
-            policy = registry.lookup(job.name).retry
-        except UnknownJobError:
-            policy = NO_RETRY
-        decision = policy.decide_timeout(job.attempts)
-        limit = job.timeout or self.options.job_timeout
-        error = JobError("JobTimeout", f"attempt exceeded its {limit:g}s timeout and was killed")
-        outcome = record_failure(self.store, self.settings, job, decision, error)
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+    def _respawn_delay(self) -> float:
+        """A child that dies at start must not spin the CPU: the more died lately, the
+        longer the wait before the next one starts."""
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths[0] < now - RESPAWN_WINDOW:
+            self.deaths.popleft()
+        return float(min(RESPAWN_CAP, RESPAWN_FIRST * 2 ** (len(self.deaths) - 1)))
 
     def _summary(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.counts.items())
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit code {os.waitstatus_to_exitcode(status)}"

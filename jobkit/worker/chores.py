@@ -1,0 +1,236 @@
+"""The supervisor's periodic Redis work: promote due jobs, reap lapsed leases, renew its
+children's leases, beat into the worker registry, check memory, and notice when Redis
+lost its data.
+
+Each chore fails alone. Redis out of reach pauses them all (one log line per retry, with
+exponential back-off); any other error (a script refusing a key of the wrong type, a bug)
+is logged once per kind and that chore backs off, while the others, and the supervisor's
+children, go on. Nothing here ever stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import orjson
+import redis
+
+from jobkit.store import Lease
+from jobkit.worker.limits import ChildState, rss_bytes
+from jobkit.worker.protocol import Held
+
+if TYPE_CHECKING:
+    from jobkit.worker.supervisor import Supervisor
+
+log = logging.getLogger("jobkit.worker")
+
+TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
+
+LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
+
+
+class Chores:
+    """Runs each chore when it is due (see the module docstring)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+        settings = supervisor.settings
+        self.lease_ms = int(settings.lease * 1000)
+        # (what, chore, every how many seconds, whether it talks to Redis)
+        self.every: list[tuple[str, Callable[[], object], float, bool]] = [
+            ("promoting due jobs", self._promote, TICK, True),
+            ("marking started jobs", self._mark_started, 0.0, True),
+            ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4), True),
+            ("checking Redis kept its data", self._check_data, settings.heartbeat, True),
+            ("renewing leases", self._renew, settings.heartbeat, True),
+            ("worker heartbeat", self._beat, settings.heartbeat, True),
+            ("memory check", self.sup.settler.check_memory, settings.heartbeat, False),
+        ]
+        self.due = [0.0] * len(self.every)
+        self.contact = False  # the first round trip, which checks Redis's config, done
+        self.marker: str | None = None  # the marker Redis held when we last looked
+        self.run_id = ""  # Redis's run_id at first contact ('' if INFO is refused)
+        self.lost: set[LeaseKey] = set()  # leases known lost: reported once, not renewed
+
+    def run(self, now: float) -> None:
+        """Run every chore that is due; an outage ends the round."""
+        guard = self.sup.guard
+        if not self.connect(now):
+            return
+        for i, (what, chore, every, redis_chore) in enumerate(self.every):
+            if now < self.due[i]:
+                continue
+            backoff = guard.call(what, chore, redis=redis_chore)
+            self.due[i] = now + (every if backoff is None else max(every, backoff))
+            if guard.outage.down:
+                return
+
+    def connect(self, now: float) -> bool:
+        """Make first contact with Redis unless made (Redis's config checked, scripts
+        loaded, the data marker read); False while Redis is out of reach."""
+        guard = self.sup.guard
+        if not guard.outage.ready(now):
+            return False
+        if not self.contact:
+            # only an outage postpones the rest: a step Redis refuses (CONFIG or INFO
+            # disabled, say) is logged and skipped
+            guard.call("first contact with Redis", self._first_contact)
+            if guard.outage.down:
+                return False
+            self.contact = True
+        return True
+
+    # -- at first contact -------------------------------------------------------------
+
+    def _first_contact(self) -> None:
+        store = self.sup.store
+        if self.marker is None:  # first: all else may fail without a false alarm later
+            self.marker = self._mark()
+        try:
+            self.run_id = str(store.redis.info("server").get("run_id", ""))
+        except redis.ResponseError:
+            self.run_id = ""  # INFO may be refused (ACL): the marker still tells
+        self._warn_about_redis()
+        store.load_scripts()
+
+    def _warn_about_redis(self) -> None:
+        client = self.sup.store.redis
+        try:
+            config = client.config_get("maxmemory-policy")
+            config.update(client.config_get("appendonly"))
+            config.update(client.config_get("save"))
+        except redis.ResponseError:
+            return  # CONFIG is often disabled on managed Redis: nothing to check
+        if config.get("maxmemory-policy", "noeviction") != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %s: Redis may evict jobs; use noeviction",
+                config["maxmemory-policy"],
+            )
+        if config.get("appendonly") != "yes" and not config.get("save"):
+            log.warning("Redis has no persistence (no AOF, no RDB): a restart loses jobs")
+
+    def _mark(self) -> str | None:
+        """Write the marker unless there is one; the marker Redis holds now."""
+        client, key = self.sup.store.redis, self.sup.store.keys.marker
+        client.set(key, f"{self.sup.name} {int(time.time())} {os.urandom(6).hex()}", nx=True)
+        return cast(str | None, client.get(key))
+
+    # -- the chores -------------------------------------------------------------------
+
+    def _promote(self) -> None:
+        self.sup.store.promote()
+
+    def _mark_started(self) -> None:
+        """Tell Redis which attempts began since the last tick (the children's slots show
+        them): only those count as a crash if their lease lapses, so jobs a dead worker
+        had claimed ahead and never started cost no attempt."""
+        fresh: list[tuple[ChildState, str, Held]] = []
+        for state in self.sup.children.values():
+            state.marked.intersection_update(state.held)  # forget jobs no longer held
+            for handle in state.running():
+                if handle not in state.marked and (job := state.job(handle)) is not None:
+                    fresh.append((state, handle, job))
+        if fresh:
+            self.sup.store.mark_started([(job.id, job.token) for _, _, job in fresh])
+            for state, handle, _ in fresh:
+                state.marked.add(handle)
+
+    def _reap(self) -> None:
+        for job_id, outcome in self.sup.store.reap(self.sup.settings.max_crashes):
+            if outcome == "returned":
+                log.info("job %s: its lease lapsed before it started; back in its queue", job_id)
+            elif outcome == "invalid":
+                log.error("job %s: its record is invalid; dead-lettered (invalid_record)", job_id)
+            else:
+                log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
+
+    def _held(self) -> list[tuple[LeaseKey, Held]]:
+        """Every lease the children hold, but those known lost."""
+        found = [
+            ((state.pid, handle), job)
+            for state in self.sup.children.values()
+            for handle, job in state.jobs()
+        ]
+        self.lost.intersection_update(key for key, _ in found)  # forget what left
+        return [(key, job) for key, job in found if key not in self.lost]
+
+    def _check_data(self) -> None:
+        """The marker seen at first contact is gone, or is another one (a worker that
+        noticed first wrote it again): Redis lost its data (restarted without
+        persistence, flushed, or the keys deleted). Say so loudly, once per loss and
+        worker, with what it cost this worker."""
+        store = self.sup.store
+        seen = cast(str | None, store.redis.get(store.keys.marker))
+        if seen is not None and seen == self.marker:
+            return
+        if seen is None:
+            seen = self._mark()
+        known, self.marker = self.marker, seen
+        if known is None:  # no marker known yet: nothing to compare with
+            return
+        held = self._held()
+        pipe = store.redis.pipeline(transaction=False)
+        for _, job in held:
+            pipe.exists(store.keys.job(job.id))
+        gone = [key for (key, _), exists in zip(held, pipe.execute(), strict=True) if not exists]
+        self.lost.update(gone)
+        log.error(
+            "Redis lost its data (%s): every job, queue and result it held is gone, "
+            "%d job(s) this worker holds among them (their results will be dropped)",
+            self._cause(),
+            len(gone),
+        )
+
+    def _cause(self) -> str:
+        try:
+            run_id = str(self.sup.store.redis.info("server").get("run_id", ""))
+        except redis.RedisError:
+            run_id = ""
+        if self.run_id and run_id and run_id != self.run_id:
+            self.run_id = run_id
+            return "restarted without persistence"
+        if self.run_id and run_id:
+            return "flushed, or its keys deleted, while it ran"
+        return "restarted without persistence, or flushed"
+
+    def _renew(self) -> None:
+        held = self._held()
+        flags = self.sup.store.heartbeat(self.lease_ms, [(job.id, job.token) for _, job in held])
+        # a flag is false only when another attempt holds the lease now, or the job is
+        # gone: an attempt that just ended (its message not read yet) is not a loss
+        for (key, job), lease in zip(held, flags, strict=True):
+            if lease is Lease.LOST:
+                self.lost.add(key)
+                log.warning("job %s %s: lease lost (expired or taken over)", job.name, job.id)
+
+    def _beat(self) -> None:
+        sup = self.sup
+        jobs = [
+            {"id": job.id, "name": job.name}
+            for state in sup.children.values()
+            for handle in state.running()
+            if (job := state.job(handle)) is not None
+        ]
+        rss = sum(rss_bytes(pid) for pid in sup.children) + rss_bytes(os.getpid())
+        ttl = max(10, int(sup.settings.heartbeat * 3))
+        sup.workers.beat(
+            sup.name,
+            ttl,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(sup.options.queues),
+                "tags": ",".join(sup.options.tags),
+                "concurrency": sup.options.concurrency,
+                "started_at": int(sup.started_at),
+                "state": "stopping" if sup.stopping else "running",
+                "jobs": orjson.dumps(jobs).decode(),
+                "rss_mb": round(rss / 2**20, 1),
+                **sup.counts,
+            },
+        )

@@ -1,0 +1,33 @@
+"""A graceful stop that arrives while the supervisor replaces a child starts nothing new."""
+
+from __future__ import annotations
+
+from jobkit import Status
+from tests import jobs
+from tests.conftest import Env, StartWorker, wait_until
+
+
+def test_sigterm_while_a_dead_child_is_replaced_starts_no_new_job(
+    env: Env, start_worker: StartWorker
+) -> None:
+    trigger = jobs.TermDuringRespawn.dispatch(once="once", signalled="signalled")
+    behind = jobs.StampStart.dispatch_many([{"key": "starts"} for _ in range(200)])
+    worker = start_worker(concurrency=1, grace=3, ready=False)
+
+    # the trigger's child dies; its helper SIGTERMs the supervisor 50 ms after the
+    # supervisor collected it, while a replacement is due; the worker must just stop
+    assert worker.wait(timeout=20) == 0
+    [signalled] = [float(t) for t in env.client.lrange("signalled", 0, -1)]
+    started = [float(t) for t in env.client.lrange("starts", 0, -1)]
+    late = [t - signalled for t in started if t > signalled]
+    assert late == [], f"{len(late)} job(s) started after SIGTERM"
+    assert "replacing it" in worker.log_text()  # the stop did fall in the replacement
+    assert worker.group_pids() == []
+
+    # the jobs behind it wait in their queue for the next worker
+    assert all(h.status is Status.QUEUED for h in behind)
+    # the trigger crashed its child: its lease was expired at once, and is reaped now or
+    # by the next worker
+    assert trigger.status in {Status.RUNNING, Status.QUEUED}
+    start_worker()
+    wait_until(lambda: env.client.llen("starts") == 200, timeout=30, what="all jobs to run")
