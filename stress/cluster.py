@@ -242,14 +242,31 @@ class Cluster:
             if not proc.name.startswith("s") or proc.name.startswith("sched"):
                 continue
             with contextlib.suppress(OSError):
-                for line in proc.log_path.read_text(errors="replace").splitlines():
+                lines = proc.log_path.read_text(errors="replace").splitlines()
+                for line in lines:
                     m = _DIED.search(line)
                     if m and int(m.group(1)) not in ours:
-                        found.append(f"{proc.name}: {m.group(0)}")
+                        why = _last_error(lines, m.group(1))
+                        found.append(f"{proc.name}: {m.group(0)}{': ' + why if why else ''}")
         return found
 
 
 _DIED = re.compile(r"child (\d+) died unexpectedly \(([^)]*)\)")
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+
+
+def _last_error(lines: list[str], pid: str) -> str:
+    """The exception a process logged last (the final line of its last traceback)."""
+    error = ""
+    mine = False
+    for line in lines:
+        if f"[{pid}]" in line:
+            mine = True
+        elif line[:4].isdigit():  # another process's log line
+            mine = False
+        elif mine and _ERROR_LINE.match(line):
+            error = line.strip()[:200]
+    return error
 
 
 def _now_ms() -> int:

@@ -230,16 +230,20 @@ class Injector:
         return {job_id: lease or "" for job_id, (worker, lease) in pairs if worker == name}
 
     def _measure(self, event: FaultEvent, held: dict[str, str]) -> None:
+        """Start the canary, and the watch on the victim's jobs, each in a thread."""
         event.held = len(held)
         started = time.monotonic()
-        thread = threading.Thread(target=self._recover, args=(event, held, started), daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
-    def _recover(self, event: FaultEvent, held: dict[str, str], started: float) -> None:
-        if held:
+        def canary() -> None:
+            event.recovery = self._canary(started)
+
+        def release() -> None:
             event.released = self._until_released(held, started)
-        event.recovery = self._canary(started)
+
+        for target in (canary, release) if held else (canary,):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _until_released(self, held: dict[str, str], started: float) -> float | None:
         left = dict(held)
@@ -262,9 +266,11 @@ class Injector:
         while job_id is None and time.monotonic() - started < CANARY_PATIENCE:
             try:
                 job_id = Canary.dispatch(store=self.store, seq=seq).id
-            except redis.RedisError:  # Redis restarting: the dispatch was not accepted
+            except redis.RedisError as exc:  # Redis restarting: the dispatch was not accepted
                 with self._lock:
                     self.canary_refusals += 1
+                    if self.canary_refusals <= 3:
+                        log.warning("canary dispatch refused: %s: %s", type(exc).__name__, exc)
                 time.sleep(0.05)
         if job_id is None:
             return None

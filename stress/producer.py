@@ -75,7 +75,7 @@ def dispatch(batch: Batch, tag: str, out: BinaryIO) -> None:
             _write(
                 out,
                 {"unacked": True, "seqs": seqs, "kind": batch.kind.value,
-                 "mode": batch.mode.value, "error": repr(exc)},
+                 "mode": batch.mode.value, "error": f"{type(exc).__name__}: {exc}"},
             )  # fmt: skip
             time.sleep(pause)
             pause = min(1.0, pause * 2)

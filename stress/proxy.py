@@ -21,11 +21,7 @@ Faults, and why each is shaped the way it is:
 - ``reset_all()``: every open connection is closed with SO_LINGER 0 on both sides, which
   sends an RST: the client sees ECONNRESET, Redis drops the client.
 
-Reply boundaries come from :class:`hiredis.Reader`: the requests a client sends are
-parsed to count them and to find the one to doom, and the replies are parsed to count
-them; where a reply to drop starts inside a chunk, a fresh reader finds the exact byte
-(a binary search on how many whole replies a prefix holds). Connections in pub/sub mode
-are never doomed: their messages do not pair with commands.
+Reply boundaries come from :class:`hiredis.Reader` (see :mod:`stress.replies`).
 
 The proxy runs an asyncio loop in a daemon thread; every public method is thread-safe.
 """
@@ -37,17 +33,16 @@ import contextlib
 import socket
 import struct
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
-import hiredis
+from stress.replies import Drop, Drops, ReplyTracker
+
+__all__ = ["Drop", "FaultProxy", "ProxyCounters"]
 
 CHUNK = 1 << 16
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST
-_PUBSUB = frozenset({b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"})
 
 
 @dataclass
@@ -66,149 +61,18 @@ class ProxyCounters:
     bytes_down: int = 0  # server -> client
 
 
-class Drop:
-    """One armed :meth:`FaultProxy.drop_next_reply`; ``fired`` is set when a reply was
-    swallowed, ``command`` then names it (name and first argument)."""
-
-    def __init__(self, match: bytes | None) -> None:
-        self.match = match
-        self.fired = threading.Event()
-        self.command = ""
-        self.fired_at = 0.0  # time.time() when the reply was swallowed
-
-    def matches(self, args: list[bytes]) -> bool:
-        """``match`` is a command name (any case) or the start of any argument."""
-        if self.match is None:
-            return True
-        if args[0].upper() == self.match.upper():
-            return True
-        return any(arg.startswith(self.match) for arg in args[1:])
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the drop fired; False on timeout."""
-        return self.fired.wait(timeout)
-
-
-def complete_replies(data: bytes) -> int:
-    """How many whole RESP replies ``data`` (starting at a reply boundary) holds."""
-    reader = hiredis.Reader()
-    reader.feed(data)
-    count = 0
-    while reader.gets() is not False:
-        count += 1
-    return count
-
-
-def offset_after(data: bytes, replies: int) -> int:
-    """The byte offset in ``data`` (starting at a reply boundary) where its first
-    ``replies`` whole replies end: the shortest prefix holding that many."""
-    low, high = 0, len(data)
-    while low < high:
-        mid = (low + high) // 2
-        if complete_replies(data[:mid]) >= replies:
-            high = mid
-        else:
-            low = mid + 1
-    return low
-
-
 class _Conn:
-    """One client connection and its upstream twin."""
+    """One client connection, its upstream twin, and what flows between them."""
 
-    def __init__(self, proxy: FaultProxy, client: asyncio.StreamWriter) -> None:
-        self.proxy = proxy
+    def __init__(self, drops: Drops, client: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
-        self.requests = hiredis.Reader()
-        self.replies = hiredis.Reader()
-        self.sent = 0  # commands forwarded to Redis
-        self.answered = 0  # whole replies received from Redis
-        self.mark = 0  # answered when the reply stream last stood at a boundary
-        self.since_mark = bytearray()  # reply bytes received since then
-        self.doom: Drop | None = None
-        self.doomed_at = 0  # 1-based number of the reply to swallow
-        self.silent = False  # the doomed reply came: forward nothing more
-        self.pubsub = False
-        self.unparsed = False  # a stream hiredis could not parse: forward blindly
+        self.tracker = ReplyTracker(drops)
 
     def writers(self) -> Iterator[asyncio.StreamWriter]:
         yield self.client
         if self.upstream is not None:
             yield self.upstream
-
-    # -- client -> server ----------------------------------------------------------------
-
-    def on_request(self, data: bytes) -> bytes:
-        """Count the commands in ``data``; doom one if a drop is armed. Returns what to
-        forward."""
-        if self.silent:
-            return b""
-        if self.unparsed:
-            return data
-        self.requests.feed(data)
-        while True:
-            try:
-                command = self.requests.gets()
-            except hiredis.ProtocolError:
-                self.unparsed = True
-                break
-            if command is False:
-                break
-            self.sent += 1
-            args = [a if isinstance(a, bytes) else str(a).encode() for a in command]
-            if args and args[0].upper() in _PUBSUB:
-                self.pubsub = True  # replies no longer pair with commands
-                self._release_doom()
-            if self.doom is None and not self.pubsub and args:
-                self.doom = self.proxy.claim_drop(args)
-                if self.doom is not None:
-                    # nothing of its reply can have come yet: Redis has not seen it
-                    self.doomed_at = self.sent
-        return data
-
-    # -- server -> client ----------------------------------------------------------------
-
-    def on_reply(self, data: bytes) -> bytes:
-        """Count the replies in ``data``; returns what to forward (all of it, or what
-        comes before a doomed reply, after which the connection falls silent)."""
-        if self.silent:
-            return b""
-        if self.unparsed:
-            return data
-        self.replies.feed(data)
-        before = len(self.since_mark)
-        self.since_mark += data
-        try:
-            while self.replies.gets() is not False:
-                self.answered += 1
-        except hiredis.ProtocolError:
-            self.unparsed = True
-            self._release_doom()
-            return data
-        forward = data
-        doom = self.doom
-        if doom is not None and not self.pubsub:
-            last_kept = self.doomed_at - 1  # the reply before the doomed one
-            if self.answered > last_kept or (
-                self.answered == last_kept and self.replies.has_data()
-            ):
-                cut = offset_after(bytes(self.since_mark), last_kept - self.mark)
-                forward = data[: max(0, cut - before)]
-                self.silent = True
-                self.proxy.fired(doom)
-        if not self.replies.has_data():  # a boundary: start counting from here
-            self.mark = self.answered
-            self.since_mark.clear()
-        return forward
-
-    def _release_doom(self) -> None:
-        doom, self.doom = self.doom, None
-        if doom is not None and not doom.fired.is_set():
-            self.proxy.rearm(doom)
-
-    def closed(self) -> None:
-        """The connection ended: a doom that never fired goes back to the proxy."""
-        self._release_doom()
 
 
 class FaultProxy:
@@ -223,8 +87,8 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
-        self._arms: deque[Drop] = deque()
-        self._lock = threading.Lock()  # guards _arms and _counters across threads
+        self._drops = Drops(self._count_drop)
+        self._lock = threading.Lock()  # guards _counters across threads
         self._counters = ProxyCounters()
         self._flowing: asyncio.Event | None = None
         self._stall_until = 0.0  # loop time
@@ -281,16 +145,12 @@ class FaultProxy:
         case, or the start of an argument such as a script's SHA; None: any command),
         then keep that connection silent. Several calls queue up."""
         drop = Drop(match)
-        with self._lock:
-            self._arms.append(drop)
+        self._drops.arm(drop)
         return drop
 
     def cancel_drops(self) -> int:
         """Disarm every drop that has not picked its command yet; how many."""
-        with self._lock:
-            count = len(self._arms)
-            self._arms.clear()
-        return count
+        return self._drops.cancel()
 
     def stall(self, seconds: float) -> None:
         """Hold all traffic, both ways and on every connection, for ``seconds``; returns
@@ -318,29 +178,10 @@ class FaultProxy:
         with self._lock:
             return replace(self._counters, dropped=list(self._counters.dropped))
 
-    # -- used by connections (loop thread) -------------------------------------------------
-
-    def claim_drop(self, args: list[bytes]) -> Drop | None:
-        with self._lock:
-            for drop in self._arms:
-                if drop.matches(args):
-                    self._arms.remove(drop)
-                    drop.command = " ".join(a.decode(errors="replace") for a in args[:2])
-                    return drop
-        return None
-
-    def rearm(self, drop: Drop) -> None:
-        """A doomed command whose connection died before its reply: pick another."""
-        with self._lock:
-            drop.command = ""
-            self._arms.appendleft(drop)
-
-    def fired(self, drop: Drop) -> None:
-        drop.fired_at = time.time()
+    def _count_drop(self, drop: Drop) -> None:
         with self._lock:
             self._counters.replies_dropped += 1
             self._counters.dropped.append(drop.command)
-        drop.fired.set()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -363,7 +204,7 @@ class FaultProxy:
             self._flowing.set()
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in others:
-            task.cancel()
+            task.cancel()  # _serve swallows it: see there
         await asyncio.gather(*others, return_exceptions=True)
 
     def _begin_stall(self, seconds: float) -> None:
@@ -401,7 +242,7 @@ class FaultProxy:
         return len(conns)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Conn(self, writer)
+        conn = _Conn(self._drops, writer)
         self._conns.add(conn)
         with self._lock:
             self._counters.connections += 1
@@ -417,11 +258,15 @@ class FaultProxy:
             conn.upstream = up_writer
             # each pump closes its sink when its source ends, which ends its twin
             await asyncio.gather(
-                self._pump(reader, up_writer, conn.on_request, "bytes_up"),
-                self._pump(up_reader, writer, conn.on_reply, "bytes_down"),
+                self._pump(reader, up_writer, conn.tracker.on_request, "bytes_up"),
+                self._pump(up_reader, writer, conn.tracker.on_reply, "bytes_down"),
             )
+        except asyncio.CancelledError:
+            # stop() cancels what is left; ending quietly spares asyncio's stream
+            # callback (3.11) from logging the cancellation as an error
+            pass
         finally:
-            conn.closed()
+            conn.tracker.closed()
             self._conns.discard(conn)
             with self._lock:
                 self._counters.open -= 1

@@ -145,8 +145,8 @@ def print_tables(outcome: Outcome, console: Console | None = None) -> None:
     console.print(summary_table)
 
     faults = Table(title="faults and recovery")
-    for column in ("fault", "injected", "down/stalled", "recovery p50", "recovery max",
-                   "not recovered", "held jobs", "released p50", "released max"):  # fmt: skip
+    for column in ("fault", "n", "down", "recovery p50", "max", "unrecovered",
+                   "held jobs", "released p50", "max"):  # fmt: skip
         faults.add_column(column, justify="left" if column == "fault" else "right")
     for row in data["faults"]:
         faults.add_row(
