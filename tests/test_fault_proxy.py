@@ -72,7 +72,7 @@ def test_forwards_commands_pipelines_and_large_values(
     assert c.set("big", big)
     assert c.get("big") == big
     pipe = c.pipeline(transaction=False)
-    for i in range(200):
+    for _ in range(200):
         pipe.incr("n")
     assert pipe.execute() == list(range(1, 201))
     assert redis_server.client().get("n") == b"200"
@@ -225,6 +225,7 @@ def test_a_pubsub_connection_is_never_doomed(proxy: FaultProxy, redis_server: Re
     drop = proxy.drop_next_reply(b"PING")
     sub.ping()  # PING in pub/sub mode: not picked
     redis_server.client().publish("news", "hello")
+
     def published() -> Any:
         message = sub.get_message(timeout=0.2)  # the PONG comes first
         return message if message and message["type"] == "message" else None
