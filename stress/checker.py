@@ -87,8 +87,9 @@ class Verdict:
     executions_mean: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
     crashes: int = 0
-    crashes_by_kill: int = 0
-    crashes_by_fault_window: int = 0
+    crashes_by_kill: int = 0  # a run the harness killed
+    crashes_by_holder_kill: int = 0  # an unrun claim whose supervisor the harness killed
+    crashes_by_fault_window: int = 0  # an unrun claim with a fault in flight around it
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -212,24 +213,30 @@ def _check_crashes(job: JobView, ctx: Context, verdict: Verdict) -> None:
             verdict.fail("unfinished_killed", job.id, detail)
     ran = {r.attempt for r in job.runs}
     never_ran = [a for a in range(1, attempts + 1) if a not in ran]
-    covered = 0
+    holder_killed = covered = 0
     started = _ms(job.record.get("started_at"))
     created = _ms(job.record.get("created_at"))
+    worker = job.record.get("worker", "")
     for attempt in never_ran:
-        if attempt == attempts and started:  # the last claim's time is known: be precise
-            covered += ctx.windows.around(started)
+        if attempt == attempts and started:  # the last claim: its time and holder are known
+            if ctx.kills.worker_killed_after(worker, started):
+                holder_killed += 1
+            else:
+                covered += ctx.windows.around(started)
         else:
             covered += ctx.windows.during(created, _finished_ms(job))
     by_kill = min(crashes, killed)
-    by_window = min(crashes - by_kill, covered)
+    by_holder = min(crashes - by_kill, holder_killed)
+    by_window = min(crashes - by_kill - by_holder, covered)
     verdict.crashes_by_kill += by_kill
+    verdict.crashes_by_holder_kill += by_holder
     verdict.crashes_by_fault_window += by_window
-    if crashes > by_kill + by_window:
+    if crashes > by_kill + by_holder + by_window:
         verdict.fail(
             "crashes_explained",
             job.id,
-            f"{crashes} crash(es): {killed} run(s) killed, {covered} of {len(never_ran)} "
-            f"unrun attempt(s) during a fault",
+            f"{crashes} crash(es): {killed} run(s) killed, {holder_killed + covered} of "
+            f"{len(never_ran)} unrun claim(s) explained by a kill or a fault in flight",
         )
 
 

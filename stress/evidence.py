@@ -137,11 +137,13 @@ class Kills:
     def __init__(self, kills: Iterable[Kill]) -> None:
         self.by_pid: dict[int, list[int]] = {}
         self.by_group: dict[int, list[int]] = {}
+        self.by_worker: dict[str, list[int]] = {}  # whole supervisors, by worker name
         for kill in kills:
             if kill.kind in ("redis", "scheduler"):
                 continue  # they run no job
             if kill.group is not None:
                 self.by_group.setdefault(kill.group, []).append(kill.at_ms)
+                self.by_worker.setdefault(kill.name, []).append(kill.at_ms)
             else:
                 for pid in kill.pids:
                     self.by_pid.setdefault(pid, []).append(kill.at_ms)
@@ -150,6 +152,10 @@ class Kills:
         """Whether the process of ``run`` was killed after it began and by ``until_ms``."""
         times = self.by_pid.get(run.pid, []) + self.by_group.get(run.pgid, [])
         return any(run.start_ms - 5 <= t <= until_ms for t in times)
+
+    def worker_killed_after(self, worker: str, claimed_ms: int) -> bool:
+        """Whether the whole supervisor ``worker`` was killed after it claimed a job."""
+        return any(t >= claimed_ms - 5 for t in self.by_worker.get(worker, []))
 
 
 class Windows:

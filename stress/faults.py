@@ -7,13 +7,8 @@ AOF), ``drop`` (the proxy swallows one reply), ``stall`` (the proxy holds all tr
 than the socket timeout) and ``reset`` (the proxy resets every connection). Killed
 processes are replaced at once, as a process manager would.
 
-Recovery is measured two ways:
-
-- every fault is followed by a *canary*: a job dispatched straight to redis-server on a
-  queue the workers check first; the time from the fault until it succeeded is how long
-  until jobs flow again (after a Redis restart it includes the restart);
-- a kill also times how long until the jobs its victim held are released: requeued,
-  reaped or finished (after a whole supervisor dies that is its lease running out).
+Every fault is watched by :class:`stress.recovery.Recovery` (a canary job, and the jobs
+a killed process held) to time the recovery from it.
 """
 
 from __future__ import annotations
@@ -21,20 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import redis
-
-from jobkit import Status
 from jobkit import scripts as jobkit_scripts
-from jobkit.keys import Keys
-from jobkit.store import Store
 from stress.cluster import Cluster, Kill
-from stress.jobs import Book, Canary
+from stress.jobs import Book
 from stress.proxy import Drop, FaultProxy
+from stress.recovery import Recovery
 
 log = logging.getLogger("stress")
 
@@ -52,8 +42,6 @@ EVERY = {
 }
 # the replies worth losing: each makes a client wonder whether its transition happened
 DROP_TARGETS = ("enqueue", "claim", "complete", "fail", "heartbeat", None)
-CANARY_PATIENCE = 90.0
-CANARY_SEQ = 10_000_000  # canaries' seq numbers start here, apart from the plan's
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -113,16 +101,8 @@ class Injector:
         self.stall_seconds = topo_stall
         self.rng = random.Random(seed)
         self.events: list[FaultEvent] = []
-        self.canaries: list[str] = []  # ids of canaries jobkit accepted
-        self.canary_refusals = 0
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
         self._drops = self._drop_targets()
-        url = cluster.server.url + "?socket_timeout=2&socket_connect_timeout=2"
-        self.direct = redis.Redis.from_url(url, decode_responses=True)
-        self.store = Store(redis.Redis.from_url(url, decode_responses=True))
-        self.keys = Keys()
-        self.book = Book(cluster.book)
+        self.recovery = Recovery(cluster.server.url, Book(cluster.book))
         self.began = time.monotonic()
 
     @staticmethod
@@ -153,14 +133,14 @@ class Injector:
             picked = self.cluster.pick_child(self.rng)
             if picked is None:
                 return
-            held = self._held_by_pid(picked[1])
+            held = self.recovery.held_by_pid(picked[1])
             self._kill(event, self.cluster.kill_child(*picked))
         elif kind in ("supervisor", "lone_supervisor"):
             live = self.cluster.live_supervisors()
             if not live:
                 return
             slot, proc = self.rng.choice(live)
-            held = self._held_by_worker(proc.name)
+            held = self.recovery.held_by_worker(proc.name)
             if kind == "supervisor":
                 self._kill(event, self.cluster.kill_supervisor(slot))
             else:
@@ -181,9 +161,8 @@ class Injector:
             event.duration = self.stall_seconds
         elif kind == "reset":
             event.detail = f"{self.proxy.reset_all()} connections"
-        with self._lock:
-            self.events.append(event)
-        self._measure(event, held)
+        self.events.append(event)
+        self.recovery.watch(event, held)
 
     def _kill(self, event: FaultEvent, kill: Kill) -> None:
         event.victim = f"{kill.name} pid {','.join(map(str, kill.pids))}"
@@ -192,9 +171,7 @@ class Injector:
 
     def wait(self, timeout: float) -> None:
         """Wait for the recovery measurements still running."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self.recovery.finish(timeout)
 
     @property
     def last_end(self) -> float:
@@ -202,91 +179,6 @@ class Injector:
         if not self.events:
             return self.began
         return max(self.began + e.at + e.duration for e in self.events)
-
-    # -- recovery --------------------------------------------------------------------------
-
-    def _held_by_pid(self, pid: int) -> dict[str, str]:
-        """The job a worker child runs now, with its lease token."""
-        try:
-            job_id = str(self.direct.get(self.book.pid(pid)) or "")
-            if not job_id:
-                return {}
-            status, lease = self.direct.hmget(self.keys.job(job_id), "status", "lease")
-        except redis.RedisError:
-            return {}
-        return {job_id: str(lease or "")} if status == Status.RUNNING.value else {}
-
-    def _held_by_worker(self, name: str) -> dict[str, str]:
-        """Running jobs a supervisor's children hold, with their lease tokens."""
-        try:
-            ids = [str(i) for i in self.direct.zrange(self.keys.running, 0, -1)]
-            pipe = self.direct.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(self.keys.job(job_id), "worker", "lease")
-            rows = pipe.execute()
-        except redis.RedisError:
-            return {}
-        pairs = zip(ids, rows, strict=True)
-        return {job_id: lease or "" for job_id, (worker, lease) in pairs if worker == name}
-
-    def _measure(self, event: FaultEvent, held: dict[str, str]) -> None:
-        """Start the canary, and the watch on the victim's jobs, each in a thread."""
-        event.held = len(held)
-        started = time.monotonic()
-
-        def canary() -> None:
-            event.recovery = self._canary(started)
-
-        def release() -> None:
-            event.released = self._until_released(held, started)
-
-        for target in (canary, release) if held else (canary,):
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _until_released(self, held: dict[str, str], started: float) -> float | None:
-        left = dict(held)
-        while left and time.monotonic() - started < CANARY_PATIENCE:
-            for job_id, lease in list(left.items()):
-                try:
-                    status, now = self.direct.hmget(self.keys.job(job_id), "status", "lease")
-                except redis.RedisError:
-                    break
-                if status != Status.RUNNING.value or (now or "") != lease:
-                    del left[job_id]
-            time.sleep(0.05)
-        return None if left else round(time.monotonic() - started, 3)
-
-    def _canary(self, started: float) -> float | None:
-        """Seconds from ``started`` until a canary dispatched now has succeeded."""
-        with self._lock:
-            seq = CANARY_SEQ + len(self.canaries) + self.canary_refusals
-        job_id = None
-        while job_id is None and time.monotonic() - started < CANARY_PATIENCE:
-            try:
-                job_id = Canary.dispatch(store=self.store, seq=seq).id
-            except redis.RedisError as exc:  # Redis restarting: the dispatch was not accepted
-                with self._lock:
-                    self.canary_refusals += 1
-                    if self.canary_refusals <= 3:
-                        log.warning("canary dispatch refused: %s: %s", type(exc).__name__, exc)
-                time.sleep(0.05)
-        if job_id is None:
-            return None
-        with self._lock:
-            self.canaries.append(job_id)
-        while time.monotonic() - started < CANARY_PATIENCE:
-            try:
-                record = self.store.get(job_id)
-            except redis.RedisError:
-                record = None
-            if record is not None and record.status is Status.SUCCEEDED:
-                return round(time.monotonic() - started, 3)
-            if record is not None and record.status is Status.DEAD:
-                return None
-            time.sleep(0.02)
-        return None
 
 
 def _script_of(sha: bytes) -> str:

@@ -89,8 +89,9 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
         "executions_per_job": {"max": v.executions_max, "mean": v.executions_mean},
         "crashes": {
             "total": v.crashes,
-            "explained_by_kill": v.crashes_by_kill,
-            "explained_by_fault_in_flight": v.crashes_by_fault_window,
+            "killed_runs": v.crashes_by_kill,
+            "unrun_claims_of_killed_supervisors": v.crashes_by_holder_kill,
+            "unrun_claims_during_other_faults": v.crashes_by_fault_window,
         },
         "outcomes": dict(v.outcomes),
         "drained": outcome.drained,
@@ -116,7 +117,10 @@ def _s(value: float | None) -> str:
 
 
 def print_tables(outcome: Outcome, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log or a pipe: room for the examples
+            console = Console(width=140)
     data = as_json(outcome)
     v = outcome.verdict
 
@@ -131,8 +135,9 @@ def print_tables(outcome: Outcome, console: Console | None = None) -> None:
         ("lost", f"{v.lost} (missing {v.missing}, stuck {v.stuck})"),
         ("duplicate successes", f"{v.duplicate_successes} (stats surplus {v.surplus_successes})"),
         ("executions per job", f"max {v.executions_max}, mean {v.executions_mean}"),
-        ("crashes", f"{v.crashes}: {v.crashes_by_kill} by a kill, "
-                    f"{v.crashes_by_fault_window} by a fault in flight"),
+        ("crashes (each explained)", f"{v.crashes}: {v.crashes_by_kill} runs killed, "
+                    f"{v.crashes_by_holder_kill} unrun claims of killed supervisors, "
+                    f"{v.crashes_by_fault_window} unrun claims during other faults"),
         ("outcomes", ", ".join(f"{k} {n}" for k, n in sorted(v.outcomes.items()))),
         ("time to drain after the last fault",
          _s(outcome.drain_seconds) if outcome.drained else "NOT DRAINED"),

@@ -135,14 +135,14 @@ def _run(
     drained_at = _drain(cluster, direct, injector.last_end + config.drain_timeout)
     injector.wait(30.0)
     accepted, unacked = _acks(outs)
-    for job_id in injector.canaries:
+    for job_id in injector.recovery.canaries:
         accepted[job_id] = Kind.CANARY
     ctx = Context(
         Kills(cluster.kills),
         Windows(injector.events, topo.socket_timeout, topo.lease),
         topo.max_crashes,
     )
-    verdict, _ = judge(direct, Book(BOOK), accepted, ctx, unacked + injector.canary_refusals)
+    verdict, _ = judge(direct, Book(BOOK), accepted, ctx, unacked)
     for pid in cluster.orphans_alive():
         verdict.fail("no_orphans", str(pid), "a child of a supervisor killed alone still runs")
     for ex in cluster.exits:
