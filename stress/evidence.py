@@ -160,13 +160,17 @@ class Kills:
 
 class Windows:
     """When each fault could strand a claimed job (leased, never run nor handed back):
-    a kill, Redis going away, or a reply lost, stalled or reset in flight."""
+    a kill, Redis going away, or a reply lost, stalled or reset in flight.
+
+    Not a scheduler kill (it holds no job), nor a supervisor killed alone: its children
+    live on, hold their claims and must hand back what they did not run, so a claim they
+    strand is a bug, not a casualty."""
 
     def __init__(self, events: Iterable[FaultEvent], socket_timeout: float, lease: float):
         self.spans: list[tuple[float, float]] = []
         for e in events:
-            if e.kind == "scheduler":
-                continue  # holds no job
+            if e.kind in ("scheduler", "lone_supervisor"):
+                continue
             if e.kind == "drop":
                 if e.drop is None or not e.drop.fired.is_set():
                     continue

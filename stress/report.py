@@ -106,6 +106,20 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
             "connections_reset": outcome.proxy.connections_reset,
             "upstream_refused": outcome.proxy.upstream_refused,
         },
+        "events": [
+            {
+                "kind": e.kind,
+                "at": e.at,
+                "at_ms": e.at_ms,
+                "victim": e.victim,
+                "duration": e.duration,
+                "recovery": e.recovery,
+                "released": e.released,
+                "held": e.held,
+                "detail": e.detail or (e.drop.command if e.drop else ""),
+            }
+            for e in outcome.events
+        ],  # fmt: skip
         "checks": summary(v),
         "findings": [{"check": f.check, "job": f.job, "detail": f.detail} for f in v.findings],
         "workdir": str(outcome.workdir) if not outcome.passed or outcome.config.keep else None,
