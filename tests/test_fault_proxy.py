@@ -128,6 +128,7 @@ def test_drop_matches_a_script_by_its_sha(proxy: FaultProxy, redis_server: Redis
 @settings(
     max_examples=25,
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
