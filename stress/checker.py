@@ -209,7 +209,7 @@ def _check_crashes(job: JobView, ctx: Context, verdict: Verdict) -> None:
         if ctx.kills.killed_between(run, moved_on):
             killed += 1
         elif run.outcome is None:
-            detail = f"run {run.token} (pid {run.pid}) never ended, and was not killed"
+            detail = f"{ctx.kills.describe(run)}, not by the harness"
             verdict.fail("unfinished_killed", job.id, detail)
     ran = {r.attempt for r in job.runs}
     never_ran = [a for a in range(1, attempts + 1) if a not in ran]
@@ -236,7 +236,8 @@ def _check_crashes(job: JobView, ctx: Context, verdict: Verdict) -> None:
             "crashes_explained",
             job.id,
             f"{crashes} crash(es): {killed} run(s) killed, {holder_killed + covered} of "
-            f"{len(never_ran)} unrun claim(s) explained by a kill or a fault in flight",
+            f"{len(never_ran)} unrun claim(s) explained by a kill or a fault in flight; runs: "
+            + "; ".join(ctx.kills.describe(r) for r in job.runs),
         )
 
 

@@ -138,7 +138,10 @@ class Kills:
         self.by_pid: dict[int, list[int]] = {}
         self.by_group: dict[int, list[int]] = {}
         self.by_worker: dict[str, list[int]] = {}  # whole supervisors, by worker name
+        self.orphaned: dict[int, tuple[str, int]] = {}  # child pid -> (its supervisor, when)
         for kill in kills:
+            for pid in kill.orphans:
+                self.orphaned[pid] = (kill.name, kill.at_ms)
             if kill.kind in ("redis", "scheduler"):
                 continue  # they run no job
             if kill.group is not None:
@@ -152,6 +155,16 @@ class Kills:
         """Whether the process of ``run`` was killed after it began and by ``until_ms``."""
         times = self.by_pid.get(run.pid, []) + self.by_group.get(run.pgid, [])
         return any(run.start_ms - 5 <= t <= until_ms for t in times)
+
+    def describe(self, run: Run) -> str:
+        """One run, for a finding: attempt, pid, how it ended, what happened to it."""
+        text = f"attempt {run.attempt} pid {run.pid} {run.outcome or 'never ended'}"
+        if self.killed_between(run, float("inf")):
+            text += ", killed"
+        if run.pid in self.orphaned:
+            name, at = self.orphaned[run.pid]
+            text += f", its supervisor {name} killed alone {(at - run.start_ms) / 1000:+.1f}s in"
+        return text
 
     def worker_killed_after(self, worker: str, claimed_ms: int) -> bool:
         """Whether the whole supervisor ``worker`` was killed after it claimed a job."""

@@ -19,6 +19,9 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
 
 from jobkit import scripts as jobkit_scripts
 from stress.cluster import Cluster, Kill
@@ -95,7 +98,9 @@ class FaultEvent:
 class Injector:
     """Injects a schedule of faults into a running cluster and measures recovery."""
 
-    def __init__(self, cluster: Cluster, proxy: FaultProxy, topo_stall: float, seed: int):
+    def __init__(
+        self, cluster: Cluster, proxy: FaultProxy, topo_stall: float, seed: int, log_path: Path
+    ) -> None:
         self.cluster = cluster
         self.proxy = proxy
         self.stall_seconds = topo_stall
@@ -103,6 +108,7 @@ class Injector:
         self.events: list[FaultEvent] = []
         self._drops = self._drop_targets()
         self.recovery = Recovery(cluster.server.url, Book(cluster.book))
+        self.log_path = log_path  # one JSON line per fault, for reading logs against
         self.began = time.monotonic()
 
     @staticmethod
@@ -163,6 +169,12 @@ class Injector:
             event.detail = f"{self.proxy.reset_all()} connections"
         self.events.append(event)
         self.recovery.watch(event, held)
+        line = {"kind": kind, "at": event.at, "at_ms": event.at_ms, "victim": event.victim,
+                "duration": event.duration, "detail": event.detail}  # fmt: skip
+        with self.log_path.open("ab") as out:
+            out.write(orjson.dumps(line) + b"\n")
+        (log.debug if kind == "child" else log.info)("fault: %s %s %s", kind, event.victim,
+                                                     event.detail)  # fmt: skip
 
     def _kill(self, event: FaultEvent, kill: Kill) -> None:
         event.victim = f"{kill.name} pid {','.join(map(str, kill.pids))}"

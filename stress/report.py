@@ -119,7 +119,7 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
                 "detail": e.detail or (e.drop.command if e.drop else ""),
             }
             for e in outcome.events
-        ],  # fmt: skip
+        ],
         "checks": summary(v),
         "findings": [{"check": f.check, "job": f.job, "detail": f.detail} for f in v.findings],
         "workdir": str(outcome.workdir) if not outcome.passed or outcome.config.keep else None,

@@ -123,7 +123,9 @@ def _run(
         plans.append(workdir / f"plan{index}.json")
         outs.append(workdir / f"acks{index}.jsonl")
         write_plan(plans[-1], batches)
-    injector = Injector(cluster, proxy, topo.socket_timeout + 1.0, config.seed)
+    injector = Injector(
+        cluster, proxy, topo.socket_timeout + 1.0, config.seed, workdir / "faults.jsonl"
+    )
     cluster.start_producers(plans, outs, tag=f"{config.seed}-{int(time.time())}")
     faults = ",".join(config.faults) or "none"
     log.info("producing %d jobs over %.0fs; faults %s for %.0fs", config.jobs,
