@@ -248,9 +248,8 @@ def _check_attempts(job: JobView, ctx: Context, verdict: Verdict) -> None:
         verdict.fail("attempts", job.id, f"max_attempts {max_attempts}, class says {policy}")
     if attempts > max_attempts:
         verdict.fail("attempts", job.id, f"{attempts} attempts of {max_attempts}")
-    killed = sum(
-        1 for r in job.runs if ctx.kills.killed_between(r, float("inf")) and r.outcome == "ok"
-    )
+    # a killed child's finished run is handed back uncounted (its outcome never recorded)
+    killed = sum(1 for r in job.runs if ctx.kills.killed_between(r, float("inf")))
     if len(job.runs) > attempts + killed:
         verdict.fail("attempts", job.id, f"{len(job.runs)} executions for {attempts} attempts")
 
