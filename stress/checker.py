@@ -61,7 +61,9 @@ CHECKS = (
     "no_orphans",
     "no_unexpected_exits",
 )
-SUCCESS_KINDS = frozenset({Kind.INSTANT, Kind.DELAYED, Kind.SLOW, Kind.CANARY, Kind.FLAKY})
+SUCCESS_KINDS = frozenset(
+    {Kind.INSTANT, Kind.DELAYED, Kind.SLOW, Kind.CANARY, Kind.PROBE, Kind.FLAKY}
+)
 HASH_FIELDS = ("name", "lane", "params", "status", "created_at")
 
 

@@ -3,7 +3,9 @@
 Kinds (``--faults``): ``child`` (SIGKILL a worker child), ``supervisor`` (SIGKILL a
 supervisor's whole group), ``lone_supervisor`` (SIGKILL the supervisor only: its children
 are left to notice), ``scheduler``, ``redis`` (SIGKILL redis-server, restart it from its
-AOF), ``drop`` (the proxy swallows one reply), ``stall`` (the proxy holds all traffic longer
+AOF), ``drop`` (the proxy swallows one reply: of a script, of any command, or of
+a *probe*: a job the harness dispatches through the proxy itself, so that the job whose
+enqueue reply is lost is one that runs at once), ``stall`` (the proxy holds all traffic longer
 than the socket timeout) and ``reset`` (the proxy resets every connection). Killed
 processes are replaced at once, as a process manager would.
 
@@ -16,16 +18,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+import redis
 
 from jobkit import scripts as jobkit_scripts
+from jobkit.store import Store
 from stress.cluster import Cluster, Kill
-from stress.jobs import Book
+from stress.jobs import Book, Probe
 from stress.proxy import Drop, FaultProxy
 from stress.recovery import Recovery
 
@@ -40,11 +45,12 @@ EVERY = {
     "scheduler": 5.0,
     "redis": 10.0,
     "drop": 1.0,
-    "stall": 9.0,
+    "stall": 15.0,
     "reset": 5.0,
 }
 # the replies worth losing: each makes a client wonder whether its transition happened
-DROP_TARGETS = ("enqueue", "claim", "complete", "fail", "heartbeat", None)
+DROP_TARGETS = ("enqueue", "claim", "complete", "fail", "heartbeat", None, "probe")
+PROBE_SEQ = 20_000_000  # probes' seq numbers start here
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -107,15 +113,17 @@ class Injector:
         self.rng = random.Random(seed)
         self.events: list[FaultEvent] = []
         self._drops = self._drop_targets()
+        self.probes: list[str] = []  # ids of probes jobkit accepted
+        self.probe_refusals = 0
+        self._probe_threads: list[threading.Thread] = []
         self.recovery = Recovery(cluster.server.url, Book(cluster.book))
         self.log_path = log_path  # one JSON line per fault, for reading logs against
         self.began = time.monotonic()
 
     @staticmethod
-    def _drop_targets() -> Iterator[bytes | None]:
+    def _drop_targets() -> Iterator[str | None]:
         while True:
-            for name in DROP_TARGETS:
-                yield None if name is None else script_sha(name)
+            yield from DROP_TARGETS
 
     # -- the schedule ----------------------------------------------------------------------
 
@@ -123,9 +131,13 @@ class Injector:
         """Inject every fault of ``plan`` at its time, replacing killed processes meanwhile."""
         self.began = time.monotonic()
         for offset, kind in plan:
-            while (left := self.began + offset - time.monotonic()) > 0:
+            # a reply lost during a stall is one its client gave up on already: the drop
+            # waits for traffic to flow
+            while (left := self.began + offset - time.monotonic()) > 0 or (
+                kind == "drop" and self.proxy.stalled
+            ):
                 self.cluster.replace_exited()
-                time.sleep(min(0.02, left))
+                time.sleep(min(0.02, max(left, 0.001)))
             try:
                 self.inject(kind)
             except Exception:  # a fault that could not be injected must not end the run
@@ -159,9 +171,7 @@ class Injector:
             self._kill(event, kill)
             event.duration = round(down, 3)
         elif kind == "drop":
-            target = next(self._drops)
-            event.drop = self.proxy.drop_next_reply(target)
-            event.victim = "any command" if target is None else _script_of(target)
+            self._drop(event)
         elif kind == "stall":
             self.proxy.stall(self.stall_seconds)
             event.duration = self.stall_seconds
@@ -176,14 +186,46 @@ class Injector:
         (log.debug if kind == "child" else log.info)("fault: %s %s %s", kind, event.victim,
                                                      event.detail)  # fmt: skip
 
+    def _drop(self, event: FaultEvent) -> None:
+        target = next(self._drops)
+        if target is None:
+            event.drop, event.victim = self.proxy.drop_next_reply(None), "any command"
+        elif target != "probe":
+            event.drop = self.proxy.drop_next_reply(script_sha(target))
+            event.victim = f"{target}.lua"
+        else:
+            seq = PROBE_SEQ + len(self._probe_threads)
+            params = Probe.Params(seq=seq).model_dump_json().encode()
+            event.drop = self.proxy.drop_next_reply(params)  # its enqueue carries these
+            event.victim = f"a probe's enqueue.lua ({params.decode()})"
+            thread = threading.Thread(target=self._probe, args=(seq,), daemon=True)
+            thread.start()
+            self._probe_threads.append(thread)
+
+    def _probe(self, seq: int) -> None:
+        """Dispatch a job through the proxy (a fresh random id, as most dispatches have)
+        while the reply of its enqueue is dropped."""
+        store = Store(redis.Redis.from_url(self.cluster.jobkit_url, decode_responses=True))
+        try:
+            job_id = Probe.dispatch(store=store, seq=seq).id
+        except redis.RedisError:
+            self.probe_refusals += 1  # the caller was told: not owed
+            return
+        finally:
+            store.redis.close()
+        self.probes.append(job_id)
+
     def _kill(self, event: FaultEvent, kill: Kill) -> None:
         event.victim = f"{kill.name} pid {','.join(map(str, kill.pids))}"
         if kill.orphans:
             event.detail = f"children left: {','.join(map(str, kill.orphans))}"
 
     def wait(self, timeout: float) -> None:
-        """Wait for the recovery measurements still running."""
-        self.recovery.finish(timeout)
+        """Wait for the probes and recovery measurements still running."""
+        deadline = time.monotonic() + timeout
+        for thread in self._probe_threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.recovery.finish(max(0.0, deadline - time.monotonic()))
 
     @property
     def last_end(self) -> float:
@@ -191,10 +233,3 @@ class Injector:
         if not self.events:
             return self.began
         return max(self.began + e.at + e.duration for e in self.events)
-
-
-def _script_of(sha: bytes) -> str:
-    for name in DROP_TARGETS:
-        if name is not None and script_sha(name) == sha:
-            return f"{name}.lua"
-    return sha.decode()

@@ -233,6 +233,19 @@ class Canary(BaseJob):
         return Execution(self).result()
 
 
+class Probe(BaseJob):
+    """Dispatched by the harness through the proxy with its enqueue reply dropped: the
+    dispatch may be sent again, but the job must still run and succeed once."""
+
+    name = "stress.Probe"
+    queue = "canary"
+    retry = Retry(max_attempts=6, base=0.05, max_delay=0.5)
+    Params = StressParams
+
+    def perform(self) -> dict[str, Any]:
+        return Execution(self).result()
+
+
 def loads(raw: str | None) -> Any:
     """A bookkeeping or result JSON value (None when absent or unreadable)."""
     if not raw:

@@ -139,6 +139,9 @@ def _run(
     accepted, unacked = _acks(outs)
     for job_id in injector.recovery.canaries:
         accepted[job_id] = Kind.CANARY
+    for job_id in injector.probes:
+        accepted[job_id] = Kind.PROBE
+    unacked += injector.probe_refusals
     ctx = Context(
         Kills(cluster.kills),
         Windows(injector.events, topo.socket_timeout, topo.lease),
@@ -151,6 +154,10 @@ def _run(
         verdict.fail("no_unexpected_exits", ex.name, f"exit code {ex.code}: {ex.log_tail[-300:]}")
     for line in cluster.child_deaths_not_ours():
         verdict.fail("no_unexpected_exits", "-", line)
+    for producer in cluster.producers:
+        if producer.exit_code() != 0:
+            detail = f"exit code {producer.exit_code()}: {producer.log_tail(5)[-300:]}"
+            verdict.fail("no_unexpected_exits", producer.name, detail)
     direct.close()
     kinds: dict[str, int] = {}
     for kind in accepted.values():

@@ -24,6 +24,7 @@ class Kind(str, Enum):
     FAILING = "failing"  # dead, reason exception, after max_attempts
     SLOW = "slow"  # succeeded; executions > 1 allowed when a kill cut one
     CANARY = "canary"  # dispatched by the harness after a fault: succeeded
+    PROBE = "probe"  # dispatched by the harness, its enqueue reply dropped: succeeded once
 
     def __str__(self) -> str:
         return self.value
@@ -36,10 +37,11 @@ JOB_NAMES = {
     Kind.FAILING: "stress.AlwaysFails",
     Kind.SLOW: "stress.Slow",
     Kind.CANARY: "stress.Canary",
+    Kind.PROBE: "stress.Probe",
 }
 KIND_OF_NAME = {name: kind for kind, name in JOB_NAMES.items()}
 
-MIX = {Kind.INSTANT: 0.5, Kind.DELAYED: 0.15, Kind.FLAKY: 0.15, Kind.FAILING: 0.1, Kind.SLOW: 0.1}
+MIX = {Kind.INSTANT: 0.55, Kind.DELAYED: 0.15, Kind.FLAKY: 0.15, Kind.FAILING: 0.1, Kind.SLOW: 0.05}
 
 
 class Mode(str, Enum):
