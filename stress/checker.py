@@ -140,6 +140,9 @@ def expected(job: JobView, ctx: Context) -> str | None:
             return f"{status} ({reason or '-'}), expected dead (exception)"
         if attempts != max_attempts:
             return f"dead after {attempts} of {max_attempts} attempts"
+        error = loads(job.record.get("error")) or {}
+        if not isinstance(error, dict) or error.get("type") != "Planned":
+            return f"dead with the error {str(error)[:80]}, not its own"
         return None
     return None  # a job nobody was promised: only the global checks apply
 
