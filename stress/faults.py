@@ -3,11 +3,11 @@
 Kinds (``--faults``): ``child`` (SIGKILL a worker child), ``supervisor`` (SIGKILL a
 supervisor's whole group), ``lone_supervisor`` (SIGKILL the supervisor only: its children
 are left to notice), ``scheduler``, ``redis`` (SIGKILL redis-server, restart it from its
-AOF), ``drop`` (the proxy swallows one reply: of a script, of any command, or of
-a *probe*: a job the harness dispatches through the proxy itself, so that the job whose
-enqueue reply is lost is one that runs at once), ``stall`` (the proxy holds all traffic longer
-than the socket timeout) and ``reset`` (the proxy resets every connection). Killed
-processes are replaced at once, as a process manager would.
+AOF), ``drop`` (the proxy swallows one reply: of a script, of any command, or of a
+*probe*: a job the harness dispatches through the proxy itself, so that the job whose
+enqueue reply is lost is one that runs at once), ``stall`` (the proxy holds all traffic
+longer than the socket timeout) and ``reset`` (the proxy resets every connection).
+Killed processes are replaced at once, as a process manager would.
 
 Every fault is watched by :class:`stress.recovery.Recovery` (a canary job, and the jobs
 a killed process held) to time the recovery from it.
