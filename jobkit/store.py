@@ -29,6 +29,8 @@ log = logging.getLogger("jobkit.store")
 # blocks other clients for long.
 ENQUEUE_CHUNK = 200
 
+DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
+
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 
@@ -58,6 +60,7 @@ class Store(Reads):
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
         }
+        self._argument_limit: int | None = None  # see argument_limit
         # claim request ids: unique per process (a forked child starts a new prefix)
         self._requests: tuple[int, str, Iterator[int]] = (0, "", iter(()))
 
@@ -166,6 +169,22 @@ class Store(Reads):
             ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
             for name, keys, args in calls
         ]
+
+    def argument_limit(self) -> int:
+        """The largest single argument Redis accepts (``proto-max-bulk-len``, asked once;
+        Redis's default, 512 MiB, if CONFIG is refused or Redis is away): a result
+        larger than that would be refused, with the connection, at every try."""
+        limit = self._argument_limit
+        if limit is None:
+            try:
+                reply = self.redis.config_get("proto-max-bulk-len")
+                limit = int(reply.get("proto-max-bulk-len") or DEFAULT_ARGUMENT_LIMIT)
+            except redis.ResponseError:
+                limit = DEFAULT_ARGUMENT_LIMIT
+            except (redis.ConnectionError, redis.TimeoutError):
+                return DEFAULT_ARGUMENT_LIMIT  # ask again next time
+            self._argument_limit = limit
+        return limit
 
     def load_scripts(self) -> None:
         """Load every script into Redis now (a worker does at start, and after a restart)."""

@@ -144,6 +144,8 @@ class Kills:
                 self.orphaned[pid] = (kill.name, kill.at_ms)
             if kill.kind in ("redis", "scheduler"):
                 continue  # they run no job
+            if kill.kind == "lone_supervisor":  # its children die with it
+                self.by_worker.setdefault(kill.name, []).append(kill.at_ms)
             if kill.group is not None:
                 self.by_group.setdefault(kill.group, []).append(kill.at_ms)
                 self.by_worker.setdefault(kill.name, []).append(kill.at_ms)
@@ -152,8 +154,11 @@ class Kills:
                     self.by_pid.setdefault(pid, []).append(kill.at_ms)
 
     def killed_between(self, run: Run, until_ms: float) -> bool:
-        """Whether the process of ``run`` was killed after it began and by ``until_ms``."""
+        """Whether the process of ``run`` was killed after it began and by ``until_ms``
+        (a child dies with its supervisor, so a supervisor killed alone kills it too)."""
         times = self.by_pid.get(run.pid, []) + self.by_group.get(run.pgid, [])
+        if run.pid in self.orphaned:
+            times = [*times, self.orphaned[run.pid][1]]
         return any(run.start_ms - 5 <= t <= until_ms for t in times)
 
     def describe(self, run: Run) -> str:
@@ -175,14 +180,14 @@ class Windows:
     """When each fault could strand a claimed job (leased, never run nor handed back):
     a kill, Redis going away, or a reply lost, stalled or reset in flight.
 
-    Not a scheduler kill (it holds no job), nor a supervisor killed alone: its children
-    live on, hold their claims and must hand back what they did not run, so a claim they
-    strand is a bug, not a casualty."""
+    Not a scheduler kill (it holds no job). A supervisor killed alone takes its children
+    with it (they die with their parent), so it strands claims as a whole-worker kill does.
+    """
 
     def __init__(self, events: Iterable[FaultEvent], socket_timeout: float, lease: float):
         self.spans: list[tuple[float, float]] = []
         for e in events:
-            if e.kind in ("scheduler", "lone_supervisor"):
+            if e.kind == "scheduler":
                 continue
             if e.kind == "drop":
                 if e.drop is None or not e.drop.fired.is_set():

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from typing import Any, NoReturn
 
 import redis
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from jobkit import BaseJob, Retry, RetryLater, get_settings, get_store
+from jobkit import BaseJob, Retry, RetryLater, get_store
 
 
 def r() -> redis.Redis:
@@ -299,36 +298,19 @@ class StampStart(BaseJob):
 
 
 class TermDuringRespawn(BaseJob):
-    """The first time it runs (``once`` SET NX): kills its own child process, and leaves
-    behind a helper process that SIGTERMs the supervisor just after the supervisor has
-    collected the dead child, while it is about to replace it. The helper RPUSHes the
-    time it sent the signal to ``signalled``."""
+    """The first time it runs (``once`` SET NX): RPUSHes "child-pid supervisor-pid" to
+    ``pids`` and kills its own child process (the test then SIGTERMs the supervisor just
+    after it collected the dead child, while it is about to replace it)."""
 
     class Params(BaseModel):
         once: str
-        signalled: str
-        after_reaped: float = 0.05
+        pids: str
 
     def perform(self) -> str:
         if not r().set(self.params.once, "1", nx=True):
             return "second run"
-        child, supervisor = os.getpid(), os.getppid()
-        if os.fork() == 0:  # the helper: only this thread exists in it
-            try:
-                _signal_when_reaped(child, supervisor, self.params)
-            finally:
-                os._exit(0)
+        r().rpush(self.params.pids, f"{os.getpid()} {os.getppid()}")
         os._exit(3)
-
-
-def _signal_when_reaped(child: int, supervisor: int, params: TermDuringRespawn.Params) -> None:
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{child}") and time.monotonic() < deadline:
-        time.sleep(0.002)  # a zombie still has its /proc entry: gone means collected
-    time.sleep(params.after_reaped)
-    client = redis.Redis.from_url(str(get_settings().redis_url))
-    client.rpush(params.signalled, repr(time.time()))
-    os.kill(supervisor, signal.SIGTERM)
 
 
 class Unusual(BaseException):

@@ -119,7 +119,7 @@ def test_a_crash_is_forgiven_only_when_the_harness_killed_the_run() -> None:
     assert _checks(unexplained) >= {"crashes_explained", "unfinished_killed"}
 
 
-def test_an_unrun_claim_needs_a_fault_around_it_and_a_lone_supervisor_kill_is_none() -> None:
+def test_an_unrun_claim_needs_a_fault_around_it() -> None:
     def stranded() -> JobView:  # attempt 1 was claimed, never ran, and lapsed
         return _view(Kind.INSTANT, "succeeded", attempts=2, crashes=1, runs=[_run(2, at=20_000)])
 
@@ -127,7 +127,8 @@ def test_an_unrun_claim_needs_a_fault_around_it_and_a_lone_supervisor_kill_is_no
     stall = FaultEvent("stall", 0.0, NOW, duration=4.0)
     lone = FaultEvent("lone_supervisor", 0.0, NOW)
     assert _judge(stranded(), events=[stall]).findings == []
-    assert "crashes_explained" in _checks(_judge(stranded(), events=[lone]))
+    # a supervisor killed alone takes its children with it: as a whole-worker kill
+    assert _judge(stranded(), events=[lone]).findings == []
 
 
 def test_a_last_claim_is_forgiven_when_its_whole_supervisor_was_killed_after_it() -> None:
@@ -140,8 +141,8 @@ def test_a_last_claim_is_forgiven_when_its_whole_supervisor_was_killed_after_it(
     assert _judge(out_of_attempts(), kills=[whole]).findings == []
     before = Kill("supervisor", "s0g1", [7], NOW + 50, group=7)  # before the claim: no
     assert "crashes_explained" in _checks(_judge(out_of_attempts(), kills=[before]))
-    alone = Kill("lone_supervisor", "s0g1", [7], NOW + 200)
-    assert "crashes_explained" in _checks(_judge(out_of_attempts(), kills=[alone]))
+    alone = Kill("lone_supervisor", "s0g1", [7], NOW + 200)  # its children die with it
+    assert _judge(out_of_attempts(), kills=[alone]).findings == []
 
 
 def test_a_failing_job_must_use_every_attempt_and_a_delayed_one_must_wait() -> None:

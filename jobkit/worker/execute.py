@@ -175,8 +175,11 @@ class Executor:
             payload = to_json(result)
         except TypeError as exc:
             return self._dead(job, DeadReason.INVALID_RESULT, exc)
-        if len(payload) > self.settings.max_payload:
-            too_large = PayloadTooLarge("the result", len(payload), self.settings.max_payload)
+        # JOBKIT_MAX_PAYLOAD, or less if this Redis takes less in one argument (it would
+        # refuse the completion, and close the connection, at every try)
+        limit = min(self.settings.max_payload, self.store.argument_limit() - 4096)
+        if len(payload) > limit:
+            too_large = PayloadTooLarge("the result", len(payload), limit)
             return self._dead(job, DeadReason.INVALID_RESULT, too_large)
         ttl = cls.result_ttl or self.settings.result_ttl
         return Success(job, payload, ttl, time.perf_counter() - started, time.monotonic())

@@ -22,6 +22,7 @@ from jobkit.retry import NO_RETRY
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, KillReason, rss_bytes
 from jobkit.worker.protocol import Held
+from jobkit.worker.strays import kill_tree
 
 if TYPE_CHECKING:
     from jobkit.worker.supervisor import Supervisor
@@ -65,7 +66,7 @@ class Settler:
             )
             state.kill_reason = KillReason.TIMEOUT
             state.timed_out = handle
-            signal_child(state.pid, signal.SIGKILL)
+            kill_tree(state.pid)  # with what its job forked
 
     def end_grace(self) -> None:
         """The grace period of a graceful stop is over: kill whoever is still busy."""

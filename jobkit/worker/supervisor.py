@@ -32,6 +32,7 @@ from jobkit.worker.outage import Guard
 from jobkit.worker.protocol import OUTCOMES
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
+from jobkit.worker.strays import become_subreaper, descendants, end_strays
 from jobkit.workers import WorkerRegistry
 
 log = logging.getLogger("jobkit.worker")
@@ -83,6 +84,7 @@ class Supervisor:
         self.lifeline = Lifeline()
         self.respawns: list[float] = []  # when to start a child in place of a dead one
         self.deaths: deque[float] = deque()  # recent unexpected deaths (monotonic)
+        self.adopted: set[int] = set()  # strays re-parented to us, ended, not yet reaped
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class Supervisor:
             self.options.concurrency,
             self.settings.lease,
         )
+        become_subreaper()  # what a job forks stays below us, to be ended (see strays)
         self.chores.connect(time.monotonic())  # Redis's config checked before any job runs
         for _ in range(self.options.concurrency):
             self._spawn()
@@ -109,6 +112,8 @@ class Supervisor:
                 except Exception as exc:
                     time.sleep(self.guard.failures.failed("supervising", exc))
         finally:
+            end_strays(set())  # nothing a job started outlives the worker
+            self._reap_strays()
             self.guard.call("leaving the worker registry", lambda: self.workers.gone(self.name))
         log.info("worker %s stopped (%s)", self.name, self._summary())
         return 0
@@ -228,7 +233,16 @@ class Supervisor:
             chunks.append(data)
         state.reader.feed(b"".join(chunks), state.held, self.counts)
 
+    def _reap_strays(self) -> None:
+        """Collect the exit of processes re-parented to us (see strays), not children."""
+        for pid in list(self.adopted):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            self.adopted.discard(pid)
+
     def _collect_exited(self) -> None:
+        exited = False
         for pid in list(self.children):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -236,6 +250,7 @@ class Supervisor:
                 done, status = pid, 0
             if done == 0:
                 continue
+            exited = True
             state = self.children.pop(pid)
             self._read(state)  # messages written just before it died
             os.close(state.fd)
@@ -253,6 +268,12 @@ class Supervisor:
                 )
             self.respawns.append(time.monotonic() + delay)
             self.respawns.sort()
+        if exited:  # what the dead child's jobs forked was re-parented to us: end it
+            known = set(self.children)
+            self.adopted.update(p for p in descendants(os.getpid()) if p not in known)
+            end_strays(known)
+        if self.adopted:
+            self._reap_strays()
 
     def _respawn_delay(self) -> float:
         """A child that dies at start must not spin the CPU: the more died lately, the
