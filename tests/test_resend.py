@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+import jobkit
 from jobkit import Status, scripts
 from jobkit.models import Claimed
 from jobkit.store import Store
@@ -165,3 +166,41 @@ def test_an_unrepeatable_call_goes_out_on_a_live_connection(env: Env) -> None:
     assert env.client.client_kill_filter(_type="normal", skipme=True) >= 1  # idle, then closed
     assert env.store.cancel(handle.id, 60) is True  # seen dead before sending: a fresh one
     assert handle.status is Status.CANCELLED
+
+
+def test_a_job_whose_hand_back_reply_is_lost_is_never_run_by_the_child(
+    env: Env, lose_reply: LoseReply
+) -> None:
+    """A child hands unstarted jobs back (every runner stuck in a long job); the reply of
+    one requeue is lost, but Redis ran it and another worker claims the job. The child
+    must not keep that job to run it itself: two runs at once, under two tokens."""
+    import os
+
+    from jobkit.worker.child import Child
+    from jobkit.worker.slot import Slots
+
+    jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
+    read_fd, write_fd = os.pipe()
+    try:
+        child = Child(jobkit.get_settings(), "w", [["default"]], write_fd, Slots(1))
+        child.store = env.store
+        entries = child.link.claimed(env.store.claim("w", 30_000, 3, [["default"]]))
+        env.store.load_scripts()
+        other = _other_store(env)
+        taken: list[Claimed] = []
+        # the first requeue runs, its reply times out, and another worker takes the job
+        lose_reply(
+            lambda: taken.extend(other.claim("w2", 30_000, 1, [["default"]])),
+            error=redis.TimeoutError("Timeout reading from socket"),
+        )
+
+        with pytest.raises(redis.TimeoutError):
+            child.release(entries)
+
+        kept = [job.id for _, job in child.batch]
+        assert [t.id for t in taken] == [entries[0][1].id]
+        assert taken[0].id not in kept  # never run by two workers at once
+        assert kept == [job.id for _, job in entries[1:]]  # those never sent stay the child's
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

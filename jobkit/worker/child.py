@@ -337,12 +337,17 @@ class Child:
 
     def release(self, entries: Sequence[Entry]) -> None:
         """Give unstarted jobs back to their queue. Should Redis fail half way, those it
-        took back are reported released and the rest stay ours (raised)."""
+        may have taken back are reported released and the rest stay ours (raised).
+
+        A requeue whose reply is lost (a timeout, a dropped connection) may have run: its
+        job may be queued again, and claimed by another worker, so it is never run here.
+        Its lease is no longer renewed; if the requeue did not run, the lease lapses and
+        the reaper hands it back, no attempt used (it never started)."""
         given: list[Entry] = []
         try:
             for handle, job in entries:
+                given.append((handle, job))  # from the moment it is sent
                 self.store.requeue(job.id, job.token, uncount=True)
-                given.append((handle, job))
         except TROUBLE:
             with self.cond:
                 self.batch.extendleft(reversed(entries[len(given) :]))

@@ -61,16 +61,19 @@ class Keeper:
                 if stuck and child.sent is not None:
                     takeover, child.sent = child.sent, None
             if takeover is not None:
-                child.finish(takeover, wait=False)
+                child.finish(takeover, wait=False)  # may take a while: look again after
             with child.cond:
+                busy_since = [t for t in child.started if t]
+                now = time.monotonic()
+                stuck = len(busy_since) == child.threads and now - max(busy_since) > RELEASE_AFTER
                 if stuck and child.batch:
                     release = list(child.batch)
                     child.batch.clear()
             self._hand_over(flush, release)
 
     def _hand_over(self, flush: list[Done], release: list[Entry]) -> None:
-        """Record ``flush`` and give ``release`` back; on Redis trouble both stay with the
-        child (the runners ride it out) and we back off."""
+        """Record ``flush`` and give ``release`` back; on Redis trouble what was not sent
+        stays with the child (the runners ride it out) and we back off."""
         child = self.child
         try:
             if flush:
