@@ -107,12 +107,9 @@ def test_promote_dead_letters_a_retrying_job_it_cannot_queue(
     assert innocent.status is Status.QUEUED
 
 
-@pytest.mark.parametrize("shared", ["running", "dead", "stats"])
-def test_claim_refuses_before_any_write_when_a_shared_key_is_unusable(
-    env: Env, shared: str
-) -> None:
+def test_claim_refuses_before_any_write_when_running_is_unusable(env: Env) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
-    key = getattr(env.keys, shared)
+    key = env.keys.running
     env.client.set(key, "garbage")
     queue = env.client.zrange(env.keys.queue("default"), 0, -1)
 
@@ -125,10 +122,25 @@ def test_claim_refuses_before_any_write_when_a_shared_key_is_unusable(
     assert len(env.store.claim("w", 30_000, 3, [["default"]])) == 3
 
 
+def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbage(
+    env: Env,
+) -> None:
+    good, bad = jobs.Add.dispatch(a=1, b=1), jobs.Add.dispatch(a=2, b=2)
+    env.client.hset(env.keys.job(bad.id), "timeout", "soon")
+    env.client.set(env.keys.dead, "garbage")
+    env.client.set(env.keys.stats, "garbage")
+    [job] = env.store.claim("w", 30_000, 2, [["default"]])
+    assert job.id == good.id
+    assert bad.status is Status.DEAD  # its own record says so; the dead set is unusable
+    assert env.store.complete(job.id, job.token, b"2", 60) is True  # counters or not
+
+
 def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env: Env) -> None:
     env.client.set(env.keys.scheduled, "garbage")
-    with pytest.raises(redis.ResponseError, match="scheduled holds a string"):
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         jobs.Add.dispatch(a=1, b=1, delay=60)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3, delay=60)
     with pytest.raises(redis.ResponseError, match="scheduled holds a string"):
         env.store.promote()
     assert env.client.keys(env.keys.job("*")) == []  # no job written without its place
@@ -196,3 +208,21 @@ def test_prefetched_jobs_that_never_started_count_no_crash_when_the_worker_dies(
     for h in handles:
         assert h.result(timeout=20) is not None
     wait_until(lambda: all(h.status is Status.SUCCEEDED for h in handles), timeout=5)
+
+
+def test_a_queue_key_of_the_wrong_type_refuses_dispatch_with_nothing_written(env: Env) -> None:
+    env.client.set(env.keys.queue("default"), "garbage")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        jobs.Add.dispatch(a=1, b=1)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        jobs.Add.dispatch(a=1, b=1, job_id="mine")
+    assert env.client.keys(env.keys.job("*")) == []
+
+
+def test_a_wake_key_of_the_wrong_type_costs_only_the_wake_up(env: Env) -> None:
+    env.client.set(env.keys.wake("default"), "garbage")
+    handle = jobs.Add.dispatch(a=1, b=1)
+    assert handle.status is Status.QUEUED
+    assert [j.id for j in env.store.claim("w", 30_000, 1, [["default"]])] == [handle.id]

@@ -35,17 +35,19 @@ end
 -- Wake up to `n` idle workers of a lane: one token each. Tokens nobody waits for pile
 -- up to 128 and are trimmed to 64 (so rarely, not on every call); workers drop stale
 -- tokens when they find the lane empty.
+-- pcall: a wake key of another type (garbage) costs idle workers their wake-up (they
+-- look for work every 2 s anyway), never the transition that calls this.
 local function wake(base, lane, n)
   local wk = wake_key(base, lane)
   local pushed
   if n == 1 then
-    pushed = redis.call('LPUSH', wk, '1')
+    pushed = redis.pcall('LPUSH', wk, '1')
   else
     local tokens = {}
     for i = 1, math.min(n, 64) do tokens[i] = '1' end
-    pushed = redis.call('LPUSH', wk, unpack(tokens))
+    pushed = redis.pcall('LPUSH', wk, unpack(tokens))
   end
-  if pushed > 128 then redis.call('LTRIM', wk, 0, 63) end
+  if type(pushed) == 'number' and pushed > 128 then redis.call('LTRIM', wk, 0, 63) end
 end
 
 -- Make a job ready in its lane and wake one idle worker. `seq` keeps its FIFO place.
@@ -85,36 +87,34 @@ local function schedule_at(base, id, due)
   end
 end
 
--- Write a new job's hash and put it where it waits: its queue ('queued') or `scheduled`
--- until `due` ('scheduled'). The one place that knows a job hash's initial fields; the
--- counters (attempts, lease, crashes) start absent, meaning 0, and the queue is the
--- lane's part before '|'. `due_at` is written only when it differs from `created_at`: a
--- job queued as it is created is due then (readers fall back to `created_at`), and most
--- jobs are, so the common hash is one field smaller. The caller wakes workers (see
--- `wake`) for queued jobs. A batch passes each job's `seq` (reserved at once) and a
--- `ready` table, which collects score, id pairs for one ZADD by the caller (see
--- add_ready) instead of one per job. `now` comes as a string (see str).
+-- Put a new job where it waits, then write its hash: its queue ('queued') or
+-- `scheduled` until `due` ('scheduled'), unless the caller `placed` it already (a batch,
+-- in one ZADD: see add_ready). The place comes first: a queue or scheduled key of
+-- another type (garbage) fails the script there, before anything of the job exists. The
+-- one place that knows a job hash's initial fields; the counters (attempts, lease,
+-- crashes) start absent, meaning 0, and the queue is the lane's part before '|'.
+-- `due_at` is written only when it differs from `created_at`: a job queued as it is
+-- created is due then (readers fall back to `created_at`), and most jobs are, so the
+-- common hash is one field smaller. The caller wakes workers (see `wake`) for queued
+-- jobs. `now` and a batch's `seq` (reserved at once) come as strings (see str).
 local function create_job(base, id, status, due, now, name, lane, params, priority,
-                          max_attempts, timeout, ttl, seq, ready)
-  seq = str(seq or next_seq(base))  -- written twice: as a field and (usually) as the score
+                          max_attempts, timeout, ttl, seq, placed)
+  seq = seq or str(next_seq(base))  -- written twice: as a field and (usually) as the score
   local jk = job_key(base, id)
+  if placed then
+  elseif status ~= 'queued' then
+    schedule_at(base, id, due)
+  else
+    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
+  end
   redis.call('HSET', jk, 'name', name, 'lane', lane, 'params', params,
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
   if due ~= tonumber(now) then redis.call('HSET', jk, 'due_at', due) end
-  if status ~= 'queued' then
-    schedule_at(base, id, due)
-  elseif ready then
-    local k = #ready
-    ready[k + 1] = ready_score(priority, seq)
-    ready[k + 2] = id
-  else
-    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
-  end
 end
 
--- Add the score, id pairs collected by create_job to a lane's queue: one ZADD per 500
--- jobs (unpack() of a very large table would overflow Lua's C stack).
+-- Add score, id pairs to a lane's queue: one ZADD per 500 jobs (unpack() of a very
+-- large table would overflow Lua's C stack).
 local function add_ready(base, lane, ready)
   for i = 1, #ready, 1000 do
     redis.call('ZADD', queue_key(base, lane), unpack(ready, i, math.min(i + 999, #ready)))
@@ -122,8 +122,9 @@ local function add_ready(base, lane, ready)
 end
 
 -- A lane with tags ("queue|tag,...") is recorded, so `--tags '*'` workers can find it.
+-- (pcall: a lanes key of another type costs those workers the lane, not the dispatch.)
 local function note_lane(base, lane)
-  if string.find(lane, '|', 1, true) then redis.call('SADD', base .. ':lanes', lane) end
+  if string.find(lane, '|', 1, true) then redis.pcall('SADD', base .. ':lanes', lane) end
 end
 
 -- -- validation -------------------------------------------------------------------------
@@ -208,7 +209,7 @@ end
 -- Dead-letter, with reason invalid_record, a job whose record cannot be trusted; the
 -- caller has taken it off wherever it was. A record that is not a hash is kept, renamed
 -- to corrupt:<id>, and a hash saying what happened takes its place, so every reader
--- finds an ordinary dead job. The caller checked `dead` and `stats` (expect_types).
+-- finds an ordinary dead job.
 local function invalid_record(base, id, why, now)
   local jk = job_key(base, id)
   local t = key_type(jk)
@@ -220,6 +221,8 @@ local function invalid_record(base, id, why, now)
   redis.call('HSET', jk, 'status', 'dead', 'reason', 'invalid_record', 'error', err,
     'finished_at', now)
   redis.call('PERSIST', jk)
-  redis.call('ZADD', base .. ':dead', now, id)
-  redis.call('HINCRBY', base .. ':stats', 'dead', 1)
+  -- pcall: with the dead set or the counters garbage too, the job is still dead on its
+  -- own record (and `jobkit info` names the unreadable key)
+  redis.pcall('ZADD', base .. ':dead', now, id)
+  redis.pcall('HINCRBY', base .. ':stats', 'dead', 1)
 end

@@ -6,22 +6,21 @@
 --          reply lost), 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
 -- A success clears the reason and error of earlier attempts: they no longer describe it.
+-- The jobs leave `running` before anything else is written, so a `running` key of
+-- another type fails the call with nothing half done.
 local base = KEYS[1]
-expect_types(base .. ':running', 'zset', base .. ':stats', 'hash')
 local now = str(now_ms())  -- written for every job
 local out = {}
-local finished = {}  -- ids leaving `running`, removed in one call
-local ttls = {}
+local finished = {}  -- ids leaving `running`
+local at = {}  -- their place in ARGV
+local stale = {}  -- those with a reason or error of an earlier attempt to clear
 for i = 1, #ARGV, 4 do
-  local id, token, ttl = ARGV[i], ARGV[i + 1], ARGV[i + 3]  -- strings: see str
-  local jk = job_key(base, id)
-  local f = read_job(jk, 'status', 'lease', 'reason')
+  local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
+  local f = read_job(job_key(base, id), 'status', 'lease', 'reason')
   if f and f[1] == 'running' and f[2] == token then
-    redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
-    if f[3] then redis.call('HDEL', jk, 'reason', 'error') end
-    redis.call('EXPIRE', jk, ttl)
     finished[#finished + 1] = id
-    ttls[#finished] = ttl
+    at[#finished] = i
+    stale[#finished] = f[3]
     out[#out + 1] = 1
   elseif f and f[1] == 'succeeded' and f[2] == token then
     out[#out + 1] = 1  -- this holder's success is recorded already: a re-sent call
@@ -29,17 +28,26 @@ for i = 1, #ARGV, 4 do
     out[#out + 1] = 0
   end
 end
--- in chunks: unpack() of a very large batch would overflow Lua's C stack. Waiters are
--- looked up with one MGET per chunk (see notify_done), not one call per job.
+-- in chunks: unpack() of a very large batch would overflow Lua's C stack
+for i = 1, #finished, 1000 do
+  redis.call('ZREM', base .. ':running', unpack(finished, i, math.min(i + 999, #finished)))
+end
+for j, id in ipairs(finished) do
+  local jk, i = job_key(base, id), at[j]
+  redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
+  if stale[j] then redis.call('HDEL', jk, 'reason', 'error') end
+  redis.call('EXPIRE', jk, ARGV[i + 3])
+end
+-- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.
 for i = 1, #finished, 1000 do
   local last = math.min(i + 999, #finished)
-  redis.call('ZREM', base .. ':running', unpack(finished, i, last))
   local wk = {}
   for j = i, last do wk[#wk + 1] = waiter_key(base, finished[j]) end
   local waiting = redis.call('MGET', unpack(wk))
   for j = 1, #waiting do
-    if waiting[j] then push_done(base, finished[i + j - 1], ttls[i + j - 1]) end
+    if waiting[j] then push_done(base, finished[i + j - 1], ARGV[at[i + j - 1] + 3]) end
   end
 end
-if #finished > 0 then redis.call('HINCRBY', base .. ':stats', 'succeeded', #finished) end
+-- pcall: a counters key of another type costs the counts (`jobkit info` names the key)
+if #finished > 0 then redis.pcall('HINCRBY', base .. ':stats', 'succeeded', #finished) end
 return out

@@ -18,8 +18,6 @@ local key, next_slot = ARGV[1], ARGV[2]
 local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local name, lane, params = ARGV[6], ARGV[7], ARGV[8]
 local priority, max_attempts, timeout, ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-expect_types(sk, 'hash', queue_key(base, lane), 'zset', wake_key(base, lane), 'list')
-if string.find(lane, '|', 1, true) then expect_types(base .. ':lanes', 'set') end
 local now = now_ms()
 local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1') or -1
 local advanced = false

@@ -8,9 +8,10 @@
 --          fresh random), then N pairs: id, params JSON
 -- Returns  with check 1: N pairs {created 1|0, status}; with check 0 every job is created
 --          with the same status, so just that status (a smaller reply for a big batch).
--- Invariant: a job hash and its place (queue or scheduled) appear together or not at all,
--- and an id that exists is never written: the same call sent twice (its reply was lost,
--- and a worker may have claimed the job meanwhile) creates each job once.
+-- Invariant: a job hash and its place (queue or scheduled) appear together or not at all
+-- (the place is written first: a key of another type fails the call before any job
+-- exists), and an id that exists is never written: the same call sent twice (its reply
+-- was lost, and a worker may have claimed a job meanwhile) creates each job once.
 local base = KEYS[1]
 local n, name, lane, priority = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local delay, at = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -21,55 +22,54 @@ local due = now + delay
 if at > due then due = at end
 local status = 'queued'
 if due > now then status = 'scheduled' end
-if status == 'queued' then
-  expect_types(queue_key(base, lane), 'zset', wake_key(base, lane), 'list')
-else
-  expect_types(base .. ':scheduled', 'zset')
-end
-if string.find(lane, '|', 1, true) then expect_types(base .. ':lanes', 'set') end
-local ready = {}
-local queued = 0
 local out
 if not check then
-  -- fresh ids: every FIFO place reserved at once, every job created alike
+  -- fresh random ids, all created by one call or none: if its first exists, this is the
+  -- very call sent again (128 random bits do not collide), and it is done already
+  if redis.call('EXISTS', job_key(base, ARGV[11])) == 1 then return status end
+  -- every FIFO place reserved at once, every job created alike, the queue first
   local first_seq = redis.call('INCRBY', base .. ':seq', n) - n
-  for i = 0, n - 1 do
-    local id = ARGV[11 + 2 * i]
-    if redis.call('EXISTS', job_key(base, id)) == 0 then  -- 1: this very call, sent again
-      create_job(base, id, status, due, now_s, name, lane, ARGV[12 + 2 * i], priority,
-        max_attempts, timeout, ttl, first_seq + i + 1, ready)
-      if status == 'queued' then queued = queued + 1 end
+  if status == 'queued' then
+    local ready = {}
+    for i = 0, n - 1 do
+      ready[2 * i + 1] = ready_score(priority, str(first_seq + i + 1))
+      ready[2 * i + 2] = ARGV[11 + 2 * i]
     end
+    add_ready(base, lane, ready)
   end
+  for i = 0, n - 1 do
+    create_job(base, ARGV[11 + 2 * i], status, due, now_s, name, lane, ARGV[12 + 2 * i],
+      priority, max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
+  end
+  if status == 'queued' then wake(base, lane, n) end
   out = status
 else
   -- ids of the caller's: a FIFO place only for a new job, so a repeated dispatch writes
   -- nothing at all. Every id is looked up before anything is written.
   local existing = {}
   for i = 0, n - 1 do
-    local id = ARGV[11 + 2 * i]
-    local got = redis.pcall('HGET', job_key(base, id), 'status')
+    local got = redis.pcall('HGET', job_key(base, ARGV[11 + 2 * i]), 'status')
     if type(got) == 'table' and got['err'] then
-      error({err = 'INVALID jobkit: job id ' .. id .. ' is taken by a key that is not a job'})
+      error({err = 'INVALID jobkit: job id ' .. ARGV[11 + 2 * i]
+        .. ' is taken by a key that is not a job'})
     end
     existing[i] = got
   end
   out = {}
+  local queued = 0
   for i = 0, n - 1 do
-    local id = ARGV[11 + 2 * i]
     if existing[i] then
       out[#out + 1] = 0
       out[#out + 1] = existing[i]
     else
-      create_job(base, id, status, due, now_s, name, lane, ARGV[12 + 2 * i], priority,
-        max_attempts, timeout, ttl, nil, ready)
+      create_job(base, ARGV[11 + 2 * i], status, due, now_s, name, lane, ARGV[12 + 2 * i],
+        priority, max_attempts, timeout, ttl)
       if status == 'queued' then queued = queued + 1 end
       out[#out + 1] = 1
       out[#out + 1] = status
     end
   end
+  if queued > 0 then wake(base, lane, queued) end
 end
-add_ready(base, lane, ready)
-if queued > 0 then wake(base, lane, queued) end
 note_lane(base, lane)
 return out
