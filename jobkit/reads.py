@@ -11,7 +11,7 @@ import redis
 
 from jobkit.keys import Keys
 from jobkit.models import JobRecord
-from jobkit.wire import Wire, raise_errors
+from jobkit.wire import UndecodableReply, Wire, raise_errors
 
 
 class Counts(NamedTuple):
@@ -53,6 +53,8 @@ class Reads:
             reply = replies[1]
         else:
             reply = self._wire.pipeline([read])[0]
+        if isinstance(reply, UndecodableReply):  # text some other client wrote: as best we can
+            reply = self.redis.hgetall(self.keys.job(job_id))  # (decodes with U+FFFD)
         if isinstance(reply, redis.ResponseError):  # a key of another type: not a job
             return JobRecord.unreadable(job_id, str(reply))
         if not isinstance(reply, dict):  # RESP2: field, value, field, value ...

@@ -20,7 +20,7 @@ from jobkit.errors import InvalidTransition
 from jobkit.keys import Keys
 from jobkit.models import Claimed, NewJob
 from jobkit.reads import Reads
-from jobkit.wire import Head, Inflight, Wire, raise_errors
+from jobkit.wire import Head, Inflight, UndecodableReply, Wire, raise_errors
 
 log = logging.getLogger("jobkit.store")
 
@@ -29,6 +29,7 @@ log = logging.getLogger("jobkit.store")
 # blocks other clients for long.
 ENQUEUE_CHUNK = 200
 
+_STRICT = 4  # where claim.lua's strict flag sits in its ARGV
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
@@ -202,14 +203,28 @@ class Store(Reads):
         args = self._claim_args(worker, lease_ms, want, self._request_id(), groups)
         return self._parse_claimed(self._lease(args))
 
-    def _lease(self, args: Sequence[Any]) -> Any:
+    def _lease(self, args: list[Any]) -> Any:
         """Run a claim; if its reply is lost (a timeout: Redis may have run it), send the
         same request once more: its id makes Redis answer with the jobs it leased the
         first time instead of stranding them until their leases lapse."""
         try:
-            return self._run("claim", [self.keys.base], args)
+            reply = self._run("claim", [self.keys.base], args)
+        except UndecodableReply as exc:
+            reply = exc
         except (redis.ConnectionError, redis.TimeoutError):
-            return self._run("claim", [self.keys.base], args)
+            reply = self._run("claim", [self.keys.base], args)
+        return self._decodable(reply, args)
+
+    def _decodable(self, reply: Any, args: list[Any]) -> Any:
+        """``reply`` of the claim sent with ``args``, unless it could not be decoded (a
+        job whose id, name or params are not UTF-8: garbage some other client wrote).
+        Then the same request goes again in strict mode: Redis dead-letters such jobs
+        (invalid_record) and answers with the others, which it leased the first time."""
+        if not isinstance(reply, UndecodableReply):
+            return reply
+        strict = list(args)
+        strict[_STRICT] = 1
+        return self._run("claim", [self.keys.base], strict)
 
     def send_refill(
         self,
@@ -239,6 +254,7 @@ class Store(Reads):
             raw = self._wire.collect(refill.inflight)
         except (redis.ConnectionError, redis.TimeoutError):
             raw = self._wire.pipeline(self._commands(refill.calls))
+        raw[-1] = self._decodable(raw[-1], list(refill.calls[-1][2]))
         replies = self._checked(refill.calls, raw)
         flags = [bool(x) for x in replies[0]] if len(replies) == 2 else []
         return flags, self._parse_claimed(replies[-1])
@@ -247,7 +263,7 @@ class Store(Reads):
     def _claim_args(
         worker: str, lease_ms: int, want: int, request: str, groups: Sequence[Sequence[str]]
     ) -> list[Any]:
-        args: list[Any] = [worker, lease_ms, want, request, len(groups)]
+        args: list[Any] = [worker, lease_ms, want, request, 0, len(groups)]  # see _STRICT
         for lanes in groups:
             args.append(len(lanes))
             args.extend(lanes)
@@ -292,6 +308,7 @@ class Store(Reads):
         except (redis.ConnectionError, redis.TimeoutError):
             return self._parse_claimed(self._lease(args))  # the claim may have run: ask again
         raise_errors(replies[:1])
+        replies[1] = self._decodable(replies[1], args)
         return self._parse_claimed(self._checked(calls, replies[1:])[0])
 
     def connection_id(self) -> int:

@@ -57,6 +57,11 @@ class _Handshake(Protocol):
     def read_response(self) -> Any: ...
 
 
+class UndecodableReply(redis.ResponseError):
+    """A reply holding bytes that are not UTF-8 (data some other client wrote): returned
+    in its place like an error reply, so the replies after it stay in step."""
+
+
 class ReplyLost(redis.ConnectionError):
     """The connection failed after a command that may not be sent twice went out: it may
     or may not have run. (A ConnectionError, so outage handling applies as usual.)"""
@@ -85,10 +90,11 @@ class _Link:
     commands go straight to the socket and hiredis parses the replies. A connection
     class without a real socket (fakeredis, say) is driven through redis-py instead."""
 
-    __slots__ = ("_conn", "_reader", "_sock", "client_id")
+    __slots__ = ("_conn", "_reader", "_sock", "broken", "client_id")
 
     def __init__(self, conn: _Handshake, decode: bool) -> None:
         self.client_id: int | None = None  # Redis's id for it, once asked
+        self.broken = False  # a reply could not be decoded: not to be used again
         conn.connect()
         sock = getattr(conn, "_sock", None)
         self._conn = conn
@@ -123,7 +129,7 @@ class _Link:
                 return self._conn.read_response()
             except redis.ResponseError as exc:
                 return exc
-        reply = self._reader.gets()
+        reply = self._gets()
         while reply is False:
             try:
                 data = self._sock.recv(_CHUNK)
@@ -132,8 +138,19 @@ class _Link:
             if not data:
                 raise redis.ConnectionError("Redis closed the connection")
             self._reader.feed(data)
-            reply = self._reader.gets()
+            reply = self._gets()
         return reply
+
+    def _gets(self) -> Any:
+        """The next whole reply from the reader, False if it has none yet. A reply that is
+        not UTF-8 text comes back as an :class:`UndecodableReply` in its place (hiredis
+        has consumed it: the replies after it stay in step); the connection is dropped
+        after this exchange all the same, as the reader's state is not to be trusted."""
+        try:
+            return self._reader.gets()
+        except UnicodeDecodeError as exc:
+            self.broken = True
+            return UndecodableReply(f"a reply is not UTF-8 text ({exc.reason})")
 
     def alive(self) -> bool:
         """False when the server closed this idle connection (or it has bytes nobody
@@ -208,6 +225,8 @@ class Inflight:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self.conn.close()
                 self.error = exc
+            if self.conn.broken:  # see _Link._gets; its thread makes a new one
+                self.conn.close()
 
 
 def _read(conn: _Link, count: int) -> list[Any]:
@@ -225,7 +244,7 @@ class Wire:
     def _connection(self) -> _Link:
         local = self._local
         conn: _Link | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
+        if conn is None or local.pid != os.getpid() or conn.broken:
             pool = self._client.connection_pool
             made = cast(_Handshake, pool.make_connection())
             conn = _Link(made, bool(pool.connection_kwargs.get("decode_responses")))
@@ -323,7 +342,7 @@ class Wire:
                 self._drop(conn)
                 conn = self._connection()
             try:
-                return exchange(conn)
+                result = exchange(conn)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._drop(conn)
                 if not repeatable:
@@ -332,6 +351,10 @@ class Wire:
                     ) from exc
                 if attempt == 2 or isinstance(exc, redis.TimeoutError):
                     raise
+            else:
+                if conn.broken:
+                    self._drop(conn)
+                return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _drop(self, conn: _Link) -> None:

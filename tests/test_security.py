@@ -50,7 +50,7 @@ JOBKIT_ACL = (
     "+subscribe +unsubscribe +ping +select +client|id +client|unblock +config|get "
     "+del +exists +expire +persist +mget +incr +incrby +hset +hdel +hmget +hincrby "
     "+lpush +ltrim +sadd +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +zpopmin "
-    "+publish +get +type +rename +info"
+    "+publish +get +type +rename +info +rpush +lrange +pexpire"
 )
 # Characters that must be percent-encoded in a URL, so both spellings are looked for.
 PASSWORD = "Jk-pw/1?a#b@c%d"

@@ -1,8 +1,11 @@
 -- claim: take up to N ready jobs for one worker child, each with its own lease.
 -- KEYS[1]  base "{prefix}"; queue, wake, job, running, dead, stats and claim:<request>
 --          keys are built from it
--- ARGV     worker name, lease_ms, N, request id ('' = none), G (number of lane groups),
---          then G groups of (count, lane...) in the order the worker checks its queues
+-- ARGV     worker name, lease_ms, N, request id ('' = none), strict (1: the client could
+--          not decode the reply to this request: dead-letter, as invalid_record, every job
+--          whose id, name or params are not UTF-8 text, and answer with the others),
+--          G (number of lane groups), then G groups of (count, lane...) in the order the
+--          worker checks its queues
 -- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
 --          only if a lane's queue key holds another type (skipped, so the other lanes
 --          are still served), one more element: the list of those keys
@@ -10,9 +13,11 @@
 -- its record is invalid, in `dead`), and every claim bumps the job's fencing token
 -- (`lease`), so older holders are refused later. A request sent again under the same id
 -- (its reply was lost) leases nothing new: it answers with the jobs the first one leased
--- that are still held under its tokens, so a lost reply strands no lease.
+-- that are still held under its tokens, so a lost reply strands no lease. (UTF-8 is
+-- checked only when asked: on the usual path it would cost more than the rest of a claim.)
 local base, worker = KEYS[1], ARGV[1]
-local lease_ms, want, req, groups = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local lease_ms, want, req = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local strict, groups = ARGV[5] == '1', tonumber(ARGV[6])
 local running = base .. ':running'
 expect_types(running, 'zset')  -- before the first pop: leases must have somewhere to go
 local out = {}
@@ -24,38 +29,48 @@ local function answer(id, token, name, params, attempts, timeout, lane)
   out[k + 5], out[k + 6], out[k + 7] = attempts, timeout, lane
 end
 
+local now = now_ms()
+
+-- Not text the client can decode (checked in strict mode only), or nil.
+local function undecodable(id, name, params)
+  if not utf8_ok(id) then return 'its id is not UTF-8 text' end
+  if not utf8_ok(name) then return 'its name is not UTF-8 text' end
+  if not utf8_ok(params) then return 'its params are not UTF-8 text' end
+  return nil
+end
+
 if req ~= '' then
-  local prior = redis.pcall('GET', claim_key(base, req))
-  if type(prior) == 'string' then
-    local held = cjson.decode(prior)  -- id, token, lane, id, token, lane ...
+  local held = redis.pcall('LRANGE', claim_key(base, req), 0, -1)  -- id, token, lane ...
+  if #held > 0 then
     for i = 1, #held, 3 do
       local f = read_job(job_key(base, held[i]), 'status', 'lease', 'name', 'params',
         'attempts', 'timeout')
       if f and f[1] == 'running' and f[2] == held[i + 1] then
-        answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
+        local why = strict and undecodable(held[i], f[3], f[4])
+        if why then
+          redis.call('ZREM', running, held[i])
+          invalid_record(base, held[i], why, now)
+        else
+          answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
+        end
       end
     end
     return out
   end
 end
 
-local now = now_ms()
 local now_s, deadline = str(now), str(now + lease_ms)  -- written for every job
 local got = 0
 local leases = {}  -- score, id pairs for `running`, added in one call
 local taken = {}  -- id, token, lane triples: what a re-sent request answers with
 
--- Why a popped job cannot be run as it stands, or nil. (Its id and name go back in the
--- reply, which the client decodes as UTF-8: one byte that is not would cost the whole
--- batch its reply.)
+-- Why a popped job cannot be run as it stands, or nil.
 local function problem(id, f)
-  if not utf8_ok(id) then return 'its id is not UTF-8 text' end
   if not count_ok(f[2]) then return 'attempts is not a whole number' end
   if not count_ok(f[3]) then return 'lease is not a whole number' end
   if not f[4] or f[4] == '' then return 'no job name' end
-  if not utf8_ok(f[4]) then return 'its name is not UTF-8 text' end
   if not f[5] then return 'no params' end
-  if not utf8_ok(f[5]) then return 'its params are not UTF-8 text' end
+  if strict then return undecodable(id, f[4], f[5]) end
   if f[6] and not (finite(f[6]) and tonumber(f[6]) >= 0) then
     return 'timeout is not a number of seconds'
   end
@@ -87,7 +102,7 @@ local function take(id, lane)
   got = got + 1
 end
 
-local pos = 6
+local pos = 7
 for g = 1, groups do
   local count = tonumber(ARGV[pos])
   local lanes = {}
@@ -128,11 +143,13 @@ for g = 1, groups do
 end
 if #leases > 0 then redis.call('ZADD', running, unpack(leases)) end
 if req ~= '' and got > 0 then
-  redis.call('SET', claim_key(base, req), cjson.encode(taken), 'PX', lease_ms)
+  local rk = claim_key(base, req)
+  redis.call('RPUSH', rk, unpack(taken))
+  redis.call('PEXPIRE', rk, lease_ms)
 end
 if got < want then
   -- every lane we serve is empty: drop stale wake tokens so idle waits really block
-  pos = 6
+  pos = 7
   for g = 1, groups do
     local count = tonumber(ARGV[pos])
     for j = 1, count do redis.call('DEL', wake_key(base, ARGV[pos + j])) end

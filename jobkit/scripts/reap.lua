@@ -44,6 +44,7 @@ for _, id in ipairs(expired) do
       invalid_record(base, id, why, now)
       outcome = 'invalid'
     elseif f[11] ~= f[10] and redis.call('HINCRBY', jk, 'unstarted', 1) >= MAX_UNSTARTED then
+      redis.call('HSET', jk, 'attempts', math.max(0, tonumber(f[2]) - 1))  -- it never ran
       invalid_record(base, id, 'leased ' .. MAX_UNSTARTED .. ' times and never started: '
         .. 'no worker could read it', now)
       outcome = 'invalid'
