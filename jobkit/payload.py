@@ -9,6 +9,13 @@ parser's limit (200), integers longer than it reads. The read-back costs one par
 the params per job, a microsecond or two for a small model (``benchmarks`` measure
 dispatch with it).
 
+The read-back is skipped where it cannot fail: for a model made only of plain types
+(numbers, text, lists, dicts, nested plain models ..., no custom validator or serializer,
+no alias, nothing strict: see :func:`round_trips`), pydantic's JSON reads back as it was
+unless it holds a ``null`` (a NaN may hide there), an escape (a lone surrogate), deep
+nesting or a very long number, and only such JSON is read back. For the benchmark's
+one-field model that halves what dispatch_many adds to each job.
+
 One loss the read-back cannot see: pydantic writes NaN and infinity as ``null``, which an
 ``Optional[float]`` or ``Any`` field reads back as ``None``. Only JSON holding a ``null``
 can have lost a float that way, so only such params are compared with what was read back,
@@ -60,6 +67,93 @@ def _aliases(info: FieldInfo) -> list[str]:
     return found
 
 
+# Core-schema node types whose JSON reads back as it was written (the data permitting:
+# see _suspect). Anything else, or any custom serializer, validator or alias, and the
+# model is read back always.
+_PLAIN = frozenset(
+    {
+        "model", "model-fields", "model-field", "default", "nullable", "int", "float",
+        "str", "bool", "none", "any", "list", "set", "frozenset", "tuple", "dict",
+        "literal", "datetime", "date", "time", "timedelta", "decimal", "uuid", "union",
+        "definitions", "definition-ref",
+    }
+)  # fmt: skip
+# Keys a plain node may carry besides its sub-schemas: constraints and bookkeeping.
+_INERT = frozenset(
+    {
+        "type", "ref", "metadata", "cls", "model_name", "config", "default", "root_model",
+        "custom_init", "computed_fields", "fields", "schema", "items_schema", "keys_schema",
+        "values_schema", "choices", "definitions", "schema_ref", "expected", "mode",
+        "max_length", "min_length", "ge", "gt", "le", "lt", "multiple_of", "pattern",
+        "microseconds_precision", "allow_inf_nan", "max_digits", "decimal_places",
+        "extras_schema", "extra_behavior", "post_init", "variadic_item_index", "title",
+    }
+)  # fmt: skip
+
+
+# Model settings that leave the JSON as it reads: names, and unknown keys refused or dropped.
+_PLAIN_CONFIG = frozenset({"title", "validate_by_alias", "validate_by_name"})
+_PLAIN_SETTINGS = frozenset(
+    {("extra_fields_behavior", "forbid"), ("extra_fields_behavior", "ignore")}
+)
+
+_SUBSCHEMAS = (
+    "schema", "items_schema", "keys_schema", "values_schema", "choices", "definitions",
+    "extras_schema",
+)  # fmt: skip
+
+
+def round_trips(model: type[BaseModel]) -> bool:
+    """Whether ``model``'s JSON always reads back as it was, but for what
+    :func:`_suspect` looks for in the bytes themselves."""
+    return _plain(model.__pydantic_core_schema__)
+
+
+def _plain(node: Any) -> bool:
+    if isinstance(node, list | tuple):
+        return all(_plain(item) for item in node)
+    if not isinstance(node, dict):
+        return True  # a constraint's value, a default, a class
+    kind = node.get("type")
+    if kind is not None and kind not in _PLAIN:
+        return False
+    if node.get("strict") or node.get("custom_init") or node.get("root_model"):
+        return False
+    if node.get("computed_fields") or node.get("extra_behavior") == "allow":
+        return False
+    config = node.get("config")
+    if isinstance(config, dict) and not _PLAIN_CONFIG.issuperset(
+        k for k, v in config.items() if v and (k, v) not in _PLAIN_SETTINGS
+    ):
+        return False
+    if kind == "model-field" and (
+        node.get("validation_alias") or node.get("serialization_alias")
+        or node.get("serialization_exclude")
+    ):  # fmt: skip
+        return False
+    if any(key not in _INERT for key in node if key != "fields"):
+        return False  # a serializer, validator, alias ... of its own
+    subs = [node[key] for key in _SUBSCHEMAS if key in node]
+    fields = node.get("fields")
+    if isinstance(fields, dict):
+        subs.extend(fields.values())
+    elif isinstance(fields, list):
+        subs.extend(fields)
+    return all(_plain(sub) for sub in subs)
+
+
+def _suspect(raw: bytes) -> bool:
+    """JSON a plain model wrote that may still not read back as it was: a ``null`` (NaN
+    and infinity are written so), an escape (a lone surrogate is), nesting that may pass
+    the parser's 200 levels, or a number longer than it reads (4,300 digits)."""
+    return (
+        len(raw) > 4000
+        or b"null" in raw
+        or b"\\u" in raw
+        or raw.count(b"[") + raw.count(b"{") > 150
+    )
+
+
 def _non_finite(value: Any, path: str) -> str | None:
     """The path of the first NaN or infinite float in ``value`` (a model dumped to Python
     objects), or None. Only called when params already failed a cheaper check."""
@@ -95,6 +189,7 @@ class ParamsCodec:
             self._to_json = functools.partial(self._to_json, by_alias=by_alias)
         self._to_python = model.__pydantic_serializer__.to_python
         self._read = model.model_validate_json
+        self.plain = round_trips(model)
         self._list: TypeAdapter[list[BaseModel]] | None = None
         self._read_list: TypeAdapter[list[BaseModel]] | None = None
 
@@ -144,13 +239,20 @@ class ParamsCodec:
         raw = self._json(model, "params")
         if len(raw) > limit:
             raise PayloadTooLarge(f"params of {self.owner}", len(raw), limit)
+        if self.plain and not _suspect(raw):
+            return raw
+        self._read_back(raw, model, "params")
+        return raw
+
+    def _read_back(self, raw: bytes, model: BaseModel, what: str) -> None:
+        """Read ``raw`` as a worker will; raise :class:`SerializationError` if it fails
+        or lost a float (see the module doc)."""
         try:
             back = self._read(raw)
         except ValidationError as exc:
-            raise self._unreadable(model, exc, "params") from exc
+            raise self._unreadable(model, exc, what) from exc
         if b"null" in raw and back != model:
-            self._check_finite(model, "params")
-        return raw
+            self._check_finite(model, what)
 
     def _json(self, model: BaseModel, what: str) -> bytes:
         try:
@@ -209,6 +311,11 @@ class ParamsCodec:
         if raws and max(map(len, raws)) > limit:
             i = next(i for i, raw in enumerate(raws) if len(raw) > limit)
             raise PayloadTooLarge(f"params[{i}] of {self.owner}", len(raws[i]), limit)
+        if self.plain:  # read back only what may not round-trip
+            for i, (raw, model) in enumerate(zip(raws, models, strict=True)):
+                if _suspect(raw):
+                    self._read_back(raw, model, f"params[{i}]")
+            return raws
         if self._read_list is None:
             item_type: Any = self.model
             self._read_list = TypeAdapter(list[Json[item_type]])

@@ -561,3 +561,55 @@ def test_whatever_dispatch_many_accepts_the_worker_reads_back_equal(
     for raw, item in zip(raws, items, strict=True):
         read = jobs.Measures.Params.model_validate_json(raw)
         assert read == jobs.Measures.Params.model_validate(item)
+
+
+def test_only_models_whose_json_always_reads_back_skip_the_read_back() -> None:
+    from pydantic import ConfigDict, Field, SecretStr, field_serializer, field_validator
+
+    from jobkit.payload import round_trips
+
+    class Inner(BaseModel):
+        x: list[int] = []
+
+    class Plain(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        n: int = 0
+        s: str = Field("a", max_length=5)
+        f: float | None = None
+        inner: Inner | None = None
+        free: Any = None
+
+    class Validated(BaseModel):
+        x: int
+
+        @field_validator("x")
+        @classmethod
+        def check(cls, x: int) -> int:
+            return x
+
+    class Serialized(BaseModel):
+        x: int
+
+        @field_serializer("x")
+        def show(self, x: int) -> str:
+            return str(x)
+
+    class Secret(BaseModel):
+        s: SecretStr
+
+    class Aliased(BaseModel):
+        x: int = Field(alias="y")
+
+    class Extra(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(strict=True)
+        x: int = 0
+
+    class Hidden(BaseModel):
+        x: int = Field(exclude=True)
+
+    assert round_trips(Plain) and round_trips(Inner)
+    for model in (Validated, Serialized, Secret, Aliased, Extra, Strict, Hidden):
+        assert not round_trips(model), model.__name__
