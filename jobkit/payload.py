@@ -145,13 +145,23 @@ def _plain(node: Any) -> bool:
 def _suspect(raw: bytes) -> bool:
     """JSON a plain model wrote that may still not read back as it was: a ``null`` (NaN
     and infinity are written so), an escape (a lone surrogate is), nesting that may pass
-    the parser's 200 levels, or a number longer than it reads (4,300 digits)."""
-    return (
-        len(raw) > 4000
-        or b"null" in raw
-        or b"\\u" in raw
-        or raw.count(b"[") + raw.count(b"{") > 150
-    )
+    the parser's 200 levels, or a number longer than it reads (4,300 digits). Both of the
+    last take hundreds of bytes: short JSON is only looked at for the first two."""
+    if b"null" in raw or b"\\u" in raw:
+        return True
+    return len(raw) >= _SHORT and (len(raw) > 4000 or raw.count(b"[") + raw.count(b"{") > 150)
+
+
+def _batch_suspect(raws: Sequence[bytes]) -> bool:
+    """Whether any of ``raws`` may be :func:`_suspect`, looked at in C loops: the usual
+    batch of short JSON without a null or an escape ends here."""
+    if max(map(len, raws), default=0) >= _SHORT:
+        return True
+    blob = b"\n".join(raws)
+    return b"null" in blob or b"\\u" in blob
+
+
+_SHORT = 300  # bytes: JSON shorter cannot nest 150 levels deep nor hold a long number
 
 
 def _non_finite(value: Any, path: str) -> str | None:
@@ -312,6 +322,8 @@ class ParamsCodec:
             i = next(i for i, raw in enumerate(raws) if len(raw) > limit)
             raise PayloadTooLarge(f"params[{i}] of {self.owner}", len(raws[i]), limit)
         if self.plain:  # read back only what may not round-trip
+            if not _batch_suspect(raws):
+                return raws
             for i, (raw, model) in enumerate(zip(raws, models, strict=True)):
                 if _suspect(raw):
                     self._read_back(raw, model, f"params[{i}]")
