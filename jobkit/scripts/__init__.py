@@ -26,28 +26,15 @@ NAMES = (
     "mark",
 )
 
-# Scripts whose call may be sent again when its reply is lost (the connection dropped or
-# timed out after the call went out), because running it twice has the effect of running
-# it once: each script's header says how (an id that exists is not created again, a
-# claim answers with what the same request leased, a fencing token says the outcome is
-# recorded already, ...). The others are refused a blind re-send: their caller gets the
-# error and decides. Tests run every script twice against these claims.
-REPEATABLE = frozenset(
-    {
-        "enqueue",
-        "claim",
-        "complete",
-        "fail",
-        "heartbeat",
-        "reap",
-        "promote",
-        "requeue",
-        "worker",
-        "cron_fire",
-        "mark",
-    }
-)
-UNREPEATABLE = frozenset(NAMES) - REPEATABLE  # revive, purge, cancel: a second run says no
+# Scripts whose call is refused a blind re-send when its reply is lost (the connection
+# dropped or timed out after the call went out): run twice, the second reports a refusal
+# or a count that hides the first, so their caller gets the error and decides. Every
+# other script may be sent again, because running it twice has the effect of running it
+# once: each one's header says how (an id that exists is not created again, a claim
+# answers with what the same request leased, a fencing token says the outcome is recorded
+# already, ...). tests/test_resend.py runs them twice against these claims.
+UNREPEATABLE = frozenset({"revive", "purge", "cancel"})
+REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
 
 @cache
