@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/scheduler.py`
     sys.path.insert(0, str(ROOT))
 
 from jobkit import BaseJob, cron  # noqa: E402
-from jobkit.store import Store  # noqa: E402
+from jobkit.backend.store import Store  # noqa: E402
 
 QUEUE = "bench-sched"
 CRON_SCHEDULES = 3

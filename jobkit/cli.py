@@ -11,11 +11,11 @@ import redis
 import typer
 
 from jobkit import names, registry
+from jobkit.backend.embedded import embedded_running, ensure_embedded, stop_embedded
+from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import configure, describe_failure, get_settings, get_store
-from jobkit.embedded import embedded_running, ensure_embedded, stop_embedded
 from jobkit.errors import ConfigurationError, InvalidName, JobkitError
 from jobkit.models import JobRecord
-from jobkit.workers import WorkerRegistry
 
 app = typer.Typer(
     help="jobkit: typed, reliable background jobs on Redis.",

@@ -50,8 +50,8 @@ def _iso(t: float | None, b: BoundSchedule) -> str | None:
 
 
 def _rows(schedules: list[BoundSchedule]) -> list[dict[str, Any]]:
+    from jobkit.backend.schedules import ScheduleStore
     from jobkit.connection import get_store
-    from jobkit.schedule_store import ScheduleStore
 
     sched = ScheduleStore(get_store())
     now = sched.now()

@@ -1,12 +1,12 @@
 """The default connection: one Store per process, created lazily from settings.
 
-Pass a :class:`~jobkit.store.Store` explicitly where you need several; this module only
+Pass a :class:`~jobkit.backend.store.Store` explicitly where you need several; this module only
 saves the common case from plumbing one through every call.
 
 Every connection gets explicit timeouts from the settings, whatever redis-py's defaults
 are: redis-py 5 waits forever by default, so a frozen Redis (a stopped VM, a partition
 that drops packets) would hang every call. The hot path's direct sockets
-(:mod:`jobkit.wire`) are made from the same pool settings, so they carry them too.
+(:mod:`jobkit.backend.wire`) are made from the same pool settings, so they carry them too.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from jobkit.embedded import ensure_embedded
+from jobkit.backend.embedded import ensure_embedded
+from jobkit.backend.store import Store
 from jobkit.errors import ConfigurationError
 from jobkit.redact import redacted
 from jobkit.settings import Settings, load_settings
-from jobkit.store import Store
 
 __all__ = [
     "configure",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jobkit.backend.store import Store
 from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout
 from jobkit.models import TERMINAL_STATUSES, JobError, JobRecord, Status
-from jobkit.store import Store
 
 # A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
 # Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read

@@ -30,6 +30,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from jobkit import registry
+from jobkit.backend.store import Store
+from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import (
     DispatchError,
@@ -41,8 +43,6 @@ from jobkit.errors import (
 )
 from jobkit.job import BaseJob
 from jobkit.models import Status
-from jobkit.store import Store
-from jobkit.workers import WorkerRegistry
 
 # The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
 # body itself: see read_params)

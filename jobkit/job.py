@@ -14,15 +14,15 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobkit import names, registry
+from jobkit.backend.keys import lane_name
+from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
-from jobkit.keys import lane_name
 from jobkit.models import NewJob
 from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, bind_schedules
-from jobkit.store import Store
 
 MAX_PRIORITY = 1000
 # keyword arguments of dispatch() that are options, not params

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from jobkit.keys import split_lane
+from jobkit.backend.keys import split_lane
 
 
 class Status(str, Enum):

@@ -11,7 +11,7 @@ Why each alphabet is as narrow as it is:
 - No ``{`` or ``}``: Redis Cluster hashes only what is inside braces, so they are kept for
   the hash tags jobkit puts in its keys.
 - No ``|`` or ``,`` in queues and tags: a lane is ``queue|tag1,tag2`` (see
-  :func:`jobkit.keys.lane_name`); no ``:`` in them either (``-q high:5`` reads as a
+  :func:`jobkit.backend.keys.lane_name`); no ``:`` in them either (``-q high:5`` reads as a
   weight). No ``/`` in job ids: they are a path segment of the HTTP API.
 
 Each check returns the value it was given, so it can be used inline, and raises

@@ -23,10 +23,10 @@ from datetime import datetime
 
 import redis
 
+from jobkit.backend.schedules import FireResult, ScheduleStore, WakeListener
+from jobkit.backend.store import Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan, plan
-from jobkit.schedule_store import FireResult, ScheduleStore, WakeListener
-from jobkit.store import Store
 from jobkit.worker.outage import Guard
 
 log = logging.getLogger("jobkit.scheduler")

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import jobkit
-from jobkit.embedded import embedded_running, stop_embedded
+from jobkit.backend.embedded import embedded_running, stop_embedded
 from jobs_example import (
     Add,
     AlwaysFails,

@@ -35,8 +35,8 @@ from typing import Any
 import redis
 
 from jobkit import registry
+from jobkit.backend.keys import Keys
 from jobkit.errors import UnknownJobError
-from jobkit.keys import Keys
 from jobkit.models import TERMINAL_STATUSES, Status
 from stress.evidence import JobView, Kills, Windows, leftovers, read_jobs, scan_job_ids
 from stress.jobs import Book, loads

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
 from stress.procs import Proc, Procs, RedisProc, base_env
 from stress.proxy import FaultProxy
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
 from stress.cluster import Kill
 from stress.faults import FaultEvent
 from stress.jobs import Book, loads

@@ -27,8 +27,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from jobkit import scripts as jobkit_scripts
-from jobkit.store import Store
+from jobkit.backend import scripts as jobkit_scripts
+from jobkit.backend.store import Store
 from stress.cluster import Cluster, Kill
 from stress.jobs import Book, Probe
 from stress.proxy import Drop, FaultProxy

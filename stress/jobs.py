@@ -34,7 +34,7 @@ import redis
 from pydantic import BaseModel
 
 from jobkit import BaseJob, Retry, get_settings
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
 
 BOOK_PREFIX = os.environ.get("STRESS_BOOK", "stress")
 PATIENCE = 90.0  # seconds a bookkeeping write rides out a Redis outage before giving up
@@ -69,7 +69,7 @@ return ms
 
 
 class Book:
-    """Key names of the bookkeeping (one place, as jobkit's :class:`~jobkit.keys.Keys`)."""
+    """Key names of the bookkeeping (one place, as jobkit's :class:`~jobkit.backend.keys.Keys`)."""
 
     def __init__(self, prefix: str = BOOK_PREFIX) -> None:
         self.prefix = prefix

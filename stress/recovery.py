@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import redis
 
 from jobkit import Status
-from jobkit.keys import Keys
-from jobkit.store import Store
+from jobkit.backend.keys import Keys
+from jobkit.backend.store import Store
 from stress.jobs import Book, Canary
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ import pytest
 import redis
 
 import jobkit
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
+from jobkit.backend.store import Store
 from jobkit.models import Status
-from jobkit.store import Store
 from tests.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from jobkit import DeadReason, JobFailed, Status
-from jobkit.store import Lease
+from jobkit.backend.store import Lease
 from tests import jobs
 from tests.conftest import LEASE, Env, StartWorker, wait_until
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobkit.embedded import (
+from jobkit.backend.embedded import (
     MAX_SOCKET_PATH,
     embedded_running,
     ensure_embedded,
@@ -44,7 +44,7 @@ def _pid(directory: Path) -> int:
 
 
 def test_ensure_starts_a_server_with_aof(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="jobkit.embedded"):
+    with caplog.at_level(logging.WARNING, logger="jobkit.backend.embedded"):
         url = ensure_embedded(data_dir)
 
     assert url == f"unix://{data_dir.resolve() / 'redis.sock'}"
@@ -64,7 +64,7 @@ def test_second_call_reuses_the_server(data_dir: Path, caplog: pytest.LogCapture
     first = ensure_embedded(data_dir)
     pid = _pid(data_dir)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="jobkit.embedded"):
+    with caplog.at_level(logging.WARNING, logger="jobkit.backend.embedded"):
         second = ensure_embedded(data_dir)
 
     assert second == first

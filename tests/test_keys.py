@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobkit.keys import Keys, lane_name, split_lane, worker_lanes
+from jobkit.backend.keys import Keys, lane_name, split_lane, worker_lanes
 
 
 def test_keys_share_one_hash_tag() -> None:
@@ -32,8 +32,8 @@ def test_default_prefix_and_job_id_of() -> None:
 
 
 def test_keys_match_the_lua_prelude() -> None:
-    """The scripts build keys with the same suffixes (jobkit/scripts/_lib.lua)."""
-    from jobkit import scripts
+    """The scripts build keys with the same suffixes (jobkit/backend/scripts/_lib.lua)."""
+    from jobkit.backend import scripts
 
     lib = scripts.source("enqueue")
     for suffix in ("':job:'", "':queue:'", "':wake:'", "':done:'", "':waiter:'", "':seq'"):

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 import jobkit
-from jobkit import Status, scripts
+from jobkit import Status
+from jobkit.backend import scripts
 from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
 

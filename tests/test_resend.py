@@ -10,10 +10,11 @@ import pytest
 import redis
 
 import jobkit
-from jobkit import Status, scripts
+from jobkit import Status
+from jobkit.backend import scripts
+from jobkit.backend.store import Store
+from jobkit.backend.wire import ReplyLost, _Link
 from jobkit.models import Claimed
-from jobkit.store import Store
-from jobkit.wire import ReplyLost, _Link
 from tests import jobs
 from tests.conftest import Env
 

@@ -15,10 +15,10 @@ from freezegun import freeze_time
 from pydantic import BaseModel
 
 from jobkit import BaseJob, Cron, cron
+from jobkit.backend.schedules import ScheduleStore
+from jobkit.backend.store import Store
 from jobkit.schedule import MAX_CATCHUP, BoundSchedule, bind_schedules, plan
-from jobkit.schedule_store import ScheduleStore
 from jobkit.scheduler import Scheduler
-from jobkit.store import Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc

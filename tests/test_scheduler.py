@@ -18,8 +18,8 @@ import orjson
 import pytest
 import redis
 
-from jobkit.keys import Keys
-from jobkit.store import Store
+from jobkit.backend.keys import Keys
+from jobkit.backend.store import Store
 from tests import sched_jobs
 from tests.redis_server import RedisServer
 

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 import jobkit
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
 from jobkit.models import Status
 from tests import jobs, sched_jobs
 from tests.conftest import (
@@ -350,7 +350,7 @@ def test_readme_gives_the_tested_acl_rule() -> None:
 def test_the_acl_rule_allows_every_command_the_scripts_call() -> None:
     allowed = {word[1:].lower() for word in JOBKIT_ACL.split() if word.startswith("+")}
     called = set()
-    for script in (REPO_ROOT / "jobkit" / "scripts").glob("*.lua"):
+    for script in (REPO_ROOT / "jobkit" / "backend" / "scripts").glob("*.lua"):
         found = re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", script.read_text())
         called.update(name.lower() for name in found)
     assert called, "no redis.call found: the pattern is out of date"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jobkit import scripts
-from jobkit.store import Lease
+from jobkit.backend import scripts
+from jobkit.backend.store import Lease
 from tests import jobs
 from tests.conftest import Env, StartWorker
 

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 
 import redis
 
+from jobkit.backend.keys import every_tag_lanes
+from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
-from jobkit.keys import every_tag_lanes
 from jobkit.models import Claimed
 from jobkit.settings import Settings
-from jobkit.store import Refill, Store
 from jobkit.worker.execute import LOST, Executor, Success, persistently
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 import orjson
 import redis
 
-from jobkit.store import Lease
+from jobkit.backend.store import Lease
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
 

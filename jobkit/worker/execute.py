@@ -16,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from jobkit import registry
+from jobkit.backend.store import Store
 from jobkit.errors import PayloadTooLarge, UnknownJobError
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import Decision
 from jobkit.settings import Settings
-from jobkit.store import Store
 
 log = logging.getLogger("jobkit.worker")
 

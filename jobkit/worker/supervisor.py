@@ -20,10 +20,11 @@ import types
 from collections import deque
 from dataclasses import dataclass, field
 
+from jobkit.backend.keys import worker_lanes
+from jobkit.backend.store import Store
+from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import connect
-from jobkit.keys import worker_lanes
 from jobkit.settings import Settings
-from jobkit.store import Store
 from jobkit.worker.child import Child
 from jobkit.worker.chores import TICK, Chores
 from jobkit.worker.lifeline import Lifeline, orphaned
@@ -33,7 +34,6 @@ from jobkit.worker.protocol import OUTCOMES
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
 from jobkit.worker.strays import become_subreaper, descendants, end_strays
-from jobkit.workers import WorkerRegistry
 
 log = logging.getLogger("jobkit.worker")
 

@@ -1,5 +1,5 @@
-"""The only module that speaks Redis: key layout from :mod:`jobkit.keys`, Lua transitions
-from :mod:`jobkit.scripts`, plus the few plain reads the CLI and handles need."""
+"""The only module that speaks Redis: key layout from :mod:`jobkit.backend.keys`, Lua transitions
+from :mod:`jobkit.backend.scripts`, plus the few plain reads the CLI and handles need."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-from jobkit import scripts
+from jobkit.backend import scripts
+from jobkit.backend.keys import Keys
+from jobkit.backend.reads import Reads
+from jobkit.backend.wire import Head, Inflight, UndecodableReply, Wire, raise_errors
 from jobkit.errors import InvalidTransition
-from jobkit.keys import Keys
 from jobkit.models import Claimed, NewJob
-from jobkit.reads import Reads
-from jobkit.wire import Head, Inflight, UndecodableReply, Wire, raise_errors
 
-log = logging.getLogger("jobkit.store")
+log = logging.getLogger("jobkit.backend.store")
 
 # How many jobs one enqueue script call carries in dispatch_many: big enough to amortise
 # the call, small enough that Redis runs one while the client packs the next, and never

@@ -1,5 +1,5 @@
 """Redis access for cron schedules and the scheduler's wake-ups (store layer: every Redis
-command of the scheduler is issued here, on top of a :class:`~jobkit.store.Store`)."""
+command of the scheduler is issued here, on top of a :class:`~jobkit.backend.store.Store`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, cast
 
 from redis.client import PubSub
 
+from jobkit.backend.store import Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
-from jobkit.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The read side of :class:`~jobkit.store.Store`: jobs, counts and queue sizes for
+"""The read side of :class:`~jobkit.backend.store.Store`: jobs, counts and queue sizes for
 handles, the CLI and HTTP. Garbage in Redis (a key of another type) is reported in what
 these return, never raised as a crash of the command that asked."""
 
@@ -9,9 +9,9 @@ from typing import Any, NamedTuple, cast
 
 import redis
 
-from jobkit.keys import Keys
+from jobkit.backend.keys import Keys
+from jobkit.backend.wire import UndecodableReply, Wire, raise_errors
 from jobkit.models import JobRecord
-from jobkit.wire import UndecodableReply, Wire, raise_errors
 
 
 class Counts(NamedTuple):
@@ -36,7 +36,7 @@ def _int(raw: Any) -> int:
 
 
 class Reads:
-    """Plain reads, mixed into :class:`~jobkit.store.Store`."""
+    """Plain reads, mixed into :class:`~jobkit.backend.store.Store`."""
 
     redis: redis.Redis
     keys: Keys

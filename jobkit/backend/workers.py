@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from jobkit.store import Store
+from jobkit.backend.store import Store
 
 
 class WorkerRegistry:

@@ -1,4 +1,4 @@
--- Shared prelude, prepended by jobkit/scripts/__init__.py to every script below.
+-- Shared prelude, prepended by jobkit/backend/scripts/__init__.py to every script below.
 -- Key suffixes here mirror jobkit/keys.py; `base` is always KEYS[1] (the "{prefix}"
 -- hash tag), so every key a script builds lives in the caller's hash slot.
 --

@@ -14,7 +14,7 @@ Sending again. When a connection fails, a command that went out may or may not h
 its reply, not the command, may be what was lost. Every call therefore says whether it is
 *repeatable*, safe to send again on a fresh connection after a lost reply:
 
-- repeatable: plain reads, and the scripts in ``jobkit.scripts.REPEATABLE``, each made
+- repeatable: plain reads, and the scripts in ``jobkit.backend.scripts.REPEATABLE``, each made
   idempotent in its own header (enqueue creates an id only once, claim answers a request
   sent again with the same jobs, complete/fail/requeue recognise their own token's
   outcome, heartbeat, reap, promote and cron_fire converge);

@@ -28,7 +28,7 @@ from jobkit.errors import ConfigurationError
 
 __all__ = ["embedded_running", "ensure_embedded", "stop_embedded"]
 
-logger = logging.getLogger("jobkit.embedded")
+logger = logging.getLogger("jobkit.backend.embedded")
 
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"
