@@ -4,12 +4,11 @@ create``. No Docker; every node is a process group of this test run, killed on t
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -216,7 +215,8 @@ class ClusterServers:
 
     def is_ok(self) -> bool:
         """Whether the cluster is whole: every running node reports ``cluster_state:ok`` and
-        the same slot map covering all slots, and every running replica's link is up."""
+        the same slot map, which covers all slots and lists exactly the running nodes, and
+        every running replica's link is up."""
         try:
             views = set()
             for node in self._running():
@@ -235,8 +235,9 @@ class ClusterServers:
         running = {node.address for node in self._running()}
         listed = {r.master for r in view} | {a for r in view for a in r.replicas}
         covered = sum(r.end - r.start + 1 for r in view)
-        # Every running node appears in the map: a restarted node has rejoined.
-        return covered == SLOTS and running <= listed
+        # The map lists exactly the running nodes: a killed master has been replaced (or a
+        # killed replica marked failed) and a restarted node has rejoined.
+        return covered == SLOTS and listed == running
 
     def wait_ok(self, timeout: float = WAIT_TIMEOUT) -> None:
         """Wait until :meth:`is_ok`."""
@@ -305,19 +306,29 @@ class ClusterServers:
         self.wait_ok()
 
     def move_slot(self, slot: int, to_port: int) -> None:
-        """Move one given slot, keys included, to the master on ``to_port``.
+        """Move one given slot, keys included, to the master on ``to_port``; see
+        :meth:`move_slots`."""
+        self.move_slots([slot], to_port)
 
-        ``redis-cli --cluster reshard`` cannot be told which slot to move, so this runs the
-        steps it runs for each slot: IMPORTING on the target, MIGRATING on the source, MIGRATE
-        of the keys in batches, then SETSLOT NODE on target, source and every other master.
-        Between the first and last step clients get ASK redirects for keys already moved.
+    def move_slots(self, slots: Iterable[int], to_port: int) -> None:
+        """Move the given slots, keys included, to the master on ``to_port``, and wait until
+        the cluster is whole again.
+
+        ``redis-cli --cluster reshard`` cannot be told which slots to move, so this runs the
+        steps it runs for each slot: SETSLOT IMPORTING on the target, MIGRATING on the source,
+        MIGRATE of the keys in batches, then SETSLOT NODE on target, source and every other
+        master. Meanwhile clients get ASK redirects for the keys already moved.
         """
-        source = self.master_of_slot(slot)
         target = self.node(to_port).address
-        if source == target:
-            return
-        source_id, target_id = self.node_id(source.port), self.node_id(target.port)
-        others = [m for m in self.masters() if m not in (source, target)]
+        target_id = self.node_id(to_port)
+        for slot in slots:
+            source = self.master_of_slot(slot)
+            if source != target:
+                self._move(slot, source, target, target_id)
+        self.wait_ok()
+
+    def _move(self, slot: int, source: Address, target: Address, target_id: str) -> None:
+        source_id = self.node_id(source.port)
         with node_client(source, 10.0) as src, node_client(target, 10.0) as dst:
             command(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
             command(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
@@ -325,10 +336,12 @@ class ClusterServers:
                 command(
                     src, "MIGRATE", target.host, target.port, "", 0, 5000, "REPLACE", "KEYS", *keys
                 )
-            # The target first, so the slot is never owned by nobody.
+            # The target first: once the source answers MOVED, the target must already serve
+            # the slot, or clients would bounce between the two.
             command(dst, "CLUSTER SETSLOT", slot, "NODE", target_id)
             command(src, "CLUSTER SETSLOT", slot, "NODE", target_id)
-        for other in others:
-            with contextlib.suppress(redis.ConnectionError), node_client(other) as client:
-                command(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
-        self.wait_ok()
+        # The others would learn it by gossip; telling them spares clients a stale MOVED.
+        for other in self.masters():
+            if other not in (source, target):
+                with node_client(other) as client:
+                    command(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
