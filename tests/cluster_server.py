@@ -7,8 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +16,7 @@ import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
-from tests.server_process import Address, ServerProcess, command, node_client, stop_all
+from tests.server_process import Address, ServerProcess, command, node_client, stop_all, wait_for
 
 SLOTS = 16384
 WAIT_TIMEOUT = 30.0
@@ -56,14 +55,6 @@ def _slot_map(client: redis.Redis) -> tuple[SlotRange, ...]:
             )
         )
     return tuple(sorted(ranges, key=lambda r: r.start))
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class ClusterServers:
@@ -241,7 +232,7 @@ class ClusterServers:
 
     def wait_ok(self, timeout: float = WAIT_TIMEOUT) -> None:
         """Wait until :meth:`is_ok`."""
-        _wait(self.is_ok, timeout, "the cluster to be whole (cluster_state:ok, one slot map)")
+        wait_for(self.is_ok, timeout, "the cluster to be whole (cluster_state:ok, one slot map)")
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port`` (its whole process group)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from types import TracebackType
 import redis
 from redis.sentinel import Sentinel
 
-from tests.server_process import Address, ServerProcess, command, stop_all
+from tests.server_process import Address, ServerProcess, command, stop_all, wait_for
 
 WAIT_TIMEOUT = 30.0
 
@@ -24,14 +23,6 @@ DATA_OPTIONS = (
     # A replica's first sync would otherwise wait 5 s for others to join it.
     "--repl-diskless-sync-delay", "0",
 )  # fmt: skip
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _ask(server: ServerProcess, question: Callable[[redis.Redis], bool]) -> bool:
@@ -192,7 +183,7 @@ class SentinelSet:
 
     def wait_ready(self, timeout: float = WAIT_TIMEOUT) -> None:
         """Wait until :meth:`is_ready`."""
-        _wait(self.is_ready, timeout, f"the sentinels of {self.service!r} to be ready")
+        wait_for(self.is_ready, timeout, f"the sentinels of {self.service!r} to be ready")
 
     def kill_primary(self) -> Address:
         """SIGKILL the current primary's process group; returns its address."""
@@ -215,7 +206,7 @@ class SentinelSet:
             promoted.append(new)
             return True
 
-        _wait(done, timeout, f"a failover of {self.service!r} away from {old}")
+        wait_for(done, timeout, f"a failover of {self.service!r} away from {old}")
         return promoted[-1]
 
     def restart(self, port: int) -> None:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,6 +79,16 @@ def command(client: redis.Redis, *args: str | int) -> Any:
     """``client.execute_command(*args)``: redis-py leaves that method unannotated, so the one
     untyped call of these modules is here."""
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; TimeoutError naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
 
 
 def _kill_group(pid: int) -> None:
