@@ -21,7 +21,10 @@ import jobkit
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.models import Status
+from tests.cluster_server import ClusterServers
 from tests.redis_server import RedisServer
+from tests.sentinel_server import SentinelSet
+from tests.servers import running_cluster, running_sentinels
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LEASE = 1.5
@@ -263,3 +266,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         for worker in getattr(item, "jobkit_workers", ()):
             report.sections.append((f"worker {worker.name} log (tail)", worker.log_tail()))
     return report
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[ClusterServers]:
+    """A Redis Cluster (three masters, three replicas) for the whole run."""
+    yield from running_cluster()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinels() -> Iterator[SentinelSet]:
+    """A primary, a replica and three sentinels for the whole run."""
+    yield from running_sentinels()
