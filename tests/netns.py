@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import itertools
 import os
 import signal
@@ -55,6 +56,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
+@functools.cache
 def namespaces_available() -> tuple[bool, str]:
     """Whether this kernel lets us build hosts (a namespace, a veth into it, a bridge);
     if not, the reason the kernel (or ``ip``) gave."""

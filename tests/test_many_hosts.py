@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,7 +47,8 @@ HEARTBEAT = 0.3
 SOCKET_TIMEOUT = 3.0  # jobkit's least: a cut-off host's calls fail this soon
 CONNECT_TIMEOUT = 2.0
 CONCURRENCY = 2  # children per host; prefetch 1: each child holds the job it runs, no more
-BATCH = [1.0, 2.0, 3.0] * 4  # seconds each job sleeps
+# seconds each job sleeps: host 1's jobs, whichever it takes, still run when it is cut off
+BATCH = [1.5, 2.0, 3.0] * 4
 # after host 1 starts its jobs, its supervisor tells Redis within a tick (50 ms); a lease
 # that lapses after that counts the attempt as a crash
 MARK_MARGIN = 0.3
@@ -72,6 +73,7 @@ class HostWorker:
     runs_path: Path
 
     def alive(self) -> bool:
+        """Whether the supervisor still runs."""
         return self.proc.poll() is None
 
     def kill(self) -> None:
@@ -82,12 +84,14 @@ class HostWorker:
             self.proc.wait(10)
 
     def log_text(self) -> str:
+        """The worker's log so far."""
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 
     def log_tail(self, lines: int = 80) -> str:
+        """The last lines of the log (attached to a failed test's report)."""
         return "\n".join(self.log_text().splitlines()[-lines:]) or "(empty log)"
 
     def runs(self) -> list[Run]:
@@ -103,12 +107,15 @@ class HostWorker:
         return found
 
     def started(self) -> set[str]:
+        """Jobs that started on this host."""
         return {run.job_id for run in self.runs() if run.event == "start"}
 
     def ended(self) -> set[str]:
+        """Jobs that ended on this host (whether or not their result was recorded)."""
         return {run.job_id for run in self.runs() if run.event == "end"}
 
     def running(self) -> set[str]:
+        """Jobs running on this host now."""
         return self.started() - self.ended()
 
     def dropped(self) -> set[str]:
@@ -158,18 +165,31 @@ def hosts() -> Iterator[Hosts]:
     assert made.leftovers() == [], "namespaces or links left behind"
 
 
-@pytest.fixture(params=["single"])
-def endpoint(request: pytest.FixtureRequest, hosts: Hosts) -> Iterator[Endpoint]:
-    """The Redis under test, listening where the hosts can reach it (the bridge address).
-    A cluster variant: its nodes bound to ``hosts.root_address``, yielding its URL."""
-    assert request.param == "single"
+@contextlib.contextmanager
+def single_redis(hosts: Hosts) -> Iterator[Endpoint]:
+    """One redis-server in the root namespace, listening on the bridge address too."""
     with RedisServer(bind=[hosts.root_address]) as server:
         yield Endpoint("single", f"redis://{hosts.root_address}:{server.port}/0")
+
+
+# Each kind of Redis the hosts may share. A cluster is one more entry: its nodes bound to
+# ``hosts.root_address`` (the hosts reach nothing else), yielding the URL jobkit takes.
+ENDPOINTS: dict[str, Callable[[Hosts], contextlib.AbstractContextManager[Endpoint]]] = {
+    "single": single_redis,
+}
+
+
+@pytest.fixture(params=sorted(ENDPOINTS))
+def endpoint(request: pytest.FixtureRequest, hosts: Hosts) -> Iterator[Endpoint]:
+    """The Redis under test, where every host can reach it."""
+    with ENDPOINTS[request.param](hosts) as made:
+        yield made
 
 
 def start_worker(hosts: Hosts, endpoint: Endpoint, i: int, tmp_path: Path) -> HostWorker:
     """``python -m jobkit worker`` on host ``i``, serving ``default`` and its own queue."""
     name = f"h{i}"
+    runs_path = tmp_path / f"runs-{name}.txt"
     args = [
         sys.executable, "-m", "jobkit", "worker",
         "-A", "tests.hosts_jobs",
@@ -186,11 +206,11 @@ def start_worker(hosts: Hosts, endpoint: Endpoint, i: int, tmp_path: Path) -> Ho
         JOBKIT_SOCKET_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
         PYTHONUNBUFFERED="1",
         HOST_NAME=name,
-        HOST_RUNS=str(tmp_path / f"runs-{name}.txt"),
+        HOST_RUNS=str(runs_path),
     )
     log_path = tmp_path / f"worker-{name}.log"
     proc = hosts.run(i, args, env=env, log_path=log_path, cwd=REPO_ROOT)
-    return HostWorker(i, name, proc, log_path, tmp_path / f"runs-{name}.txt")
+    return HostWorker(i, name, proc, log_path, runs_path)
 
 
 @pytest.fixture
@@ -212,6 +232,7 @@ def fleet(
 
 
 def _two_running(worker: HostWorker) -> set[str] | None:
+    """The jobs ``worker`` runs, once each of its children runs one."""
     running = worker.running()
     return running if len(running) == CONCURRENCY else None
 
@@ -220,6 +241,7 @@ def _two_running(worker: HostWorker) -> set[str] | None:
 def test_a_cut_off_host_loses_its_jobs_to_the_others_and_its_late_results_are_refused(
     fleet: Fleet, side: Side
 ) -> None:
+    """Host 1 is cut off mid-job: hosts 2 and 3 finish its jobs; back, it is refused."""
     began = time.monotonic()
     lone = fleet.workers[CUT]
     ready_jobs = HOSTS  # one Where job per host, run by the fixture
@@ -240,6 +262,11 @@ def test_a_cut_off_host_loses_its_jobs_to_the_others_and_its_late_results_are_re
         assert results[job_id]["attempt"] == 2, "the attempt on host 1 counts as a crash"
     ran = collections.Counter(result["host"] for result in results.values())
     assert ran[lone.name] == 0
+    starts = collections.Counter(
+        run.job_id for worker in fleet.workers.values() for run in worker.runs()
+        if run.event == "start"
+    )  # fmt: skip
+    assert starts == {handle.id: 2 if handle.id in held else 1 for handle in handles}
     info = fleet.totals()
     assert info["totals"].get("succeeded") == ready_jobs + len(BATCH)
     assert (info["running"], info["dead"]) == (0, 0)
