@@ -223,7 +223,6 @@ class Hosts:
         self,
         i: int,
         args: Sequence[str],
-        *,
         env: dict[str, str],
         log_path: Path,
         cwd: Path | None = None,
