@@ -70,6 +70,10 @@ class RedisServer:
     ``acl`` (lines of an ACL file, e.g. ``user jobkit on >pw ~{jobkit}* +get``; ``admin``
     then names the user and password this class itself logs in with), and ``tls`` (adds a
     TLS port, :attr:`tls_port`; ``plain=False`` closes the plain TCP port).
+
+    ``bind`` adds addresses to listen on besides 127.0.0.1 (which this class itself uses),
+    for clients in other network namespaces; protected mode is then off, as those clients
+    are not local.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class RedisServer:
         admin: tuple[str, str] | None = None,
         tls: Tls | None = None,
         plain: bool = True,
+        bind: Sequence[str] = (),
     ) -> None:
         self.appendonly = appendonly
         self.requirepass = requirepass
@@ -88,6 +93,7 @@ class RedisServer:
         self.admin = admin
         self.tls = tls
         self.plain = plain
+        self.bind = ["127.0.0.1", *bind]
         self.tls_port = free_port() if tls else 0
         self.binary = find_redis_server()
         # /tmp rather than pytest's tmp_path: unix socket paths must stay under 108 bytes.
@@ -161,7 +167,8 @@ class RedisServer:
         args = [
             self.binary,
             "--port", str(self.port if self.plain else 0),
-            "--bind", "127.0.0.1",
+            "--bind", *self.bind,
+            "--protected-mode", "no" if len(self.bind) > 1 else "yes",
             "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700",
             "--dir", str(self.directory),
