@@ -172,20 +172,21 @@ class Store(Reads):
         ]
 
     def argument_limit(self) -> int:
-        """The largest single argument Redis accepts (``proto-max-bulk-len``, asked once;
-        Redis's default, 512 MiB, if CONFIG is refused or Redis is away): a result
-        larger than that would be refused, with the connection, at every try."""
-        limit = self._argument_limit
-        if limit is None:
-            try:
-                reply = self.redis.config_get("proto-max-bulk-len")
-                limit = int(reply.get("proto-max-bulk-len") or DEFAULT_ARGUMENT_LIMIT)
-            except redis.ResponseError:
-                limit = DEFAULT_ARGUMENT_LIMIT
-            except (redis.ConnectionError, redis.TimeoutError):
-                return DEFAULT_ARGUMENT_LIMIT  # ask again next time
-            self._argument_limit = limit
-        return limit
+        """The largest single argument Redis accepts, as :meth:`learn_argument_limit`
+        found it (Redis's default, 512 MiB, until then): a result larger than that would
+        be refused, with the connection, at every try. Never a round trip: it is read
+        on the job path."""
+        return self._argument_limit or DEFAULT_ARGUMENT_LIMIT
+
+    def learn_argument_limit(self) -> None:
+        """Ask Redis for ``proto-max-bulk-len`` (a worker child does, at start); CONFIG
+        refused leaves Redis's default. An outage raises: ask again later."""
+        try:
+            reply = self.redis.config_get("proto-max-bulk-len")
+            limit = int(reply.get("proto-max-bulk-len") or DEFAULT_ARGUMENT_LIMIT)
+        except redis.ResponseError:
+            limit = DEFAULT_ARGUMENT_LIMIT
+        self._argument_limit = limit
 
     def load_scripts(self) -> None:
         """Load every script into Redis now (a worker does at start, and after a restart)."""

@@ -115,6 +115,7 @@ class Child:
         # a head start, not a requirement: a script Redis lacks is loaded when refused,
         # and with Redis away the runners wait for it, backing off
         self.guard.call("loading scripts", self.store.load_scripts)
+        self.guard.call("reading Redis's argument limit", self.store.learn_argument_limit)
         if self.stopping:  # told to stop while starting: claim nothing
             return 0
         stop_keeper = threading.Event()
