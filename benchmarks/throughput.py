@@ -227,7 +227,7 @@ class Bench:
                 fail(f"worker failed (exit code {proc.poll()})", self.workers.log_tail(proc))
 
     def succeeded(self) -> int:
-        raw = self.client.hget(get_store().keys.stats, "succeeded")
+        raw = self.client.hget(get_store().keys.shard(QUEUE).stats, "succeeded")
         return int(raw or 0)
 
     def leased_again(self) -> int:

@@ -55,7 +55,7 @@ def _rows(schedules: list[BoundSchedule]) -> list[dict[str, Any]]:
 
     sched = ScheduleStore(get_store())
     now = sched.now()
-    states = sched.states([b.key for b in schedules])
+    states = sched.states(schedules)
     statuses = sched.job_statuses([s.last_job or "" for s in states])
     rows = []
     for b, st, status in zip(schedules, states, statuses, strict=True):

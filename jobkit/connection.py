@@ -23,6 +23,7 @@ from redis.retry import Retry
 
 from jobkit.backend.embedded import ensure_embedded
 from jobkit.backend.store import Store
+from jobkit.backend.transport import make_client
 from jobkit.errors import ConfigurationError
 from jobkit.redact import redacted
 from jobkit.settings import Settings, load_settings
@@ -118,14 +119,17 @@ def connect(settings: Settings) -> Store:
     """
     url = resolve_url(settings)
     try:
-        client = redis.Redis.from_url(url, **redis_options(settings, url))
-        pool = client.connection_pool
-        # Builds a connection object without connecting: a misspelled URL option fails
-        # here, by name, instead of inside the first command.
-        pool.connection_class(**pool.connection_kwargs)
+        client = make_client(url, redis_options(settings, url))
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            # Builds a connection object without connecting: a misspelled URL option
+            # fails here, by name, instead of inside the first command.
+            pool.connection_class(**pool.connection_kwargs)
     except (TypeError, ValueError) as exc:
         # redis-py's messages name the option, never its value.
         raise ConfigurationError(f"Redis URL {redacted(url)}: {exc}") from None
+    except redis.RedisError as exc:  # a cluster client asks for the slot map at once
+        raise ConfigurationError(f"Redis URL {redacted(url)}: {describe_failure(exc)}") from None
     return Store(client, settings.prefix)
 
 

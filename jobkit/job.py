@@ -206,8 +206,10 @@ class BaseJob:
             names.job_id(job_id)
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         params_json = codec.encode(model, get_settings().max_payload)
-        # 128 random bits, as uuid4 but cheaper
-        return NewJob(job_id or os.urandom(16).hex(), params_json, *spec)
+        # a job id names its queue (the shard it lives in): "<queue>:<key>", the key the
+        # caller's or 128 random bits (as uuid4, but cheaper)
+        key = job_id or os.urandom(16).hex()
+        return NewJob(f"{queue or cls.queue}:{key}", params_json, *spec)
 
     @classmethod
     def _spec(
@@ -246,7 +248,8 @@ class BaseJob:
     ) -> JobHandle:
         """Validate ``params`` and store the job; returns its handle at once.
 
-        ``job_id`` is an idempotency key: if a job with that id exists, its handle is
+        ``job_id`` is an idempotency key within the queue (the job's id is
+        ``"<queue>:<job_id>"``, as every id names its queue): if that job exists, its handle is
         returned and nothing is written. A keyword that is neither an option nor a field
         of ``Params`` is an error (unless ``Params`` keeps extra fields). Errors: see
         :meth:`new_job`; nothing is written when one is raised.
@@ -295,7 +298,8 @@ class BaseJob:
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         payloads = codec.encode_many(models, get_settings().max_payload)
         randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
-        ids = [randoms[i : i + 32] for i in range(0, len(randoms), 32)]
+        head = f"{queue or cls.queue}:"  # a job id names its queue: its shard
+        ids = [head + randoms[i : i + 32] for i in range(0, len(randoms), 32)]
         store = store or get_store()
         statuses = store.enqueue_fresh(spec, ids, payloads)
         return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]

@@ -250,9 +250,10 @@ def plan(schedule: Cron, cursor: int | None, now: float | None = None) -> Plan:
 class BoundSchedule:
     """A :class:`Cron` attached to its job class, under a stable ``key``.
 
-    The key names the schedule's state in Redis and its jobs' ids, ``cron:<key>:<slot>``:
-    the job's name, plus ``#<name>`` when the schedule has one (or ``#<hash of expr, tz
-    and params>`` for unnamed ones among several).
+    The key names the schedule's state in Redis and its jobs' ids,
+    ``<queue>:cron:<key>:<slot>`` (a job id names its queue: see
+    :mod:`jobkit.backend.keys`): the job's name, plus ``#<name>`` when the schedule has
+    one (or ``#<hash of expr, tz and params>`` for unnamed ones among several).
     """
 
     key: str
@@ -261,7 +262,7 @@ class BoundSchedule:
 
     def job_id(self, slot: int) -> str:
         """The deterministic id of the job for ``slot``."""
-        return f"cron:{self.key}:{slot}"
+        return f"{self.job.queue}:cron:{self.key}:{slot}"
 
 
 def _content_hash(c: Cron) -> str:

@@ -36,6 +36,7 @@ log = logging.getLogger("jobkit.scheduler")
 # message sent while our connection was down). Not the timing mechanism.
 MAX_SLEEP = 5.0
 PROMOTE_LIMIT = 500
+QUEUES_REFRESH = 5.0  # seconds between looks at the queue registry
 SCHEDULING = "promoting and firing schedules"
 
 
@@ -59,6 +60,10 @@ class Scheduler:
         self._synced: set[str] = set()
         self._wake: WakeListener | None = None
         self._trouble = Guard(log)
+        # the queues whose delayed jobs we promote: the registry's, looked up again now
+        # and then (a queue first dispatched to later appears), and our schedules'
+        self._queues: list[str] = []
+        self._queues_read = -QUEUES_REFRESH
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -127,8 +132,13 @@ class Scheduler:
 
     def step(self) -> float:
         """Promote due delayed jobs, fire due cron slots; returns seconds until the next."""
+        if time.monotonic() - self._queues_read >= QUEUES_REFRESH:
+            own = {b.job.queue for b in self.schedules}
+            self.store.register_queues(own)
+            self._queues = sorted(own | set(self.store.queues()))
+            self._queues_read = time.monotonic()
         before = time.time()
-        moved, wait_ms, now = self.sched.promote_and_time(PROMOTE_LIMIT)
+        moved, wait_ms, now = self.sched.promote_and_time(self._queues, PROMOTE_LIMIT)
         self.offset = now - (before + time.time()) / 2
         if moved:
             log.debug("promoted %d delayed job(s)", moved)
@@ -165,7 +175,7 @@ class Scheduler:
                 deadline = min(deadline, time.monotonic() + due - self.redis_now())
 
     def _fire(self, due: Sequence[BoundSchedule], now: float) -> None:
-        cursors = self.sched.cursors([b.key for b in due])
+        cursors = self.sched.cursors(due)
         work: list[tuple[BoundSchedule, NewJob, Plan]] = []
         for b in due:
             p = plan(b.cron, cursors[b.key], now)

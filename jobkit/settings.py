@@ -39,7 +39,16 @@ _URL_OPTIONS_OWNED = {
     "socket_keepalive": "tcp_keepalive",
     "socket_keepalive_options": "tcp_keepalive",
 }
-_SCHEMES = ("redis", "rediss", "unix")
+# every scheme a Redis URL may have (see jobkit.backend.transport for what each means)
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 # Fields whose values are never quoted in an error message.
 _SECRET_FIELDS = frozenset({"redis_url"})
 
@@ -51,7 +60,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = Field(
-        default=None, description="redis://, rediss://, unix://; unset: embedded Redis"
+        default=None,
+        description="redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
+        "(rediss+ for TLS); unset: embedded Redis",
     )
     prefix: str = Field(default="jobkit", pattern=r"^[A-Za-z0-9_.:-]+$")
     data_dir: Path = Field(default=Path(".jobkit"), description="embedded Redis lives here")
@@ -97,12 +108,17 @@ class Settings(BaseModel):
         # Messages here never quote the URL: it may carry a password.
         if not url:
             return url
-        scheme = url.partition("://")[0] if "://" in url else ""
-        if scheme not in _SCHEMES:
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with " + ", ".join(f"{s}://" for s in REDIS_SCHEMES))
         try:
             parts = urlsplit(url)
-            _ = parts.port
+            if "+" in scheme:  # several host:port, comma-separated: each must have a port
+                hosts = parts.netloc.rsplit("@", 1)[-1].split(",")
+                if not all(h.rpartition(":")[2].isdigit() for h in hosts):
+                    raise ValueError
+            else:
+                _ = parts.port
         except ValueError:
             raise ValueError(
                 "is not a valid URL (percent-encode '/', '?', '#' and '@' in a password)"

@@ -87,7 +87,7 @@ class Env:
         return job_status(self.store, job_id)
 
     def stats(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+        return dict(self.store.counts().totals)
 
 
 @pytest.fixture(scope="session")

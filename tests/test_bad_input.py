@@ -38,7 +38,7 @@ def test_invalid_params_raise_and_write_nothing(env: Env) -> None:
 
 def _insert_job(env: Env, job_id: str, name: str, params: str, *, priority: int = 0) -> None:
     """Write a queued job straight into Redis, as enqueue.lua would."""
-    k = env.keys
+    k = env.keys.shard("default")
     seq = int(env.client.incr(k.seq))
     now_ms = int(time.time() * 1000)
     env.client.hset(
@@ -62,7 +62,7 @@ def _insert_job(env: Env, job_id: str, name: str, params: str, *, priority: int 
             "due_at": now_ms,
         },
     )
-    env.client.zadd(k.queue("default"), {job_id: -priority * 2**40 + seq})
+    env.client.zadd(k.queue_key("default"), {job_id: -priority * 2**40 + seq})
     env.client.lpush(k.wake("default"), "1")
 
 
@@ -70,9 +70,9 @@ def test_corrupt_payload_and_unknown_job_are_dead_lettered(
     env: Env, start_worker: StartWorker
 ) -> None:
     worker = start_worker()
-    _insert_job(env, "corrupt", "tests.jobs.Add", "{not json")
-    _insert_job(env, "wrong-type", "tests.jobs.Add", '{"a": "x", "b": 1}')
-    _insert_job(env, "unknown", "tests.jobs.NoSuchJob", "{}")
+    _insert_job(env, "default:corrupt", "tests.jobs.Add", "{not json")
+    _insert_job(env, "default:wrong-type", "tests.jobs.Add", '{"a": "x", "b": 1}')
+    _insert_job(env, "default:unknown", "tests.jobs.NoSuchJob", "{}")
 
     corrupt = jobs.Add.dispatch(a=0, b=0, job_id="corrupt")  # a handle on the inserted job
     for job_id, reason in [
@@ -88,7 +88,7 @@ def test_corrupt_payload_and_unknown_job_are_dead_lettered(
         assert rec.status is Status.DEAD, job_id
         assert rec.reason == reason.value, job_id
         assert rec.attempts == 1, job_id  # never retried: it cannot get better
-        assert env.client.zscore(env.keys.dead, job_id) is not None
+        assert env.client.zscore(env.keys.shard("default").dead, job_id) is not None
     assert corrupt.error is not None
     assert corrupt.error.type == "ValidationError"
     unknown = jobs.Add.dispatch(a=0, b=0, job_id="unknown")

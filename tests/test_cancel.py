@@ -18,7 +18,7 @@ def test_a_cancelled_job_never_runs(env: Env, start_worker: StartWorker) -> None
     assert later.cancel() is True
     assert doomed.status is Status.CANCELLED and later.status is Status.CANCELLED
     assert env.client.zcard(env.keys.queue("default")) == 0
-    assert env.client.zcard(env.keys.scheduled) == 0
+    assert env.client.zcard(env.keys.shard("default").scheduled) == 0
     with pytest.raises(JobFailed):
         doomed.result(timeout=1)  # waiters are woken, not left hanging
 

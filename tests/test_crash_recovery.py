@@ -31,7 +31,7 @@ def test_sigkilled_worker_job_is_requeued_and_completed_once(
     env.client.delete("started")
     # nobody renews the lease now; the job stays "running" until it expires
     assert handle.status is Status.RUNNING
-    assert env.client.zscore(env.keys.running, handle.id) is not None
+    assert env.client.zscore(env.keys.shard("default").running, handle.id) is not None
 
     killed_at = time.monotonic()
     start_worker()
@@ -48,8 +48,8 @@ def test_sigkilled_worker_job_is_requeued_and_completed_once(
     rec = handle.record
     assert rec is not None
     assert rec.crashes == 1
-    assert env.client.zcard(env.keys.running) == 0
-    assert env.client.zcard(env.keys.dead) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
+    assert env.client.zcard(env.keys.shard("default").dead) == 0
 
 
 def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
@@ -82,7 +82,7 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
     assert handle.status is Status.SUCCEEDED
     assert handle.result(timeout=1) == 2
     assert env.stats().get("succeeded") == 1
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
@@ -99,13 +99,13 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
     assert rec is not None
     assert rec.reason == "crashed"
     assert rec.crashes == 2
-    assert env.client.zscore(env.keys.dead, handle.id) is not None
+    assert env.client.zscore(env.keys.shard("default").dead, handle.id) is not None
     assert store.reap(max_crashes=2) == []  # idempotent
 
 
 def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: StartWorker) -> None:
     """The exercise: a job left 'running' by a worker that vanished long ago."""
-    k, job_id = env.keys, "stuck-1"
+    k, job_id = env.keys.shard("default"), "default:stuck-1"
     now_ms = int(time.time() * 1000)
     env.client.hset(
         k.job(job_id),

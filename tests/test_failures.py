@@ -51,7 +51,7 @@ def test_exhausted_job_is_dead_lettered_and_managed_by_the_cli(
     assert handle.error.message == "flag flag is not set"
     assert "Traceback (most recent call last)" in handle.error.traceback
     assert "NeedsFlag" in handle.error.traceback or "perform" in handle.error.traceback
-    assert env.client.zscore(env.keys.dead, handle.id) is not None
+    assert env.client.zscore(env.keys.shard("default").dead, handle.id) is not None
     assert env.client.ttl(env.keys.job(handle.id)) == -1  # dead jobs do not expire
     assert env.stats().get("dead") == 1
 
@@ -76,7 +76,7 @@ def test_exhausted_job_is_dead_lettered_and_managed_by_the_cli(
     retried = run_cli("dead", "retry", handle.id, url=env.url)
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert "requeued 1 of 1" in retried.stdout
-    assert env.client.zscore(env.keys.dead, handle.id) is None
+    assert env.client.zscore(env.keys.shard("default").dead, handle.id) is None
 
     assert handle.result(timeout=20) == "flag seen"
     assert handle.status is Status.SUCCEEDED
@@ -93,12 +93,12 @@ def test_dead_purge_all_empties_the_set(env: Env, start_worker: StartWorker) -> 
     for h in handles:
         with pytest.raises(JobFailed):
             h.result(timeout=20)
-    assert env.client.zcard(env.keys.dead) == 3
+    assert env.client.zcard(env.keys.shard("default").dead) == 3
 
     purged = run_cli("dead", "purge", "--all", url=env.url)
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert "purged 3" in purged.stdout
-    assert env.client.zcard(env.keys.dead) == 0
+    assert env.client.zcard(env.keys.shard("default").dead) == 0
     assert all(h.refresh().status is Status.UNKNOWN for h in handles)
     assert orjson.loads(run_cli("dead", "list", "--json", url=env.url).stdout) == []
 
@@ -117,7 +117,7 @@ def test_retry_later_reruns_the_job_after_its_delay(env: Env, start_worker: Star
 
     # between attempts the job waits in the scheduled set, due after its delay
     assert handle.status is Status.RETRYING
-    due_ms = env.client.zscore(env.keys.scheduled, handle.id)
+    due_ms = env.client.zscore(env.keys.shard("default").scheduled, handle.id)
     assert due_ms is not None
     assert due_ms / 1000 - float(env.client.lindex("times", 0) or 0) >= 1.5
     assert env.client.zscore(env.keys.queue("default"), handle.id) is None
@@ -131,4 +131,4 @@ def test_retry_later_reruns_the_job_after_its_delay(env: Env, start_worker: Star
     assert len(times) == 2
     assert times[1] - times[0] >= 1.5
     assert handle.error is None  # it succeeded: the retry's reason is history
-    assert env.client.zcard(env.keys.scheduled) == 0
+    assert env.client.zcard(env.keys.shard("default").scheduled) == 0

@@ -21,13 +21,13 @@ def _dead_invalid(env: Env, job_id: str) -> str:
     rec = env.store.get(job_id)
     assert rec is not None
     assert rec.status is Status.DEAD and rec.reason == DeadReason.INVALID_RECORD.value
-    assert env.client.zscore(env.keys.dead, job_id) is not None
+    assert env.client.zscore(env.keys.shard("default").dead, job_id) is not None
     assert rec.error is not None and rec.error.type == "InvalidRecord"
     return rec.error.message
 
 
 def _nothing_stranded(env: Env) -> None:
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
     assert env.client.zcard(env.keys.queue("default")) == 0
 
 
@@ -109,7 +109,7 @@ def test_promote_dead_letters_a_retrying_job_it_cannot_queue(
 
 def test_claim_refuses_before_any_write_when_running_is_unusable(env: Env) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
-    key = env.keys.running
+    key = env.keys.shard("default").running
     env.client.set(key, "garbage")
     queue = env.client.zrange(env.keys.queue("default"), 0, -1)
 
@@ -127,8 +127,8 @@ def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbag
 ) -> None:
     good, bad = jobs.Add.dispatch(a=1, b=1), jobs.Add.dispatch(a=2, b=2)
     env.client.hset(env.keys.job(bad.id), "timeout", "soon")
-    env.client.set(env.keys.dead, "garbage")
-    env.client.set(env.keys.stats, "garbage")
+    env.client.set(env.keys.shard("default").dead, "garbage")
+    env.client.set(env.keys.shard("default").stats, "garbage")
     [job] = env.store.claim("w", 30_000, 2, [["default"]])
     assert job.id == good.id
     assert bad.status is Status.DEAD  # its own record says so; the dead set is unusable
@@ -136,7 +136,7 @@ def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbag
 
 
 def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env: Env) -> None:
-    env.client.set(env.keys.scheduled, "garbage")
+    env.client.set(env.keys.shard("default").scheduled, "garbage")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         jobs.Add.dispatch(a=1, b=1, delay=60)
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
@@ -156,12 +156,12 @@ def test_a_queue_key_of_the_wrong_type_is_skipped_by_claim(env: Env) -> None:
 
 def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
     jobs.Add.dispatch(a=1, b=1)
-    for key in (env.keys.running, env.keys.scheduled, env.keys.workers, env.keys.stats):
+    for key in (env.keys.shard("default").running, env.keys.shard("default").scheduled, env.keys.workers, env.keys.shard("default").stats):
         env.client.set(key, "garbage")
 
     info = run_cli("info", url=env.url)
     assert info.returncode == 0, info.stderr
-    assert "unreadable" in info.stdout and env.keys.running in info.stdout
+    assert "unreadable" in info.stdout and env.keys.shard("default").running in info.stdout
     as_json = orjson.loads(run_cli("info", "--json", url=env.url).stdout)
     assert as_json["running"] is None and as_json["queues"] == {"default": 1}
 
@@ -169,7 +169,7 @@ def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
     assert workers.returncode == 2 and "Traceback" not in workers.stderr + workers.stdout
     assert "WRONGTYPE" in workers.stdout
 
-    env.client.set(env.keys.dead, "garbage")
+    env.client.set(env.keys.shard("default").dead, "garbage")
     dead = run_cli("dead", "list", url=env.url)
     assert dead.returncode == 2 and "Traceback" not in dead.stderr + dead.stdout
 
@@ -247,7 +247,7 @@ def test_params_that_are_not_utf8_dead_letter_only_their_job(env: Env) -> None:
     assert sorted(c.id for c in claimed) == sorted(h.id for h in handles if h.id != bad)
     assert {c.token for c in claimed} == {"1"}  # leased once: the request was answered again
     assert "params are not UTF-8" in _dead_invalid(env, bad)
-    assert env.client.zscore(env.keys.running, bad) is None
+    assert env.client.zscore(env.keys.shard("default").running, bad) is None
 
 
 def test_a_job_leased_ten_times_and_never_started_is_dead_lettered(env: Env) -> None:

@@ -72,23 +72,23 @@ def test_dispatch_many_all_succeed(env: Env, start_worker: StartWorker) -> None:
     assert all(h.status is Status.SUCCEEDED for h in handles)
     assert env.stats().get("succeeded") == 200
     assert env.client.zcard(env.keys.queue("default")) == 0
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_job_id_is_an_idempotency_key(env: Env) -> None:
     first = jobs.Add.dispatch(a=1, b=2, job_id="order-42")
-    assert first.id == "order-42"
+    assert first.id == "default:order-42"  # an id names its queue
     assert first.status is Status.QUEUED
     before = {key: env.client.dump(key) for key in env.client.keys("*")}
 
     second = jobs.Add.dispatch(a=100, b=200, job_id="order-42")
 
-    assert second.id == "order-42"
+    assert second.id == "default:order-42"
     assert second.status is Status.QUEUED
     after = {key: env.client.dump(key) for key in env.client.keys("*")}
     assert after == before  # nothing new written, nothing changed
     assert env.client.zcard(env.keys.queue("default")) == 1
-    rec = env.store.get("order-42")
+    rec = env.store.get("default:order-42")
     assert rec is not None
     assert rec.params_json == '{"a":1,"b":2}'
 
@@ -152,7 +152,7 @@ def test_tagged_jobs_need_a_worker_with_the_tags(env: Env, start_worker: StartWo
     plain = jobs.Add.dispatch(a=1, b=1)
     assert plain.result(timeout=15) == 2
     assert env.client.zscore(env.keys.queue("default|gpu"), tagged.id) is not None
-    assert env.client.sismember(env.keys.lanes, "default|gpu")
+    assert env.client.sismember(env.keys.shard("default").lanes, "default|gpu")
     time.sleep(0.3)
     assert tagged.status is Status.QUEUED  # the untagged worker leaves it alone
 
@@ -174,7 +174,7 @@ def test_prefetch_claims_several_jobs_at_once(env: Env, start_worker: StartWorke
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(30)])
     start_worker(concurrency=1, extra=("--prefetch", "5"))
     assert [h.result(timeout=30) for h in handles] == list(range(30))
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_short_jobs_are_not_starved_behind_a_long_one(env: Env, start_worker: StartWorker) -> None:

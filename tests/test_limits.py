@@ -31,7 +31,7 @@ def test_job_over_its_timeout_is_killed_and_the_worker_goes_on(
     assert rec.started_at is not None and rec.finished_at is not None
     elapsed = (rec.finished_at - rec.started_at).total_seconds()
     assert 0.5 <= elapsed < 10
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
     # the same supervisor replaced the killed child, which serves the next job
     who = jobs.WhoAmI.dispatch().result(timeout=20)

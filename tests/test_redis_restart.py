@@ -47,7 +47,7 @@ def test_worker_reconnects_after_redis_restart(
         wait_until(lambda: _pings(client), timeout=10, what="Redis to be back")
         keys = jobkit.get_store().keys
         assert client.hget(keys.job(before.id), "status") == "succeeded"  # kept by the AOF
-        assert client.zscore(keys.scheduled, queued.id) is not None
+        assert client.zscore(keys.shard("default").scheduled, queued.id) is not None
 
         after = jobs.Add.dispatch(a=20, b=22)
         assert after.result(timeout=30) == 42

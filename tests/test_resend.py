@@ -83,7 +83,7 @@ def test_a_resent_dispatch_many_creates_each_job_once(env: Env, lose_reply: Lose
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(450)])  # 3 chunks
     assert len({h.id for h in handles}) == 450
     assert env.client.zcard(env.keys.queue("default")) == 450
-    assert int(env.client.get(env.keys.seq) or 0) >= 450
+    assert int(env.client.get(env.keys.shard("default").seq) or 0) >= 450
 
 
 def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: LoseReply) -> None:
@@ -93,7 +93,7 @@ def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: Lo
     first = env.store.claim("w", 30_000, 3, [["default"]])  # leased 3, reply lost, sent again
 
     assert len(first) == 3
-    assert env.client.zcard(env.keys.running) == 3  # no lease stranded by the lost reply
+    assert env.client.zcard(env.keys.shard("default").running) == 3  # no lease stranded by the lost reply
     assert {c.token for c in first} == {"1"}
     rest = env.store.claim("w", 30_000, 10, [["default"]])
     assert len(rest) == 2 and not {c.id for c in rest} & {c.id for c in first}
@@ -110,7 +110,7 @@ def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: Los
 
     assert flags == [True]
     assert len(claimed) == 2
-    assert set(env.client.zrange(env.keys.running, 0, -1)) == {c.id for c in claimed}
+    assert set(env.client.zrange(env.keys.shard("default").running, 0, -1)) == {c.id for c in claimed}
     assert env.client.zcard(env.keys.queue("default")) == 3
     assert env.stats()["succeeded"] == 1
 
@@ -129,7 +129,7 @@ def test_outcomes_sent_twice_are_recorded_once(env: Env) -> None:
 
     assert env.stats() == {"succeeded": 1, "failed": 1}
     assert env.client.zcard(env.keys.queue("default")) == 2  # each back once
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
     # a job handed back unrun shows no worker and no start time, and no attempt used
     back = env.client.hgetall(env.keys.job(h.id))
     assert "worker" not in back and "started_at" not in back and back["attempts"] == "0"

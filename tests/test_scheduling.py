@@ -16,7 +16,7 @@ def test_delay_runs_after_the_delay(env: Env, start_worker: StartWorker) -> None
     handle = jobs.Stamp.dispatch(delay=0.5)
 
     assert handle.status is Status.SCHEDULED
-    assert env.client.zscore(env.keys.scheduled, handle.id) is not None
+    assert env.client.zscore(env.keys.shard("default").scheduled, handle.id) is not None
     assert env.client.zcard(env.keys.queue("default")) == 0
     ran_at = handle.result(timeout=15)
 
@@ -27,7 +27,7 @@ def test_delay_runs_after_the_delay(env: Env, start_worker: StartWorker) -> None
     assert rec.created_at is not None and rec.due_at is not None and rec.started_at is not None
     assert rec.due_at - rec.created_at == timedelta(milliseconds=500)
     assert rec.started_at >= rec.due_at
-    assert env.client.zcard(env.keys.scheduled) == 0
+    assert env.client.zcard(env.keys.shard("default").scheduled) == 0
 
 
 def test_at_runs_at_the_given_time(env: Env, start_worker: StartWorker) -> None:

@@ -25,7 +25,7 @@ def test_sigterm_lets_the_running_job_finish(env: Env, start_worker: StartWorker
     assert handle.status is Status.SUCCEEDED
     assert handle.result(timeout=1) >= 1.5
     assert handle.attempts == 1
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
     # the worker said goodbye
     assert not env.client.exists(env.keys.worker(worker.name))
     assert env.client.zscore(env.keys.workers, worker.name) is None
@@ -58,7 +58,7 @@ def test_grace_over_requeues_the_job_for_another_worker(
     assert handle.status is Status.QUEUED
     assert handle.attempts == 0  # the interrupted attempt is not counted
     assert env.client.zscore(env.keys.queue("default"), handle.id) is not None
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
     assert env.stats().get("failed", 0) == 0
 
     start_worker()
@@ -86,7 +86,7 @@ def test_sigterm_gives_back_prefetched_jobs_unstarted(env: Env, start_worker: St
         assert h.attempts == 0
         assert env.client.zscore(env.keys.queue("default"), h.id) is not None
     assert not env.client.exists("started-1")
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_children_exit_when_their_supervisor_is_killed(env: Env, start_worker: StartWorker) -> None:

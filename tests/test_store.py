@@ -28,7 +28,7 @@ def test_a_lost_script_cache_never_strands_a_claimed_batch(env: Env) -> None:
     assert flags == [True]
     assert len(claimed) == 2
     # exactly the jobs handed out are running: none was leased by a call that got retried
-    running = set(env.client.zrange(env.keys.running, 0, -1))
+    running = set(env.client.zrange(env.keys.shard("default").running, 0, -1))
     assert running == {c.id for c in claimed}
     assert env.client.zcard(env.keys.queue("default")) == len(handles) - 3
 
@@ -47,7 +47,7 @@ def test_dispatch_many_returns_each_jobs_status(env: Env) -> None:
     assert {repr(h).split()[-1] for h in now} == {"queued>"} and len(now) == 450
     assert {repr(h).split()[-1] for h in later} == {"scheduled>"} and len(later) == 250
     assert env.client.zcard(env.keys.queue("default")) == 450
-    assert env.client.zcard(env.keys.scheduled) == 250
+    assert env.client.zcard(env.keys.shard("default").scheduled) == 250
     record = later[-1].record
     assert record is not None and record.due_at is not None and record.created_at is not None
     assert record.due_at - record.created_at == timedelta(seconds=60)
@@ -64,10 +64,10 @@ def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> No
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(2500)])
     claimed = [c for _ in range(3) for c in env.store.claim("w", 30_000, 1000, [["default"]])]
     assert len(claimed) == 2500
-    assert env.client.zcard(env.keys.running) == 2500
+    assert env.client.zcard(env.keys.shard("default").running) == 2500
     flags = env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed])  # one call
     assert all(flags) and len(flags) == 2500
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_dispatch_survives_a_lost_script_cache(env: Env) -> None:
@@ -130,7 +130,7 @@ def test_times_scores_and_counters_are_written_as_whole_numbers(env: Env) -> Non
     for job in claimed:
         started = env.client.hget(env.keys.job(job.id), "started_at")
         assert started is not None and started.isdigit()
-        assert env.client.zscore(env.keys.running, job.id) == int(started) + 30_000
+        assert env.client.zscore(env.keys.shard("default").running, job.id) == int(started) + 30_000
     assert env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed]) == [True] * 5
     for job in claimed:
         finished = env.client.hget(env.keys.job(job.id), "finished_at")

@@ -13,7 +13,7 @@ def test_threads_run_jobs_of_one_child_side_by_side(env: Env, start_worker: Star
     # all four are running at once in the one child: they could not be, one at a time
     wait_until(
         lambda: (
-            env.client.zcard(env.keys.running) == 4
+            env.client.zcard(env.keys.shard("default").running) == 4
             and all(env.client.exists(f"sleepy-{i}") for i in range(4))
         ),
         timeout=10,

@@ -36,7 +36,7 @@ def test_base_exceptions_end_the_attempt_and_the_child_serves_on(
     assert worker.child_pids() == [child]
     log = worker.log_text()
     assert all(f"(exception): {kind}" in log for kind in KINDS)  # each logged, with a reason
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0
 
 
 def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
@@ -63,4 +63,4 @@ def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
     assert worker.alive()
     assert first not in worker.child_pids()
     time.sleep(0.1)
-    assert env.client.zcard(env.keys.running) == 0
+    assert env.client.zcard(env.keys.shard("default").running) == 0

@@ -25,7 +25,7 @@ def insert_job(
     max_attempts: int = 3,
 ) -> None:
     """Write a queued job straight into Redis, with every field enqueue.lua writes."""
-    k = env.keys
+    k = env.keys.shard("default")
     seq = int(env.client.incr(k.seq))
     now_ms = int(time.time() * 1000)
     env.client.hset(
@@ -43,7 +43,7 @@ def insert_job(
             "created_at": now_ms,
         },
     )
-    env.client.zadd(k.queue("default"), {job_id: seq})
+    env.client.zadd(k.queue_key("default"), {job_id: seq})
     env.client.lpush(k.wake("default"), "1")
 
 
@@ -62,7 +62,7 @@ def test_long_multibyte_ids_keep_timeouts_and_crash_counts(
     """200 two- and three-byte characters: more than the old 256-byte slot held."""
     worker = start_worker(concurrency=1)
     for char in ("é", "界"):  # two bytes, three bytes in UTF-8
-        hang, crash = char * 199 + "h", char * 199 + "c"
+        hang, crash = "default:" + char * 199 + "h", "default:" + char * 199 + "c"
         insert_job(env, hang, "tests.jobs.Hang", '{"marker": "m"}', timeout=0.5, max_attempts=1)
         insert_job(env, crash, "tests.jobs.Crash", f'{{"counter": "crashes-{char}"}}')
         innocent = jobs.Add.dispatch(a=2, b=3)
@@ -102,19 +102,19 @@ WEIRD = [
 def test_ids_and_names_with_newlines_tabs_and_odd_text(env: Env, start_worker: StartWorker) -> None:
     worker = start_worker(concurrency=2)
     for i, weird in enumerate(WEIRD):
-        insert_job(env, f"{weird}-{i}", "tests.jobs.Add", f'{{"a": {i}, "b": 1}}')
-        insert_job(env, f"name-{i}", f"tests.jobs.Add{weird}", '{"a": 0, "b": 0}')
-    insert_job(env, "a slow\none", "tests.jobs.Hang", '{"marker": "m"}', timeout=0.5)
+        insert_job(env, f"default:{weird}-{i}", "tests.jobs.Add", f'{{"a": {i}, "b": 1}}')
+        insert_job(env, f"default:name-{i}", f"tests.jobs.Add{weird}", '{"a": 0, "b": 0}')
+    insert_job(env, "default:a slow\none", "tests.jobs.Hang", '{"marker": "m"}', timeout=0.5)
 
     for i, weird in enumerate(WEIRD):
-        assert _wait_final(env, f"{weird}-{i}") is Status.SUCCEEDED
-        rec = env.store.get(f"{weird}-{i}")
+        assert _wait_final(env, f"default:{weird}-{i}") is Status.SUCCEEDED
+        rec = env.store.get(f"default:{weird}-{i}")
         assert rec is not None and rec.result == i + 1
-        assert _wait_final(env, f"name-{i}") is Status.DEAD
-        rec = env.store.get(f"name-{i}")
+        assert _wait_final(env, f"default:name-{i}") is Status.DEAD
+        rec = env.store.get(f"default:name-{i}")
         assert rec is not None and rec.reason == DeadReason.UNKNOWN_JOB.value
-    assert _wait_final(env, "a slow\none") is Status.DEAD  # its timeout enforced
-    rec = env.store.get("a slow\none")
+    assert _wait_final(env, "default:a slow\none") is Status.DEAD  # its timeout enforced
+    rec = env.store.get("default:a slow\none")
     assert rec is not None and rec.reason == DeadReason.TIMEOUT.value
 
     assert jobs.Add.dispatch(a=20, b=22).result(timeout=10) == 42
@@ -134,9 +134,9 @@ def test_an_id_that_is_not_utf8_does_not_take_the_child_down(
     [child] = worker.child_pids()
     raw = redis.Redis.from_url(env.url)
     try:
-        bad = b"not utf-8 \xff\xfe"
-        job_key = env.keys.job("").encode() + bad
-        seq = int(env.client.incr(env.keys.seq))
+        bad = b"default:not utf-8 \xff\xfe"
+        job_key = env.keys.shard("default").job("").encode() + bad
+        seq = int(env.client.incr(env.keys.shard("default").seq))
         fields = {"name": "tests.jobs.Add", "lane": "default", "params": '{"a": 1, "b": 2}'}
         raw.hset(job_key, mapping={**fields, "priority": 0, "seq": seq, "status": "queued",
                                    "max_attempts": 3, "timeout": 0, "result_ttl": 3600,

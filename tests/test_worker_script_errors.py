@@ -17,8 +17,8 @@ def test_supervisor_survives_keys_of_the_wrong_type(env: Env, start_worker: Star
     worker = start_worker(concurrency=1)
     [child] = worker.child_pids()
     assert jobs.Add.dispatch(a=1, b=1).result(timeout=10) == 2
-    k = env.keys
-    for key in (k.running, k.scheduled, k.workers):
+    k = env.keys.shard("default")
+    for key in (k.running, k.scheduled, env.keys.workers):
         env.client.delete(key)
         env.client.set(key, "not what a worker expects")
 
@@ -32,7 +32,7 @@ def test_supervisor_survives_keys_of_the_wrong_type(env: Env, start_worker: Star
     assert len(errors) <= 6, "\n".join(errors)  # once per kind, not once per tick
     assert "Traceback" not in worker.log_text()
 
-    env.client.delete(k.running, k.scheduled, k.workers)
+    env.client.delete(k.running, k.scheduled, env.keys.workers)
     assert jobs.Add.dispatch(a=2, b=3).result(timeout=10) == 5
     assert jobs.Add.dispatch(a=1, b=2, delay=0.2).result(timeout=10) == 3  # promoted again
     time.sleep(1)

@@ -1,35 +1,55 @@
 """Every Redis key jobkit uses is built here and nowhere else.
 
-All keys carry the hash tag ``{prefix}``, so one Lua script may touch any of them on
-Redis Cluster; scripts that build keys themselves (batch claim, reaper) receive
-:attr:`Keys.base` in KEYS and append the same suffixes as this module.
+Keys are sharded by queue. Every key of one queue carries that queue's hash tag
+``{prefix:queue}``, so each transition (one Lua script) touches one hash slot, and on a
+Redis Cluster different queues live on different masters. Scripts receive the shard's
+base (``{prefix:queue}``) as KEYS[1] and build the shard's keys from it, appending the
+suffixes below (their headers say which): keys of one slot, by construction. Keys that
+belong to no queue live in the global slot ``{prefix}``.
 
-==========================  ======  ==================================================
-key                         type    holds
-==========================  ======  ==================================================
-``{p}:job:<id>``            hash    one job: name, params, status, attempts, result ...
-``{p}:queue:<lane>``        zset    ready job ids; score = priority band + sequence
-``{p}:wake:<lane>``         list    tokens that wake idle workers blocked in BLPOP
-``{p}:running``             zset    job id -> lease deadline (ms, Redis TIME)
-``{p}:scheduled``           zset    job id -> due time (ms): delays and back-offs
-``{p}:dead``                zset    dead-lettered job id -> time (ms)
-``{p}:done:<id>``           list    completion token; result waiters block on it
-``{p}:waiter:<id>``         string  present (short TTL) while someone waits for the job's
-                                    outcome: only then is a completion token pushed
-``{p}:seq``                 string  FIFO sequence counter
-``{p}:lanes``               set     every lane a job was ever sent to
-``{p}:workers``             zset    worker name -> last heartbeat (ms)
-``{p}:worker:<name>``       hash    one worker: host, pid, queues, current jobs, counts
-``{p}:stats``               hash    processed / failed / dead totals
-``{p}:marker``              string  written by the first worker, never deleted: a worker
-                                    that finds it gone, or changed, knows Redis lost its data
-``{p}:schedule:<key>``      hash    one cron schedule: cursor (last handled slot), last and
-                                    next fire times, last job id, fired / skipped counts
-``{p}:sched:wake``          pubsub  channel: a delayed job due before any other was added,
-                                    so sleeping schedulers re-plan (not a key; no data)
-==========================  ======  ==================================================
+A job id is ``<queue>:<key>`` (``default:3f2a…``; ``images:resize-42`` for a key the
+caller chose): the id names its shard, so any job is found from its id alone, with no
+lookup table to keep in step (a table would be a second write, to another slot, on
+every dispatch) and no search of every shard. Queue names cannot hold ``:``.
 
-A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged workers.
+==============================  ======  ==============================================
+per queue: ``{p:q}:…``          type    holds
+==============================  ======  ==============================================
+``job:<id>``                    hash    one job: name, params, status, attempts, result
+``queue:<lane>``                zset    ready job ids; score = priority band + sequence
+``wake:<lane>``                 list    tokens that wake idle workers blocked in BLPOP
+``running``                     zset    job id -> lease deadline (ms, Redis TIME)
+``scheduled``                   zset    job id -> due time (ms): delays and back-offs
+``dead``                        zset    dead-lettered job id -> time (ms)
+``done:<id>``                   list    completion token; result waiters block on it
+``waiter:<id>``                 string  present (short TTL) while someone waits for the
+                                        job's outcome: only then is a token pushed
+``claim:<request>``             list    what one claim request leased (id, token, lane
+                                        ...), for the same request sent again
+``corrupt:<id>``                any     a record found under ``job:<id>`` that was no hash
+``seq``                         string  FIFO sequence counter
+``lanes``                       set     every tagged lane of the queue a job was sent to
+``stats``                       hash    succeeded / failed / dead totals
+``schedule:<key>``              hash    one cron schedule of a job class of this queue:
+                                        cursor (last handled slot), last and next fire
+                                        times, last job id, fired / skipped counts
+``sched:wake``                  pubsub  channel: a delayed job due before any other of
+                                        the queue was added (not a key; no data)
+==============================  ======  ==============================================
+
+==============================  ======  ==============================================
+global: ``{p}:…``               type    holds
+==============================  ======  ==============================================
+``queues``                      set     every queue a job was sent to or a worker serves
+``workers``                     zset    worker name -> last heartbeat (ms)
+``worker:<name>``               hash    one worker: host, pid, queues, current jobs, counts
+``marker``                      string  written by the first worker, never deleted: a
+                                        worker that finds it gone, or changed, knows
+                                        Redis lost its data
+==============================  ======  ==============================================
+
+A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged workers; a
+lane's keys live in its queue's shard.
 """
 
 from __future__ import annotations
@@ -68,38 +88,51 @@ def every_tag_lanes(groups: Iterable[Sequence[str]], tagged: Iterable[str]) -> l
     return [[g[0], *sorted(lane for lane in tagged if split_lane(lane)[0] == g[0])] for g in groups]
 
 
-class Keys:
-    """Key builder for one prefix."""
+QUEUE_SEPARATOR = ":"  # between a job id's queue and its key
+
+
+def job_id(queue: str, key: str) -> str:
+    """The id of the job ``key`` of ``queue`` (see the module doc)."""
+    return f"{queue}{QUEUE_SEPARATOR}{key}"
+
+
+def queue_of(job_id: str) -> str | None:
+    """The queue a job id names, or None for an id that names none."""
+    queue, sep, key = job_id.partition(QUEUE_SEPARATOR)
+    return queue if sep and queue and key else None
+
+
+class Shard:
+    """The keys of one queue (see the module doc): all in the slot of its hash tag."""
 
     __slots__ = (
         "base",
         "dead",
         "lanes",
-        "marker",
+        "queue",
         "running",
         "sched_wake",
         "scheduled",
         "seq",
         "stats",
-        "workers",
     )
 
-    def __init__(self, prefix: str = "jobkit") -> None:
-        self.base = "{" + prefix + "}"
+    def __init__(self, prefix: str, queue: str) -> None:
+        self.queue = queue
+        self.base = "{" + prefix + ":" + queue + "}"
         self.running = f"{self.base}:running"
         self.scheduled = f"{self.base}:scheduled"
         self.dead = f"{self.base}:dead"
         self.seq = f"{self.base}:seq"
         self.lanes = f"{self.base}:lanes"
-        self.workers = f"{self.base}:workers"
         self.stats = f"{self.base}:stats"
-        self.marker = f"{self.base}:marker"
         self.sched_wake = f"{self.base}:sched:wake"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
 
-    def queue(self, lane: str) -> str:
+    def queue_key(self, lane: str) -> str:
+        """The ready set of ``lane`` (a lane of this queue)."""
         return f"{self.base}:queue:{lane}"
 
     def wake(self, lane: str) -> str:
@@ -111,13 +144,60 @@ class Keys:
     def waiter(self, job_id: str) -> str:
         return f"{self.base}:waiter:{job_id}"
 
-    def worker(self, name: str) -> str:
-        return f"{self.base}:worker:{name}"
+    def claim(self, request: str) -> str:
+        return f"{self.base}:claim:{request}"
+
+    def corrupt(self, job_id: str) -> str:
+        return f"{self.base}:corrupt:{job_id}"
 
     def schedule(self, key: str) -> str:
         """State of the cron schedule ``key`` (see :class:`jobkit.schedule.BoundSchedule`)."""
         return f"{self.base}:schedule:{key}"
 
-    def job_id_of(self, key: str) -> str:
-        """The id inside a ``job:<id>`` key."""
-        return key.removeprefix(f"{self.base}:job:")
+
+class Keys:
+    """Key builder for one prefix: the global slot's keys, and each queue's shard."""
+
+    __slots__ = ("_shards", "base", "marker", "prefix", "queues", "sched_wake_pattern", "workers")
+
+    def __init__(self, prefix: str = "jobkit") -> None:
+        self.prefix = prefix
+        self.base = "{" + prefix + "}"
+        self.queues = f"{self.base}:queues"
+        self.workers = f"{self.base}:workers"
+        self.marker = f"{self.base}:marker"
+        # every queue's sched:wake channel (a pattern for PSUBSCRIBE)
+        self.sched_wake_pattern = "{" + prefix + ":*}:sched:wake"
+        self._shards: dict[str, Shard] = {}
+
+    def shard(self, queue: str) -> Shard:
+        """The keys of ``queue`` (made once per queue)."""
+        found = self._shards.get(queue)
+        if found is None:
+            found = self._shards[queue] = Shard(self.prefix, queue)
+        return found
+
+    def of_job(self, job_id: str) -> Shard:
+        """The shard a job id names; ValueError for an id that names no queue."""
+        queue = queue_of(job_id)
+        if queue is None:
+            raise ValueError(f"job id {job_id!r} names no queue (ids are '<queue>:<key>')")
+        return self.shard(queue)
+
+    def job(self, job_id: str) -> str:
+        """A job's hash, in the shard its id names."""
+        return self.of_job(job_id).job(job_id)
+
+    def lane(self, lane: str) -> Shard:
+        """The shard of ``lane``'s queue."""
+        return self.shard(split_lane(lane)[0])
+
+    def queue(self, lane: str) -> str:
+        """The ready set of ``lane``, in its queue's shard."""
+        return self.lane(lane).queue_key(lane)
+
+    def wake(self, lane: str) -> str:
+        return self.lane(lane).wake(lane)
+
+    def worker(self, name: str) -> str:
+        return f"{self.base}:worker:{name}"

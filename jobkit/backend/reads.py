@@ -1,31 +1,55 @@
 """The read side of :class:`~jobkit.backend.store.Store`: jobs, counts and queue sizes for
 handles, the CLI and HTTP. Garbage in Redis (a key of another type) is reported in what
-these return, never raised as a crash of the command that asked."""
+these return, never raised as a crash of the command that asked.
+
+A view across queues reads every queue's shard through one function, :meth:`Reads.fan_out`:
+one pipeline (one round trip per master on a cluster) over the queues of the registry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, cast
+import heapq
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import redis
 
-from jobkit.backend.keys import Keys
-from jobkit.backend.wire import UndecodableReply, Wire, raise_errors
+from jobkit.backend.keys import Keys, Shard, queue_of, split_lane
+from jobkit.backend.wire import UndecodableReply, raise_errors
 from jobkit.models import JobRecord
+
+if TYPE_CHECKING:
+    from jobkit.backend.transport import Transport
+
+_SHARD_SETS = ("running", "scheduled", "dead")
+
+
+class QueueCounts(NamedTuple):
+    """One queue's jobs running, scheduled and dead now (None where its key is
+    unreadable) and its lifetime totals by outcome."""
+
+    running: int | None
+    scheduled: int | None
+    dead: int | None
+    totals: dict[str, int]
 
 
 class Counts(NamedTuple):
-    """Jobs running, scheduled and dead now (None where the key is unreadable), lifetime
-    totals by outcome (succeeded, failed, dead), and unreadable keys."""
+    """Jobs running, scheduled and dead now across queues (None where a key is
+    unreadable), lifetime totals by outcome (succeeded, failed, dead), each queue's own
+    figures, and unreadable keys."""
 
     running: int | None
     scheduled: int | None
     dead: int | None
     totals: dict[str, int]
     problems: list[str]
+    queues: dict[str, QueueCounts]
 
     def as_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        out = self._asdict()
+        out["queues"] = {q: c._asdict() for q, c in self.queues.items()}
+        return out
 
 
 def _int(raw: Any) -> int:
@@ -35,26 +59,145 @@ def _int(raw: Any) -> int:
         return 0
 
 
+def _sum(values: Iterable[int | None]) -> int | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(v or 0 for v in values)
+
+
 class Reads:
     """Plain reads, mixed into :class:`~jobkit.backend.store.Store`."""
 
-    redis: redis.Redis
+    redis: Any  # redis.Redis, or redis.cluster.RedisCluster
     keys: Keys
-    _wire: Wire
+    _wire: Transport
+
+    # -- across queues ------------------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        """Every queue of the registry (see :meth:`Store.register_queues`), sorted."""
+        try:
+            return sorted(cast(set[str], self.redis.smembers(self.keys.queues)))
+        except redis.ResponseError:
+            return []
+
+    def fan_out(
+        self, add: Callable[[Any, Shard], None], queues: Iterable[str] | None = None
+    ) -> dict[str, list[Any]]:
+        """Read every queue's shard in one pipeline: ``add(pipe, shard)`` queues a shard's
+        commands; their replies by queue (errors in place, not raised). The one way a
+        view across queues reads Redis, so none loops over shards on its own."""
+        names = self.queues() if queues is None else list(queues)
+        pipe = self.redis.pipeline(transaction=False)
+        sizes: list[int] = []
+        for queue in names:
+            before = len(pipe)
+            add(pipe, self.keys.shard(queue))
+            sizes.append(len(pipe) - before)
+        replies = iter(pipe.execute(raise_on_error=False) if len(pipe) else [])
+        return {q: [next(replies) for _ in range(n)] for q, n in zip(names, sizes, strict=True)}
+
+    def counts(self) -> Counts:
+        """How many jobs are running, scheduled and dead now, and the lifetime totals,
+        per queue and in all. A key of the wrong type is reported in ``problems``."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            for name in _SHARD_SETS:
+                pipe.zcard(getattr(shard, name))
+            pipe.hgetall(shard.stats)
+
+        problems: list[str] = []
+        per_queue: dict[str, QueueCounts] = {}
+        for queue, replies in self.fan_out(add).items():
+            shard = self.keys.shard(queue)
+            names = [getattr(shard, n) for n in _SHARD_SETS] + [shard.stats]
+            problems += [
+                f"{key}: {r}"
+                for key, r in zip(names, replies, strict=True)
+                if isinstance(r, Exception)
+            ]
+            sizes = [None if isinstance(n, Exception) else int(n) for n in replies[:3]]
+            stats = replies[3]
+            own = {} if isinstance(stats, Exception) else {n: _int(v) for n, v in stats.items()}
+            per_queue[queue] = QueueCounts(sizes[0], sizes[1], sizes[2], own)
+        totals: dict[str, int] = {}
+        for c in per_queue.values():
+            for name, n in c.totals.items():
+                totals[name] = totals.get(name, 0) + n
+        return Counts(
+            _sum(c.running for c in per_queue.values()),
+            _sum(c.scheduled for c in per_queue.values()),
+            _sum(c.dead for c in per_queue.values()),
+            totals,
+            problems,
+            per_queue,
+        )
+
+    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int | None]:
+        """Ready jobs per lane (None for a queue key of the wrong type)."""
+        by_queue: dict[str, list[str]] = {}
+        for lane in lanes:
+            by_queue.setdefault(split_lane(lane)[0], []).append(lane)
+
+        def add(pipe: Any, shard: Shard) -> None:
+            for lane in by_queue[shard.queue]:
+                pipe.zcard(shard.queue_key(lane))
+
+        out: dict[str, int | None] = {}
+        for queue, sizes in self.fan_out(add, by_queue).items():
+            for lane, n in zip(by_queue[queue], sizes, strict=True):
+                out[lane] = None if isinstance(n, Exception) else int(n)
+        return out
+
+    def tagged_lanes(self, queues: Iterable[str] | None = None) -> set[str]:
+        """Every tagged lane a job was ever sent to, in ``queues`` (default: all)."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.smembers(shard.lanes)
+
+        found: set[str] = set()
+        for (members,) in self.fan_out(add, queues).values():
+            if not isinstance(members, Exception):
+                found.update(members)
+        return found
+
+    def known_lanes(self) -> list[str]:
+        """Every queue of the registry and the tagged lanes of each (for `info`)."""
+        return sorted({*self.queues(), *self.tagged_lanes()})
+
+    def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
+        """Newest dead jobs first, across queues. Raises ``redis.ResponseError`` if a
+        dead set's key holds another type."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.zrevrange(shard.dead, 0, offset + limit - 1, withscores=True)
+
+        lists = []
+        for (members,) in self.fan_out(add).values():
+            if isinstance(members, Exception):
+                raise members
+            lists.append([(-score, job_id) for job_id, score in members])
+        merged = heapq.merge(*lists)  # each newest first: merge by time, newest first
+        return [job_id for _, job_id in list(merged)[offset : offset + limit]]
+
+    # -- one job ------------------------------------------------------------------------
 
     def get(self, job_id: str, *, wait_ms: int = 0) -> JobRecord | None:
-        """The job; with ``wait_ms``, first register as waiting for its outcome that
-        long, so its completion pushes the token :meth:`wait_done` blocks on."""
-        read = ("HGETALL", self.keys.job(job_id))
+        """The job (None if Redis holds none, or the id names no queue); with
+        ``wait_ms``, first register as waiting for its outcome that long, so its
+        completion pushes the token :meth:`wait_done` blocks on."""
+        if queue_of(job_id) is None:
+            return None
+        key = self.keys.job(job_id)
+        read = ("HGETALL", key)
         if wait_ms:
-            register = ("SET", self.keys.waiter(job_id), 1, "PX", wait_ms)
+            register = ("SET", self.keys.of_job(job_id).waiter(job_id), 1, "PX", wait_ms)
             replies = self._wire.pipeline([register, read])
             raise_errors(replies[:1])
             reply = replies[1]
         else:
             reply = self._wire.pipeline([read])[0]
         if isinstance(reply, UndecodableReply):  # text some other client wrote: as best we can
-            reply = self.redis.hgetall(self.keys.job(job_id))  # (decodes with U+FFFD)
+            reply = self.redis.hgetall(key)  # (decodes with U+FFFD)
         if isinstance(reply, redis.ResponseError):  # a key of another type: not a job
             return JobRecord.unreadable(job_id, str(reply))
         if not isinstance(reply, dict):  # RESP2: field, value, field, value ...
@@ -65,11 +208,16 @@ class Reads:
     def get_many(self, ids: Sequence[str]) -> list[JobRecord | None]:
         """Each job (None where Redis holds none); a key of another type is reported as
         an unreadable record, not raised."""
+        readable = [i for i in ids if queue_of(i) is not None]
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
+        for job_id in readable:
             pipe.hgetall(self.keys.job(job_id))
+        found = dict(
+            zip(readable, pipe.execute(raise_on_error=False) if readable else [], strict=True)
+        )
         out: list[JobRecord | None] = []
-        for job_id, h in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        for job_id in ids:
+            h = found.get(job_id)
             if isinstance(h, redis.ResponseError):
                 out.append(JobRecord.unreadable(job_id, str(h)))
             else:
@@ -78,58 +226,5 @@ class Reads:
 
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block until the job's completion token exists (left in place for other waiters)."""
-        key = self.keys.done(job_id)
+        key = self.keys.of_job(job_id).done(job_id)
         return self._wire.execute("BLMOVE", key, key, "RIGHT", "LEFT", timeout) is not None
-
-    def counts(self) -> Counts:
-        """How many jobs are running, scheduled and dead now, and the lifetime totals.
-        A shared key of the wrong type is reported in ``problems``, not raised."""
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        for key in (k.running, k.scheduled, k.dead):
-            pipe.zcard(key)
-        pipe.hgetall(k.stats)
-        *sizes, stats = pipe.execute(raise_on_error=False)
-        keys = (k.running, k.scheduled, k.dead, k.stats)
-        problems = [
-            f"{key}: {reply}"
-            for key, reply in zip(keys, (*sizes, stats), strict=True)
-            if isinstance(reply, Exception)
-        ]
-        running, scheduled, dead = (None if isinstance(n, Exception) else int(n) for n in sizes)
-        totals = {} if isinstance(stats, Exception) else {n: _int(v) for n, v in stats.items()}
-        return Counts(running, scheduled, dead, totals, problems)
-
-    def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int | None]:
-        """Ready jobs per lane (None for a queue key of the wrong type)."""
-        lanes = list(lanes)
-        pipe = self.redis.pipeline(transaction=False)
-        for lane in lanes:
-            pipe.zcard(self.keys.queue(lane))
-        sizes = pipe.execute(raise_on_error=False)
-        return {
-            lane: None if isinstance(n, Exception) else int(n)
-            for lane, n in zip(lanes, sizes, strict=True)
-        }
-
-    def tagged_lanes(self) -> set[str]:
-        """Every lane a tagged job was ever sent to (none if that set is unreadable)."""
-        try:
-            return cast(set[str], self.redis.smembers(self.keys.lanes))
-        except redis.ResponseError:
-            return set()
-
-    def known_lanes(self) -> list[str]:
-        """Every lane with jobs waiting, found by SCAN (for `info` and `--tags '*'`)."""
-        prefix = self.keys.queue("")
-        found = {
-            key.removeprefix(prefix)
-            for key in self.redis.scan_iter(match=self.keys.queue("*"), count=500)
-        }
-        found.update(self.tagged_lanes())
-        return sorted(found)
-
-    def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
-        """Newest dead jobs first. Raises ``redis.ResponseError`` if the dead set's key
-        holds another type."""
-        return cast(list[str], self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1))

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from redis.client import PubSub
 
+from jobkit.backend.keys import queue_of
 from jobkit.backend.store import Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
@@ -65,11 +66,9 @@ class WakeListener:
     """
 
     def __init__(self, store: Store) -> None:
-        pubsub: PubSub = store.redis.pubsub(  # type: ignore[no-untyped-call]
-            ignore_subscribe_messages=True
-        )
+        pubsub: PubSub = store.redis.pubsub(ignore_subscribe_messages=True)
         self._pubsub = pubsub
-        self._pubsub.subscribe(store.keys.sched_wake)
+        self._pubsub.psubscribe(store.keys.sched_wake_pattern)  # every queue's channel
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` s; the earliest due time announced meanwhile, or None.
@@ -90,7 +89,7 @@ class WakeListener:
 
 
 def _due_ms(msg: dict[str, Any]) -> int | None:
-    if msg.get("type") != "message":
+    if msg.get("type") not in ("message", "pmessage"):
         return None
     try:
         return int(float(msg["data"]))
@@ -108,25 +107,38 @@ class ScheduleStore:
     def now(self) -> float:
         """Redis server time, epoch seconds."""
         sec, usec = self.store.redis.time()
-        return sec + usec / 1_000_000
+        return float(sec + usec / 1_000_000)
 
-    def promote_and_time(self, limit: int) -> tuple[int, int, float]:
-        """Promote due delayed jobs and read Redis time, in one round trip.
+    def promote_and_time(self, queues: Sequence[str], limit: int) -> tuple[int, int, float]:
+        """Promote due delayed jobs of ``queues`` and read Redis time, in one round trip
+        (one per master on a cluster).
 
-        Returns (moved, ms until the next scheduled entry or -1, Redis time in seconds).
+        Returns (moved, ms until the next scheduled entry of any or -1, Redis time in s).
         """
         pipe = self.store.redis.pipeline(transaction=False)
-        self.store._run("promote", [self.keys.base], (limit,), client=pipe)
+        for queue in queues:
+            self.store.queue_script(pipe, "promote", [self.keys.shard(queue).base], (limit,))
         pipe.time()
-        (moved, wait), (sec, usec) = pipe.execute()
-        return int(moved), int(wait), sec + usec / 1_000_000
+        *promoted, (sec, usec) = pipe.execute()
+        moved, wait = 0, -1
+        for n, ms in promoted:
+            moved += int(n)
+            if int(ms) >= 0:
+                wait = int(ms) if wait < 0 else min(wait, int(ms))
+        return moved, wait, sec + usec / 1_000_000
 
-    def cursors(self, keys: Sequence[str]) -> dict[str, int | None]:
-        """The last handled slot of each schedule (None: never handled)."""
+    def _key(self, bound: BoundSchedule) -> str:
+        """A schedule's state lives in its job class's queue's shard, with the jobs it
+        enqueues: one slot for cron_fire."""
+        return self.keys.shard(bound.job.queue).schedule(bound.key)
+
+    def cursors(self, schedules: Sequence[BoundSchedule]) -> dict[str, int | None]:
+        """The last handled slot of each schedule, by key (None: never handled)."""
         pipe = self.store.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hget(self.keys.schedule(key), "cursor")
-        return {k: int(v) if v else None for k, v in zip(keys, pipe.execute(), strict=True)}
+        for bound in schedules:
+            pipe.hget(self._key(bound), "cursor")
+        replies = pipe.execute()
+        return {b.key: int(v) if v else None for b, v in zip(schedules, replies, strict=True)}
 
     def fire(self, bound: BoundSchedule, job: NewJob, plan: Plan) -> tuple[bool, list[FireResult]]:
         """Run cron_fire for ``plan``; ``job`` carries the fields every slot's job shares.
@@ -147,8 +159,8 @@ class ScheduleStore:
                          job.max_attempts, job.timeout, job.result_ttl))  # fmt: skip
             for slot in plan.fire:
                 args.extend((slot, bound.job_id(slot)))
-            keys = [self.keys.base, self.keys.schedule(bound.key)]
-            self.store._run("cron_fire", keys, args, client=pipe)
+            keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]
+            self.store.queue_script(pipe, "cron_fire", keys, args)
         out = []
         for (bound, _, plan), raw in zip(items, pipe.execute(), strict=True):
             results = [
@@ -158,16 +170,19 @@ class ScheduleStore:
             out.append((bool(raw[0]), results))
         return out
 
-    def states(self, keys: Sequence[str]) -> list[ScheduleState]:
+    def states(self, schedules: Sequence[BoundSchedule]) -> list[ScheduleState]:
         """The stored state of each schedule (empty fields for one never run)."""
         pipe = self.store.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(self.keys.schedule(key))
-        return [ScheduleState.from_hash(k, h) for k, h in zip(keys, pipe.execute(), strict=True)]
+        for bound in schedules:
+            pipe.hgetall(self._key(bound))
+        replies = pipe.execute()
+        return [ScheduleState.from_hash(b.key, h) for b, h in zip(schedules, replies, strict=True)]
 
     def job_statuses(self, ids: Sequence[str]) -> list[str | None]:
         """The status of each job id (None where the hash is gone)."""
+        known = [i for i in ids if queue_of(i) is not None]
         pipe = self.store.redis.pipeline(transaction=False)
-        for job_id in ids:
+        for job_id in known:
             pipe.hget(self.keys.job(job_id), "status")
-        return cast(list[str | None], pipe.execute())
+        found = dict(zip(known, pipe.execute() if known else [], strict=True))
+        return [cast(str | None, found.get(i)) for i in ids]

@@ -235,7 +235,10 @@ def _read(conn: _Link, count: int) -> list[Any]:
 
 
 class Wire:
-    """This thread's direct connection to the Redis that ``client`` points at."""
+    """This thread's direct connection to the Redis that ``client`` points at: the
+    transport of one node (a plain URL, or the primary a Sentinel names)."""
+
+    packs = True  # takes commands packed ahead (see Head)
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
@@ -295,6 +298,17 @@ class Wire:
             return _read(conn, len(commands))
 
         return cast(list[Any], self._on_connection(exchange, repeatable))
+
+    def wait_then(
+        self, keys: Sequence[str], timeout: float, commands: Sequence[Command]
+    ) -> list[Any]:
+        """BLPOP on ``keys`` (one node takes keys of any slot), with ``commands`` queued
+        behind it in the same round trip; replies in place, the BLPOP's first."""
+        return self.pipeline([("BLPOP", *keys, timeout), *commands])
+
+    def load_scripts(self, sources: Sequence[str]) -> None:
+        """SCRIPT LOAD each of ``sources``, in one round trip."""
+        raise_errors(self.pipeline([("SCRIPT", "LOAD", source) for source in sources]))
 
     def send(self, commands: Sequence[Command]) -> Inflight:
         """Send ``commands`` (repeatable: the caller may send them again if their replies

@@ -275,7 +275,8 @@ class Child:
         now = time.monotonic()
         if self.all_tags and now - self.lanes_checked >= LANES_REFRESH:
             self.lanes_checked = now
-            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes())
+            queues = [g[0] for g in self.groups]
+            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes(queues))
             self.lanes = [lane for g in self.groups for lane in g]
 
     def _send_refill(self) -> Sent:

@@ -97,6 +97,7 @@ class Chores:
             self.run_id = ""  # INFO may be refused (ACL): the marker still tells
         self._warn_about_redis()
         store.load_scripts()
+        store.register_queues(self.sup.options.queues)
 
     def _warn_about_redis(self) -> None:
         client = self.sup.store.redis
@@ -123,7 +124,7 @@ class Chores:
     # -- the chores -------------------------------------------------------------------
 
     def _promote(self) -> None:
-        self.sup.store.promote()
+        self.sup.store.promote(self.sup.options.queues)
 
     def _mark_started(self) -> None:
         """Tell Redis which attempts began since the last tick (the children's slots show
@@ -141,7 +142,9 @@ class Chores:
                 state.marked.add(handle)
 
     def _reap(self) -> None:
-        for job_id, outcome in self.sup.store.reap(self.sup.settings.max_crashes):
+        for job_id, outcome in self.sup.store.reap(
+            self.sup.settings.max_crashes, self.sup.options.queues
+        ):
             if outcome == "returned":
                 log.info("job %s: its lease lapsed before it started; back in its queue", job_id)
             elif outcome == "invalid":

@@ -77,8 +77,19 @@ local function problem(id, f)
   return nil
 end
 
+-- A job id names its queue ("<queue>:<key>": see jobkit/backend/keys.py), which is how
+-- every later call finds this shard; an id that does not name this one is garbage.
+local function names_queue(id, lane)
+  local queue = string.match(lane, '^[^|]*')
+  return string.sub(id, 1, #queue + 1) == queue .. ':'
+end
+
 local function take(id, lane)
   local jk = job_key(base, id)
+  if not names_queue(id, lane) then
+    if key_type(jk) ~= 'none' then invalid_record(base, id, 'its id does not name its queue', now_s) end
+    return
+  end
   local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now_s)

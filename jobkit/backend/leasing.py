@@ -1,0 +1,322 @@
+"""The worker's side of :class:`~jobkit.backend.store.Store`: claiming jobs, recording
+their outcomes, renewing and reaping leases, promoting due jobs.
+
+Every call goes to one queue's shard (see :mod:`jobkit.backend.keys`). A worker serving
+several queues claims from their shards one after another, in the order it was given
+them, until it has what it asked for; a batch of outcomes or renewals is split by shard
+and sent in one round trip (one script call per shard).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import redis
+
+from jobkit.backend.keys import Keys
+from jobkit.backend.wire import Inflight, UndecodableReply, raise_errors
+from jobkit.models import Claimed
+
+if TYPE_CHECKING:
+    from jobkit.backend.store import ScriptCall, Transport
+
+log = logging.getLogger("jobkit.backend.store")
+
+_STRICT = 4  # where claim.lua's strict flag sits in its ARGV
+T = TypeVar("T")
+
+Completion = tuple[str, str, "str | bytes", int]  # id, token, result JSON, ttl
+
+
+class Lease(IntEnum):
+    """What a heartbeat did with one lease (heartbeat.lua's codes)."""
+
+    LOST = 0  # another holder has the job, or it is gone
+    KEPT = 1  # extended
+    ENDED = 2  # this holder's attempt already ended: its outcome was recorded
+
+
+class Refill(NamedTuple):
+    """A complete-and-claim request sent, its outcome not read yet: the calls, what they
+    claim for (worker, lease, want, lane groups), and their replies in flight."""
+
+    calls: list[ScriptCall]
+    done: int  # how many completions it carries
+    order: list[int]  # the completions' places in the caller's list, in the calls' order
+    claim: tuple[str, int, int, tuple[tuple[str, ...], ...]]
+    inflight: Inflight
+
+
+def by_shard(keys: Keys, items: Sequence[T], job_id: Callable[[T], str]) -> dict[str, list[int]]:
+    """The places of ``items`` grouped by the shard base of each one's job id, in order."""
+    groups: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(keys.of_job(job_id(item)).base, []).append(i)
+    return groups
+
+
+class Leasing:
+    """Claims, outcomes and leases, mixed into :class:`~jobkit.backend.store.Store`."""
+
+    keys: Keys
+    redis: Any
+    _wire: Transport
+
+    # provided by Store
+    _run: Callable[..., Any]
+    _commands: Callable[[Sequence[ScriptCall]], list[tuple[Any, ...]]]
+    _checked: Callable[[Sequence[ScriptCall], list[Any]], list[Any]]
+    _pipeline: Callable[[Sequence[ScriptCall]], list[Any]]
+    _request_id: Callable[[], str]
+
+    # -- claiming -----------------------------------------------------------------------
+
+    def claim(
+        self, worker: str, lease_ms: int, want: int, groups: Sequence[Sequence[str]]
+    ) -> list[Claimed]:
+        """Lease up to ``want`` ready jobs from ``groups`` of lanes (one queue each),
+        checked in order: a later queue is asked only for what the earlier left wanting."""
+        got: list[Claimed] = []
+        for lanes in groups:
+            if len(got) >= want:
+                break
+            got += self._claim_group(worker, lease_ms, want - len(got), lanes)
+        return got
+
+    def _claim_group(
+        self, worker: str, lease_ms: int, want: int, lanes: Sequence[str]
+    ) -> list[Claimed]:
+        base = self.keys.lane(lanes[0]).base
+        return _parse_claimed(
+            self._lease(base, _claim_args(worker, lease_ms, want, self._request_id(), lanes))
+        )
+
+    def _lease(self, base: str, args: list[Any]) -> Any:
+        """Run a claim; if its reply is lost (a timeout: Redis may have run it), send the
+        same request once more: its id makes Redis answer with the jobs it leased the
+        first time instead of stranding them until their leases lapse."""
+        try:
+            reply = self._run("claim", [base], args)
+        except UndecodableReply as exc:
+            reply = exc
+        except (redis.ConnectionError, redis.TimeoutError):
+            reply = self._run("claim", [base], args)
+        return self._decodable(reply, base, args)
+
+    def _decodable(self, reply: Any, base: str, args: Sequence[Any]) -> Any:
+        """``reply`` of the claim sent with ``args``, unless it could not be decoded (a
+        job whose id, name or params are not UTF-8: garbage some other client wrote).
+        Then the same request goes again in strict mode: Redis dead-letters such jobs
+        (invalid_record) and answers with the others, which it leased the first time."""
+        if not isinstance(reply, UndecodableReply):
+            return reply
+        strict = list(args)
+        strict[_STRICT] = 1
+        return self._run("claim", [base], strict)
+
+    def send_refill(
+        self,
+        done: Sequence[Completion],
+        worker: str,
+        lease_ms: int,
+        want: int,
+        groups: Sequence[Sequence[str]],
+    ) -> Refill:
+        """Send, in one request, the completions ``done`` and a claim of up to ``want``
+        jobs from the first queue; :meth:`finish_refill` reads the outcome (and asks the
+        other queues, if the first had too few), so the caller runs a job meanwhile."""
+        calls, order = self._completions(done)
+        lanes = groups[0]
+        args = _claim_args(worker, lease_ms, want, self._request_id(), lanes)
+        calls.append(("claim", [self.keys.lane(lanes[0]).base], args))
+        claim = (worker, lease_ms, want, tuple(tuple(g) for g in groups))
+        return Refill(calls, len(done), order, claim, self._wire.send(self._commands(calls)))
+
+    def finish_refill(self, refill: Refill) -> tuple[list[bool], list[Claimed]]:
+        """(one recorded/refused flag per completion, the jobs leased) of a sent refill.
+
+        If the replies are lost, the same calls go again on a fresh connection: all are
+        repeatable (a completion recognises its own token, the claim its request id), so
+        nothing is recorded twice and no lease is stranded by the lost reply."""
+        try:
+            raw = self._wire.collect(refill.inflight)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raw = self._wire.pipeline(self._commands(refill.calls))
+        _, (base,), args = refill.calls[-1]
+        raw[-1] = self._decodable(raw[-1], base, args)
+        replies = self._checked(refill.calls, raw)
+        flags = _flags_in_order(replies[:-1], refill.order, refill.done)
+        jobs = _parse_claimed(replies[-1])
+        worker, lease_ms, want, groups = refill.claim
+        if len(jobs) < want and len(groups) > 1:  # the first queue had too few
+            jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
+        return flags, jobs
+
+    def wait_and_claim(
+        self,
+        lanes: Iterable[str],
+        timeout: float,
+        worker: str,
+        lease_ms: int,
+        want: int,
+        groups: Sequence[Sequence[str]],
+    ) -> list[Claimed]:
+        """Block until a wake token arrives on one of ``lanes`` (or ``timeout`` passes),
+        then claim. The first queue's claim is queued behind the wait (Redis runs it as
+        soon as the wait returns); the others are asked after, if it had too few."""
+        first = groups[0]
+        base = self.keys.lane(first[0]).base
+        args = _claim_args(worker, lease_ms, want, self._request_id(), first)
+        calls: list[ScriptCall] = [("claim", [base], args)]
+        try:
+            replies = self._wire.wait_then(
+                [self.keys.wake(lane) for lane in lanes], timeout, self._commands(calls)
+            )
+        except (redis.ConnectionError, redis.TimeoutError):
+            jobs = _parse_claimed(self._lease(base, args))  # the claim may have run: ask again
+        else:
+            raise_errors(replies[:1])
+            replies[1] = self._decodable(replies[1], base, args)
+            jobs = _parse_claimed(self._checked(calls, replies[1:])[0])
+        if len(jobs) < want and len(groups) > 1:
+            jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
+        return jobs
+
+    def connection_id(self) -> int:
+        """Redis's id for this thread's connection (see :meth:`unblock`; 0 where the
+        transport has none to name: a wait there ends by its timeout)."""
+        return self._wire.client_id()
+
+    def unblock(self, connection_id: int) -> None:
+        """End another thread's :meth:`wait_and_claim` wait now (as if it timed out)."""
+        if connection_id:
+            self.redis.client_unblock(connection_id)
+
+    # -- outcomes and leases ------------------------------------------------------------
+
+    def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
+        """Record success; False if the lease was lost (the result is discarded)."""
+        return self.complete_many([(job_id, token, result_json, ttl)])[0]
+
+    def complete_many(self, done: Sequence[Completion]) -> list[bool]:
+        """Record several successes, one script call per shard in one round trip; one
+        flag per job."""
+        calls, order = self._completions(done)
+        return _flags_in_order(self._pipeline(calls), order, len(done))
+
+    def _completions(self, done: Sequence[Completion]) -> tuple[list[ScriptCall], list[int]]:
+        calls: list[ScriptCall] = []
+        order: list[int] = []
+        for base, places in by_shard(self.keys, done, lambda d: d[0]).items():
+            calls.append(("complete", [base], [x for i in places for x in done[i]]))
+            order += places
+        return calls, order
+
+    def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[Lease]:
+        """Extend leases of ``held`` (id, token) pairs; what became of each."""
+        calls: list[ScriptCall] = []
+        order: list[int] = []
+        for base, places in by_shard(self.keys, held, lambda h: h[0]).items():
+            calls.append(("heartbeat", [base], [lease_ms, *(x for i in places for x in held[i])]))
+            order += places
+        codes = _flags_in_order(self._pipeline(calls), order, len(held), cast=int)
+        return [Lease(c) for c in codes]
+
+    def mark_started(self, held: Sequence[tuple[str, str]]) -> None:
+        """Record that these (id, token) attempts began: only such an attempt counts as a
+        crash if its lease lapses (see mark.lua and reap.lua)."""
+        self._mark("started", held)
+
+    def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
+        """These (id, token) attempts crashed their process: count it at the next reap."""
+        self._mark("crashed", held)
+
+    def _mark(self, what: str, held: Sequence[tuple[str, str]]) -> None:
+        calls: list[ScriptCall] = [
+            ("mark", [base], [what, *(x for i in places for x in held[i])])
+            for base, places in by_shard(self.keys, held, lambda h: h[0]).items()
+        ]
+        if calls:
+            self._pipeline(calls)
+
+    def reap(
+        self, max_crashes: int, queues: Iterable[str], limit: int = 100
+    ) -> list[tuple[str, str]]:
+        """Settle expired leases in ``queues``; (id, outcome) pairs (see reap.lua)."""
+        calls: list[ScriptCall] = [
+            ("reap", [self.keys.shard(q).base], (max_crashes, limit)) for q in queues
+        ]
+        out: list[tuple[str, str]] = []
+        for raw in self._pipeline(calls):
+            out += [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
+        return out
+
+    def promote(self, queues: Iterable[str], limit: int = 500) -> tuple[int, int]:
+        """Queue due scheduled jobs of ``queues``; (moved, ms until the next due one of
+        any of them, or -1)."""
+        calls: list[ScriptCall] = [("promote", [self.keys.shard(q).base], (limit,)) for q in queues]
+        moved, wait = 0, -1
+        for n, ms in self._pipeline(calls):
+            moved += int(n)
+            if int(ms) >= 0:
+                wait = int(ms) if wait < 0 else min(wait, int(ms))
+        return moved, wait
+
+
+def _claim_args(
+    worker: str, lease_ms: int, want: int, request: str, lanes: Sequence[str]
+) -> list[Any]:
+    """claim.lua's ARGV for one queue's lanes (one group)."""
+    return [worker, lease_ms, want, request, 0, 1, len(lanes), *lanes]  # see _STRICT
+
+
+def _flags_in_order(
+    replies: Sequence[Sequence[Any]],
+    order: Sequence[int],
+    count: int,
+    cast: Callable[[Any], Any] = bool,
+) -> list[Any]:
+    """Per-shard replies (one flag per item, in ``order``) back in the items' order."""
+    flat = [cast(x) for reply in replies for x in reply]
+    out: list[Any] = [None] * count
+    for place, flag in zip(order, flat, strict=True):
+        out[place] = flag
+    return out
+
+
+def _parse_claimed(raw: list[Any]) -> list[Claimed]:
+    # claim.lua validated every field it returns (attempts and timeout are numbers)
+    if len(raw) % 7:  # a last element: queue keys of another type it skipped
+        *raw, skipped = raw
+        _warn_skipped(skipped)
+    return [
+        Claimed(
+            raw[i],
+            str(raw[i + 1]),
+            raw[i + 2],
+            raw[i + 3],
+            int(raw[i + 4]),
+            float(raw[i + 5] or 0),
+            raw[i + 6],
+        )
+        for i in range(0, len(raw), 7)
+    ]
+
+
+_SKIP_WARN_EVERY = 60.0  # seconds between warnings about one unusable queue key
+_skip_warned: dict[str, float] = {}
+
+
+def _warn_skipped(keys: Sequence[str]) -> None:
+    """Say (once a minute per key) that a queue key holds another type, so its jobs are
+    not served: the operator must rename or delete it."""
+    now = time.monotonic()
+    for key in keys:
+        if now - _skip_warned.get(key, -_SKIP_WARN_EVERY) >= _SKIP_WARN_EVERY:
+            _skip_warned[key] = now
+            log.error("queue key %s holds another type than a sorted set: not served; "
+                      "rename or delete it", key)  # fmt: skip
