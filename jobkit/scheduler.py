@@ -168,6 +168,9 @@ class Scheduler:
                 due_ms = self._wake.wait(remaining)
             finally:
                 self._idle = False
+            new = self._wake.queues.difference(self._queues)
+            if new:  # a queue first heard of: promote it from now on
+                self._queues = sorted({*self._queues, *new})
             if due_ms is not None:
                 due = due_ms / 1000
                 if self.next_scheduled is None or due < self.next_scheduled:

@@ -35,11 +35,18 @@ from typing import Any
 import redis
 
 from jobkit import registry
-from jobkit.backend.keys import Keys
 from jobkit.errors import UnknownJobError
 from jobkit.models import TERMINAL_STATUSES, Status
-from stress.evidence import JobView, Kills, Windows, leftovers, read_jobs, scan_job_ids
+from stress.evidence import (
+    JobView,
+    Kills,
+    Windows,
+    leftovers,
+    read_jobs,
+    scan_job_ids,
+)
 from stress.jobs import Book, loads
+from stress.shards import shards
 from stress.workload import KIND_OF_NAME, Kind
 
 CHECKS = (
@@ -282,8 +289,10 @@ def check_globals(
     client: redis.Redis, verdict: Verdict, views: dict[str, JobView], known: set[str]
 ) -> None:
     """The checks about Redis as a whole, after the per-job ones."""
-    keys = Keys()
-    stats = {k: int(v) for k, v in client.hgetall(keys.stats).items()}
+    stats: dict[str, int] = {}
+    for shard in shards(client):
+        for name, n in client.hgetall(shard.stats).items():
+            stats[str(name)] = stats.get(str(name), 0) + int(n)
     succeeded = sum(1 for v in views.values() if v.status == Status.SUCCEEDED.value)
     dead = sum(1 for v in views.values() if v.status == Status.DEAD.value)
     verdict.surplus_successes = stats.get("succeeded", 0) - succeeded
@@ -298,7 +307,7 @@ def check_globals(
     for key, size in leftovers(client).items():
         if size:
             verdict.fail("nothing_left", "-", f"{key} still holds {size}")
-    for raw in client.zrange(keys.dead, 0, -1):
+    for raw in [j for shard in shards(client) for j in client.zrange(shard.dead, 0, -1)]:
         job_id = str(raw)
         view = views.get(job_id)
         if view is None or view.status != Status.DEAD.value:

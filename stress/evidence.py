@@ -16,6 +16,7 @@ from jobkit.backend.keys import Keys
 from stress.cluster import Kill
 from stress.faults import FaultEvent
 from stress.jobs import Book, loads
+from stress.shards import shards
 from stress.workload import Kind
 
 CHUNK = 300
@@ -71,13 +72,14 @@ def read_jobs(client: redis.Redis, book: Book, kinds: dict[str, Kind | None]) ->
         chunk = ids[start : start + CHUNK]
         pipe = client.pipeline(transaction=False)
         for job_id in chunk:
-            pipe.hgetall(keys.job(job_id))
+            shard = keys.of_job(job_id)
+            pipe.hgetall(shard.job(job_id))
             pipe.hgetall(book.runs(job_id))
             pipe.hgetall(book.ends(job_id))
-            pipe.llen(keys.done(job_id))
-            pipe.zscore(keys.dead, job_id)
-            pipe.zscore(keys.running, job_id)
-            pipe.zscore(keys.scheduled, job_id)
+            pipe.llen(shard.done(job_id))
+            pipe.zscore(shard.dead, job_id)
+            pipe.zscore(shard.running, job_id)
+            pipe.zscore(shard.scheduled, job_id)
         replies = pipe.execute()
         for i, job_id in enumerate(chunk):
             rec, runs, ends, tokens, dead, running, scheduled = replies[7 * i : 7 * i + 7]
@@ -115,19 +117,21 @@ def _runs(runs: dict[str, str], ends: dict[str, str]) -> list[Run]:
 
 def scan_job_ids(client: redis.Redis) -> list[str]:
     """Every job hash in Redis, by id."""
-    keys = Keys()
-    return [keys.job_id_of(k) for k in client.scan_iter(match=keys.job("*"), count=1000)]
+    found = []
+    for shard in shards(client):
+        prefix = shard.job("")
+        found += [str(k).removeprefix(prefix) for k in client.scan_iter(prefix + "*", count=1000)]
+    return found
 
 
 def leftovers(client: redis.Redis) -> dict[str, int]:
     """Entries left in queues, running and scheduled after the drain (should be none)."""
-    keys = Keys()
-    out = {
-        "running": int(client.zcard(keys.running)),
-        "scheduled": int(client.zcard(keys.scheduled)),
-    }
-    for key in client.scan_iter(match=keys.queue("*"), count=1000):
-        out[key] = int(client.zcard(key))
+    out: dict[str, int] = {}
+    for shard in shards(client):
+        out[shard.running] = int(client.zcard(shard.running))
+        out[shard.scheduled] = int(client.zcard(shard.scheduled))
+        for key in client.scan_iter(shard.queue_key("*"), count=1000):
+            out[str(key)] = int(client.zcard(key))
     return out
 
 

@@ -26,6 +26,7 @@ from jobkit import Status
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from stress.jobs import Book, Canary
+from stress.shards import shards
 
 if TYPE_CHECKING:
     from stress.faults import FaultEvent
@@ -96,7 +97,9 @@ class Recovery:
     def held_by_worker(self, name: str) -> dict[str, str]:
         """Running jobs a supervisor's children hold, with their lease tokens."""
         try:
-            ids = [str(i) for i in self.direct.zrange(self.keys.running, 0, -1)]
+            ids = [
+                str(i) for s in shards(self.direct) for i in self.direct.zrange(s.running, 0, -1)
+            ]
             pipe = self.direct.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hmget(self.keys.job(job_id), "worker", "lease")

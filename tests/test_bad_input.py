@@ -88,7 +88,7 @@ def test_corrupt_payload_and_unknown_job_are_dead_lettered(
         assert rec.status is Status.DEAD, job_id
         assert rec.reason == reason.value, job_id
         assert rec.attempts == 1, job_id  # never retried: it cannot get better
-        assert env.client.zscore(env.keys.shard("default").dead, job_id) is not None
+        assert env.client.zscore(env.keys.shard("default").dead, handle.id) is not None
     assert corrupt.error is not None
     assert corrupt.error.type == "ValidationError"
     unknown = jobs.Add.dispatch(a=0, b=0, job_id="unknown")

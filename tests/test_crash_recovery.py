@@ -63,7 +63,7 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
     store.mark_started([(old.id, old.token)])  # as its supervisor does when it starts
     time.sleep(0.15)  # the 50 ms lease runs out
 
-    assert store.reap(max_crashes=5) == [(handle.id, "requeued")]
+    assert store.reap(max_crashes=5, queues=["default"]) == [(handle.id, "requeued")]
     assert handle.status is Status.QUEUED
     [new] = store.claim("rescuer", 10_000, 1, [["default"]])
     assert new.id == handle.id
@@ -92,7 +92,7 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
         [job] = store.claim("crashy", 1, 1, [["default"]])
         store.mark_started([(job.id, job.token)])
         time.sleep(0.02)
-        outcome = store.reap(max_crashes=2)
+        outcome = store.reap(max_crashes=2, queues=["default"])
     assert outcome == [(handle.id, "dead")]
     assert handle.status is Status.DEAD
     rec = handle.record
@@ -100,7 +100,7 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
     assert rec.reason == "crashed"
     assert rec.crashes == 2
     assert env.client.zscore(env.keys.shard("default").dead, handle.id) is not None
-    assert store.reap(max_crashes=2) == []  # idempotent
+    assert store.reap(max_crashes=2, queues=["default"]) == []  # idempotent
 
 
 def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: StartWorker) -> None:
@@ -134,7 +134,7 @@ def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: Start
     env.client.zadd(k.running, {job_id: now_ms - 30_000})  # deadline long past
 
     start_worker()
-    handle = jobs.Add.dispatch(a=0, b=0, job_id=job_id)  # idempotent: just a handle
+    handle = jobs.Add.dispatch(a=0, b=0, job_id="stuck-1")  # idempotent: just a handle
     assert handle.result(timeout=20) == 42
 
     assert handle.status is Status.SUCCEEDED

@@ -45,7 +45,7 @@ def test_a_job_key_of_the_wrong_type_strands_no_innocent_job(
             assert h.result(timeout=20) == i + 1
             assert h.attempts == 1
     assert "not a hash" in _dead_invalid(env, bad)
-    assert env.client.get(f"{{jobkit}}:corrupt:{bad}") == "not a hash"  # kept, renamed
+    assert env.client.get(env.keys.shard("default").corrupt(bad)) == "not a hash"  # kept, renamed
     _nothing_stranded(env)
 
 
@@ -79,7 +79,7 @@ def test_reap_dead_letters_a_crashed_job_without_max_attempts_and_goes_on(env: E
     env.client.hdel(env.keys.job(bad.id), "max_attempts")
     time.sleep(0.02)  # both leases run out
 
-    outcomes = dict(env.store.reap(max_crashes=3))
+    outcomes = dict(env.store.reap(max_crashes=3, queues=["default"]))
 
     assert outcomes == {innocent.id: "requeued", bad.id: "invalid"}
     assert "max_attempts" in _dead_invalid(env, bad.id)
@@ -102,7 +102,7 @@ def test_promote_dead_letters_a_retrying_job_it_cannot_queue(
     env.client.hset(key, "status", "retrying")
     time.sleep(0.02)
 
-    assert env.store.promote() == (1, -1)
+    assert env.store.promote(["default"]) == (1, -1)
     assert expected in _dead_invalid(env, bad.id)
     assert innocent.status is Status.QUEUED
 
@@ -142,8 +142,10 @@ def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env:
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3, delay=60)
     with pytest.raises(redis.ResponseError, match="scheduled holds a string"):
-        env.store.promote()
-    assert env.client.keys(env.keys.job("*")) == []  # no job written without its place
+        env.store.promote(["default"])
+    assert (
+        env.client.keys(env.keys.shard("default").job("*")) == []
+    )  # no job written without its place
     assert jobs.Add.dispatch(a=1, b=1).status is Status.QUEUED  # instant jobs go on
 
 
@@ -156,7 +158,12 @@ def test_a_queue_key_of_the_wrong_type_is_skipped_by_claim(env: Env) -> None:
 
 def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
     jobs.Add.dispatch(a=1, b=1)
-    for key in (env.keys.shard("default").running, env.keys.shard("default").scheduled, env.keys.workers, env.keys.shard("default").stats):
+    for key in (
+        env.keys.shard("default").running,
+        env.keys.shard("default").scheduled,
+        env.keys.workers,
+        env.keys.shard("default").stats,
+    ):
         env.client.set(key, "garbage")
 
     info = run_cli("info", url=env.url)
@@ -175,12 +182,12 @@ def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
 
 
 def test_a_job_key_that_is_no_hash_reads_as_unreadable(env: Env) -> None:
-    env.client.set(env.keys.job("odd"), "x")
-    rec = env.store.get("odd")
+    env.client.set(env.keys.job("default:odd"), "x")
+    rec = env.store.get("default:odd")
     assert rec is not None and rec.reason == DeadReason.INVALID_RECORD.value
-    [many] = env.store.get_many(["odd"])
+    [many] = env.store.get_many(["default:odd"])
     assert many == rec
-    shown = run_cli("job", "odd", url=env.url)
+    shown = run_cli("job", "default:odd", url=env.url)
     assert "Traceback" not in shown.stderr and "InvalidRecord" in shown.stdout
 
 
@@ -196,7 +203,7 @@ def test_prefetched_jobs_that_never_started_count_no_crash_when_the_worker_dies(
     fields = [env.client.hmget(env.keys.job(h.id), "started", "lease") for h in handles]
     marked = {h.id for h, (started, lease) in zip(handles, fields, strict=True) if started == lease}
     time.sleep(1.6)  # the leases (1.5 s) run out
-    env.store.reap(max_crashes=2)
+    env.store.reap(max_crashes=2, queues=["default"])
     records = [h.record for h in handles]
     assert all(r is not None for r in records)
     never_ran = [
@@ -225,7 +232,7 @@ def test_a_queue_key_of_the_wrong_type_refuses_dispatch_with_nothing_written(env
         jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3)
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         jobs.Add.dispatch(a=1, b=1, job_id="mine")
-    assert env.client.keys(env.keys.job("*")) == []
+    assert env.client.keys(env.keys.shard("default").job("*")) == []
 
 
 def test_a_wake_key_of_the_wrong_type_costs_only_the_wake_up(env: Env) -> None:
@@ -255,7 +262,7 @@ def test_a_job_leased_ten_times_and_never_started_is_dead_lettered(env: Env) -> 
     for i in range(10):
         [job] = env.store.claim("w", 1, 1, [["default"]])
         time.sleep(0.005)
-        outcome = env.store.reap(max_crashes=2)
+        outcome = env.store.reap(max_crashes=2, queues=["default"])
         assert outcome == [(job.id, "invalid" if i == 9 else "returned")]
     assert "never started" in _dead_invalid(env, handle.id)
     rec = handle.record

@@ -172,8 +172,8 @@ def test_a_good_request_with_every_option(env: Env, api: TestClient) -> None:
         delay=30, queue="other", priority=5, job_id="order-42:v1",
     )  # fmt: skip
     assert response.status_code == 202, response.text
-    assert response.json() == {"job_id": "order-42:v1", "status": Status.SCHEDULED.value}
-    view = api.get("/jobs/order-42:v1").json()
+    assert response.json() == {"job_id": "other:order-42:v1", "status": Status.SCHEDULED.value}
+    view = api.get("/jobs/other:order-42:v1").json()
     assert (view["queue"], view["priority"], view["params"]) == ("other", 5, {"a": 1, "b": 2})
     empty = _post(api, "/jobs/tests.jobs.Loose", b"")  # no body: no params
     assert empty.status_code == 202

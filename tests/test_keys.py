@@ -4,31 +4,52 @@ from __future__ import annotations
 
 import pytest
 
-from jobkit.backend.keys import Keys, lane_name, split_lane, worker_lanes
+from jobkit.backend.keys import Keys, job_id, lane_name, queue_of, split_lane, worker_lanes
 
 
-def test_keys_share_one_hash_tag() -> None:
+def test_each_queue_is_a_shard_of_its_own_hash_tag() -> None:
     k = Keys("app")
+    s = k.shard("images")
+    assert s.base == "{app:images}"
+    assert s.running == "{app:images}:running"
+    assert s.scheduled == "{app:images}:scheduled"
+    assert s.dead == "{app:images}:dead"
+    assert s.seq == "{app:images}:seq"
+    assert s.lanes == "{app:images}:lanes"
+    assert s.stats == "{app:images}:stats"
+    assert s.sched_wake == "{app:images}:sched:wake"
+    assert s.schedule("nightly") == "{app:images}:schedule:nightly"
+    assert s.job("images:abc") == "{app:images}:job:images:abc"
+    assert s.claim("r.1") == "{app:images}:claim:r.1"
+    assert s.corrupt("images:x") == "{app:images}:corrupt:images:x"
+    assert k.shard("images") is s  # made once
+
+
+def test_a_job_id_names_its_shard() -> None:
+    k = Keys("app")
+    assert job_id("images", "abc") == "images:abc"
+    assert queue_of("images:abc") == "images"
+    assert queue_of("images:a:b") == "images"  # keys may hold ':', queue names may not
+    assert queue_of("abc") is None and queue_of(":abc") is None and queue_of("q:") is None
+    assert k.job("images:abc") == "{app:images}:job:images:abc"
+    assert k.done("images:abc") == "{app:images}:done:images:abc"
+    assert k.waiter("images:abc") == "{app:images}:waiter:images:abc"
+    with pytest.raises(ValueError, match="names no queue"):
+        k.job("abc")
+
+
+def test_lanes_live_in_their_queues_shard_and_the_rest_in_the_global_slot() -> None:
+    k = Keys("app")
+    assert k.queue("default") == "{app:default}:queue:default"
+    assert k.queue("gpu|a,b") == "{app:gpu}:queue:gpu|a,b"
+    assert k.wake("gpu|a,b") == "{app:gpu}:wake:gpu|a,b"
     assert k.base == "{app}"
-    assert k.running == "{app}:running"
-    assert k.scheduled == "{app}:scheduled"
-    assert k.dead == "{app}:dead"
-    assert k.seq == "{app}:seq"
-    assert k.lanes == "{app}:lanes"
+    assert k.queues == "{app}:queues"
     assert k.workers == "{app}:workers"
-    assert k.stats == "{app}:stats"
-    assert k.job("abc") == "{app}:job:abc"
-    assert k.queue("default") == "{app}:queue:default"
-    assert k.queue("gpu|a,b") == "{app}:queue:gpu|a,b"
-    assert k.wake("default") == "{app}:wake:default"
-    assert k.done("abc") == "{app}:done:abc"
     assert k.worker("host.1") == "{app}:worker:host.1"
-
-
-def test_default_prefix_and_job_id_of() -> None:
-    k = Keys()
-    assert k.base == "{jobkit}"
-    assert k.job_id_of(k.job("x:y")) == "x:y"
+    assert k.marker == "{app}:marker"
+    assert k.sched_wake_pattern == "{app:*}:sched:wake"
+    assert Keys().base == "{jobkit}"
 
 
 def test_keys_match_the_lua_prelude() -> None:

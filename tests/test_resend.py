@@ -93,7 +93,9 @@ def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: Lo
     first = env.store.claim("w", 30_000, 3, [["default"]])  # leased 3, reply lost, sent again
 
     assert len(first) == 3
-    assert env.client.zcard(env.keys.shard("default").running) == 3  # no lease stranded by the lost reply
+    assert (
+        env.client.zcard(env.keys.shard("default").running) == 3
+    )  # no lease stranded by the lost reply
     assert {c.token for c in first} == {"1"}
     rest = env.store.claim("w", 30_000, 10, [["default"]])
     assert len(rest) == 2 and not {c.id for c in rest} & {c.id for c in first}
@@ -110,7 +112,9 @@ def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: Los
 
     assert flags == [True]
     assert len(claimed) == 2
-    assert set(env.client.zrange(env.keys.shard("default").running, 0, -1)) == {c.id for c in claimed}
+    assert set(env.client.zrange(env.keys.shard("default").running, 0, -1)) == {
+        c.id for c in claimed
+    }
     assert env.client.zcard(env.keys.queue("default")) == 3
     assert env.stats()["succeeded"] == 1
 

@@ -96,7 +96,7 @@ def test_bad_cron_fails_at_definition(kwargs: dict[str, Any], match: str) -> Non
 def test_schedule_keys() -> None:
     [nightly] = bind_schedules(Nightly)
     assert nightly.key == "tests.test_schedule.Nightly"
-    assert nightly.job_id(1700000000) == "cron:tests.test_schedule.Nightly:1700000000"
+    assert nightly.job_id(1700000000) == "default:cron:tests.test_schedule.Nightly:1700000000"
     eu, us, ap = bind_schedules(Sweep)
     assert ap.key == "tests.test_schedule.Sweep#hourly"
     # unnamed among several: a stable hash of expr, tz and params tells them apart
@@ -372,8 +372,8 @@ def sched_store() -> Iterator[Store]:
         client.close()
 
 
-def _fired(store: Store, key: str) -> list[int]:
-    prefix = f"{{sched-unit}}:job:cron:{key}:"
+def _fired(store: Store, key: str, queue: str = "sched-unit") -> list[int]:
+    prefix = store.keys.shard(queue).job(f"{queue}:cron:{key}:")
     return sorted(int(k.removeprefix(prefix)) for k in store.redis.scan_iter(prefix + "*"))
 
 
@@ -391,7 +391,7 @@ def test_two_schedulers_fire_each_slot_once(sched_store: Store) -> None:
             clock.tick(1)
     for bound in schedules:
         assert _fired(sched_store, bound.key) == list(range(T0, T0 + 10)), bound.key
-        state = ScheduleStore(sched_store).states([bound.key])[0]
+        state = ScheduleStore(sched_store).states([bound])[0]
         assert (state.cursor, state.fired, state.last_slot) == (T0 + 9, 10, T0 + 9)
         assert state.next_slot == T0 + 10
     assert sched_store.redis.zcard(sched_store.keys.queue("sched-unit")) == 30
@@ -416,9 +416,7 @@ def test_restart_after_downtime_applies_each_policy(sched_store: Store) -> None:
         T0 + 20,
     ]
     assert _fired(sched_store, "tests.test_schedule.Tick#skip") == [T0, T0 + 1, T0 + 2, T0 + 20]
-    skip, once = ScheduleStore(sched_store).states(
-        ["tests.test_schedule.Tick#skip", "tests.test_schedule.Tick#once"]
-    )
+    skip, once = ScheduleStore(sched_store).states([_bound(Tick, "#skip"), _bound(Tick, "#once")])
     assert (skip.cursor, skip.skipped) == (T0 + 20, 17)
     assert (once.cursor, once.skipped) == (T0 + 20, 16)
 
@@ -451,7 +449,7 @@ def test_cron_job_hash_matches_a_dispatched_job(sched_store: Store) -> None:
         Scheduler(sched_store, [_bound(Tick, "#all")]).step()
         handle = Tick.dispatch(store=sched_store)
     fired = sched_store.redis.hgetall(
-        sched_store.keys.job(f"cron:tests.test_schedule.Tick#all:{T0}")
+        sched_store.keys.job(f"sched-unit:cron:tests.test_schedule.Tick#all:{T0}")
     )
     dispatched = sched_store.redis.hgetall(sched_store.keys.job(handle.id))
     assert set(dispatched) <= set(fired)  # cron_fire.lua mirrors enqueue.lua
@@ -498,7 +496,7 @@ def test_step_sleeps_until_the_next_slot_or_delayed_job(sched_store: Store) -> N
     with freeze_time("2024-05-01 12:00:00"):
         assert sched.step() == 5.0  # the next slot is hours away: capped
         # nothing was owed: the first round records the next slot, but no cursor
-        [state] = ScheduleStore(sched_store).states(["tests.test_schedule.Berlin0230"])
+        [state] = ScheduleStore(sched_store).states(bind_schedules(Berlin0230))
         assert (state.cursor, state.next_slot) == (None, _ts(2024, 5, 2, 0, 30))
         Tick.dispatch(store=sched_store, delay=1.25)
         assert sched.step() == pytest.approx(1.25)
@@ -506,7 +504,7 @@ def test_step_sleeps_until_the_next_slot_or_delayed_job(sched_store: Store) -> N
 
 def test_enqueue_wakes_schedulers_only_for_a_new_earliest_entry(sched_store: Store) -> None:
     pubsub = sched_store.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    pubsub.subscribe(sched_store.keys.sched_wake)
+    pubsub.subscribe(sched_store.keys.shard("sched-unit").sched_wake)
     pubsub.get_message(timeout=0.1)  # the subscription confirmation
 
     def wakes() -> list[int]:

@@ -22,6 +22,7 @@ from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from tests import sched_jobs
 from tests.redis_server import RedisServer
+from tests.sched_jobs import CRON_QUEUE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS = Keys("jobkit")
@@ -124,7 +125,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
 
 def cron_jobs(env: SchedEnv, key: str) -> dict[int, dict[str, str]]:
     """Slot -> job hash of every job schedule ``key`` created."""
-    prefix = KEYS.job(f"cron:{key}:")
+    prefix = KEYS.job(f"{CRON_QUEUE}:cron:{key}:")
     out = {}
     for k in env.client.scan_iter(prefix + "*", count=1000):
         out[int(k.removeprefix(prefix))] = env.client.hgetall(k)
@@ -135,7 +136,7 @@ def fired_lines(procs: list[Proc], key: str) -> list[int]:
     """Slots each scheduler log says it enqueued, from every log."""
     pattern = re.compile(
         rf"schedule {re.escape(key)}: fired (?:catch-up )?slot \S+ as "
-        rf"cron:{re.escape(key)}:(\d+)"
+        rf"{CRON_QUEUE}:cron:{re.escape(key)}:(\d+)"
     )
     return sorted(int(m) for p in procs for m in pattern.findall(p.text()))
 
@@ -161,7 +162,7 @@ def test_two_schedulers_enqueue_each_slot_exactly_once(
         assert slots == list(range(slots[0], slots[-1] + 1)), f"{key}: a slot is missing"
         # each slot was enqueued by exactly one of the two processes
         assert fired_lines([a, b], key) == slots, key
-        state = sched_env.client.hgetall(KEYS.schedule(key))
+        state = sched_env.client.hgetall(KEYS.shard(CRON_QUEUE).schedule(key))
         assert int(state["fired"]) == len(slots)
         assert int(state["cursor"]) == slots[-1]
         # the first slot may be up to a second old when the first scheduler starts
@@ -201,7 +202,10 @@ def test_killed_scheduler_restarted_applies_the_misfire_policy(
     assert all(lateness(j) <= 1 for j in skip_jobs.values()), "misfire=skip: no catch-up"
     skip_gap = set(range(min(skip_jobs), max(skip_jobs))) - set(skip_jobs)
     assert len(skip_gap) >= 3
-    assert int(sched_env.client.hget(KEYS.schedule(SKIP), "skipped") or 0) >= len(skip_gap) - 1
+    assert (
+        int(sched_env.client.hget(KEYS.shard(CRON_QUEUE).schedule(SKIP), "skipped") or 0)
+        >= len(skip_gap) - 1
+    )
     assert "catch-up" in second.text()
 
 
@@ -211,7 +215,10 @@ def _dispatch_delays(env: SchedEnv, delays: list[float]) -> list[str]:
 
 def _scheduler_ready(env: SchedEnv) -> bool:
     # the first round writes every schedule's next slot, after subscribing to wake-ups
-    return all(env.client.hexists(KEYS.schedule(k), "next_slot") for k in (ONCE, ALL, SKIP))
+    return all(
+        env.client.hexists(KEYS.shard(CRON_QUEUE).schedule(k), "next_slot")
+        for k in (ONCE, ALL, SKIP)
+    )
 
 
 def test_delayed_jobs_are_promoted_on_time_by_the_scheduler(
@@ -301,7 +308,7 @@ def test_schedules_command(sched_env: SchedEnv, sched_procs: StartProc) -> None:
     once = rows[ONCE]
     last = max(cron_jobs(sched_env, ONCE))
     assert once["expr"] == "* * * * * *" and once["misfire"] == "once"
-    assert once["last_job"] == f"cron:{ONCE}:{last}"
+    assert once["last_job"] == f"{CRON_QUEUE}:cron:{ONCE}:{last}"
     assert once["last_status"] == "queued"
     assert len(once["next_runs"]) == 3
     assert rows[SKIP]["params"] == {"region": "eu"}

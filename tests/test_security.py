@@ -44,10 +44,11 @@ from tests.tls import KEY_PASSPHRASE, Pki, make_pki
 # test_readme_gives_the_tested_acl_rule): its keys and channel, the commands jobkit sends
 # itself, and the commands its Lua scripts call (ACLs apply inside scripts too).
 JOBKIT_ACL = (
-    "resetkeys ~{jobkit}* resetchannels &{jobkit}* -@all "
+    "resetkeys ~{jobkit}* ~{jobkit:* resetchannels &{jobkit}* &{jobkit:*}:sched:wake -@all "
     "+evalsha +script|load +script|exists "
-    "+blpop +blmove +set +hgetall +hget +zcard +zrevrange +smembers +scan +time "
-    "+subscribe +unsubscribe +ping +select +client|id +client|unblock +config|get "
+    "+blpop +blmove +set +hgetall +hget +zcard +zrevrange +smembers +time "
+    "+subscribe +unsubscribe +psubscribe +punsubscribe +ping +select "
+    "+client|id +client|unblock +config|get "
     "+del +exists +expire +persist +mget +incr +incrby +hset +hdel +hmget +hincrby "
     "+lpush +ltrim +sadd +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +zpopmin "
     "+publish +get +type +rename +info +rpush +lrange +pexpire"

@@ -47,10 +47,12 @@ def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
     left running with its lease renewed forever."""
     worker = start_worker(concurrency=1)
     [first] = worker.child_pids()
-    insert_job(env, "breaker", "tests.jobs.BreaksItsRunner", '{"counter": "tries"}')
+    insert_job(env, "default:breaker", "tests.jobs.BreaksItsRunner", '{"counter": "tries"}')
 
-    wait_until(lambda: env.status("breaker") is Status.DEAD, timeout=30, what="the job dead")
-    rec = env.store.get("breaker")
+    wait_until(
+        lambda: env.status("default:breaker") is Status.DEAD, timeout=30, what="the job dead"
+    )
+    rec = env.store.get("default:breaker")
     assert rec is not None
     assert rec.reason == DeadReason.CRASHED.value
     assert rec.crashes == 2  # JOBKIT_MAX_CRASHES

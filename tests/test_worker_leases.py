@@ -10,7 +10,9 @@ from tests.conftest import Env, StartWorker
 
 def _heartbeat(env: Env, job_id: str, token: str) -> int:
     """heartbeat.lua's raw code for one lease: 1 renewed, 2 attempt ended, 0 lost."""
-    [code] = env.client.eval(scripts.source("heartbeat"), 1, env.keys.shard("default").base, 1500, job_id, token)
+    [code] = env.client.eval(
+        scripts.source("heartbeat"), 1, env.keys.shard("default").base, 1500, job_id, token
+    )
     return int(code)
 
 

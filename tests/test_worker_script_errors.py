@@ -37,7 +37,7 @@ def test_supervisor_survives_keys_of_the_wrong_type(env: Env, start_worker: Star
     assert jobs.Add.dispatch(a=1, b=2, delay=0.2).result(timeout=10) == 3  # promoted again
     time.sleep(1)
     assert "promoting due jobs works again" in worker.log_text()
-    assert env.client.zscore(k.workers, worker.name) is not None  # beating again
+    assert env.client.zscore(env.keys.workers, worker.name) is not None  # beating again
     assert worker.child_pids() == [child]
 
 

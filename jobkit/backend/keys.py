@@ -199,5 +199,11 @@ class Keys:
     def wake(self, lane: str) -> str:
         return self.lane(lane).wake(lane)
 
+    def done(self, job_id: str) -> str:
+        return self.of_job(job_id).done(job_id)
+
+    def waiter(self, job_id: str) -> str:
+        return self.of_job(job_id).waiter(job_id)
+
     def worker(self, name: str) -> str:
         return f"{self.base}:worker:{name}"

@@ -44,11 +44,11 @@ class Counts(NamedTuple):
     dead: int | None
     totals: dict[str, int]
     problems: list[str]
-    queues: dict[str, QueueCounts]
+    by_queue: dict[str, QueueCounts]
 
     def as_dict(self) -> dict[str, Any]:
         out = self._asdict()
-        out["queues"] = {q: c._asdict() for q, c in self.queues.items()}
+        out["by_queue"] = {q: c._asdict() for q, c in self.by_queue.items()}
         return out
 
 

@@ -69,9 +69,12 @@ class WakeListener:
         pubsub: PubSub = store.redis.pubsub(ignore_subscribe_messages=True)
         self._pubsub = pubsub
         self._pubsub.psubscribe(store.keys.sched_wake_pattern)  # every queue's channel
+        self._prefix = "{" + store.keys.prefix + ":"
+        self.queues: set[str] = set()  # queues heard from (a scheduler adds them at once)
 
     def wait(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` s; the earliest due time announced meanwhile, or None.
+        The queues announcing are added to :attr:`queues`.
 
         May return None early (a subscription confirmation); callers loop to their deadline.
         """
@@ -81,11 +84,22 @@ class WakeListener:
             due = _due_ms(msg)
             if due is not None and (earliest is None or due < earliest):
                 earliest = due
+            queue = _queue(msg, self._prefix)
+            if queue:
+                self.queues.add(queue)
             msg = self._pubsub.get_message(timeout=0.0)  # coalesce a burst of wake-ups
         return earliest
 
     def close(self) -> None:
         self._pubsub.close()
+
+
+def _queue(msg: dict[str, Any], prefix: str) -> str | None:
+    """The queue whose channel ``{prefix:queue}:sched:wake`` a message came on."""
+    channel = str(msg.get("channel") or "")
+    if not channel.startswith(prefix):
+        return None
+    return channel[len(prefix) :].split("}", 1)[0] or None
 
 
 def _due_ms(msg: dict[str, Any]) -> int | None:
