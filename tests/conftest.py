@@ -20,6 +20,7 @@ import redis
 import jobkit
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
+from jobkit.backend.transport import make_client
 from jobkit.models import Status
 from tests.cluster_server import ClusterServers
 from tests.redis_server import RedisServer
@@ -169,7 +170,7 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until the supervisor registered itself in Redis and forked its children."""
-        client = redis.Redis.from_url(self.url, decode_responses=True)
+        client = make_client(self.url, {"decode_responses": True})
         key = Keys(PREFIX).worker(self.name)
         try:
 
