@@ -21,15 +21,46 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
 
 from jobkit.backend.wire import ReplyLost
 
 # A command that may be sent again is tried this many times, this long apart at first
-# (doubling): long enough for redis-py to learn a new slot map, and a replica to be
-# promoted when its master dies with a short cluster-node-timeout; a longer outage is
-# the callers' to ride out (workers and schedulers retry in loops).
+# (doubling), after a connection failure: long enough for redis-py to learn a new slot map,
+# and a replica to be promoted when its master dies with a short cluster-node-timeout; a
+# longer outage is the callers' to ride out (workers and schedulers retry in loops).
 ATTEMPTS = 4
 FIRST_PAUSE = 0.1
+# Answers that say Redis did not run the command: its slot is moving (TRYAGAIN, ASK and
+# MOVED that redis-py followed until its TTL ran out) or not served (CLUSTERDOWN). Any
+# command is sent again after them, repeatable or not, for this long at most.
+REFUSED = (ClusterError, TryAgainError, AskError, SlotNotCoveredError)
+REFUSED_FOR = 30.0
+MAX_PAUSE = 0.5
+CONNECTION = (redis.ConnectionError, redis.TimeoutError)
+
+
+class Patience:
+    """How long one call goes on trying: :meth:`pause` sleeps before the next try, or
+    raises ``exc`` when tries are used up (see ATTEMPTS and REFUSED_FOR)."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.deadline = time.monotonic() + REFUSED_FOR
+        self.next_pause = FIRST_PAUSE
+
+    def pause(self, exc: Exception, repeatable: bool) -> None:
+        if isinstance(exc, REFUSED):
+            if time.monotonic() >= self.deadline:
+                raise exc
+        elif not repeatable:
+            raise ReplyLost(f"{exc}; the command may or may not have run") from exc
+        else:
+            self.failures += 1
+            if self.failures >= ATTEMPTS:
+                raise exc
+        time.sleep(self.next_pause)
+        self.next_pause = min(self.next_pause * 2, MAX_PAUSE)
 
 
 class Settled:
@@ -54,20 +85,15 @@ class ClusterWire:
         self._lock = threading.Lock()
 
     def _tries(self, fn: Any, repeatable: bool) -> Any:
-        """``fn()``; a repeatable one tried again after a connection failure (redis-py
-        has refreshed its slot map meanwhile); any other raises :class:`ReplyLost`."""
-        pause = FIRST_PAUSE
-        for attempt in range(1, ATTEMPTS + 1):
+        """``fn()``; tried again after an answer that says it did not run (see REFUSED),
+        and a repeatable one after a connection failure too (redis-py has refreshed its
+        slot map meanwhile); any other connection failure raises :class:`ReplyLost`."""
+        patience = Patience()
+        while True:
             try:
                 return fn()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if not repeatable:
-                    raise ReplyLost(f"{exc}; the command may or may not have run") from exc
-                if attempt == ATTEMPTS:
-                    raise
-                time.sleep(pause)
-                pause *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+            except (*CONNECTION, *REFUSED) as exc:
+                patience.pause(exc, repeatable)
 
     def execute(self, *command: Any, repeatable: bool = True) -> Any:
         """One command, routed by its key; an error reply is raised."""
@@ -80,15 +106,46 @@ class ClusterWire:
         raise NotImplementedError("a cluster routes commands by key: send them unpacked")
 
     def pipeline(self, commands: Sequence[Any], *, repeatable: bool = True) -> list[Any]:
-        """Several commands, one round trip per master; error replies in place."""
+        """Several commands, one round trip per master; error replies in place.
 
-        def run() -> list[Any]:
-            pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(pipe.execute(raise_on_error=False))
+        redis-py sends a pipeline's commands that failed again one by one, so commands
+        that may not be sent twice go one by one here instead. Of the others, those that
+        were refused or lost (see :class:`Patience`) are sent again, alone."""
+        if not repeatable:
+            return [self._one(command) for command in commands]
+        replies: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        patience = Patience()
+        while todo:
+            try:
+                got = self._pipe([commands[i] for i in todo])
+            except (*CONNECTION, *REFUSED) as exc:
+                patience.pause(exc, True)
+                continue
+            failed: Exception | None = None
+            again = []
+            for i, reply in zip(todo, got, strict=True):
+                replies[i] = reply
+                if isinstance(reply, (*CONNECTION, *REFUSED)):
+                    again.append(i)
+                    failed = reply
+            if failed is not None:
+                patience.pause(failed, True)
+            todo = again
+        return replies
 
-        return list(self._tries(run, repeatable)) if commands else []
+    def _pipe(self, commands: Sequence[Any]) -> list[Any]:
+        pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _one(self, command: Sequence[Any]) -> Any:
+        """A command that may not be sent twice, its error reply returned in place."""
+        try:
+            return self.execute(*command, repeatable=False)
+        except redis.ResponseError as exc:
+            return exc
 
     def stream(self, commands: Iterable[Any]) -> list[Any]:
         return self.pipeline(list(commands))

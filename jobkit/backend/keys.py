@@ -102,6 +102,22 @@ def queue_of(job_id: str) -> str | None:
     return queue if sep and queue and key else None
 
 
+FENCE = ":fence"
+
+
+def fenced(keys: Sequence[str]) -> tuple[str, ...]:
+    """``keys`` as a script declares them: the fence of their slot after them.
+
+    The fence (``{tag}:fence``) is a key that never exists. Declaring it makes Redis
+    Cluster refuse the script while its slot is moving between masters: the source answers
+    ASK (a declared key is missing there), and the target answers TRYAGAIN (a multi-key
+    call with keys missing), so no script ever runs on a half-moved shard; once the slot
+    has moved, the target runs it. On one node the fence costs nothing. Scripts ignore it.
+    """
+    first = keys[0]
+    return (*keys, first[: first.index("}") + 1] + FENCE)
+
+
 class Shard:
     """The keys of one queue (see the module doc): all in the slot of its hash tag."""
 

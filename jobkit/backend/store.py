@@ -15,7 +15,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from jobkit.backend import scripts
-from jobkit.backend.keys import Keys, queue_of, split_lane
+from jobkit.backend.keys import Keys, fenced, queue_of, split_lane
 from jobkit.backend.leasing import Completion, Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
 from jobkit.backend.transport import Transport, transport_for
@@ -57,6 +57,7 @@ class Store(Reads, Leasing):
         pipeline). Only scripts in :data:`scripts.REPEATABLE` are sent again after a lost
         reply."""
         script = self._scripts[name]
+        keys = fenced(keys)
         if client is not None:
             return script(keys=keys, args=args, client=client)
         repeatable = name in scripts.REPEATABLE
@@ -99,7 +100,7 @@ class Store(Reads, Leasing):
 
     def _commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
         return [
-            ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+            ("EVALSHA", self._scripts[name].sha, len(keys) + 1, *fenced(keys), *args)
             for name, keys, args in calls
         ]
 
@@ -206,7 +207,9 @@ class Store(Reads, Leasing):
                     self._heads.clear()
                 sha = self._scripts["enqueue"].sha
                 base = self.keys.lane(job.lane).base
-                head = self._heads[key] = Head(("EVALSHA", sha, 1, base, 1, *spec, flag), 2)
+                head = self._heads[key] = Head(
+                    ("EVALSHA", sha, 2, *fenced([base]), 1, *spec, flag), 2
+                )
             command = head.command(job.id, job.params_json)
             try:
                 raw = self._wire.execute_packed(command)

@@ -30,7 +30,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from jobkit.errors import ConfigurationError
@@ -116,6 +118,9 @@ def make_client(url: str, options: dict[str, Any]) -> Any:
     node.update(options)
     if mode is Mode.CLUSTER:
         nodes = [ClusterNode(host, port) for host, port in spec.hosts]  # type: ignore[no-untyped-call]
+        # redis-py would send a command again after a connection failure; whether one may
+        # be sent again is jobkit's to say (see cluster.ClusterWire)
+        node.setdefault("retry", Retry(NoBackoff(), 0))
         return RedisCluster(startup_nodes=nodes, **node)
     if not spec.path:
         raise ConfigurationError("redis+sentinel:// needs the service name as its path")
