@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.client import PubSub
+from redis.cluster import RedisCluster
 
 from jobkit.backend.keys import queue_of
-from jobkit.backend.store import Store
+from jobkit.backend.store import ScriptCall, Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
 
@@ -129,17 +130,32 @@ class ScheduleStore:
 
         Returns (moved, ms until the next scheduled entry of any or -1, Redis time in s).
         """
-        pipe = self.store.redis.pipeline(transaction=False)
-        for queue in queues:
-            self.store.queue_script(pipe, "promote", [self.keys.shard(queue).base], (limit,))
-        pipe.time()
-        *promoted, (sec, usec) = pipe.execute()
+        calls = [("promote", [self.keys.shard(queue).base], (limit,)) for queue in queues]
+        if isinstance(self.store.redis, RedisCluster):
+            promoted = self._scripts(calls)
+            sec, usec = self.store.redis.time()  # refused in a cluster pipeline: no key
+        else:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                self.store.queue_script(pipe, name, keys, args)
+            pipe.time()
+            *promoted, (sec, usec) = pipe.execute()
         moved, wait = 0, -1
         for n, ms in promoted:
             moved += int(n)
             if int(ms) >= 0:
                 wait = int(ms) if wait < 0 else min(wait, int(ms))
         return moved, wait, sec + usec / 1_000_000
+
+    def _scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Replies of script ``calls``, in one round trip; on a cluster one call at a time,
+        as redis-py refuses scripts in a cluster pipeline."""
+        if isinstance(self.store.redis, RedisCluster):
+            return [self.store.run_script(name, keys, args) for name, keys, args in calls]
+        pipe = self.store.redis.pipeline(transaction=False)
+        for name, keys, args in calls:
+            self.store.queue_script(pipe, name, keys, args)
+        return list(pipe.execute())
 
     def _key(self, bound: BoundSchedule) -> str:
         """A schedule's state lives in its job class's queue's shard, with the jobs it
@@ -166,7 +182,7 @@ class ScheduleStore:
         self, items: Sequence[tuple[BoundSchedule, NewJob, Plan]]
     ) -> list[tuple[bool, list[FireResult]]]:
         """:meth:`fire` for several schedules in one round trip (one script call each)."""
-        pipe = self.store.redis.pipeline(transaction=False)
+        calls: list[ScriptCall] = []
         for bound, job, plan in items:
             args: list[Any] = [bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire)]
             args.extend((job.name, job.lane, job.params_json, job.priority,
@@ -174,9 +190,9 @@ class ScheduleStore:
             for slot in plan.fire:
                 args.extend((slot, bound.job_id(slot)))
             keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]
-            self.store.queue_script(pipe, "cron_fire", keys, args)
+            calls.append(("cron_fire", keys, args))
         out = []
-        for (bound, _, plan), raw in zip(items, pipe.execute(), strict=True):
+        for (bound, _, plan), raw in zip(items, self._scripts(calls), strict=True):
             results = [
                 FireResult(slot, bound.job_id(slot), int(code), str(detail))
                 for slot, code, detail in zip(plan.fire, raw[1::2], raw[2::2], strict=False)
