@@ -32,8 +32,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from jobkit import registry
 from jobkit.errors import UnknownJobError
 from jobkit.models import TERMINAL_STATUSES, Status
@@ -46,7 +44,7 @@ from stress.evidence import (
     scan_job_ids,
 )
 from stress.jobs import Book, loads
-from stress.shards import shards
+from stress.shards import Client, shards
 from stress.workload import KIND_OF_NAME, Kind
 
 CHECKS = (
@@ -286,7 +284,7 @@ def _finished_ms(job: JobView) -> float:
 
 
 def check_globals(
-    client: redis.Redis, verdict: Verdict, views: dict[str, JobView], known: set[str]
+    client: Client, verdict: Verdict, views: dict[str, JobView], known: set[str]
 ) -> None:
     """The checks about Redis as a whole, after the per-job ones."""
     stats: dict[str, int] = {}
@@ -325,7 +323,7 @@ def _short(record: dict[str, str]) -> str:
 
 
 def judge(
-    client: redis.Redis,
+    client: Client,
     book: Book,
     accepted: dict[str, Kind],
     ctx: Context,

@@ -1,9 +1,11 @@
-"""The system under test: redis-server (AOF), the fault proxy in front of it, worker
-supervisors, schedulers and producers, each started as ``python -m ...`` in a process
-group of its own, and the kills the fault schedule asks for.
+"""The system under test: worker supervisors, schedulers and producers, each started as
+``python -m ...`` in a process group of its own, and the kills the fault schedule asks
+for; the Redis they use is named by :class:`Endpoints`.
 
-Every jobkit process reaches Redis through the proxy; only the jobs' bookkeeping, the
-canaries' dispatch and the checker talk to redis-server directly.
+On one redis-server (AOF) every jobkit process reaches Redis through the fault proxy;
+only the jobs' bookkeeping, the canaries' dispatch and the checker talk to redis-server
+directly. On a Redis Cluster (``--cluster``) there is no proxy: everyone talks to the
+nodes (see :mod:`stress.rediscluster`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from jobkit.backend.keys import Keys
 from stress.procs import Proc, Procs, RedisProc, base_env
-from stress.proxy import FaultProxy
+from stress.shards import connect
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,15 @@ class Topology:
     socket_timeout: float = 3.0
     max_crashes: int = 4
     prefetch: int = 16
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the run's Redis is, and the queues its jobs go to."""
+
+    jobkit_url: str  # every jobkit process: the fault proxy, or the cluster's nodes
+    direct_url: str  # the real Redis: bookkeeping, canaries, the checker
+    queues: tuple[str, ...] = ("default",)  # workers serve "canary" first, then these
 
 
 @dataclass
@@ -65,11 +74,16 @@ class Cluster:
     """Starts, kills and replaces the processes of one run."""
 
     def __init__(
-        self, procs: Procs, server: RedisProc, proxy: FaultProxy, topo: Topology, book: str
+        self,
+        procs: Procs,
+        endpoints: Endpoints,
+        topo: Topology,
+        book: str,
+        server: RedisProc | None = None,
     ) -> None:
         self.procs = procs
-        self.server = server
-        self.proxy = proxy
+        self.endpoints = endpoints
+        self.server = server  # one redis-server: the `redis` fault restarts it
         self.topo = topo
         self.book = book
         self.supervisors: dict[int, Proc] = {}
@@ -82,8 +96,8 @@ class Cluster:
 
     @property
     def jobkit_url(self) -> str:
-        """The proxy: every jobkit client goes through it."""
-        return self.proxy.url
+        """The proxy (or the cluster): every jobkit client goes through it."""
+        return self.endpoints.jobkit_url
 
     def env(self) -> dict[str, str]:
         # a socket timeout short enough for stalls and lost replies to bite (3 s is the
@@ -94,7 +108,7 @@ class Cluster:
             JOBKIT_SOCKET_TIMEOUT=t,
             JOBKIT_SOCKET_CONNECT_TIMEOUT=t,
             JOBKIT_MAX_CRASHES=str(self.topo.max_crashes),
-            STRESS_DIRECT_URL=self.server.url,
+            STRESS_DIRECT_URL=self.endpoints.direct_url,
             STRESS_BOOK=self.book,
         )
 
@@ -111,7 +125,7 @@ class Cluster:
         name = f"s{slot}g{self.generation}"
         args = [
             "jobkit", "worker", "-A", "stress.jobs",
-            "-q", "canary,default",
+            "-q", ",".join(["canary", *self.endpoints.queues]),
             "-c", str(self.topo.children),
             "--prefetch", str(self.topo.prefetch),
             "--lease", str(self.topo.lease),
@@ -136,7 +150,7 @@ class Cluster:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Every supervisor forked all its children and registered in Redis."""
-        client = redis.Redis.from_url(self.server.url, decode_responses=True)
+        client = connect(self.endpoints.direct_url)
         keys = Keys()
         deadline = time.monotonic() + timeout
         try:
@@ -157,7 +171,8 @@ class Cluster:
 
     # -- kills ---------------------------------------------------------------------------
 
-    def _note(self, kill: Kill) -> Kill:
+    def note(self, kill: Kill) -> Kill:
+        """Record a kill (the checker matches crashes against them)."""
         self.kills.append(kill)
         return kill
 
@@ -174,7 +189,7 @@ class Cluster:
         at = _now_ms()
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
-        return self._note(Kill("child", proc.name, [child], at))
+        return self.note(Kill("child", proc.name, [child], at))
 
     def kill_supervisor(self, slot: int) -> Kill:
         """SIGKILL a supervisor's whole group: it and its children, mid-job."""
@@ -183,7 +198,7 @@ class Cluster:
         at = _now_ms()
         self._killed.add(proc.pid)
         proc.kill_group()
-        return self._note(Kill("supervisor", proc.name, pids, at, group=proc.pid))
+        return self.note(Kill("supervisor", proc.name, pids, at, group=proc.pid))
 
     def kill_supervisor_alone(self, slot: int) -> Kill:
         """SIGKILL the supervisor only: its children must notice and stop by themselves."""
@@ -192,20 +207,22 @@ class Cluster:
         at = _now_ms()
         self._killed.add(proc.pid)
         proc.kill_leader()
-        return self._note(Kill("lone_supervisor", proc.name, [proc.pid], at, orphans=children))
+        return self.note(Kill("lone_supervisor", proc.name, [proc.pid], at, orphans=children))
 
     def kill_scheduler(self, slot: int) -> Kill:
         proc = self.schedulers[slot]
         at = _now_ms()
         self._killed.add(proc.pid)
         proc.kill_group()
-        return self._note(Kill("scheduler", proc.name, [proc.pid], at, group=proc.pid))
+        return self.note(Kill("scheduler", proc.name, [proc.pid], at, group=proc.pid))
 
     def kill_redis(self) -> tuple[Kill, float]:
         """SIGKILL redis-server and start it again from its AOF; (kill, seconds down)."""
+        if self.server is None:
+            raise RuntimeError("no redis-server of this run to kill")
         proc = self.server.proc
         pid = proc.pid if proc else 0
-        kill = self._note(Kill("redis", "redis-server", [pid], _now_ms(), group=pid))
+        kill = self.note(Kill("redis", "redis-server", [pid], _now_ms(), group=pid))
         return kill, self.server.restart()
 
     # -- watching ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """What the checker judges: every job as Redis holds it, with the bookkeeping of its
 executions, and the faults the harness injected (which processes it killed, and when).
 
-Read from the real redis-server after the run has drained, never through the proxy.
+Read from the real redis-server (or every master of the Redis Cluster) after the run has
+drained, never through the proxy.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from jobkit.backend.keys import Keys
 from stress.cluster import Kill
 from stress.faults import FaultEvent
 from stress.jobs import Book, loads
-from stress.shards import shards
+from stress.shards import Client, scan_shard, shards
 from stress.workload import Kind
 
 CHUNK = 300
@@ -64,7 +63,7 @@ class JobView:
         return sum(1 for r in self.runs if r.outcome == "raised")
 
 
-def read_jobs(client: redis.Redis, book: Book, kinds: dict[str, Kind | None]) -> Iterator[JobView]:
+def read_jobs(client: Client, book: Book, kinds: dict[str, Kind | None]) -> Iterator[JobView]:
     """Every job of ``kinds`` (id -> kind), read in pipelined chunks."""
     keys = Keys()
     ids = list(kinds)
@@ -115,23 +114,23 @@ def _runs(runs: dict[str, str], ends: dict[str, str]) -> list[Run]:
     return sorted(out, key=lambda r: r.start_ms)
 
 
-def scan_job_ids(client: redis.Redis) -> list[str]:
+def scan_job_ids(client: Client) -> list[str]:
     """Every job hash in Redis, by id."""
     found = []
     for shard in shards(client):
         prefix = shard.job("")
-        found += [str(k).removeprefix(prefix) for k in client.scan_iter(prefix + "*", count=1000)]
+        found += [k.removeprefix(prefix) for k in scan_shard(client, shard, prefix + "*")]
     return found
 
 
-def leftovers(client: redis.Redis) -> dict[str, int]:
+def leftovers(client: Client) -> dict[str, int]:
     """Entries left in queues, running and scheduled after the drain (should be none)."""
     out: dict[str, int] = {}
     for shard in shards(client):
         out[shard.running] = int(client.zcard(shard.running))
         out[shard.scheduled] = int(client.zcard(shard.scheduled))
-        for key in client.scan_iter(shard.queue_key("*"), count=1000):
-            out[str(key)] = int(client.zcard(key))
+        for key in scan_shard(client, shard, shard.queue_key("*")):
+            out[key] = int(client.zcard(key))
     return out
 
 
@@ -146,7 +145,7 @@ class Kills:
         for kill in kills:
             for pid in kill.orphans:
                 self.orphaned[pid] = (kill.name, kill.at_ms)
-            if kill.kind in ("redis", "scheduler"):
+            if kill.kind in ("redis", "master", "scheduler"):
                 continue  # they run no job
             if kill.kind == "lone_supervisor":  # its children die with it
                 self.by_worker.setdefault(kill.name, []).append(kill.at_ms)
@@ -182,7 +181,8 @@ class Kills:
 
 class Windows:
     """When each fault could strand a claimed job (leased, never run nor handed back):
-    a kill, Redis going away, or a reply lost, stalled or reset in flight.
+    a kill, Redis going away (a cluster's master until its replica took over), or a reply
+    lost, stalled or reset in flight.
 
     Not a scheduler kill (it holds no job). A supervisor killed alone takes its children
     with it (they die with their parent), so it strands claims as a whole-worker kill does.

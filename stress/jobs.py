@@ -1,16 +1,22 @@
 """The jobs a stress run dispatches (workers load them with ``-A stress.jobs``), and the
 bookkeeping every execution leaves for the checker.
 
-Each ``perform()`` records itself on the real redis-server, directly (``STRESS_DIRECT_URL``),
-never through the fault proxy, so counting is not itself faulted:
+Each ``perform()`` records itself on the real Redis, directly (``STRESS_DIRECT_URL``: the
+redis-server, or the Redis Cluster), never through the fault proxy, so counting is not
+itself faulted. Its keys sit in the job's own shard (``{p:q}`` below is the hash tag of
+the job's queue, see :mod:`jobkit.backend.keys`), so one script writes them together
+with jobkit's ``waiter:<id>`` key, on a cluster too:
 
-==========================  ======  =====================================================
-key                         type    holds
-==========================  ======  =====================================================
-``{book}:run:<id>``         hash    execution token -> JSON attempt, pid, pgid, start_ms
-``{book}:end:<id>``         hash    execution token -> JSON outcome (ok | raised), end_ms
-``{book}:pid:<pid>``        string  the job this process runs now (recovery timing)
-==========================  ======  =====================================================
+=================================  ======  ==============================================
+key                                type    holds
+=================================  ======  ==============================================
+``{p:q}:<book>:run:<id>``          hash    execution token -> JSON attempt, pid, pgid,
+                                           start_ms
+``{p:q}:<book>:end:<id>``          hash    execution token -> JSON outcome (ok | raised),
+                                           end_ms
+``{p:q}:<book>:pid:<pid>``         string  the job of this queue this process runs now
+                                           (recovery timing)
+=================================  ======  ==============================================
 
 An execution also sets jobkit's ``waiter:<id>`` key for its job, as a ``result()`` caller
 that waits for ever would: from then on every move of the job into a final state pushes a
@@ -32,9 +38,11 @@ from typing import Any, TypeVar
 import orjson
 import redis
 from pydantic import BaseModel
+from redis.exceptions import ClusterDownError, TryAgainError
 
 from jobkit import BaseJob, Retry, get_settings
-from jobkit.backend.keys import Keys
+from jobkit.backend.keys import Keys, Shard
+from stress.shards import Client, connect
 
 BOOK_PREFIX = os.environ.get("STRESS_BOOK", "stress")
 PATIENCE = 90.0  # seconds a bookkeeping write rides out a Redis outage before giving up
@@ -69,41 +77,47 @@ return ms
 
 
 class Book:
-    """Key names of the bookkeeping (one place, as jobkit's :class:`~jobkit.backend.keys.Keys`)."""
+    """Key names of the bookkeeping (one place, as jobkit's :class:`~jobkit.backend.keys.Keys`),
+    each in the shard of the job it is about."""
 
-    def __init__(self, prefix: str = BOOK_PREFIX) -> None:
+    def __init__(self, prefix: str = BOOK_PREFIX, keys: Keys | None = None) -> None:
         self.prefix = prefix
+        self.keys = keys or Keys()
 
     def runs(self, job_id: str) -> str:
-        return f"{self.prefix}:run:{job_id}"
+        return f"{self.keys.of_job(job_id).base}:{self.prefix}:run:{job_id}"
 
     def ends(self, job_id: str) -> str:
-        return f"{self.prefix}:end:{job_id}"
+        return f"{self.keys.of_job(job_id).base}:{self.prefix}:end:{job_id}"
 
-    def pid(self, pid: int) -> str:
-        return f"{self.prefix}:pid:{pid}"
-
-
-_client: tuple[int, redis.Redis] | None = None
+    def pid(self, pid: int, shard: Shard) -> str:
+        """What ``pid`` runs now of ``shard``'s queue."""
+        return f"{shard.base}:{self.prefix}:pid:{pid}"
 
 
-def direct() -> redis.Redis:
-    """This process's client of the real redis-server (made after a fork, per pid)."""
+_client: tuple[int, Client] | None = None
+# what a cluster answers while a master fails over: wait, as for a server that is down
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
+
+
+def direct() -> Client:
+    """This process's client of the real Redis (made after a fork, per pid)."""
     global _client
     if _client is None or _client[0] != os.getpid():
         url = os.environ["STRESS_DIRECT_URL"]
-        _client = (os.getpid(), redis.Redis.from_url(url, decode_responses=True, socket_timeout=5))
+        _client = (os.getpid(), connect(url, socket_timeout=5))
     return _client[1]
 
 
 def patiently(fn: Callable[[], T], patience: float = PATIENCE) -> T:
-    """``fn()``, retried while Redis is down or loading (it is killed on purpose)."""
+    """``fn()``, retried while Redis is down or loading, or a cluster fails over (each is
+    killed on purpose)."""
     deadline = time.monotonic() + patience
     pause = 0.05
     while True:
         try:
             return fn()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except _OUTAGE:
             if time.monotonic() > deadline:
                 raise
             time.sleep(pause)
@@ -116,12 +130,13 @@ class Execution:
     def __init__(self, job: BaseJob) -> None:
         self.job_id = job.job_id
         self.token = os.urandom(8).hex()
-        self.book = Book()
+        jobkit_keys = Keys(get_settings().prefix)
+        self.shard = jobkit_keys.of_job(job.job_id)
+        self.book = Book(keys=jobkit_keys)
         client = direct()
         begin = client.register_script(_BEGIN)
-        waiter = Keys(get_settings().prefix).waiter(job.job_id)
         keys = [self.book.runs(job.job_id), self.book.ends(job.job_id)]
-        keys += [self.book.pid(os.getpid()), waiter]
+        keys += [self.book.pid(os.getpid(), self.shard), self.shard.waiter(job.job_id)]
         pid, pgid = os.getpid(), os.getpgid(0)
         args: list[str | int] = [self.token, job.attempt, pid, pgid, job.job_id, WAITER_MS]
         start_ms, executions, raised = patiently(lambda: begin(keys=keys, args=args))
@@ -129,7 +144,7 @@ class Execution:
 
     def end(self, outcome: str) -> None:
         end = direct().register_script(_END)
-        keys = [self.book.ends(self.job_id), self.book.pid(os.getpid())]
+        keys = [self.book.ends(self.job_id), self.book.pid(os.getpid(), self.shard)]
         patiently(lambda: end(keys=keys, args=[self.token, outcome, self.job_id]))
 
     def result(self) -> dict[str, Any]:

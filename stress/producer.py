@@ -1,7 +1,8 @@
 """A producer process: ``python -m stress.producer PLAN OUT TAG``.
 
-Follows its plan file (see :mod:`stress.workload`), dispatching through the fault proxy
-(``JOBKIT_REDIS_URL``), and appends one JSON line per outcome to OUT:
+Follows its plan file (see :mod:`stress.workload`), dispatching through
+``JOBKIT_REDIS_URL`` (the fault proxy, or the Redis Cluster), and appends one JSON line
+per outcome to OUT:
 
 - ``{"id", "seq", "kind", "mode"}`` for every job whose dispatch returned: accepted, so
   the checker holds jobkit to it;
@@ -52,10 +53,10 @@ def send(batch: Batch, tag: str) -> list[str]:
             item["not_before_ms"] = due
     delay = batch.delay or None
     if batch.mode is Mode.MANY:
-        return [h.id for h in cls.dispatch_many(items, delay=delay)]
+        return [h.id for h in cls.dispatch_many(items, delay=delay, queue=batch.queue)]
     [item] = items
     job_id = keyed_id(tag, item["seq"]) if batch.mode is Mode.KEYED else None
-    return [cls.dispatch(delay=delay, job_id=job_id, **item).id]
+    return [cls.dispatch(delay=delay, job_id=job_id, queue=batch.queue, **item).id]
 
 
 def _write(out: BinaryIO, record: dict[str, Any]) -> None:
@@ -91,7 +92,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s"
     )
-    jobkit.configure()  # JOBKIT_REDIS_URL: the proxy
+    jobkit.configure()  # JOBKIT_REDIS_URL: the proxy, or the cluster
     batches = read_plan(Path(plan_path))
     start = time.monotonic()
     with open(out_path, "ab") as out:

@@ -26,7 +26,7 @@ from jobkit import Status
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from stress.jobs import Book, Canary
-from stress.shards import shards
+from stress.shards import connect, shards
 
 if TYPE_CHECKING:
     from stress.faults import FaultEvent
@@ -52,9 +52,8 @@ class Recovery:
     """Times canaries and released jobs for every fault it is asked to watch."""
 
     def __init__(self, url: str, book: Book) -> None:
-        url += "?socket_timeout=2&socket_connect_timeout=2"
-        self.direct = redis.Redis.from_url(url, decode_responses=True)
-        self.store = Store(redis.Redis.from_url(url, decode_responses=True))
+        self.direct = connect(url, socket_timeout=2, socket_connect_timeout=2)
+        self.store = Store(connect(url, socket_timeout=2, socket_connect_timeout=2))
         self.keys = Keys()
         self.book = book
         self.canaries: list[str] = []  # ids jobkit accepted
@@ -84,15 +83,20 @@ class Recovery:
     # -- what a killed process held ----------------------------------------------------------
 
     def held_by_pid(self, pid: int) -> dict[str, str]:
-        """The job a worker child runs now, with its lease token."""
+        """The job a worker child runs now, with its lease token (its bookkeeping names
+        it in the job's shard: each shard is asked)."""
+        held = {}
         try:
-            job_id = str(self.direct.get(self.book.pid(pid)) or "")
-            if not job_id:
-                return {}
-            status, lease = self.direct.hmget(self.keys.job(job_id), "status", "lease")
+            pipe = self.direct.pipeline(transaction=False)
+            for shard in shards(self.direct):
+                pipe.get(self.book.pid(pid, shard))
+            for job_id in [str(i) for i in pipe.execute() if i]:
+                status, lease = self.direct.hmget(self.keys.job(job_id), "status", "lease")
+                if status == Status.RUNNING.value:
+                    held[job_id] = str(lease or "")
         except redis.RedisError:
             return {}
-        return {job_id: str(lease or "")} if status == Status.RUNNING.value else {}
+        return held
 
     def held_by_worker(self, name: str) -> dict[str, str]:
         """Running jobs a supervisor's children hold, with their lease tokens."""

@@ -76,6 +76,8 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
             "lease": outcome.config.topo.lease,
             "socket_timeout": outcome.config.topo.socket_timeout,
             "max_crashes": outcome.config.topo.max_crashes,
+            "cluster": outcome.config.cluster,
+            "queues": list(outcome.queues),
         },
         "dispatched": v.accepted,
         "dispatched_by_kind": outcome.kinds,
@@ -98,6 +100,16 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
         "drain_seconds": outcome.drain_seconds,
         "run_seconds": outcome.run_seconds,
         "redis_starts": outcome.redis_starts,
+        "master_kills": [
+            {
+                "master": k.address,
+                "at_ms": k.at_ms,
+                "failover": k.failover,
+                "rejoined": k.rejoined,
+                "error": k.error,
+            }
+            for k in outcome.master_kills
+        ],
         "faults": fault_rows(outcome.events),
         "replies_dropped": dict(dropped_replies(outcome)),
         "proxy": {
@@ -130,6 +142,23 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
+def _redis_row(outcome: Outcome) -> tuple[str, str]:
+    if not outcome.config.cluster:
+        return (
+            "redis-server",
+            f"started {outcome.redis_starts}x, appendfsync {outcome.config.fsync}",
+        )
+    kills = outcome.master_kills
+    failovers = [k.failover for k in kills if k.failover is not None]
+    healed = sum(1 for k in kills if k.rejoined is not None)
+    spread = _spread(failovers)
+    return "Redis Cluster", (
+        f"3 masters + 3 replicas, queues {', '.join(outcome.queues)}; {len(kills)} masters "
+        f"killed, failover p50 {_s(spread['p50'])} max {_s(spread['max'])}, "
+        f"{healed} rejoined as replicas"
+    )
+
+
 def print_tables(outcome: Outcome, console: Console | None = None) -> None:
     if console is None:
         console = Console()
@@ -156,7 +185,7 @@ def print_tables(outcome: Outcome, console: Console | None = None) -> None:
         ("time to drain after the last fault",
          _s(outcome.drain_seconds) if outcome.drained else "NOT DRAINED"),
         ("run time", f"{outcome.run_seconds:.0f}s"),
-        ("redis-server", f"started {outcome.redis_starts}x, appendfsync {outcome.config.fsync}"),
+        _redis_row(outcome),
         ("result", "[green]PASSED[/]" if outcome.passed else "[red]FAILED[/]"),
     ]  # fmt: skip
     for name, value in rows:

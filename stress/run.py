@@ -1,6 +1,7 @@
-"""One stress run, start to verdict: Redis and the proxy, workers and schedulers,
-producers following the plan while faults are injected, the drain, then the checker.
-Every process started is SIGKILLed (whole group) at the end, on error and on Ctrl-C.
+"""One stress run, start to verdict: Redis and the proxy (or a Redis Cluster), workers
+and schedulers, producers following the plan while faults are injected, the drain, then
+the checker. Every process started is SIGKILLed (whole group) at the end, on error and on
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import redis
 
 import jobkit
 from stress.checker import Context, Verdict, judge
-from stress.cluster import Cluster, Exit, Topology
+from stress.cluster import Cluster, Endpoints, Exit, Topology
 from stress.evidence import Kills, Windows, leftovers
-from stress.faults import KINDS, FaultEvent, Injector, schedule
+from stress.faults import NODE_KINDS, FaultEvent, Injector, schedule
 from stress.jobs import Book
 from stress.procs import Procs, RedisProc
 from stress.proxy import FaultProxy, ProxyCounters
+from stress.rediscluster import ClusterRedis, MasterKill
+from stress.shards import Client, connect
 from stress.workload import Kind, Shape, plan, write_plan
 
 log = logging.getLogger("stress")
 BOOK = "stress"
+QUEUES = 3  # on a cluster, jobs go to this many queues, each on a master of its own
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Config:
     """Everything a run is asked to do (the CLI builds one)."""
 
     jobs: int = 10_000
-    faults: tuple[str, ...] = KINDS
+    faults: tuple[str, ...] = NODE_KINDS
     fsync: str = "always"
     seed: int = 1
     topo: Topology = field(default_factory=Topology)
@@ -46,6 +50,7 @@ class Config:
     shape: Shape = field(default_factory=Shape)
     workdir: Path | None = None
     keep: bool = False  # keep logs and the AOF even when the run passed
+    cluster: bool = False  # a 3-master Redis Cluster instead of one redis-server
 
 
 def short(config: Config) -> Config:
@@ -73,6 +78,8 @@ class Outcome:
     drain_seconds: float | None  # last fault's end -> every job final
     run_seconds: float
     redis_starts: int
+    master_kills: list[MasterKill]
+    queues: tuple[str, ...]
     exits: list[Exit]
     workdir: Path
     kinds: dict[str, int]  # accepted jobs by kind
@@ -89,51 +96,67 @@ def run(config: Config) -> Outcome:
     (workdir / "redis").mkdir(exist_ok=True)
     procs = Procs(workdir / "logs")
     proxy: FaultProxy | None = None
+    masters: ClusterRedis | None = None
+    server: RedisProc | None = None
     outcome: Outcome | None = None
     try:
-        server = RedisProc(procs, workdir / "redis", config.fsync)
-        server.start()
-        proxy = FaultProxy(("127.0.0.1", server.port)).start()
-        jobkit.configure(redis_url=server.url)  # the harness's own dispatches: canaries
-        outcome = _run(config, workdir, procs, server, proxy)
+        if config.cluster:
+            masters = ClusterRedis(workdir / "redis")
+            masters.start()
+            endpoints = Endpoints(masters.url, masters.url, masters.queues(QUEUES))
+        else:
+            server = RedisProc(procs, workdir / "redis", config.fsync)
+            server.start()
+            proxy = FaultProxy(("127.0.0.1", server.port)).start()
+            endpoints = Endpoints(proxy.url, server.url)
+        jobkit.configure(redis_url=endpoints.direct_url)  # the harness's own dispatches
+        cluster = Cluster(procs, endpoints, config.topo, BOOK, server)
+        outcome = _run(config, workdir, cluster, proxy, masters)
         return outcome
     finally:
         if proxy is not None:
             proxy.stop()
         procs.kill_all()
+        if masters is not None:
+            masters.stop()
         if outcome is not None and outcome.passed and not config.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run(
-    config: Config, workdir: Path, procs: Procs, server: RedisProc, proxy: FaultProxy
+    config: Config,
+    workdir: Path,
+    cluster: Cluster,
+    proxy: FaultProxy | None,
+    masters: ClusterRedis | None,
 ) -> Outcome:
     began = time.monotonic()
     topo = config.topo
     rng = random.Random(config.seed)
-    cluster = Cluster(procs, server, proxy, topo, BOOK)
+    queues = cluster.endpoints.queues
     cluster.start()
     cluster.wait_ready()
     log.info("%d supervisors x %d children, %d schedulers ready", topo.supervisors,
              topo.children, topo.schedulers)  # fmt: skip
 
-    dealt = plan(config.jobs, topo.producers, config.produce_seconds, config.shape, rng)
+    dealt = plan(config.jobs, topo.producers, config.produce_seconds, config.shape, rng, queues)
     plans, outs = [], []
     for index, batches in enumerate(dealt):
         plans.append(workdir / f"plan{index}.json")
         outs.append(workdir / f"acks{index}.jsonl")
         write_plan(plans[-1], batches)
     injector = Injector(
-        cluster, proxy, topo.socket_timeout + 1.0, config.seed, workdir / "faults.jsonl"
+        cluster, proxy, masters, topo.socket_timeout + 1.0, config.seed, workdir / "faults.jsonl"
     )
     cluster.start_producers(plans, outs, tag=f"{config.seed}-{int(time.time())}")
     faults = ",".join(config.faults) or "none"
-    log.info("producing %d jobs over %.0fs; faults %s for %.0fs", config.jobs,
-             config.produce_seconds, faults, config.fault_seconds)  # fmt: skip
+    log.info("producing %d jobs to %s over %.0fs; faults %s for %.0fs", config.jobs,
+             ",".join(queues), config.produce_seconds, faults,
+             config.fault_seconds)  # fmt: skip
     injector.run(schedule(config.faults, config.fault_seconds, rng))
     log.info("faults over (%d injected); draining", len(injector.events))
 
-    direct = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=10)
+    direct = connect(cluster.endpoints.direct_url, socket_timeout=10)
     drained_at = _drain(cluster, direct, injector.last_end + config.drain_timeout)
     injector.wait(30.0)
     accepted, unacked = _acks(outs)
@@ -166,18 +189,20 @@ def _run(
         config=config,
         verdict=verdict,
         events=injector.events,
-        proxy=proxy.counters,
+        proxy=proxy.counters if proxy is not None else ProxyCounters(),
         drained=drained_at is not None,
         drain_seconds=None if drained_at is None else round(drained_at - injector.last_end, 2),
         run_seconds=round(time.monotonic() - began, 1),
-        redis_starts=server.starts,
+        redis_starts=cluster.server.starts if cluster.server is not None else 0,
+        master_kills=masters.kills if masters is not None else [],
+        queues=queues,
         exits=cluster.exits,
         workdir=workdir,
         kinds=kinds,
     )
 
 
-def _drain(cluster: Cluster, direct: redis.Redis, deadline: float) -> float | None:
+def _drain(cluster: Cluster, direct: Client, deadline: float) -> float | None:
     """Wait until producers are done and nothing is queued, running or scheduled (twice
     in a row, 0.25 s apart); the monotonic time it happened, or None at ``deadline``."""
     quiet = 0

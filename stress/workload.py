@@ -77,6 +77,7 @@ class Batch:
     kind: Kind
     delay: float  # seconds; 0 for all but delayed jobs
     items: list[dict[str, Any]] = field(default_factory=list)  # params, `seq` first
+    queue: str = "default"  # every job of the batch goes to this queue
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,7 +86,10 @@ class Batch:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Batch:
-        return cls(data["at"], Mode(data["mode"]), Kind(data["kind"]), data["delay"], data["items"])
+        return cls(
+            data["at"], Mode(data["mode"]), Kind(data["kind"]), data["delay"], data["items"],
+            data["queue"],
+        )  # fmt: skip
 
 
 def _params(kind: Kind, seq: int, shape: Shape, rng: random.Random) -> dict[str, Any]:
@@ -97,9 +101,16 @@ def _params(kind: Kind, seq: int, shape: Shape, rng: random.Random) -> dict[str,
 
 
 def plan(
-    jobs: int, producers: int, seconds: float, shape: Shape, rng: random.Random
+    jobs: int,
+    producers: int,
+    seconds: float,
+    shape: Shape,
+    rng: random.Random,
+    queues: tuple[str, ...] = ("default",),
 ) -> list[list[Batch]]:
-    """``jobs`` jobs in batches, spread evenly over ``seconds``, dealt to ``producers``."""
+    """``jobs`` jobs in batches, spread evenly over ``seconds``, dealt to ``producers``;
+    each batch goes to one of ``queues``, at random (on a cluster, queues whose shards
+    live on different masters)."""
     kinds = list(MIX)
     modes = list(MODES)
     batches: list[Batch] = []
@@ -110,7 +121,7 @@ def plan(
         size = min(jobs - seq, rng.randint(*MANY_BATCH) if mode is Mode.MANY else 1)
         delay = round(rng.uniform(*shape.delay_seconds), 3) if kind is Kind.DELAYED else 0.0
         items = [_params(kind, seq + i, shape, rng) for i in range(size)]
-        batches.append(Batch(0.0, mode, kind, delay, items))
+        batches.append(Batch(0.0, mode, kind, delay, items, rng.choice(queues)))
         seq += size
     dealt: list[list[Batch]] = [[] for _ in range(producers)]
     for index, batch in enumerate(batches):
