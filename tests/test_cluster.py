@@ -7,24 +7,29 @@ from __future__ import annotations
 
 import collections
 import itertools
+import signal
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import orjson
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 import jobkit
-from jobkit import Status
+from jobkit import JobFailed, Status
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from tests import jobs
 from tests.cluster_server import ClusterServers
 from tests.conftest import HEARTBEAT, LEASE, PREFIX, StartWorker, run_cli, wait_until
+from tests.sched_jobs import CRON_QUEUE
 from tests.servers import spread_names
+from tests.test_scheduler import Proc
 
 
 @dataclass
@@ -62,6 +67,169 @@ def cenv(redis_cluster: ClusterServers) -> Iterator[ClusterEnv]:
     finally:
         client.close()
         store.redis.close()
+
+
+def test_three_queues_live_on_three_masters(cenv: ClusterEnv, start_worker: StartWorker) -> None:
+    """Every key of a queue lives on its shard's master; three queues, three masters."""
+    handles = {q: jobs.Add.dispatch(a=1, b=index, queue=q) for index, q in enumerate(cenv.queues)}
+    late = {q: jobs.Add.dispatch(a=2, b=0, queue=q, delay=60) for q in cenv.queues}
+    owners = set()
+    for queue, handle in handles.items():
+        shard = cenv.keys.shard(queue)
+        owner = cenv.cluster.node_for_key(shard.base)
+        owners.add(owner)
+        for key in (shard.job(handle.id), shard.queue_key(queue), shard.scheduled, shard.seq):
+            assert cenv.client.exists(key), key
+            assert cenv.cluster.node_for_key(key) == owner
+        assert cenv.cluster.node_for_key(shard.job(late[queue].id)) == owner
+    assert len(owners) == 3
+    assert owners == set(cenv.cluster.masters())
+
+    start_worker(queues=",".join(cenv.queues), concurrency=2)
+    assert [h.result(timeout=20) for h in handles.values()] == [1, 2, 3]
+    info = run_cli("info", "--json", url=cenv.url)
+    assert info.returncode == 0, info.stderr
+    shown = orjson.loads(info.stdout)
+    assert shown["queues"] == {q: 0 for q in cenv.queues}
+    assert shown["scheduled"] == 3
+    assert cenv.stats()["succeeded"] == 3
+
+
+def test_lifecycle_and_cli_on_a_cluster(cenv: ClusterEnv, start_worker: StartWorker) -> None:
+    start_worker(queues=",".join(cenv.queues), concurrency=2)
+    handles = [
+        h
+        for q in cenv.queues
+        for h in jobs.Add.dispatch_many([{"a": i, "b": 1} for i in range(40)], queue=q)
+    ]
+    assert [h.result(timeout=30) for h in handles] == [i + 1 for i in range(40)] * 3
+    assert all(h.status is Status.SUCCEEDED and h.attempts == 1 for h in handles)
+    found = jobkit.get_job(handles[-1].id)  # found from its id alone: the id names its shard
+    assert found.status is Status.SUCCEEDED and found.result() == 40
+    assert jobkit.get_job(f"{cenv.queues[1]}:no-such-job").status is Status.UNKNOWN
+    assert jobkit.get_job("no-queue-named").status is Status.UNKNOWN
+
+    shown = run_cli("job", handles[0].id, "--json", url=cenv.url)
+    assert shown.returncode == 0, shown.stderr
+    assert orjson.loads(shown.stdout)["status"] == "succeeded"
+    listed = run_cli("workers", "--json", url=cenv.url)
+    assert listed.returncode == 0, listed.stderr
+    assert len(orjson.loads(listed.stdout)) == 1
+    assert cenv.stats()["succeeded"] == 120
+
+
+def test_retries_dead_letters_and_dead_retry_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    q0, q1, _ = cenv.queues
+    start_worker(queues=f"{q0},{q1}", concurrency=2)
+    flaky = jobs.Flaky.dispatch(times_key="flaky-times", fail_times=2, queue=q0)
+    needs = jobs.NeedsFlag.dispatch(flag="cluster-flag", queue=q1)
+
+    assert flaky.result(timeout=20) == "ok on attempt 3"
+    times = [float(t) for t in cenv.client.lrange("flaky-times", 0, -1)]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.6  # back-off, doubling
+    with pytest.raises(JobFailed):
+        needs.result(timeout=20)
+    assert needs.status is Status.DEAD
+    assert cenv.client.zscore(cenv.keys.shard(q1).dead, needs.id) is not None
+
+    listed = run_cli("dead", "list", "--json", url=cenv.url)
+    assert [e["id"] for e in orjson.loads(listed.stdout)] == [needs.id]
+    cenv.client.set("cluster-flag", "1")
+    retried = run_cli("dead", "retry", "--all", url=cenv.url)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert needs.result(timeout=20) == "flag seen"
+    assert orjson.loads(run_cli("dead", "list", "--json", url=cenv.url).stdout) == []
+
+
+def test_delayed_and_retry_later_jobs_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    q0, q1, q2 = cenv.queues
+    start_worker(queues=f"{q0},{q1},{q2}")
+    dispatched_at = time.time()
+    stamps = [jobs.Stamp.dispatch(delay=0.5, queue=q) for q in (q0, q1, q2)]
+    later = jobs.Later.dispatch(times_key="later-times", retry_in=0.4, queue=q2)
+    for handle in stamps:
+        ran_at = handle.result(timeout=15)
+        assert 0.5 <= ran_at - dispatched_at < 5
+    assert later.result(timeout=15) == 2
+    first, second = (float(t) for t in cenv.client.lrange("later-times", 0, -1))
+    assert second - first >= 0.4
+
+
+def test_cron_schedules_fire_once_per_slot_with_two_schedulers(
+    cenv: ClusterEnv, tmp_path: Path
+) -> None:
+    started = [
+        Proc(["scheduler", "-A", "tests.sched_jobs"], cenv.url, tmp_path / f"sched{i}.log")
+        for i in range(2)
+    ]
+    try:
+        ready = cenv.keys.queue(CRON_QUEUE)
+        wait_until(lambda: cenv.client.zcard(ready) >= 8, timeout=20, what="cron jobs")
+    finally:
+        for proc in started:
+            proc.signal(signal.SIGKILL)
+            proc.popen.wait(10)
+    ids = cenv.client.zrange(ready, 0, -1)
+    for key in ("TickOnce", "TickAll"):
+        slots = sorted(int(i.rsplit(":", 1)[1]) for i in ids if f".{key}:" in i)
+        assert len(slots) >= 3, ids
+        assert slots == list(range(slots[0], slots[0] + len(slots)))  # one job per second
+    fired = [line for p in started for line in p.text().splitlines() if " fired " in line]
+    assert len(fired) == len(ids)  # each slot fired by one scheduler only
+
+
+def test_sigkilled_worker_job_recovers_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    queue = cenv.queues[2]
+    first = start_worker(queues=queue)
+    handle = jobs.CountOnce.dispatch(
+        marker="cl-started", counter="cl-done", first_sleep=30, queue=queue
+    )
+    key = cenv.keys.job(handle.id)
+    wait_until(lambda: cenv.client.hget(key, "started") == "1", timeout=15, what="the start")
+    first.kill()
+    start_worker(queues=queue)
+    assert handle.result(timeout=LEASE + 20) == 2
+    assert cenv.client.get("cl-done") == "1"
+    record = handle.record
+    assert record is not None and record.crashes == 1
+    assert cenv.stats()["succeeded"] == 1
+    assert cenv.client.zcard(cenv.keys.shard(queue).running) == 0
+
+
+def test_tagged_jobs_run_only_on_tagged_workers_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    queue = cenv.queues[1]
+    start_worker(queues=queue, concurrency=1)
+    gpu = jobs.OnGpu.dispatch(queue=queue)
+    plain = jobs.Add.dispatch(a=1, b=1, queue=queue)
+    assert plain.result(timeout=15) == 2
+    time.sleep(0.5)
+    assert gpu.status is Status.QUEUED  # the untagged worker left it
+    start_worker(queues=queue, extra=("--tags", "gpu"))
+    assert gpu.result(timeout=15) == "ran on a gpu worker"
+
+
+def test_an_idle_worker_wakes_for_any_of_its_queues(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    """One BLPOP per master: a job on any queue wakes the worker, not its wait timeout."""
+    start_worker(queues=",".join(cenv.queues))
+    time.sleep(0.3)  # the worker is blocked, waiting
+    for queue in reversed(cenv.queues):
+        dispatched = time.monotonic()
+        handle = jobs.Add.dispatch(a=1, b=1, queue=queue)
+        assert handle.result(timeout=10) == 2
+        record = handle.record
+        assert record is not None and record.started_at is not None
+        assert time.monotonic() - dispatched < 1.5  # below the wait's 2 s timeout
 
 
 def queue_in_slot(slot: int) -> str:
