@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from jobkit import Status
-from tests.conftest import REPO_ROOT, Env, clean_env, wait_until
+from tests.conftest import REPO_ROOT, Env, clean_env, run_cli, wait_until
 
 DOCUMENTED_PORT = "8000"
 
@@ -208,3 +208,23 @@ def test_the_documented_commands_run_the_documented_request(
         raise AssertionError(f"{exc}\n{processes.logs()}") from None
     assert view["status"] == Status.SUCCEEDED.value, f"{view}\n{processes.logs()}"
     assert view["result"] == json.loads(created.request.content)["payload"]
+
+
+def test_the_compose_worker_service_scales(env: Env, processes: Processes) -> None:
+    """``docker compose up --scale worker=N`` runs N copies of the worker service: it names
+    no container, publishes no port and picks no worker name, so copies never clash. Two
+    copies of its command, started as processes, register as two workers and share work."""
+    compose, _ = _compose()
+    service = compose["services"]["worker"]
+    assert "container_name" not in service and "ports" not in service
+    assert "--name" not in service["command"]
+    copies = [processes.start(service["command"], env.url) for _ in range(2)]
+
+    def registered() -> list[dict[str, Any]] | None:
+        assert all(c.poll() is None for c in copies), processes.logs()
+        out = run_cli("workers", "--json", url=env.url)
+        listed: list[dict[str, Any]] = json.loads(out.stdout or "[]")
+        return listed if len(listed) == 2 else None
+
+    workers = wait_until(registered, timeout=30, what="both workers to register")
+    assert len({w["name"] for w in workers}) == 2
