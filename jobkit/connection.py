@@ -130,7 +130,12 @@ def connect(settings: Settings) -> Store:
         raise ConfigurationError(f"Redis URL {redacted(url)}: {exc}") from None
     except redis.RedisError as exc:  # a cluster client asks for the slot map at once
         raise ConfigurationError(f"Redis URL {redacted(url)}: {describe_failure(exc)}") from None
-    return Store(client, settings.prefix)
+    return Store(
+        client,
+        settings.prefix,
+        durable_replicas=settings.durable_replicas,
+        durable_timeout=settings.durable_timeout,
+    )
 
 
 def describe_failure(exc: redis.RedisError) -> str:

@@ -14,6 +14,7 @@
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
     ├── InvalidTransition         e.g. retrying a job that is not dead
     ├── SerializationError        a result or payload that is not JSON
+    ├── NotDurable                a durable dispatch that too few replicas acknowledged
     └── RetryLater                raised by perform() to ask for another attempt later
 
 ``pydantic.ValidationError`` is raised as is for invalid params (a keyword that is
@@ -91,6 +92,28 @@ class InvalidTransition(JobkitError):
 class SerializationError(JobkitError):
     """A value could not be turned into JSON, or into JSON a worker could read back (NaN
     or infinity, nesting or numbers beyond what the worker's parser accepts)."""
+
+
+class NotDurable(JobkitError):
+    """A dispatch with ``JOBKIT_DURABLE_REPLICAS`` set was acknowledged by fewer replicas
+    than asked within ``JOBKIT_DURABLE_TIMEOUT``. The primary has the jobs (they may run),
+    but a failover now could lose them: they are not acknowledged. ``job_ids`` names them;
+    dispatching again with a chosen ``job_id`` never creates a job twice."""
+
+    def __init__(
+        self, job_ids: list[str], acknowledged: int, required: int, timeout_ms: int
+    ) -> None:
+        more = len(job_ids) - 3
+        shown = ", ".join(job_ids[:3]) + (f" and {more} more" if more > 0 else "")
+        super().__init__(
+            f"{len(job_ids)} job(s) ({shown}) reached the primary but {acknowledged} of "
+            f"{required} replica(s) acknowledged them within {timeout_ms} ms "
+            "(JOBKIT_DURABLE_REPLICAS): they may exist and run, but are not durable, "
+            "as a failover now could lose them"
+        )
+        self.job_ids = job_ids
+        self.acknowledged = acknowledged
+        self.required = required
 
 
 class RetryLater(JobkitError):

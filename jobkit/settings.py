@@ -96,6 +96,18 @@ class Settings(BaseModel):
         ge=0,
         description="TCP keepalive probes after this many idle seconds (TCP only); 0: off",
     )
+    durable_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="replicas that must acknowledge every dispatch (Redis WAIT) before it "
+        "returns; 0: off (a dispatch returns once the primary has the job)",
+    )
+    durable_timeout: int = Field(
+        default=1000,
+        ge=1,
+        description="milliseconds a durable dispatch waits for its replicas (WAIT's timeout)",
+    )
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # repr() and str() show the URL masked: settings end up in logs and tracebacks.
@@ -135,6 +147,27 @@ class Settings(BaseModel):
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat >= self.lease:
             raise ValueError(f"heartbeat ({self.heartbeat}s) must be shorter than lease")
+        return self
+
+    @model_validator(mode="after")
+    def _durable_dispatch_usable(self) -> Settings:
+        if not self.durable_replicas:
+            return self
+        if not self.redis_url:
+            raise ValueError(
+                "JOBKIT_DURABLE_REPLICAS needs a Redis with replicas (JOBKIT_REDIS_URL): "
+                "the embedded one has none"
+            )
+        if "cluster" in self.redis_url.partition("://")[0].lower():
+            # redis-py's cluster client sends WAIT to every node, not to the master of the
+            # queue's slot where the job was written
+            raise ValueError("JOBKIT_DURABLE_REPLICAS is not supported on Redis Cluster")
+        # WAIT answers at its timeout: the socket must wait longer, with room to spare
+        if self.durable_timeout + 1000 > self.socket_timeout * 1000:
+            raise ValueError(
+                f"JOBKIT_DURABLE_TIMEOUT ({self.durable_timeout} ms) must be at least 1 s "
+                f"shorter than JOBKIT_SOCKET_TIMEOUT ({self.socket_timeout:g} s)"
+            )
         return self
 
 

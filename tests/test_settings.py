@@ -90,3 +90,40 @@ def test_settings_are_frozen() -> None:
     assert isinstance(s, Settings)
     with pytest.raises(ValueError):
         s.lease = 1.0  # type: ignore[misc]
+
+
+def test_durable_replicas_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBKIT_REDIS_URL", "redis+sentinel://h:26379,h:26380/jobkit")
+    monkeypatch.setenv("JOBKIT_DURABLE_REPLICAS", "2")
+    monkeypatch.setenv("JOBKIT_DURABLE_TIMEOUT", "250")
+    s = load_settings()
+    assert (s.durable_replicas, s.durable_timeout) == (2, 250)
+    assert load_settings(durable_replicas=0).durable_replicas == 0
+    assert Settings().durable_replicas == 0  # off unless asked
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"durable_replicas": -1}, "JOBKIT_DURABLE_REPLICAS"),
+        ({"durable_replicas": "one"}, "JOBKIT_DURABLE_REPLICAS"),
+        ({"durable_replicas": 1, "durable_timeout": 0}, "JOBKIT_DURABLE_TIMEOUT"),
+        ({"durable_replicas": 1, "durable_timeout": 4500}, "1 s shorter than JOBKIT_SOCKET"),
+        ({"durable_replicas": 1, "redis_url": None}, "the embedded one has none"),
+        (
+            {"durable_replicas": 1, "redis_url": "redis+cluster://h:7000,h:7001"},
+            "not supported on Redis Cluster",
+        ),
+    ],
+)
+def test_durable_dispatch_settings_are_checked(overrides: dict[str, object], message: str) -> None:
+    given = {"redis_url": "redis://h:6379/0", **overrides}
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(**given)
+
+
+def test_durable_timeout_fits_a_longer_socket_timeout() -> None:
+    s = load_settings(
+        redis_url="redis://h/0", durable_replicas=1, durable_timeout=4500, socket_timeout=6
+    )
+    assert s.durable_timeout == 4500

@@ -20,7 +20,7 @@ from jobkit.backend.leasing import Completion, Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
 from jobkit.backend.transport import Transport, transport_for
 from jobkit.backend.wire import Head, raise_errors
-from jobkit.errors import InvalidTransition, JobNotFound
+from jobkit.errors import ConfigurationError, InvalidTransition, JobNotFound, NotDurable
 from jobkit.models import NewJob
 
 __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
@@ -35,12 +35,28 @@ ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 
 class Store(Reads, Leasing):
-    """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside)."""
+    """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside).
 
-    def __init__(self, client: Any, prefix: str = "jobkit") -> None:
+    ``durable_replicas`` > 0: every dispatch waits (``WAIT``, at most ``durable_timeout``
+    ms) until that many replicas hold its jobs, and raises :class:`NotDurable` if fewer
+    do (one node or Sentinel only; see :meth:`_durably`)."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "jobkit",
+        *,
+        durable_replicas: int = 0,
+        durable_timeout: int = 1000,
+    ) -> None:
         self.redis = client  # redis.Redis, or redis.cluster.RedisCluster
         self.keys = Keys(prefix)
         self._wire = transport_for(client)
+        if durable_replicas and not self._wire.packs:
+            raise ConfigurationError("JOBKIT_DURABLE_REPLICAS is not supported on Redis Cluster")
+        self._wait = ("WAIT", durable_replicas, durable_timeout) if durable_replicas else None
+        # dispatch's hot path: one job, packed ahead, its reply read alone (see enqueue)
+        self._packs_enqueue = self._wire.packs and self._wait is None
         self._heads: dict[tuple[tuple[Any, ...], int], Head] = {}
         self._scripts: dict[str, Script] = {
             name: client.register_script(scripts.source(name)) for name in scripts.NAMES
@@ -181,9 +197,13 @@ class Store(Reads, Leasing):
                 calls.append(("enqueue", [base], args))
                 yield self._commands(calls[-1:])[0]
 
-        replies = self._wire.stream(produce())[len(first) :]
+        if self._wait is not None:
+            list(produce())  # builds calls
+            results = self._durably(first, calls, list(ids))
+        else:
+            results = self._checked(calls, self._wire.stream(produce())[len(first) :])
         statuses: list[str] = []
-        for raw, (_, _, args) in zip(self._checked(calls, replies), calls, strict=True):
+        for raw, (_, _, args) in zip(results, calls, strict=True):
             statuses += [str(raw)] * args[0]  # a chunk's jobs share the status it returns
         return statuses
 
@@ -194,11 +214,19 @@ class Store(Reads, Leasing):
         flag = 1 if check else 0
         spec = job.spec()
         first = self._register_first(job.lane)
-        if first or not self._wire.packs:  # the registry first, in the same round trip
-            calls: list[ScriptCall] = [("enqueue", [self.keys.lane(job.lane).base],
+        if first or not self._packs_enqueue:  # the registry first, in the same round trip
+            shard = self.keys.lane(job.lane)
+            calls: list[ScriptCall] = [("enqueue", [shard.base],
                                         [1, *spec, flag, job.id, job.params_json])]  # fmt: skip
-            replies = self._wire.pipeline([*first, *self._commands(calls)])
-            raw = self._checked(calls, replies[len(first) :])[0]
+            if self._wait is not None:
+                # a job that exists was written by another connection, which this one's
+                # WAIT does not cover; a write that changes nothing (INCRBY 0) makes it
+                # cover every write the primary made before it
+                after = [("INCRBY", shard.seq, 0)] if check else []
+                raw = self._durably(first, calls, [job.id], after)[0]
+            else:
+                replies = self._wire.pipeline([*first, *self._commands(calls)])
+                raw = self._checked(calls, replies[len(first) :])[0]
         else:
             key = (spec, flag)
             head = self._heads.get(key)
@@ -219,6 +247,40 @@ class Store(Reads, Leasing):
         if not check:  # a fresh id: created, and the reply is its status
             return True, str(raw)
         return bool(raw[0]), str(raw[1])
+
+    def _durably(
+        self,
+        first: Sequence[tuple[Any, ...]],
+        calls: Sequence[ScriptCall],
+        ids: list[str],
+        after: Sequence[tuple[Any, ...]] = (),
+    ) -> list[Any]:
+        """The results of enqueue ``calls`` (``first`` and ``after`` around them), sent
+        with WAIT behind them in the same round trip; :class:`NotDurable` (naming ``ids``)
+        if fewer replicas than asked acknowledged them in time.
+
+        Sent once, never again on a fresh connection after a lost reply (which raises
+        ``ReplyLost``): WAIT counts the replicas holding this connection's own writes, so
+        on a new connection it would acknowledge jobs no replica may hold."""
+        assert self._wait is not None
+        replies = self._wire.pipeline(
+            [*first, *self._commands(calls), *after, self._wait], repeatable=False
+        )
+        results = replies[len(first) : len(first) + len(calls)]
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:  # refused, so they did not run: load the script, send them with a WAIT
+            self.load_scripts()
+            again = self._commands([calls[i] for i in missing])
+            more = self._wire.pipeline([*again, *after, self._wait], repeatable=False)
+            for i, result in zip(missing, more[: len(missing)], strict=True):
+                results[i] = result
+            replies[len(first) + len(calls) :] = more[len(missing) :]
+        raise_errors(results)
+        _, required, timeout_ms = self._wait
+        acknowledged = raise_errors(replies[len(first) + len(calls) :])[-1]
+        if acknowledged < required:
+            raise NotDurable(ids, acknowledged, required, timeout_ms)
+        return results
 
     # -- one job by id ------------------------------------------------------------------
 
