@@ -1,6 +1,7 @@
 -- cancel: withdraw a job that has not started (queued, scheduled or waiting to retry).
--- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+-- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (its queue, scheduled and done:<id> are built from KEYS[1])
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id, result_ttl seconds (how long the cancelled record is kept)
 -- Returns  1 cancelled, 0 refused (running or already finished: it cannot be withdrawn)
 -- Invariant: a cancelled job is in no queue and not in `scheduled`, so nothing runs it.

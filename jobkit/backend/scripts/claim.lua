@@ -1,6 +1,7 @@
 -- claim: take up to N ready jobs for one worker child, each with its own lease.
--- KEYS[1]  base "{prefix}"; queue, wake, job, running, dead, stats and claim:<request>
+-- KEYS[1]  base "{prefix:queue}"; queue, wake, job, running, dead, stats and claim:<request>
 --          keys are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     worker name, lease_ms, N, request id ('' = none), strict (1: the client could
 --          not decode the reply to this request: dead-letter, as invalid_record, every job
 --          whose id, name or params are not UTF-8 text, and answer with the others),

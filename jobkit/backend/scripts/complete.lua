@@ -1,6 +1,7 @@
 -- complete: record successes, once each, for the holders of the current leases.
--- KEYS[1]  base "{prefix}"; job:<id>, running, stats, waiter:<id> and done:<id> are
+-- KEYS[1]  base "{prefix:queue}"; job:<id>, running, stats, waiter:<id> and done:<id> are
 --          built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
 -- Returns  one flag per job: 1 recorded (now, or by this same call sent before and its
 --          reply lost), 0 refused (stale token or job no longer running)

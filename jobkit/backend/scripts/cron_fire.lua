@@ -1,7 +1,8 @@
 -- cron_fire: enqueue the jobs of one cron schedule's due slots, each slot at most once ever.
--- KEYS[1]  base "{prefix}"; job, queue, wake and lanes keys are built from it
+-- KEYS[1]  base "{prefix:queue}"; job, queue, wake and lanes keys are built from it
 -- KEYS[2]  schedule:<key> hash: cursor (last handled slot), last_slot, last_job,
 --          last_fired_at, next_slot, fired, skipped
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 7 job
 --          fields every slot shares: name, lane, params JSON, priority, max_attempts,
 --          timeout seconds, result_ttl seconds; then N pairs (slot epoch seconds, job id),

@@ -1,7 +1,8 @@
 -- enqueue: create one or many jobs of one class, queued now or scheduled for later.
--- KEYS[1]  base "{prefix}"; job, queue, wake, seq, scheduled and lanes keys are built from
+-- KEYS[1]  base "{prefix:queue}"; job, queue, wake, seq, scheduled and lanes keys are built from
 --          it (and the sched:wake channel, published to when a new earliest delayed job
 --          arrives)
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
 --          max_attempts, timeout seconds (0 = none), result_ttl seconds, check (1: an id
 --          that exists is reported with its status, for caller-chosen ids; 0: ids are

@@ -1,7 +1,8 @@
 -- fail: end an attempt that raised, timed out or could not run.
--- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+-- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (running, scheduled, seq, stats, dead, queue, wake, done and the sched:wake
 --          channel are built from KEYS[1])
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
 --          result_ttl seconds (how long waiters' wake token lives)
 -- Returns  1 applied (now, or by this same call sent before and its reply lost),

@@ -1,5 +1,6 @@
 -- heartbeat: extend the leases a worker still holds.
--- KEYS[1]  base "{prefix}"; running and job:<id> are built from it
+-- KEYS[1]  base "{prefix:queue}"; running and job:<id> are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     lease_ms, then pairs (id, token)
 -- Returns  one code per pair: 1 extended; 2 this token's attempt already ended (the job
 --          left `running` under this very lease: completed, failed, requeued, reaped),

@@ -1,6 +1,7 @@
 -- mark: the supervisor saw attempts start (a child's slot showed them running), or saw
 -- the child running them die.
--- KEYS[1]  base "{prefix}"; job:<id> and running are built from it
+-- KEYS[1]  base "{prefix:queue}"; job:<id> and running are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     what ('started' | 'crashed'), then pairs (id, token)
 -- Returns  one flag per pair: 1 marked, 0 not held under that token any more
 -- Invariant: a lapsed lease counts as a crash only for an attempt marked started (see

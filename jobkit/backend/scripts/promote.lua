@@ -1,6 +1,7 @@
 -- promote: move due entries of `scheduled` (delays, retry back-offs) to their queues.
--- KEYS[1]  base "{prefix}"; scheduled, seq, job, queue, wake, dead and stats keys are
+-- KEYS[1]  base "{prefix:queue}"; scheduled, seq, job, queue, wake, dead and stats keys are
 --          built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     limit per call
 -- Returns  {promoted count, ms until the next due entry or -1 if none}
 -- Invariant: a job is in `scheduled` or in its queue, never both; promotion is idempotent.

@@ -1,5 +1,6 @@
 -- purge: delete dead jobs for good.
--- KEYS[1]  base "{prefix}"; dead, job:<id>, corrupt:<id> and done:<id> are built from it
+-- KEYS[1]  base "{prefix:queue}"; dead, job:<id>, corrupt:<id> and done:<id> are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     ids to purge; none given: every dead job
 -- Returns  number of jobs deleted
 -- Invariant: only jobs whose status is 'dead' are ever deleted here (with the corrupt

@@ -1,6 +1,7 @@
 -- reap: settle every running job whose lease ran out.
--- KEYS[1]  base "{prefix}"; running, job, queue, wake, dead, stats, waiter and done keys
+-- KEYS[1]  base "{prefix:queue}"; running, job, queue, wake, dead, stats, waiter and done keys
 --          are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     max_crashes (default when the job has none), limit per call
 -- Returns  flat list of pairs (id, outcome): 'requeued' or 'dead' (a crash counted),
 --          'returned' (it never started: back to its queue, no attempt used), 'invalid'

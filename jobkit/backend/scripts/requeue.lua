@@ -1,6 +1,7 @@
 -- requeue: give a claimed job back to its queue (worker shutdown, unstarted prefetch).
--- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+-- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (running, queue, wake, dead and stats are built from KEYS[1])
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id, token, uncount (1: the attempt never really ran, take it back)
 -- Returns  1 requeued (now, or by this same call sent before and its reply lost),
 --          0 refused (stale token or job no longer running)

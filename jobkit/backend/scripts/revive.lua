@@ -1,6 +1,7 @@
 -- revive: send a dead job back to its queue with a fresh attempt budget.
--- KEYS[1]  base "{prefix}"   KEYS[2]  job:<id>
+-- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (dead, seq, queue, wake and done:<id> are built from KEYS[1])
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id
 -- Returns  1 requeued, 0 refused (the job is not dead), -1 refused (its record has no
 --          valid lane or priority to queue it with; the message says which)

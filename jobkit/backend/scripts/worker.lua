@@ -1,5 +1,6 @@
 -- worker: a worker's heartbeat into the registry, or its goodbye.
--- KEYS[1]  base "{prefix}"; workers zset and worker:<name> hash are built from it
+-- KEYS[1]  base "{prefix}" (the global slot); workers zset and worker:<name> hash are built from it
+-- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     name, action ('beat' | 'gone'), ttl seconds, then field/value pairs
 -- Returns  number of stale workers pruned
 -- Invariant: `workers` lists exactly the workers whose hash has not expired.
