@@ -16,7 +16,15 @@ import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
-from tests.server_process import Address, ServerProcess, command, node_client, stop_all, wait_for
+from tests.server_process import (
+    LOOPBACK,
+    Address,
+    ServerProcess,
+    command,
+    node_client,
+    stop_all,
+    wait_for,
+)
 
 SLOTS = 16384
 WAIT_TIMEOUT = 30.0
@@ -64,10 +72,20 @@ class ClusterServers:
     and ``cluster-replica-validity-factor 0`` lets any replica take over however long it was
     cut off. No RDB snapshots; AOF only with ``appendonly=True``. Use as a context manager, or
     call :meth:`start` and :meth:`stop`.
+
+    Nodes are known by 127.0.0.1 unless ``host`` names another address of this machine (a
+    bridge that clients in other network namespaces reach): then every node listens there
+    too and announces it (``cluster-announce-ip``), so the slot map, MOVED replies and
+    :attr:`startup_nodes` all give addresses those clients can reach.
     """
 
     def __init__(
-        self, *, masters: int = 3, appendonly: bool = False, node_timeout_ms: int = 2000
+        self,
+        *,
+        masters: int = 3,
+        appendonly: bool = False,
+        node_timeout_ms: int = 2000,
+        host: str = LOOPBACK,
     ) -> None:
         # /tmp rather than pytest's tmp_path: short paths, and one place to remove.
         self.directory = Path(tempfile.mkdtemp(prefix="jobkit-cluster-", dir="/tmp"))
@@ -88,7 +106,9 @@ class ClusterServers:
                 # which on an idle master takes its first ping to replicas (every 10 s).
                 "--repl-ping-replica-period", "1",
             ]  # fmt: skip
-            self.nodes.append(ServerProcess(node_dir, options, bus_port=True))
+            if host != LOOPBACK:
+                options += ["--cluster-announce-ip", host]
+            self.nodes.append(ServerProcess(node_dir, options, bus_port=True, host=host))
 
     # --- addresses -------------------------------------------------------------------------
 

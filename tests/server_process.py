@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from tests.redis_server import find_redis_server
 
+LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_GRACE = 5.0
 BUS_PORT_OFFSET = 10000
@@ -101,9 +102,13 @@ class ServerProcess:
     ``options``; ``options`` may be changed between a stop and the next start.
 
     The first start picks a free port (another one if a concurrent process takes it before the
-    bind); later starts reuse it. The server runs in its own session, so signals reach its
-    whole group (a fork for BGSAVE included). Should the owner forget to stop it, the group is
-    killed when this object is collected or the interpreter exits.
+    bind); later starts reuse it. With ``host`` (an address of this machine other than
+    127.0.0.1, such as a bridge other network namespaces reach) the server listens there too,
+    with protected mode off as those clients are not local, and :attr:`address` names it.
+
+    The server runs in its own session, so signals reach its whole group (a fork for BGSAVE
+    included). Should the owner forget to stop it, the group is killed when this object is
+    collected or the interpreter exits.
     """
 
     def __init__(
@@ -113,12 +118,14 @@ class ServerProcess:
         *,
         config: Path | None = None,
         bus_port: bool = False,
+        host: str = LOOPBACK,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.options = list(options)
         self.config = config
         self.bus_port = bus_port
+        self.host = host
         self.port = 0
         self.log_path = directory / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -127,7 +134,7 @@ class ServerProcess:
     @property
     def address(self) -> Address:
         """Where the server listens (port 0 until its first start)."""
-        return Address("127.0.0.1", self.port)
+        return Address(self.host, self.port)
 
     @property
     def running(self) -> bool:
@@ -157,11 +164,13 @@ class ServerProcess:
         )
 
     def _spawn(self, port: int) -> None:
+        listen = [LOOPBACK] if self.host == LOOPBACK else [LOOPBACK, self.host]
         args = [
             find_redis_server(),
             *([str(self.config)] if self.config else []),
             "--port", str(port),
-            "--bind", "127.0.0.1",
+            "--bind", *listen,
+            *(["--protected-mode", "no"] if self.host != LOOPBACK else []),
             "--dir", str(self.directory),
             "--logfile", str(self.log_path),
             "--daemonize", "no",
@@ -179,7 +188,7 @@ class ServerProcess:
         self._reaper = weakref.finalize(self, _kill_group, self._process.pid)
 
     def _wait_for_ping(self, port: int) -> bool:
-        probe = node_client(("127.0.0.1", port), 1.0)
+        probe = node_client((LOOPBACK, port), 1.0)
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while self.running and time.monotonic() < deadline:

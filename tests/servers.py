@@ -30,12 +30,13 @@ def running_sentinels() -> Iterator[SentinelSet]:
         yield sentinels
 
 
-def spread_names(cluster: ClusterServers, prefix: str, n: int = 3) -> list[str]:
+def spread_names(cluster: ClusterServers, prefix: str, n: int = 3, stem: str = "q") -> list[str]:
     """``n`` queue names ``q`` whose hash tags ``{<prefix>:<q>}`` land on ``n`` different
     masters, as the slot map stands now (a reshard or failover can change it).
 
-    The names are the first of ``q0``, ``q1``, ... that do, so they are the same from run to
-    run while the slot map is. Slots come from the cluster's own CLUSTER KEYSLOT.
+    The names are the first of ``<stem>0``, ``<stem>1``, ... that do, so they are the same
+    from run to run while the slot map is (another ``stem`` gives another set). Slots come
+    from the cluster's own CLUSTER KEYSLOT.
     """
     slot_map = cluster.slot_map()
     masters = {slot_range.master for slot_range in slot_map}
@@ -43,7 +44,7 @@ def spread_names(cluster: ClusterServers, prefix: str, n: int = 3) -> list[str]:
         raise ValueError(f"{n} names on different masters, but the cluster has {len(masters)}")
     chosen: dict[Address, str] = {}
     for index in itertools.count():
-        name = f"q{index}"
+        name = f"{stem}{index}"
         slot = cluster.key_slot(f"{{{prefix}:{name}}}")
         owner = next(r.master for r in slot_map if r.start <= slot <= r.end)
         chosen.setdefault(owner, name)

@@ -10,8 +10,11 @@ returns, then try to record them, and are refused because their fencing tokens a
 stale. The worker logs the dropped results and serves on.
 
 Only jobkit's public API is used (``dispatch``, handles, ``get_job``, the CLI), so the
-test holds whatever the key layout. The Redis endpoint is a fixture: a cluster variant is
-one more ``endpoint`` parameter.
+test holds whatever the key layout. The Redis endpoint is a fixture, run twice: one
+redis-server, and a Redis Cluster (three masters, three replicas) whose nodes listen on
+and announce the bridge address. On the cluster the batch is spread over three queues
+that every host serves, and each host has a queue of its own; each set of three sits on
+three different masters, so waits, claims, reaping and results span several shards.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import pytest
 
 import jobkit
 from jobkit import Status, get_job
-from tests.conftest import REPO_ROOT, clean_env, run_cli, wait_until
+from tests.cluster_server import ClusterServers
+from tests.conftest import PREFIX, REPO_ROOT, clean_env, run_cli, wait_until
 from tests.hosts_jobs import Slow, Where
 from tests.netns import Hosts, Side, namespaces_available
 from tests.redis_server import RedisServer
+from tests.servers import spread_names
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +72,8 @@ class HostWorker:
     """A ``jobkit worker`` supervisor on one host, with its log and its runs file."""
 
     host: int
-    name: str  # its HOST_NAME, its own queue, and the prefix of its worker name
+    name: str  # its HOST_NAME, and the prefix of its worker name
+    queue: str  # the queue only this host serves
     proc: subprocess.Popen[bytes]
     log_path: Path
     runs_path: Path
@@ -131,10 +137,18 @@ class HostWorker:
 
 @dataclass
 class Endpoint:
-    """The Redis every host and the test process use."""
+    """The Redis every host and the test process use, and the queues the hosts serve."""
 
     kind: str
     url: str  # reachable from every host and from the root namespace
+    shared: list[str]  # queues every host serves; the batch is spread over them
+    own: list[str]  # host i's own queue is own[i - 1]
+
+    def queues(self, i: int) -> list[str]:
+        """What host ``i`` serves, in order: the shared queues, from the ``i``-th on (so
+        the hosts start on different shards), then its own."""
+        turn = i % len(self.shared)
+        return [*self.shared[turn:], *self.shared[:turn], self.own[i - 1]]
 
 
 @dataclass
@@ -169,13 +183,30 @@ def hosts() -> Iterator[Hosts]:
 def single_redis(hosts: Hosts) -> Iterator[Endpoint]:
     """One redis-server in the root namespace, listening on the bridge address too."""
     with RedisServer(bind=[hosts.root_address]) as server:
-        yield Endpoint("single", f"redis://{hosts.root_address}:{server.port}/0")
+        url = f"redis://{hosts.root_address}:{server.port}/0"
+        yield Endpoint("single", url, ["default"], [f"h{i}" for i in range(1, HOSTS + 1)])
 
 
-# Each kind of Redis the hosts may share. A cluster is one more entry: its nodes bound to
-# ``hosts.root_address`` (the hosts reach nothing else), yielding the URL jobkit takes.
+@contextlib.contextmanager
+def redis_cluster(hosts: Hosts) -> Iterator[Endpoint]:
+    """A Redis Cluster in the root namespace, its nodes listening on and announcing the
+    bridge address (the hosts reach nothing else, so every address in its slot map and
+    MOVED replies must be that one); shared queues and own queues on three masters each."""
+    with ClusterServers(host=hosts.root_address) as cluster:
+        nodes = ",".join(str(node) for node in cluster.startup_nodes)
+        yield Endpoint(
+            "cluster",
+            f"redis+cluster://{nodes}",
+            shared=spread_names(cluster, PREFIX, HOSTS),
+            own=spread_names(cluster, PREFIX, HOSTS, stem="own"),
+        )
+
+
+# Each kind of Redis the hosts may share, its servers bound to ``hosts.root_address``,
+# yielding the URL jobkit takes.
 ENDPOINTS: dict[str, Callable[[Hosts], contextlib.AbstractContextManager[Endpoint]]] = {
     "single": single_redis,
+    "cluster": redis_cluster,
 }
 
 
@@ -187,13 +218,13 @@ def endpoint(request: pytest.FixtureRequest, hosts: Hosts) -> Iterator[Endpoint]
 
 
 def start_worker(hosts: Hosts, endpoint: Endpoint, i: int, tmp_path: Path) -> HostWorker:
-    """``python -m jobkit worker`` on host ``i``, serving ``default`` and its own queue."""
+    """``python -m jobkit worker`` on host ``i``, serving the shared queues and its own."""
     name = f"h{i}"
     runs_path = tmp_path / f"runs-{name}.txt"
     args = [
         sys.executable, "-m", "jobkit", "worker",
         "-A", "tests.hosts_jobs",
-        "-q", f"default,{name}",
+        "-q", ",".join(endpoint.queues(i)),
         "-c", str(CONCURRENCY),
         "--prefetch", "1",
         "--lease", str(LEASE),
@@ -210,7 +241,7 @@ def start_worker(hosts: Hosts, endpoint: Endpoint, i: int, tmp_path: Path) -> Ho
     )
     log_path = tmp_path / f"worker-{name}.log"
     proc = hosts.run(i, args, env=env, log_path=log_path, cwd=REPO_ROOT)
-    return HostWorker(i, name, proc, log_path, runs_path)
+    return HostWorker(i, name, endpoint.own[i - 1], proc, log_path, runs_path)
 
 
 @pytest.fixture
@@ -223,7 +254,7 @@ def fleet(
     request.node.jobkit_workers = list(workers.values())  # logs attached to a failure
     try:
         for worker in workers.values():
-            assert Where.dispatch(queue=worker.name).result(timeout=30) == worker.name
+            assert Where.dispatch(queue=worker.queue).result(timeout=30) == worker.name
         yield Fleet(hosts, endpoint, workers)
     finally:
         for worker in workers.values():  # before Redis stops, so the logs end quietly
@@ -245,7 +276,11 @@ def test_a_cut_off_host_loses_its_jobs_to_the_others_and_its_late_results_are_re
     began = time.monotonic()
     lone = fleet.workers[CUT]
     ready_jobs = HOSTS  # one Where job per host, run by the fixture
-    handles = [Slow.dispatch(seconds=seconds) for seconds in BATCH]
+    shared = fleet.endpoint.shared  # in equal runs: each queue gets jobs of every length
+    handles = [
+        Slow.dispatch(seconds=seconds, queue=shared[n * len(shared) // len(BATCH)])
+        for n, seconds in enumerate(BATCH)
+    ]
     held = wait_until(lambda: _two_running(lone), timeout=10, what="host 1 to run its jobs")
     time.sleep(MARK_MARGIN)
     fleet.hosts.cut(CUT, side)
@@ -287,7 +322,7 @@ def test_a_cut_off_host_loses_its_jobs_to_the_others_and_its_late_results_are_re
 
     # Host 1's worker lived through it and serves again.
     assert lone.alive()
-    assert Where.dispatch(queue=lone.name).result(timeout=20) == lone.name
+    assert Where.dispatch(queue=lone.queue).result(timeout=20) == lone.name
     info = fleet.totals()
     assert info["totals"].get("succeeded") == ready_jobs + len(BATCH) + 1
     assert (info["running"], info["dead"]) == (0, 0)
@@ -295,8 +330,10 @@ def test_a_cut_off_host_loses_its_jobs_to_the_others_and_its_late_results_are_re
 
     lease_lost = "lease lost (expired or taken over)" in lone.log_text()
     print(
-        f"\n[{side.value} cut] jobs recorded per host: {dict(sorted(ran.items()))}; "
-        f"host 1 held {len(held)} at the cut, late results refused: {len(lone.dropped())}; "
+        f"\n[{fleet.endpoint.kind}, {side.value} cut] "
+        f"jobs recorded per host: {dict(sorted(ran.items()))}; host 1 held {len(held)} at "
+        f"the cut (queues {sorted(job_id.split(':')[0] for job_id in held)}), late results "
+        f"refused: {len(lone.dropped())}; "
         f"supervisor logged a lost lease: {lease_lost}; "
         f"batch done {all_done - cut_at:.1f}s after the cut, refusals "
         f"{refused_at - restored:.1f}s after the restore; test {time.monotonic() - began:.1f}s"
