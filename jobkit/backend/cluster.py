@@ -12,6 +12,7 @@ timeout); a wait on one queue is a BLPOP with the claim queued behind it, as on 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,11 @@ class Patience:
                 raise exc
         time.sleep(self.next_pause)
         self.next_pause = min(self.next_pause * 2, MAX_PAUSE)
+
+
+def _popped(future: Future[Any]) -> Any:
+    """What a finished BLPOP popped, ``(key, token)``; None if it timed out or failed."""
+    return None if future.exception() is not None else future.result()
 
 
 class Settled:
@@ -176,22 +182,39 @@ class ClusterWire:
 
     def _first_woken(self, groups: list[list[str]], timeout: float) -> Any:
         """BLPOP each group (one slot each) at once; the first token, or None when all
-        timed out."""
+        timed out. A token any other of these BLPOPs pops, now or after this returns
+        (they run out their timeout), is pushed back: dropped, it would leave a job
+        unannounced, and the next idle wait blocked until its timeout."""
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wake")
             pool = self._pool
-        futures: set[Future[Any]] = {
+        pending: set[Future[Any]] = {
             pool.submit(self.client.execute_command, "BLPOP", *group, timeout) for group in groups
         }
-        while futures:
-            done, futures = wait(futures, timeout=timeout + 1.0, return_when=FIRST_COMPLETED)
-            if not done:
-                return None
-            for future in done:
-                if future.exception() is None and future.result() is not None:
-                    return future.result()
-        return None
+        woken = None
+        try:
+            while pending and woken is None:
+                done, pending = wait(pending, timeout=timeout + 1.0, return_when=FIRST_COMPLETED)
+                if not done:
+                    break
+                for future in done:
+                    if woken is None:
+                        woken = _popped(future)
+                    else:
+                        self._give_back(future)
+        finally:
+            for future in pending:
+                future.add_done_callback(self._give_back)
+        return woken
+
+    def _give_back(self, future: Future[Any]) -> None:
+        """Push the wake token ``future``'s BLPOP popped, if any, back onto its list."""
+        popped = _popped(future)
+        if popped is not None:
+            key, token = popped
+            with contextlib.suppress(redis.RedisError, redis.RedisClusterException):
+                self.client.execute_command("LPUSH", key, token)  # type: ignore[no-untyped-call]
 
     def client_id(self) -> int:
         """No connection of its own to name here: a wait is ended by its timeout."""
