@@ -230,6 +230,7 @@ class Injector:
             log.info("fault: master skipped, the last master killed has not rejoined yet")
             return False
         self._kill(event, self.cluster.note(Kill("master", kill.address, [], kill.at_ms)))
+        event.victim += f" ({', '.join(kill.queues) or 'no queue of the run'})"
         event.at_ms = kill.at_ms
         event.failover = kill
         return True

@@ -26,6 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from redis.crc import key_slot
+
+from jobkit.backend.keys import Keys
 from tests.cluster_server import ClusterServers
 from tests.servers import spread_names
 
@@ -43,6 +46,7 @@ class MasterKill:
 
     address: str
     at_ms: int
+    queues: list[str]  # the run's queues whose shards it served
     failover: float | None = None  # kill -> the replica promoted, every node agreeing
     rejoined: float | None = None  # kill -> the node back, as a replica, link up
     error: str = ""
@@ -55,7 +59,9 @@ class ClusterRedis:
         self.servers = ClusterServers(masters=3, node_timeout_ms=NODE_TIMEOUT_MS)
         self.keep_logs = keep_logs  # node logs are copied here when the run ends
         self.kills: list[MasterKill] = []
+        self.watched: tuple[str, ...] = ()  # queues a kill reports it served
         self._healing: threading.Thread | None = None
+        self._stopping = threading.Event()  # a heal in progress must not restart a node
 
     @property
     def url(self) -> str:
@@ -66,8 +72,13 @@ class ClusterRedis:
         self.servers.start()
 
     def stop(self) -> None:
-        """Kill every node (whole groups) after copying their logs."""
-        self.wait_healed(0.0)
+        """SIGKILL every node (whole groups), copy their logs, remove their directory."""
+        self._stopping.set()
+        for node in self.servers.nodes:
+            node.kill()
+        self.wait_healed(3.0)
+        for node in self.servers.nodes:  # one a heal restarted meanwhile
+            node.kill()
         for index, node in enumerate(self.servers.nodes):
             with contextlib.suppress(OSError):
                 shutil.copy(node.log_path, self.keep_logs / f"node{index}-{node.port}.log")
@@ -75,7 +86,9 @@ class ClusterRedis:
 
     def queues(self, n: int) -> tuple[str, ...]:
         """``n`` queue names whose shards live on ``n`` different masters now."""
-        return tuple(spread_names(self.servers, "jobkit", n))
+        names = tuple(spread_names(self.servers, "jobkit", n))
+        self.watched = (*names, "canary")
+        return names
 
     # -- the fault -----------------------------------------------------------------------
 
@@ -90,7 +103,8 @@ class ClusterRedis:
         if self.healing:
             return None
         host, port = rng.choice(self.servers.masters())
-        kill = MasterKill(f"{host}:{port}", int(time.time() * 1000))
+        served = [q for q in self.watched if self._master_of(q) == (host, port)]
+        kill = MasterKill(f"{host}:{port}", int(time.time() * 1000), served)
         began = time.monotonic()
         self.servers.kill(port)
         self.kills.append(kill)
@@ -100,11 +114,15 @@ class ClusterRedis:
         self._healing.start()
         return kill
 
+    def _master_of(self, queue: str) -> tuple[str, int]:
+        return self.servers.master_of_slot(key_slot(Keys().shard(queue).base.encode()))
+
     def _heal(self, kill: MasterKill, port: int, began: float) -> None:
         try:
             self.servers.wait_ok(FAILOVER_TIMEOUT)
             kill.failover = round(time.monotonic() - began, 3)
-            time.sleep(REJOIN_AFTER)
+            if self._stopping.wait(REJOIN_AFTER):
+                return
             self.servers.restart(port)
             self.servers.wait_ok(REJOIN_TIMEOUT)
             kill.rejoined = round(time.monotonic() - began, 3)

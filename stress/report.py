@@ -103,6 +103,7 @@ def as_json(outcome: Outcome) -> dict[str, Any]:
         "master_kills": [
             {
                 "master": k.address,
+                "queues": k.queues,
                 "at_ms": k.at_ms,
                 "failover": k.failover,
                 "rejoined": k.rejoined,
