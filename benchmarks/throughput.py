@@ -61,7 +61,8 @@ from benchmarks.procs import (  # noqa: E402
     raise_interrupt,
     timed,
 )
-from jobkit import JobTimeout, configure, get_store, scripts  # noqa: E402
+from jobkit import JobTimeout, configure, get_store  # noqa: E402
+from jobkit.backend import scripts  # noqa: E402
 from jobkit.cli import worker as worker_command  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 

@@ -187,7 +187,9 @@ class ClusterWire:
         unannounced, and the next idle wait blocked until its timeout."""
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wake")
+                # waits left blocked by earlier calls hold threads for up to their timeout
+                workers = max(8, 4 * len(groups))
+                self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wake")
             pool = self._pool
         pending: set[Future[Any]] = {
             pool.submit(self.client.execute_command, "BLPOP", *group, timeout) for group in groups
