@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,6 +91,13 @@ class Producer:
     def acked_after(self, moment: float) -> list[str]:
         return [job_id for job_id, at in self.acks if at > moment]
 
+    def describe(self) -> str:
+        """Its errors so far, and where its thread is now (for a failure message)."""
+        thread = self._thread
+        frame = sys._current_frames().get(thread.ident or 0) if thread else None
+        where = "".join(traceback.format_stack(frame)[-6:]) if frame else "(not running)"
+        return f"{len(self.acks)} acknowledged, errors {dict(self.errors)}; now at:\n{where}"
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -153,6 +162,18 @@ def _missing(address: Address, ids: list[str]) -> list[str]:
         return [job_id for job_id, found in zip(ids, pipe.execute(), strict=True) if not found]
 
 
+@contextlib.contextmanager
+def _log_on_failure(name: str, log: Path, producer: Producer) -> Iterator[None]:
+    """A failure inside the block carries the tail of ``log`` and the producer's state."""
+    try:
+        yield
+    except Exception as exc:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-12:])
+        raise AssertionError(
+            f"{exc!r}\n--- producer: {producer.describe()}\n--- {name} log (tail)\n{tail}"
+        ) from exc
+
+
 def _fired(store: Store) -> int:
     return int(store.redis.hget(KEYS.shard(CRON_QUEUE).schedule(CRON_KEY), "fired") or 0)
 
@@ -168,9 +189,13 @@ def test_workers_scheduler_and_producer_ride_out_a_failover(
     workers = [start_worker(url=sentinels.url) for _ in range(2)]
     scheduler_args = ["scheduler", "-A", "tests.sched_jobs"]
     log = tmp_path / "scheduler.log"
-    with _process(scheduler_args, log, JOBKIT_REDIS_URL=sentinels.url) as scheduler:
+    producer = Producer(store, "default")
+    with (
+        _process(scheduler_args, log, JOBKIT_REDIS_URL=sentinels.url) as scheduler,
+        _log_on_failure("scheduler", log, producer),
+    ):
         wait_until(lambda: _fired(store) >= 1, 15, what="the scheduler's first cron slot")
-        producer = Producer(store, "default").start()
+        producer.start()
         try:
             wait_until(lambda: len(producer.acknowledged) >= 50, 15, what="jobs dispatched")
             first = list(producer.acknowledged[:50])
@@ -203,6 +228,31 @@ def test_workers_scheduler_and_producer_ride_out_a_failover(
             f"{len(after)} after it; refused meanwhile: {dict(producer.errors)}"
         )
     store.redis.close()
+
+
+def _role(address: Address) -> str:
+    with node_client(address) as client:
+        return str(client.execute_command("ROLE")[0])
+
+
+def test_a_switchover_moves_dispatch_to_the_new_primary(sentinels: SentinelSet) -> None:
+    # The old primary stays up and is demoted: the sentinels then close its clients'
+    # connections (CLIENT KILL), so the wire's next connection asks them for the new
+    # primary (the wire reads replies itself, bypassing redis-py's READONLY handling).
+    # Until the demotion, the old primary still takes writes, and those are lost: only
+    # a durable dispatch (WAIT) would notice.
+    store = _store(sentinels.url)
+    try:
+        assert jobs.Add.dispatch(a=1, b=1, store=store).status is Status.QUEUED
+        old = sentinels.primary()
+        with node_client(sentinels.sentinels[0]) as client:
+            client.execute_command("SENTINEL", "FAILOVER", sentinels.service)
+        new = sentinels.wait_failover(old)
+        wait_until(lambda: _role(old) == "slave", 20, what="the old primary's demotion")
+        handle = jobs.Add.dispatch(a=1, b=1, store=store)
+        assert _missing(new, [handle.id]) == []
+    finally:
+        store.redis.close()
 
 
 @dataclass(frozen=True)
@@ -305,5 +355,22 @@ def test_a_dispatch_no_replica_acknowledges_raises_not_durable(redis_server: Red
         with pytest.raises(NotDurable) as flushed:
             jobs.Add.dispatch(a=1, b=2, queue="lonely", store=store)
         assert job_status(store, flushed.value.job_ids[0]) is Status.QUEUED
+    finally:
+        store.redis.close()
+
+
+def test_a_store_reconnects_more_often_than_its_pool_holds_connections(
+    redis_server: RedisServer,
+) -> None:
+    # A failover costs a producer a reconnection per retry; the direct connections must
+    # not count against redis-py's pool limit (100), or every later one is refused.
+    store = _store(redis_server.url)
+    limit = store.redis.connection_pool.max_connections
+    try:
+        with redis_server.client(decode_responses=True) as killer:
+            for n in range(limit + 20):
+                handle = jobs.Add.dispatch(a=n, b=1, queue="again", store=store)
+                assert handle.status is Status.QUEUED
+                killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     finally:
         store.redis.close()

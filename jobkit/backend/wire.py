@@ -249,7 +249,11 @@ class Wire:
         conn: _Link | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid() or conn.broken:
             pool = self._client.connection_pool
-            made = cast(_Handshake, pool.make_connection())
+            # Not pool.make_connection(): that counts against the pool's max_connections
+            # (100 by default in redis-py 8), and this connection never goes back to
+            # the pool to be uncounted, so a process that reconnected a hundred times (a
+            # failover's worth of retries) would be refused every connection after.
+            made = cast(_Handshake, pool.connection_class(**pool.connection_kwargs))
             conn = _Link(made, bool(pool.connection_kwargs.get("decode_responses")))
             local.conn, local.pid, local.inflight = conn, os.getpid(), None
         return conn
