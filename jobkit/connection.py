@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from jobkit.backend.embedded import ensure_embedded
@@ -128,7 +129,7 @@ def connect(settings: Settings) -> Store:
     except (TypeError, ValueError) as exc:
         # redis-py's messages name the option, never its value.
         raise ConfigurationError(f"Redis URL {redacted(url)}: {exc}") from None
-    except redis.RedisError as exc:  # a cluster client asks for the slot map at once
+    except (redis.RedisError, RedisClusterException) as exc:  # a cluster client asks at once
         raise ConfigurationError(f"Redis URL {redacted(url)}: {describe_failure(exc)}") from None
     return Store(
         client,

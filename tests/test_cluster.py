@@ -24,6 +24,7 @@ from jobkit import JobFailed, Status
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
+from jobkit.connection import connect
 from tests import jobs
 from tests.cluster_server import ClusterServers
 from tests.conftest import HEARTBEAT, LEASE, PREFIX, StartWorker, run_cli, wait_until
@@ -230,6 +231,25 @@ def test_an_idle_worker_wakes_for_any_of_its_queues(
         record = handle.record
         assert record is not None and record.started_at is not None
         assert time.monotonic() - dispatched < 1.5  # below the wait's 2 s timeout
+
+
+def test_a_process_started_during_a_failover_waits_for_the_new_master(
+    cenv: ClusterEnv,
+) -> None:
+    """A cluster client asks slot 0's master for the command table as it is built; with
+    that master just killed, building it waits out the failover instead of failing."""
+    dead = cenv.cluster.master_of_slot(0)
+    queue = next(
+        q for q in cenv.queues if cenv.cluster.node_for_key(cenv.keys.shard(q).base) != dead
+    )
+    cenv.cluster.kill(dead.port)
+    try:
+        store = connect(jobkit.get_settings())
+        handle = jobs.Add.dispatch(a=1, b=2, queue=queue, store=store)
+        assert store.get(handle.id) is not None
+        assert cenv.cluster.master_of_slot(0) != dead  # it took a failover
+    finally:
+        cenv.cluster.heal()
 
 
 def queue_in_slot(slot: int) -> str:

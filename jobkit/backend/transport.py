@@ -23,6 +23,7 @@ Which commands may be sent again after a lost reply is the same in every mode (s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -32,6 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -121,7 +123,7 @@ def make_client(url: str, options: dict[str, Any]) -> Any:
         # redis-py would send a command again after a connection failure; whether one may
         # be sent again is jobkit's to say (see cluster.ClusterWire)
         node.setdefault("retry", Retry(NoBackoff(), 0))
-        return RedisCluster(startup_nodes=nodes, **node)
+        return _cluster_client(nodes, node)
     if not spec.path:
         raise ConfigurationError("redis+sentinel:// needs the service name as its path")
     sentinel_options: dict[str, Any] = {
@@ -134,6 +136,26 @@ def make_client(url: str, options: dict[str, Any]) -> Any:
         sentinel_options.setdefault("ssl", True)
     sentinel = Sentinel(spec.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     return sentinel.master_for(spec.path, **node)  # type: ignore[no-untyped-call]
+
+
+# A cluster client asks a node for the slot map and the command table as it is built. In
+# the seconds a failover takes, the node it asks may be a dead master still in the map:
+# it is built again, this long apart at first (doubling), for this long at most.
+CLUSTER_PATIENCE = 30.0
+CLUSTER_PAUSE = 0.1
+
+
+def _cluster_client(nodes: list[ClusterNode], options: dict[str, Any]) -> RedisCluster:
+    deadline = time.monotonic() + CLUSTER_PATIENCE
+    pause = CLUSTER_PAUSE
+    while True:
+        try:
+            return RedisCluster(startup_nodes=nodes, **options)
+        except (redis.ConnectionError, redis.TimeoutError, ClusterError, RedisClusterException):
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 class Pending(Protocol):
