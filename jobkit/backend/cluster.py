@@ -141,6 +141,13 @@ class ClusterWire:
         return replies
 
     def _pipe(self, commands: Sequence[Any]) -> list[Any]:
+        if len(commands) == 1:  # redis-py's cluster pipeline costs several commands' CPU
+            try:
+                return [self.client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+            except (*CONNECTION, *REFUSED):
+                raise
+            except redis.ResponseError as exc:
+                return [exc]
         pipe = self.client.pipeline()  # type: ignore[no-untyped-call]
         for command in commands:
             pipe.execute_command(*command)
