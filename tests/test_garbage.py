@@ -215,8 +215,12 @@ def test_prefetched_jobs_that_never_started_count_no_crash_when_the_worker_dies(
     for rec in never_ran:
         assert rec.status is Status.QUEUED, rec
         assert rec.crashes == 0 and rec.attempts == 0 and rec.worker is None
+    # a crash is counted only for an attempt that started: the one running at the kill,
+    # and one that ran to its end whose outcome the kill kept from being recorded
+    started = {h.id for i, h in enumerate(handles) if h.id in marked or env.client.exists(f"m{i}")}
     crashed = [r for r in records if r and r.crashes]
-    assert len(crashed) <= 1  # at most the one that was running
+    assert len(crashed) <= 2
+    assert {r.id for r in crashed} <= started
 
     start_worker()
     for h in handles:
