@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from jobkit import registry
+from jobkit.cli.common import (
+    AppModules,
+    AsJson,
+    LogLevel,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    print_json,
+    setup_logging,
+)
 from jobkit.schedule import BoundSchedule, collect
 
-# cli.py imports this module while it is still being defined, so its helpers are looked up
-# inside the commands, and the shared option types are repeated here.
-AppModules = Annotated[list[str], typer.Option("-A", "--app", help="module(s) defining your jobs")]
-RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
-Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-LogLevel = Annotated[
-    str | None,
-    typer.Option("--log-level", help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)"),
-]
+app = typer.Typer()
 
 
 def _load(app_modules: list[str]) -> list[BoundSchedule]:
@@ -27,6 +30,7 @@ def _load(app_modules: list[str]) -> list[BoundSchedule]:
     return collect(list(registry.registered().values()))
 
 
+@app.command()
 def scheduler(
     app_modules: AppModules,
     redis_url: RedisUrl = None,
@@ -35,14 +39,15 @@ def scheduler(
 ) -> None:
     """Run a scheduler: enqueue cron slots (each once, however many schedulers run) and
     promote delayed jobs when they fall due. Stops cleanly on SIGTERM / Ctrl-C."""
-    from jobkit import cli
-    from jobkit.connection import configure, connect, get_settings
+    from jobkit import connection
     from jobkit.scheduler import Scheduler
 
-    settings = configure(redis_url=redis_url or get_settings().redis_url, prefix=prefix)
-    cli.setup_logging(log_level or settings.log_level)
+    settings = connection.configure(
+        redis_url=redis_url or connection.get_settings().redis_url, prefix=prefix
+    )
+    setup_logging(log_level or settings.log_level)
     schedules = _load(app_modules)
-    raise typer.Exit(Scheduler(connect(settings), schedules).run())
+    raise typer.Exit(Scheduler(connection.connect(settings), schedules).run())
 
 
 def _iso(t: float | None, b: BoundSchedule) -> str | None:
@@ -82,6 +87,7 @@ def _rows(schedules: list[BoundSchedule]) -> list[dict[str, Any]]:
     return rows
 
 
+@app.command()
 def schedules(
     app_modules: AppModules,
     redis_url: RedisUrl = None,
@@ -89,14 +95,12 @@ def schedules(
     as_json: AsJson = False,
 ) -> None:
     """Every cron schedule of the given modules: next runs, last run and its status."""
-    from jobkit import cli
-
-    cli._connect(redis_url, prefix)
+    connect(redis_url, prefix)
     rows = _rows(_load(app_modules))
     if as_json:
-        cli._print_json(rows)
+        print_json(rows)
         return
-    table = cli.Table(
+    table = Table(
         "schedule",
         "cron",
         "tz",
@@ -120,12 +124,6 @@ def schedules(
             str(r["fired"]),
             str(r["skipped"]),
         )
-    cli.console.print(table)
+    console.print(table)
     if not rows:
-        cli.console.print("no schedules declared in " + ", ".join(app_modules))
-
-
-def register(app: typer.Typer) -> None:
-    """Add the scheduler commands to ``app``."""
-    app.command("scheduler")(scheduler)
-    app.command("schedules")(schedules)
+        console.print("no schedules declared in " + ", ".join(app_modules))

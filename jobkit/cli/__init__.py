@@ -1,0 +1,34 @@
+"""The `jobkit` command line, one module per area:
+
+- :mod:`~jobkit.cli.worker`: ``worker``
+- :mod:`~jobkit.cli.jobs`: ``job``, ``cancel``
+- :mod:`~jobkit.cli.info`: ``info``
+- :mod:`~jobkit.cli.workers`: ``workers``
+- :mod:`~jobkit.cli.dead`: ``dead list / show / retry / purge``
+- :mod:`~jobkit.cli.scheduler`: ``scheduler``, ``schedules``
+- :mod:`~jobkit.cli.embedded`: ``redis start / stop / status``
+
+:mod:`~jobkit.cli.common` holds what they share. A module adds commands to its own
+``app``; this one merges them into the ``jobkit`` app.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from jobkit.cli import common, dead, embedded, info, jobs, scheduler, worker, workers
+
+app = typer.Typer(
+    help="jobkit: typed, reliable background jobs on Redis.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+for _area in (worker, info, jobs, workers, scheduler):
+    app.add_typer(_area.app)
+app.add_typer(dead.app, name="dead")
+app.add_typer(embedded.app, name="redis")
+
+
+def main() -> None:
+    """Console-script entry point: jobkit errors and Redis failures print plainly, exit 2."""
+    common.run(app)

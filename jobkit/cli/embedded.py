@@ -1,0 +1,32 @@
+"""`jobkit redis ...`: the embedded Redis of this project folder."""
+
+from __future__ import annotations
+
+import typer
+
+from jobkit.backend.embedded import embedded_running, ensure_embedded, stop_embedded
+from jobkit.cli.common import console, setup_logging
+from jobkit.connection import get_settings
+
+app = typer.Typer(help="The embedded Redis of this project folder.", no_args_is_help=True)
+
+
+@app.command("start")
+def redis_start() -> None:
+    """Start (or find) this folder's embedded Redis and print its URL."""
+    setup_logging("WARNING")
+    console.print(ensure_embedded(get_settings().data_dir))
+
+
+@app.command("stop")
+def redis_stop() -> None:
+    """Stop this folder's embedded Redis (its AOF keeps the data)."""
+    stopped = stop_embedded(get_settings().data_dir)
+    console.print("stopped" if stopped else "no embedded Redis was running")
+
+
+@app.command("status")
+def redis_status() -> None:
+    """Whether this folder's embedded Redis runs."""
+    running = embedded_running(get_settings().data_dir)
+    console.print("running" if running else "not running")

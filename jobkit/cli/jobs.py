@@ -1,0 +1,55 @@
+"""`jobkit job` (one job's state) and `jobkit cancel`."""
+
+from __future__ import annotations
+
+import typer
+
+from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.connection import get_settings, get_store
+from jobkit.models import JobRecord
+
+app = typer.Typer()
+
+
+def show_record(rec: JobRecord, as_json: bool) -> None:
+    """One job's record as a two-column table (its error and traceback below), or JSON."""
+    data = rec.as_dict()
+    if as_json:
+        print_json(data)
+        return
+    error = data.pop("error")
+    table = Table(show_header=False, title=f"job {rec.id}")
+    for key, value in data.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+    if error:
+        console.print(f"{error['type']}: {error['message']}", style="red")
+        if error["traceback"]:
+            console.print(error["traceback"])
+
+
+@app.command()
+def job(
+    job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
+) -> None:
+    """Show one job: status, attempts, result or last error."""
+    connect(redis_url, prefix)
+    rec = get_store().get(job_id)
+    if rec is None:
+        if as_json:
+            print_json({"id": job_id, "status": "unknown"})
+        else:
+            console.print(f"job {job_id}: unknown")
+        raise typer.Exit(1)
+    show_record(rec, as_json)
+
+
+@app.command()
+def cancel(job_ids: list[str], redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
+    """Withdraw jobs that have not started (queued, scheduled or waiting to retry)."""
+    connect(redis_url, prefix)
+    store = get_store()
+    cancelled = sum(store.cancel(i, get_settings().result_ttl) for i in job_ids)
+    console.print(f"cancelled {cancelled} of {len(job_ids)} job(s)")
+    if cancelled < len(job_ids):
+        raise typer.Exit(1)

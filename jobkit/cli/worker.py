@@ -1,0 +1,102 @@
+"""`jobkit worker`: the supervisor and its children, and the parsing of their options."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from jobkit import names, registry
+from jobkit.cli.common import Prefix, RedisUrl, setup_logging
+from jobkit.connection import configure, get_settings
+from jobkit.errors import InvalidName
+
+app = typer.Typer()
+
+
+def _queue_list(raw: str) -> list[str]:
+    """``-q``: comma-separated queue names, each checked (see :mod:`jobkit.names`)."""
+    queues = [q.strip() for q in raw.split(",") if q.strip()]
+    if not queues:
+        raise typer.BadParameter("give at least one queue", param_hint="'-q' / '--queues'")
+    for queue in queues:
+        name, colon, weight = queue.rpartition(":")
+        if colon and name and weight.replace(".", "", 1).isdigit():
+            raise typer.BadParameter(
+                f"{queue!r}: weighted queues are not supported yet; list queues in the "
+                "order they are checked (-q high,default,low)",
+                param_hint="'-q' / '--queues'",
+            )
+        try:
+            names.queue(queue)
+        except InvalidName as exc:
+            raise typer.BadParameter(str(exc), param_hint="'-q' / '--queues'") from None
+    return queues
+
+
+def _tag_list(raw: str) -> list[str]:
+    """``--tags``: comma-separated tag names, or ``*`` for every tag."""
+    tags = [t.strip() for t in raw.split(",") if t.strip()]
+    try:
+        names.tags(t for t in tags if t != "*")
+    except InvalidName as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--tags'") from None
+    return tags
+
+
+@app.command()
+def worker(
+    app_modules: Annotated[
+        list[str], typer.Option("-A", "--app", help="module(s) defining your jobs")
+    ],
+    queues: Annotated[
+        str, typer.Option("-q", "--queues", help="comma-separated, checked in this order")
+    ] = "default",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
+    tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
+    grace: Annotated[float, typer.Option(help="seconds to finish jobs on SIGTERM")] = 30.0,
+    threads: Annotated[int, typer.Option(min=1, help="threads running jobs per child")] = 1,
+    prefetch: Annotated[
+        int, typer.Option(min=1, max=1000, help="jobs claimed per round trip")
+    ] = 16,
+    log_jobs: Annotated[
+        bool, typer.Option("--log-jobs/--no-log-jobs", help="an INFO line per job")
+    ] = True,
+    lease: Annotated[float | None, typer.Option(help="lease seconds (JOBKIT_LEASE)")] = None,
+    heartbeat: Annotated[float | None, typer.Option(help="renewal every N s")] = None,
+    max_memory: Annotated[float, typer.Option(help="MB per child before it is replaced")] = 0,
+    job_timeout: Annotated[float, typer.Option(help="default hard limit per job, s")] = 0,
+    name: Annotated[str, typer.Option(help="worker name (default host.pid)")] = "",
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)")
+    ] = None,
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+) -> None:
+    """Run a worker: a supervisor with N child processes taking jobs off Redis."""
+    from jobkit.worker.supervisor import Supervisor, WorkerOptions
+
+    queue_list, tag_list = _queue_list(queues), _tag_list(tags)  # before anything starts
+    settings = configure(
+        redis_url=redis_url or get_settings().redis_url,
+        prefix=prefix,
+        lease=lease,
+        heartbeat=heartbeat,
+    )
+    setup_logging(log_level or settings.log_level)
+    registry.import_apps(app_modules)
+    options = WorkerOptions(
+        queues=queue_list,
+        tags=tag_list,
+        concurrency=concurrency,
+        grace=grace,
+        prefetch=prefetch,
+        threads=threads,
+        log_jobs=log_jobs,
+        max_memory_mb=max_memory,
+        job_timeout=job_timeout,
+        name=name,
+    )
+    logging.getLogger("jobkit").info("jobs registered: %s", ", ".join(registry.registered()))
+    raise typer.Exit(Supervisor(settings, options).run())
