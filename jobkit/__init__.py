@@ -28,7 +28,14 @@ from jobkit.errors import (
 )
 from jobkit.handle import JobHandle
 from jobkit.job import BaseJob, NoParams, get_job
-from jobkit.models import ACTIVE_STATUSES, TERMINAL_STATUSES, DeadReason, JobError, Status
+from jobkit.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    CancelOutcome,
+    DeadReason,
+    JobError,
+    Status,
+)
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, cron
 from jobkit.settings import Settings
@@ -37,6 +44,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "BaseJob",
+    "CancelOutcome",
     "ConfigurationError",
     "Cron",
     "DeadReason",

@@ -8,7 +8,7 @@ from typing import Any
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout
-from jobkit.models import TERMINAL_STATUSES, JobError, JobRecord, Status
+from jobkit.models import TERMINAL_STATUSES, CancelOutcome, JobError, JobRecord, Status
 
 # A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
 # Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read
@@ -64,11 +64,14 @@ class JobHandle:
         rec = self._current()
         return rec.error if rec else None
 
-    def cancel(self) -> bool:
-        """Withdraw the job if it has not started yet; False if it runs or has finished."""
-        cancelled = self._store.cancel(self.id, get_settings().result_ttl)
+    def cancel(self) -> CancelOutcome:
+        """Stop the job: ``CANCELLED`` if it had not started (it never runs),
+        ``REQUESTED`` if it runs (its worker kills it within about a second and it ends
+        ``cancelled``, not retried; :meth:`result` raises :class:`JobFailed` then), or a
+        refusal: ``FINISHED``, ``UNKNOWN``. The first two are true, the refusals false."""
+        outcome = self._store.cancel(self.id, get_settings().result_ttl)
         self.refresh()
-        return cancelled
+        return outcome
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish and return its result.

@@ -4,7 +4,9 @@
 
     POST /jobs/{name}        body: the job's params      -> 202 {"job_id", "status"}
     GET  /jobs/{job_id}      status, attempts, result, error (404 for unknown ids)
-    POST /jobs/{job_id}/cancel  withdraw a job that has not started (409 if too late)
+    POST /jobs/{job_id}/cancel  200: withdrawn before it started; 202: it runs, its
+                             worker stops it; 409: it has finished ("cancel" in the
+                             reply: cancelled | requested)
     GET  /dead               dead-lettered jobs, newest first
     POST /dead/{job_id}/retry
     GET  /workers            live workers and what they run
@@ -25,7 +27,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -42,7 +44,7 @@ from jobkit.errors import (
     UnknownJobError,
 )
 from jobkit.job import BaseJob
-from jobkit.models import Status
+from jobkit.models import CancelOutcome, Status
 
 # The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
 # body itself: see read_params)
@@ -151,11 +153,14 @@ def router(
         return job_view(_store(), job_id)
 
     @api.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: str) -> dict[str, Any]:
-        view = job_view(_store(), job_id)  # 404 first for an unknown id
-        if not _store().cancel(job_id, get_settings().result_ttl):
-            raise HTTPException(409, f"job {job_id} is {view['status']}: too late to cancel")
-        return job_view(_store(), job_id)
+    def cancel(job_id: str, response: Response) -> dict[str, Any]:
+        outcome = _store().cancel(job_id, get_settings().result_ttl)
+        view = job_view(_store(), job_id)  # 404 for an unknown id
+        if outcome is CancelOutcome.FINISHED:
+            raise HTTPException(409, f"job {job_id} has finished ({view['status']}): too late")
+        if outcome is CancelOutcome.REQUESTED:
+            response.status_code = 202  # its worker stops it within about a second
+        return {**view, "cancel": outcome.value}
 
     @api.get("/dead")
     def dead(limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ class DeadReason(str, Enum):
 
     EXCEPTION = "exception"
     TIMEOUT = "timeout"
+    MEMORY = "memory"  # its child grew past --max-memory while running it, and was killed
     CRASHED = "crashed"
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_JOB = "unknown_job"
@@ -49,6 +50,27 @@ class DeadReason(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class CancelOutcome(str, Enum):
+    """What a cancel did (``JobHandle.cancel()``, ``jobkit cancel``, the HTTP route).
+
+    True for the two that stop the job, false for the refusals, so ``if handle.cancel():``
+    reads as it did when cancel returned a bool."""
+
+    CANCELLED = "cancelled"  # it had not started: withdrawn, it never runs
+    REQUESTED = "requested"  # it runs: its worker kills it within about a second
+    FINISHED = "finished"  # refused: it has finished already
+    UNKNOWN = "unknown"  # refused: no such job (never was, or its record expired)
+
+    def __bool__(self) -> bool:
+        return self in _STOPS
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_STOPS = frozenset({CancelOutcome.CANCELLED, CancelOutcome.REQUESTED})
 
 
 def _ms_to_datetime(raw: str | None) -> datetime | None:

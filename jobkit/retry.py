@@ -71,9 +71,14 @@ class Retry:
 
     def decide_timeout(self, attempt: int) -> Decision:
         """A timed-out attempt retries like an exception, dying with reason ``timeout``."""
+        return self.decide_killed(attempt, DeadReason.TIMEOUT)
+
+    def decide_killed(self, attempt: int, reason: DeadReason) -> Decision:
+        """An attempt whose child was killed for ``reason`` (``timeout``, ``memory``)
+        retries like an exception, dying with that reason."""
         if attempt >= self.max_attempts:
-            return Decision(retry=False, reason=DeadReason.TIMEOUT)
-        return Decision(retry=True, delay=self.delay_for(attempt), reason=DeadReason.TIMEOUT)
+            return Decision(retry=False, reason=reason)
+        return Decision(retry=True, delay=self.delay_for(attempt), reason=reason)
 
 
 NO_RETRY = Retry(max_attempts=1)

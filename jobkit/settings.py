@@ -17,7 +17,9 @@ from pydantic import (
     model_validator,
 )
 
+from jobkit import units
 from jobkit.errors import ConfigurationError
+from jobkit.logs import LogFormat
 from jobkit.redact import redacted
 
 ENV_PREFIX = "JOBKIT_"
@@ -77,6 +79,24 @@ class Settings(BaseModel):
         description="bytes: the largest params or result JSON, refused above",
     )
     log_level: str = "INFO"
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="text, or json: one JSON object per log line"
+    )
+    max_memory: float = Field(
+        default=0.0,
+        ge=0,
+        description="MB a worker child may use (512MB, 1GB, 300): one over it is killed "
+        "mid-job, replaced between jobs; 0: no limit",
+    )
+    max_jobs_per_child: int = Field(
+        default=0, ge=0, description="a worker child is replaced after this many jobs; 0: never"
+    )
+    max_child_age: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds (or 30m, 2h) after which a worker child is replaced once its "
+        "job ends; 0: never",
+    )
     socket_timeout: float = Field(
         default=5.0,
         ge=MIN_SOCKET_TIMEOUT,
@@ -142,6 +162,21 @@ class Settings(BaseModel):
             names = ", ".join(sorted({ENV_PREFIX + _URL_OPTIONS_OWNED[o].upper() for o in owned}))
             raise ValueError(f"sets {', '.join(owned)}: use {names} instead")
         return url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _any_case(cls, raw: object) -> object:
+        return raw.strip().lower() if isinstance(raw, str) else raw
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _size(cls, raw: str | float) -> float:
+        return units.megabytes(raw)
+
+    @field_validator("max_child_age", mode="before")
+    @classmethod
+    def _duration(cls, raw: str | float) -> float:
+        return units.seconds(raw)
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

@@ -224,6 +224,46 @@ class Hog(BaseJob):
         return os.getpid()
 
 
+class HogOnce(BaseJob):
+    """On attempt 1, sets ``marker`` to its pid and holds ``mb`` MB for ``seconds`` s;
+    later attempts return the attempt number at once. One retry."""
+
+    retry = Retry(max_attempts=2, base=0.05, jitter=False)
+
+    class Params(BaseModel):
+        marker: str
+        mb: int
+        seconds: float
+
+    def perform(self) -> int:
+        if self.attempt == 1:
+            r().set(self.params.marker, os.getpid())
+            Hog(Hog.Params(mb=self.params.mb, seconds=self.params.seconds)).perform()
+        return self.attempt
+
+
+class HogNoRetry(HogOnce):
+    """HogOnce without a retry: an attempt killed for its memory is dead."""
+
+    retry = Retry(max_attempts=1)
+
+
+_leaked: list[bytearray] = []
+
+
+class Leak(BaseJob):
+    """Keeps ``mb`` MB for as long as its process lives (a leak), and returns at once."""
+
+    class Params(BaseModel):
+        mb: int
+
+    def perform(self) -> int:
+        block = bytearray(self.params.mb * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+        _leaked.append(block)
+        return os.getpid()
+
+
 class Label(BaseJob):
     """Params with pydantic's default ``extra="ignore"``: dispatch must not drop unknown
     keywords silently all the same."""

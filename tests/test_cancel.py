@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from jobkit import JobFailed, Status
+from jobkit import CancelOutcome, JobFailed, Status
 from jobs_example.web import app
 from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli
@@ -14,8 +14,8 @@ from tests.conftest import Env, StartWorker, run_cli
 def test_a_cancelled_job_never_runs(env: Env, start_worker: StartWorker) -> None:
     doomed = jobs.Record.dispatch(key="cancel-log", tag="doomed")
     later = jobs.Add.dispatch(a=1, b=1, delay=60)
-    assert doomed.cancel() is True
-    assert later.cancel() is True
+    assert doomed.cancel() is CancelOutcome.CANCELLED
+    assert later.cancel()  # true, as when cancel returned a bool
     assert doomed.status is Status.CANCELLED and later.status is Status.CANCELLED
     assert env.client.zcard(env.keys.queue("default")) == 0
     assert env.client.zcard(env.keys.shard("default").scheduled) == 0
@@ -25,7 +25,8 @@ def test_a_cancelled_job_never_runs(env: Env, start_worker: StartWorker) -> None
     start_worker()
     assert jobs.Add.dispatch(a=2, b=2).result(timeout=15) == 4
     assert env.client.llen("cancel-log") == 0  # the cancelled job never ran
-    assert doomed.cancel() is False  # already finished: nothing to withdraw
+    assert doomed.cancel() is CancelOutcome.FINISHED  # nothing to withdraw
+    assert not doomed.cancel()
 
 
 def test_cancel_from_the_cli_and_over_http(env: Env, start_worker: StartWorker) -> None:

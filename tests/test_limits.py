@@ -58,17 +58,50 @@ def test_timeout_with_retries_left_retries_then_dies(env: Env, start_worker: Sta
     assert stats.get("dead") == 1
 
 
-def test_child_over_max_memory_is_replaced_after_its_job(
+def test_a_child_over_max_memory_mid_job_is_killed_and_the_job_retried(
     env: Env, start_worker: StartWorker
 ) -> None:
-    worker = start_worker(concurrency=1, extra=("--max-memory", "100"))
-    [first_child] = worker.child_pids()
-    handle = jobs.Hog.dispatch(mb=200, seconds=1.0)
+    worker = start_worker(concurrency=1, extra=("--max-memory", "150MB"))
+    handle = jobs.HogOnce.dispatch(marker="hog-pid", mb=300, seconds=30)
 
-    assert handle.result(timeout=20) == first_child  # the job itself is not interrupted
-    assert handle.attempts == 1
+    assert handle.result(timeout=20) == 2  # killed long before its 30 s, then retried
+    first = int(env.client.get("hog-pid") or 0)
+    assert first and first not in worker.child_pids()
+    assert handle.attempts == 2
+    assert env.stats().get("failed") == 1
+    assert "150 MB running tests.jobs.HogOnce" in worker.log_text()
+    assert jobs.WhoAmI.dispatch().result(timeout=20)["ppid"] == worker.pid
+
+
+def test_a_job_killed_for_memory_without_retries_left_is_dead_with_reason_memory(
+    env: Env, start_worker: StartWorker
+) -> None:
+    start_worker(concurrency=1, extra=("--max-memory", "150"))
+    handle = jobs.HogNoRetry.dispatch(marker="hog-pid", mb=300, seconds=30)
+
+    with pytest.raises(JobFailed) as failed:
+        handle.result(timeout=20)
+    assert failed.value.status == "dead"
+    rec = handle.record
+    assert rec is not None and rec.reason == DeadReason.MEMORY.value
+    assert rec.attempts == 1 and rec.crashes == 0  # a memory kill is not a crash
+    assert rec.error is not None and rec.error.type == "MemoryLimit"
+    assert "150 MB limit" in rec.error.message
+    assert rec.started_at is not None and rec.finished_at is not None
+    assert (rec.finished_at - rec.started_at).total_seconds() < 10
+    assert env.client.zcard(env.keys.shard("default").running) == 0
+    assert jobs.Add.dispatch(a=1, b=2).result(timeout=20) == 3
+
+
+def test_a_child_over_max_memory_after_its_job_is_replaced_before_its_next(
+    env: Env, start_worker: StartWorker
+) -> None:
+    worker = start_worker(concurrency=1, extra=("--max-memory", "100MB"))
+    [first_child] = worker.child_pids()
+
+    assert jobs.Leak.dispatch(mb=200).result(timeout=20) == first_child  # not interrupted
     wait_until(lambda: first_child not in worker.child_pids(), timeout=10, what="recycling")
     who = jobs.WhoAmI.dispatch().result(timeout=20)
-    assert who["pid"] != first_child
-    assert who["ppid"] == worker.pid
-    assert "replacing it after its job" in worker.log_text()
+    assert who["pid"] != first_child and who["ppid"] == worker.pid
+    assert "between jobs: replacing it after its current job" in worker.log_text()
+    assert "died unexpectedly" not in worker.log_text()

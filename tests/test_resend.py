@@ -10,7 +10,7 @@ import pytest
 import redis
 
 import jobkit
-from jobkit import Status
+from jobkit import CancelOutcome, Status
 from jobkit.backend import scripts
 from jobkit.backend.store import Store
 from jobkit.backend.wire import ReplyLost, _Link
@@ -55,7 +55,7 @@ def _other_store(env: Env) -> Store:
 
 def test_every_script_is_classified() -> None:
     assert set(scripts.NAMES) == scripts.REPEATABLE | scripts.UNREPEATABLE
-    assert {"revive", "purge", "cancel"} == scripts.UNREPEATABLE
+    assert {"revive", "purge", "cancel", "drain"} == scripts.UNREPEATABLE
 
 
 def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
@@ -169,7 +169,9 @@ def test_a_call_that_must_not_run_twice_raises_when_its_reply_is_lost(
 def test_an_unrepeatable_call_goes_out_on_a_live_connection(env: Env) -> None:
     handle = jobs.Add.dispatch(a=1, b=1)  # this thread's connection is open now
     assert env.client.client_kill_filter(_type="normal", skipme=True) >= 1  # idle, then closed
-    assert env.store.cancel(handle.id, 60) is True  # seen dead before sending: a fresh one
+    assert (
+        env.store.cancel(handle.id, 60) is CancelOutcome.CANCELLED
+    )  # seen dead before sending: a fresh one
     assert handle.status is Status.CANCELLED
 
 

@@ -38,6 +38,7 @@ class Lease(IntEnum):
     LOST = 0  # another holder has the job, or it is gone
     KEPT = 1  # extended
     ENDED = 2  # this holder's attempt already ended: its outcome was recorded
+    CANCEL = 3  # extended, and a cancel was requested: the supervisor stops the attempt
 
 
 class Refill(NamedTuple):

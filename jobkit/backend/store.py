@@ -21,7 +21,7 @@ from jobkit.backend.reads import Reads
 from jobkit.backend.transport import Transport, transport_for
 from jobkit.backend.wire import Head, raise_errors
 from jobkit.errors import ConfigurationError, InvalidTransition, JobNotFound, NotDurable
-from jobkit.models import NewJob
+from jobkit.models import CancelOutcome, NewJob
 
 __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
 
@@ -32,6 +32,13 @@ ENQUEUE_CHUNK = 200
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
+
+_CANCEL_CODES = {  # cancel.lua's replies
+    1: CancelOutcome.CANCELLED,
+    2: CancelOutcome.REQUESTED,
+    0: CancelOutcome.FINISHED,
+    -1: CancelOutcome.UNKNOWN,
+}
 
 
 class Store(Reads, Leasing):
@@ -320,9 +327,19 @@ class Store(Reads, Leasing):
             raise InvalidTransition(f"job {job_id} cannot be requeued: {raw[1]}")
         return bool(raw)
 
-    def cancel(self, job_id: str, ttl: int) -> bool:
-        """Withdraw a job that has not started; False if it runs or has finished."""
-        return bool(self._run("cancel", self._job_keys(job_id), (job_id, ttl)))
+    def cancel(self, job_id: str, ttl: int) -> CancelOutcome:
+        """Withdraw a job that has not started, or ask the worker running it to stop it
+        (see cancel.lua); a refusal says why."""
+        try:
+            keys = self._job_keys(job_id)
+        except JobNotFound:
+            return CancelOutcome.UNKNOWN
+        return _CANCEL_CODES[int(self._run("cancel", keys, (job_id, ttl)))]
+
+    def end_cancelled(self, job_id: str, token: str, ttl: int) -> bool:
+        """End the attempt under ``token`` of a job whose cancel was requested, after its
+        child was killed; False if that attempt no longer holds the job."""
+        return bool(self._run("cancelled", self._job_keys(job_id), (job_id, token, ttl)))
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         """Delete dead jobs for good: ``ids``, or every dead job of every queue."""

@@ -3,7 +3,6 @@ logging set-up, and how a failure reaches the user."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated, Any
 
@@ -12,7 +11,9 @@ import redis
 import typer
 
 from jobkit.connection import configure, describe_failure, get_settings
-from jobkit.errors import ConfigurationError, JobkitError
+from jobkit.errors import JobkitError
+from jobkit.logs import LogFormat
+from jobkit.logs import setup_logging as setup_logging  # every command logs the same way
 
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
@@ -21,6 +22,10 @@ AppModules = Annotated[list[str], typer.Option("-A", "--app", help="module(s) de
 LogLevel = Annotated[
     str | None,
     typer.Option("--log-level", help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)"),
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option("--log-format", help="text, or json: a JSON object per line (JOBKIT_LOG_FORMAT)"),
 ]
 
 
@@ -49,23 +54,6 @@ def Table(*args: Any, **kwargs: Any) -> Any:
 
 
 console = _Console()
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr at ``level`` (a name of :data:`LOG_LEVELS`, any case)."""
-    name = level.strip().upper()
-    if name not in LOG_LEVELS:
-        raise ConfigurationError(
-            f"unknown log level {level!r} (--log-level or JOBKIT_LOG_LEVEL); "
-            f"use one of {', '.join(LOG_LEVELS)}"
-        )
-    logging.basicConfig(
-        level=name,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
-    )
 
 
 def connect(redis_url: str | None, prefix: str | None, **extra: Any) -> None:

@@ -6,7 +6,7 @@ import typer
 
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_settings, get_store
-from jobkit.models import JobRecord
+from jobkit.models import CancelOutcome, JobRecord
 
 app = typer.Typer()
 
@@ -46,10 +46,27 @@ def job(
 
 @app.command()
 def cancel(job_ids: list[str], redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
-    """Withdraw jobs that have not started (queued, scheduled or waiting to retry)."""
+    """Cancel jobs: one that has not started is withdrawn; a running one is stopped by its
+    worker within about a second (it ends cancelled, not retried). Exit code 1 if any was
+    refused (it has finished, or no such job)."""
     connect(redis_url, prefix)
     store = get_store()
-    cancelled = sum(store.cancel(i, get_settings().result_ttl) for i in job_ids)
-    console.print(f"cancelled {cancelled} of {len(job_ids)} job(s)")
-    if cancelled < len(job_ids):
+    refused = 0
+    for job_id in job_ids:
+        outcome = store.cancel(job_id, get_settings().result_ttl)
+        refused += not outcome
+        console.print(f"job {job_id}: {_said(outcome, job_id)}")
+    if refused:
         raise typer.Exit(1)
+
+
+def _said(outcome: CancelOutcome, job_id: str) -> str:
+    if outcome is CancelOutcome.CANCELLED:
+        return "cancelled (it had not started)"
+    if outcome is CancelOutcome.REQUESTED:
+        return "cancel requested: it is running; its worker stops it within about a second"
+    if outcome is CancelOutcome.FINISHED:
+        rec = get_store().get(job_id)
+        status = rec.status.value if rec else "finished"
+        return f"refused: it has finished ({status})"
+    return "refused: unknown job (no such id, or its record expired)"

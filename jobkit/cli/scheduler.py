@@ -11,6 +11,7 @@ from jobkit import registry
 from jobkit.cli.common import (
     AppModules,
     AsJson,
+    LogFormatOption,
     LogLevel,
     Prefix,
     RedisUrl,
@@ -36,6 +37,7 @@ def scheduler(
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
     log_level: LogLevel = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run a scheduler: enqueue cron slots (each once, however many schedulers run) and
     promote delayed jobs when they fall due. Stops cleanly on SIGTERM / Ctrl-C."""
@@ -43,9 +45,11 @@ def scheduler(
     from jobkit.scheduler import Scheduler
 
     settings = connection.configure(
-        redis_url=redis_url or connection.get_settings().redis_url, prefix=prefix
+        redis_url=redis_url or connection.get_settings().redis_url,
+        prefix=prefix,
+        log_format=log_format,
     )
-    setup_logging(log_level or settings.log_level)
+    setup_logging(log_level or settings.log_level, settings.log_format)
     schedules = _load(app_modules)
     raise typer.Exit(Scheduler(connection.connect(settings), schedules).run())
 

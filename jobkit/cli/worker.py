@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from jobkit import names, registry
-from jobkit.cli.common import Prefix, RedisUrl, setup_logging
+from jobkit import names, registry, units
+from jobkit.cli.common import LogFormatOption, Prefix, RedisUrl, setup_logging
 from jobkit.connection import configure, get_settings
 from jobkit.errors import InvalidName
 
@@ -45,6 +46,16 @@ def _tag_list(raw: str) -> list[str]:
     return tags
 
 
+def _parsed(parse: Callable[[str], float], raw: str | None, option: str) -> float | None:
+    """An option's value through ``parse``; its ValueError as a usage error."""
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
 @app.command()
 def worker(
     app_modules: Annotated[
@@ -65,12 +76,28 @@ def worker(
     ] = True,
     lease: Annotated[float | None, typer.Option(help="lease seconds (JOBKIT_LEASE)")] = None,
     heartbeat: Annotated[float | None, typer.Option(help="renewal every N s")] = None,
-    max_memory: Annotated[float, typer.Option(help="MB per child before it is replaced")] = 0,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="per child: 512MB, 1GB, 300 (MB); over it mid-job: killed (JOBKIT_MAX_MEMORY)"
+        ),
+    ] = None,
+    max_jobs_per_child: Annotated[
+        int | None,
+        typer.Option(min=0, help="replace a child after N jobs (JOBKIT_MAX_JOBS_PER_CHILD)"),
+    ] = None,
+    max_child_age: Annotated[
+        str | None,
+        typer.Option(
+            help="replace a child after its job once this old: 3600, 30m, 2h (JOBKIT_MAX_CHILD_AGE)"
+        ),
+    ] = None,
     job_timeout: Annotated[float, typer.Option(help="default hard limit per job, s")] = 0,
     name: Annotated[str, typer.Option(help="worker name (default host.pid)")] = "",
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING ... (JOBKIT_LOG_LEVEL, or INFO)")
     ] = None,
+    log_format: LogFormatOption = None,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:
@@ -83,8 +110,12 @@ def worker(
         prefix=prefix,
         lease=lease,
         heartbeat=heartbeat,
+        log_format=log_format,
+        max_memory=_parsed(units.megabytes, max_memory, "--max-memory"),
+        max_jobs_per_child=max_jobs_per_child,
+        max_child_age=_parsed(units.seconds, max_child_age, "--max-child-age"),
     )
-    setup_logging(log_level or settings.log_level)
+    setup_logging(log_level or settings.log_level, settings.log_format)
     registry.import_apps(app_modules)
     options = WorkerOptions(
         queues=queue_list,
@@ -94,7 +125,9 @@ def worker(
         prefetch=prefetch,
         threads=threads,
         log_jobs=log_jobs,
-        max_memory_mb=max_memory,
+        max_memory_mb=settings.max_memory,
+        max_jobs_per_child=settings.max_jobs_per_child,
+        max_child_age=settings.max_child_age,
         job_timeout=job_timeout,
         name=name,
     )

@@ -37,6 +37,7 @@ from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
 from jobkit.worker.outage import TROUBLE, Guard
+from jobkit.worker.protocol import RETIRED
 from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
@@ -63,6 +64,7 @@ class Child:
         prefetch: int = 1,
         log_jobs: bool = True,
         all_tags: bool = False,
+        max_jobs: int = 0,
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -81,6 +83,7 @@ class Child:
         self.lease_ms = int(settings.lease * 1000)
         self.stopping = False  # set by SIGTERM, or when a thread of ours died
         self.failed = False  # a thread died: exit with FAILED
+        self.max_jobs, self.ran = max_jobs, 0  # retire after max_jobs jobs (0: never)
         self.parent = os.getppid()
         self.guard = Guard(log)  # Redis trouble: logged once per retry or kind, backed off
         self.cond = threading.Condition()
@@ -101,7 +104,7 @@ class Child:
         self.executor: Executor
 
     def _on_term(self, signum: int, frame: types.FrameType | None) -> None:
-        self.stopping = True
+        self.stopping = self.closing = True  # no runner takes another job (see _wind_down)
 
     def run(self) -> int:
         """Serve until SIGTERM; the exit code (0, or FAILED when a thread of ours died).
@@ -135,7 +138,9 @@ class Child:
         finally:
             self._wind_down()
             stop_keeper.set()
-        return FAILED if self.failed else 0
+        if self.failed:
+            return FAILED
+        return RETIRED if self.max_jobs and self.ran >= self.max_jobs else 0
 
     def died(self, what: str) -> None:
         """A thread of ours died: stop, so the supervisor replaces this child (and
@@ -263,6 +268,9 @@ class Child:
         self.slots.clear(index)
         with self.cond:
             self.started[index] = 0.0
+            self.ran += 1
+            if self.ran == self.max_jobs:  # its last: the others are handed back
+                self.stopping = self.closing = True
             if isinstance(outcome, Success):  # recorded later, with its batch
                 self.pending.append((handle, outcome))
                 self._wake(watch=True)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobkit.worker")
 
 TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
+CHECK_EVERY = 1.0  # seconds between looks for cancelled jobs, and at memory and age
 
 LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
 
@@ -47,9 +48,10 @@ class Chores:
             ("marking started jobs", self._mark_started, 0.0, True),
             ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4), True),
             ("checking Redis kept its data", self._check_data, settings.heartbeat, True),
-            ("renewing leases", self._renew, settings.heartbeat, True),
+            # the renewal's reply names the jobs cancelled meanwhile: stopped within a second
+            ("renewing leases", self._renew, min(settings.heartbeat, CHECK_EVERY), True),
             ("worker heartbeat", self._beat, settings.heartbeat, True),
-            ("memory check", self.sup.settler.check_memory, settings.heartbeat, False),
+            ("checking children's limits", self._check_limits, CHECK_EVERY, False),
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
@@ -210,6 +212,11 @@ class Chores:
             if lease is Lease.LOST:
                 self.lost.add(key)
                 log.warning("job %s %s: lease lost (expired or taken over)", job.name, job.id)
+            elif lease is Lease.CANCEL and (state := self.sup.children.get(key[0])):
+                self.sup.settler.cancel(state, key[1], job)
+
+    def _check_limits(self) -> None:
+        self.sup.settler.check_limits(time.monotonic())
 
     def _beat(self) -> None:
         sup = self.sup

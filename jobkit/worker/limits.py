@@ -1,7 +1,9 @@
-"""Limits the supervisor enforces on its children: per-job time and per-child memory."""
+"""Limits the supervisor enforces on its children: per-job time, per-child memory and
+age; and what it knows of each child to enforce them."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -13,6 +15,8 @@ class KillReason(str, Enum):
     """Why the supervisor killed a child."""
 
     TIMEOUT = "timeout"  # a job overran its time limit
+    MEMORY = "memory"  # it grew past --max-memory while running a job
+    CANCEL = "cancel"  # a job it ran was cancelled
     SHUTDOWN = "shutdown"  # the grace period of a graceful stop ran out
 
 
@@ -26,9 +30,12 @@ class ChildState:
     reader: Reader = field(default_factory=Reader)
     held: dict[str, str] = field(default_factory=dict)  # handle (text) -> claim, unparsed
     marked: set[str] = field(default_factory=set)  # handles Redis knows have started
+    born: float = field(default_factory=time.monotonic)
     kill_reason: KillReason | None = None  # why we killed it
-    timed_out: str | None = None  # the handle of the job whose timeout made us kill it
-    recycling: bool = False  # asked to exit after its current job (memory)
+    blamed: set[str] = field(default_factory=set)  # handles whose timeout or memory did
+    cancelled: set[str] = field(default_factory=set)  # handles whose cancel made us kill it
+    note: str = ""  # what the kill was about, for the attempt's error (memory)
+    recycling: bool = False  # asked to exit after its current job (memory, age)
 
     def job(self, handle: str) -> Held | None:
         """What the child told us about a job it holds (None: not held, or unreadable)."""

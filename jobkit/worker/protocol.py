@@ -29,6 +29,7 @@ from dataclasses import dataclass
 log = logging.getLogger("jobkit.worker")
 
 CLAIMED, DONE, RELEASED = "C", "D", "R"
+RETIRED = 75  # exit code of a child that ran its --max-jobs-per-child jobs: replaced at once
 OUTCOMES = ("succeeded", "retrying", "dead", "lost")
 _ENCODING, _ERRORS = "utf-8", "surrogatepass"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
@@ -86,6 +87,11 @@ def send(fd: int, messages: Iterable[str]) -> None:
     while data:
         written = os.write(fd, data)
         data = data[written:]
+
+
+def retired(status: int) -> bool:
+    """Whether a child's wait status says it ran its --max-jobs-per-child jobs."""
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRED
 
 
 def held(fields: str) -> Held:

@@ -30,7 +30,7 @@ from jobkit.worker.chores import TICK, Chores
 from jobkit.worker.lifeline import Lifeline, orphaned
 from jobkit.worker.limits import ChildState
 from jobkit.worker.outage import Guard
-from jobkit.worker.protocol import OUTCOMES
+from jobkit.worker.protocol import OUTCOMES, retired
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
 from jobkit.worker.strays import become_subreaper, descendants, end_strays
@@ -55,6 +55,8 @@ class WorkerOptions:
     prefetch: int = 1
     threads: int = 1  # runner threads per child
     max_memory_mb: float = 0.0  # 0: no limit
+    max_jobs_per_child: int = 0  # a child retires after this many jobs (0: never)
+    max_child_age: float = 0.0  # seconds; an older child retires after its job (0: never)
     log_jobs: bool = True  # one INFO line per job start and end
     job_timeout: float = 0.0  # default hard limit for jobs that set none (0: none)
     name: str = ""
@@ -195,6 +197,7 @@ class Supervisor:
                 self.options.prefetch,
                 self.options.log_jobs,
                 self.all_tags,
+                self.options.max_jobs_per_child,
             ).run()
         except BrokenPipeError:
             orphaned()  # the supervisor is gone: its leases lapse and get reaped
@@ -258,7 +261,11 @@ class Supervisor:
             if self.stopping:
                 continue
             delay = 0.0
-            if state.kill_reason is None and not state.recycling:
+            if retired(status):
+                log.info(
+                    "child %d ran its %d jobs: replacing it", pid, self.options.max_jobs_per_child
+                )
+            elif state.kill_reason is None and not state.recycling:
                 delay = self._respawn_delay()
                 log.error(
                     "child %d died unexpectedly (%s); replacing it in %.1fs",

@@ -21,6 +21,7 @@ NAMES = (
     "revive",
     "purge",
     "cancel",
+    "cancelled",
     "worker",
     "cron_fire",
     "mark",

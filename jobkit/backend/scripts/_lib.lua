@@ -75,6 +75,15 @@ local function notify_done(base, id, ttl)
   if redis.call('EXISTS', waiter_key(base, id)) == 1 then push_done(base, id, ttl) end
 end
 
+-- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
+-- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
+local function end_cancelled(base, jk, id, ttl, now)
+  redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now)
+  redis.call('HDEL', jk, 'cancel')
+  redis.call('EXPIRE', jk, ttl)
+  notify_done(base, id, ttl)
+end
+
 -- Park a job in `scheduled` until `due`. Sleeping schedulers are woken (pub/sub channel
 -- named in keys.py) only when this entry is due before every other: otherwise they
 -- already sleep until an earlier due time.

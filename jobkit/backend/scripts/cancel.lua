@@ -1,19 +1,26 @@
--- cancel: withdraw a job that has not started (queued, scheduled or waiting to retry).
+-- cancel: withdraw a job that has not started (queued, scheduled or waiting to retry), or
+-- ask the worker running it to stop it.
 -- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (its queue, scheduled and done:<id> are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id, result_ttl seconds (how long the cancelled record is kept)
--- Returns  1 cancelled, 0 refused (running or already finished: it cannot be withdrawn)
+-- Returns  1 cancelled; 2 requested (it runs: `cancel` = ttl is set in its hash, its
+--          supervisor sees it through heartbeat.lua, kills the child and ends the attempt
+--          with cancelled.lua; should the attempt end otherwise and the job be queued
+--          again, claim.lua cancels it instead of leasing it); 0 refused, it has finished;
+--          -1 refused, no such job
 -- Invariant: a cancelled job is in no queue and not in `scheduled`, so nothing runs it.
 local base, jk = KEYS[1], KEYS[2]
 local id, ttl = ARGV[1], tonumber(ARGV[2])
 local f = read_job(jk, 'status', 'lane')
-if not f then return 0 end
+if not f or not f[1] then return -1 end
+if f[1] == 'running' then
+  redis.call('HSET', jk, 'cancel', ttl)
+  return 2
+end
 if f[1] ~= 'queued' and f[1] ~= 'scheduled' and f[1] ~= 'retrying' then return 0 end
 -- pcall: a queue or scheduled key of another type holds no entry of this job to remove
 if f[2] then redis.pcall('ZREM', queue_key(base, f[2]), id) end
 redis.pcall('ZREM', base .. ':scheduled', id)
-redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now_ms())
-redis.call('EXPIRE', jk, ttl)
-notify_done(base, id, ttl)
+end_cancelled(base, jk, id, ttl, now_ms())
 return 1

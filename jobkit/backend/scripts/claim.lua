@@ -91,13 +91,15 @@ local function take(id, lane)
     if key_type(jk) ~= 'none' then invalid_record(base, id, 'its id does not name its queue', now_s) end
     return
   end
-  local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout')
+  local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout', 'cancel')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now_s)
     return
   end
   -- an id whose hash vanished or that was cancelled meanwhile is simply dropped
   if f[1] ~= 'queued' then return end
+  -- cancelled while an attempt ran that then ended otherwise (see cancel.lua)
+  if f[7] then return end_cancelled(base, jk, id, tonumber(f[7]) or 86400, now_s) end
   local why = problem(id, f)
   if why then
     invalid_record(base, id, why, now_s)

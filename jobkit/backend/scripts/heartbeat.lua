@@ -5,7 +5,7 @@
 -- Returns  one code per pair: 1 extended; 2 this token's attempt already ended (the job
 --          left `running` under this very lease: completed, failed, requeued, reaped),
 --          nothing to renew and nothing lost; 0 lost (another attempt holds the lease,
---          or the job is gone)
+--          or the job is gone); 3 extended, and its cancel was requested (cancel.lua)
 -- Invariant: only the current token holder can keep a job in `running` alive.
 local base = KEYS[1]
 local lease_ms = tonumber(ARGV[1])
@@ -14,12 +14,12 @@ local deadline = now_ms() + lease_ms
 local out = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local f = read_job(job_key(base, id), 'status', 'lease')
+  local f = read_job(job_key(base, id), 'status', 'lease', 'cancel')
   if not f or f[2] ~= token then
     out[#out + 1] = 0
   elseif f[1] == 'running' then
     redis.call('ZADD', running, 'XX', deadline, id)
-    out[#out + 1] = 1
+    out[#out + 1] = f[3] and 3 or 1
   else
     out[#out + 1] = 2
   end
