@@ -10,6 +10,7 @@
     ├── DispatchError             a dispatch option out of range (delay, at, priority)
     ├── PayloadTooLarge           params or a result over JOBKIT_MAX_PAYLOAD bytes
     ├── JobNotFound               an id that Redis does not know
+    ├── UnknownQueue              a queue no job was sent to and no worker serves
     ├── JobTimeout                JobHandle.result() waited longer than asked
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
     ├── InvalidTransition         e.g. retrying a job that is not dead
@@ -69,6 +70,11 @@ class PayloadTooLarge(JobkitError, ValueError):
 
 class JobNotFound(JobkitError):
     """No job with this id exists (it never did, or its record expired)."""
+
+
+class UnknownQueue(JobkitError, ValueError):
+    """A queue named in an operation (pause, resume, purge) that the queue registry does
+    not hold: no job was ever sent to it and no worker serves it."""
 
 
 class JobTimeout(JobkitError):

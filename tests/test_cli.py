@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
@@ -26,20 +27,22 @@ def test_workers_shows_what_a_worker_runs_now(env: Env, start_worker: StartWorke
     handle = jobs.Sleepy.dispatch(marker="cli-sleepy", seconds=3)
     wait_until(lambda: env.client.exists("cli-sleepy"), timeout=10, what="the job to start")
 
-    def listed() -> list[dict[str, str]]:
+    def listed() -> list[dict[str, Any]]:
         out = run_cli("workers", "--json", url=env.url)
         assert out.returncode == 0, out.stderr
         return [w for w in json.loads(out.stdout) if w["name"] == worker.name]
 
     wait_until(
-        lambda: handle.id in (listed() or [{}])[0].get("jobs", ""),
+        lambda: [j["id"] for j in (listed() or [{"jobs": []}])[0]["jobs"]] == [handle.id],
         timeout=10,
         what="the worker to report its job",
     )
     [row] = listed()
-    assert row["queues"] == "default"
+    assert row["queues"] == ["default"]
     assert row["state"] == "running"
-    assert json.loads(row["jobs"]) == [{"id": handle.id, "name": "tests.jobs.Sleepy"}]
+    [running] = row["jobs"]
+    assert (running["id"], running["name"]) == (handle.id, "tests.jobs.Sleepy")
+    assert isinstance(running["since"], float)
 
 
 def test_job_shows_a_result_and_unknown_ids_fail(env: Env, start_worker: StartWorker) -> None:

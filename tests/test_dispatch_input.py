@@ -194,7 +194,9 @@ def test_a_class_tag_outside_the_alphabet_fails_the_class_definition(bad: str) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("-q", "high:5,low:1"), "weighted queues are not supported yet"),
+        (("-q", "high:0,low:1"), "a weight is a whole number from 1 up"),
+        (("-q", "high:x,low:1"), "a weight is a whole number from 1 up"),
+        (("-q", "high:5,low"), "give every queue a weight"),
         (("-q", "zz|gpu"), "queue 'zz|gpu' is not valid"),
         (("-q", "ok", "--tags", "gpu,a|b"), "tag 'a|b' is not valid"),
         (("-q", ","), "give at least one queue"),

@@ -28,6 +28,8 @@ per queue: ``{p:q}:…``          type    holds
                                         ...), for the same request sent again
 ``corrupt:<id>``                any     a record found under ``job:<id>`` that was no hash
 ``seq``                         string  FIFO sequence counter
+``paused``                      string  present while the queue is paused: claims
+                                        lease nothing from it (dispatch still works)
 ``lanes``                       set     every tagged lane of the queue a job was sent to
 ``stats``                       hash    succeeded / failed / dead totals
 ``schedule:<key>``              hash    one cron schedule of a job class of this queue:
@@ -125,6 +127,7 @@ class Shard:
         "base",
         "dead",
         "lanes",
+        "paused",
         "queue",
         "running",
         "sched_wake",
@@ -142,6 +145,7 @@ class Shard:
         self.seq = f"{self.base}:seq"
         self.lanes = f"{self.base}:lanes"
         self.stats = f"{self.base}:stats"
+        self.paused = f"{self.base}:paused"
         self.sched_wake = f"{self.base}:sched:wake"
 
     def job(self, job_id: str) -> str:

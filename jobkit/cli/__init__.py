@@ -3,7 +3,8 @@
 - :mod:`~jobkit.cli.worker`: ``worker``
 - :mod:`~jobkit.cli.jobs`: ``job``, ``cancel``
 - :mod:`~jobkit.cli.info`: ``info``
-- :mod:`~jobkit.cli.workers`: ``workers``
+- :mod:`~jobkit.cli.workers`: ``workers``, ``workers prune``
+- :mod:`~jobkit.cli.queues`: ``queues``, ``queues pause / resume / purge``
 - :mod:`~jobkit.cli.dead`: ``dead list / show / retry / purge``
 - :mod:`~jobkit.cli.scheduler`: ``scheduler``, ``schedules``
 - :mod:`~jobkit.cli.embedded`: ``redis start / stop / status``
@@ -16,15 +17,17 @@ from __future__ import annotations
 
 import typer
 
-from jobkit.cli import common, dead, embedded, info, jobs, scheduler, worker, workers
+from jobkit.cli import common, dead, embedded, info, jobs, queues, scheduler, worker, workers
 
 app = typer.Typer(
     help="jobkit: typed, reliable background jobs on Redis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, jobs, workers, scheduler):
+for _area in (worker, info, jobs, scheduler):
     app.add_typer(_area.app)
+app.add_typer(workers.app, name="workers")
+app.add_typer(queues.app, name="queues")
 app.add_typer(dead.app, name="dead")
 app.add_typer(embedded.app, name="redis")
 

@@ -29,28 +29,69 @@ LogFormatOption = Annotated[
 ]
 
 
+def _rich_console(width: int | None = None) -> Any:
+    from rich.console import Console
+
+    # job names, ids, errors are data: never read as markup ("[/]" would raise) or emoji
+    # codes (an id with ":running:" in it)
+    return Console(markup=False, emoji=False, highlight=False, width=width)
+
+
 class _Console:
     """rich's console, imported on first use: a worker starting up never prints a table,
-    and rich takes a noticeable share of the start-up time."""
+    and rich takes a noticeable share of the start-up time.
+
+    A table is printed so that no cell of an :func:`id_column` is ever cut: such a column
+    is kept as wide as its longest line while the others wrap or shrink, and when even
+    that does not fit the terminal, the table is printed wider than the terminal."""
 
     def __init__(self) -> None:
         self._console: Any = None
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if self._console is None:
-            from rich.console import Console
+            self._console = _rich_console()
+        for obj in objects:
+            needed = _keep_ids_whole(self._console, obj)
+            if needed > self._console.width:
+                _rich_console(needed).print(obj, **kwargs)
+            else:
+                self._console.print(obj, **kwargs)
+        if not objects:
+            self._console.print(**kwargs)
 
-            # job names, ids, errors are data: never read as markup ("[/]" would raise)
-            # or emoji codes (an id with ":running:" in it)
-            self._console = Console(markup=False, emoji=False, highlight=False)
-        self._console.print(*objects, **kwargs)
+
+def _keep_ids_whole(console: Any, obj: Any) -> int:
+    """For a table: give each id column the width of its longest line; the width the
+    table needs at least (0 for anything else)."""
+    from rich.cells import cell_len
+    from rich.measure import Measurement
+    from rich.table import Table as RichTable
+
+    if not isinstance(obj, RichTable):
+        return 0
+    for column in obj.columns:
+        if column.no_wrap:
+            lines = [line for cell in column.cells for line in str(cell).splitlines()]
+            longest = max([cell_len(str(column.header)), *map(cell_len, lines)])
+            column.min_width = max(column.min_width or 0, longest)
+    # measured unconstrained: within the terminal's width rich reports what it would cut to
+    return int(Measurement.get(console, console.options.update_width(10**6), obj).minimum)
 
 
 def Table(*args: Any, **kwargs: Any) -> Any:
-    """A rich table, rich imported on first use."""
+    """A rich table, rich imported on first use (headers: names or :func:`id_column`)."""
     from rich.table import Table as RichTable
 
     return RichTable(*args, **kwargs)
+
+
+def id_column(header: str, **kwargs: Any) -> Any:
+    """A table column of job ids: never cut, never wrapped inside an id (several ids in a
+    cell go one a line). Other columns wrap or shrink first."""
+    from rich.table import Column
+
+    return Column(header, no_wrap=True, **kwargs)
 
 
 console = _Console()

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.cli.common import (
+    AsJson,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    id_column,
+    print_json,
+)
 from jobkit.cli.jobs import job
 from jobkit.connection import get_store
 from jobkit.errors import JobkitError
@@ -28,7 +37,9 @@ def dead_list(
     if as_json:
         print_json([r.as_dict() for r in records])
         return
-    table = Table("id", "job", "reason", "attempts", "died at", "error", title="dead jobs")
+    table = Table(
+        id_column("id"), "job", "reason", "attempts", "died at", "error", title="dead jobs"
+    )
     for r in records:
         table.add_row(
             r.id,

@@ -16,24 +16,46 @@ from jobkit.errors import InvalidName
 app = typer.Typer()
 
 
-def _queue_list(raw: str) -> list[str]:
-    """``-q``: comma-separated queue names, each checked (see :mod:`jobkit.names`)."""
-    queues = [q.strip() for q in raw.split(",") if q.strip()]
-    if not queues:
-        raise typer.BadParameter("give at least one queue", param_hint="'-q' / '--queues'")
-    for queue in queues:
-        name, colon, weight = queue.rpartition(":")
-        if colon and name and weight.replace(".", "", 1).isdigit():
-            raise typer.BadParameter(
-                f"{queue!r}: weighted queues are not supported yet; list queues in the "
-                "order they are checked (-q high,default,low)",
-                param_hint="'-q' / '--queues'",
-            )
+QUEUES_HINT = "'-q' / '--queues'"
+
+
+def _queue_list(raw: str) -> tuple[list[str], dict[str, float]]:
+    """``-q``: comma-separated queue names, each checked (see :mod:`jobkit.names`), in
+    strict order (``high,default,low``) or each with a weight (``high:5,default:3,low:1``,
+    see :mod:`jobkit.worker.order`); the names, and their weights (empty: strict)."""
+    entries = [q.strip() for q in raw.split(",") if q.strip()]
+    if not entries:
+        raise typer.BadParameter("give at least one queue", param_hint=QUEUES_HINT)
+    queues: list[str] = []
+    weights: dict[str, float] = {}
+    for entry in entries:
+        queue, colon, weight = entry.partition(":")
         try:
             names.queue(queue)
         except InvalidName as exc:
-            raise typer.BadParameter(str(exc), param_hint="'-q' / '--queues'") from None
-    return queues
+            raise typer.BadParameter(str(exc), param_hint=QUEUES_HINT) from None
+        if queue in queues:
+            raise typer.BadParameter(f"queue {queue!r} is listed twice", param_hint=QUEUES_HINT)
+        queues.append(queue)
+        if colon:
+            weights[queue] = _weight(entry, weight)
+    if weights and len(weights) != len(queues):
+        raise typer.BadParameter(
+            f"{raw!r}: give every queue a weight (high:5,default:3,low:1) or none "
+            "(high,default,low: checked in this order)",
+            param_hint=QUEUES_HINT,
+        )
+    return queues, weights
+
+
+def _weight(entry: str, raw: str) -> float:
+    """The weight of a ``queue:weight`` entry: a whole number from 1 up."""
+    if not raw.isdigit() or int(raw) < 1:
+        raise typer.BadParameter(
+            f"{entry!r}: a weight is a whole number from 1 up (high:5,default:3,low:1)",
+            param_hint=QUEUES_HINT,
+        )
+    return float(raw)
 
 
 def _tag_list(raw: str) -> list[str]:
@@ -62,7 +84,12 @@ def worker(
         list[str], typer.Option("-A", "--app", help="module(s) defining your jobs")
     ],
     queues: Annotated[
-        str, typer.Option("-q", "--queues", help="comma-separated, checked in this order")
+        str,
+        typer.Option(
+            "-q",
+            "--queues",
+            help="comma-separated, checked in this order; or weighted: high:5,default:3,low:1",
+        ),
     ] = "default",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1)] = 1,
     tags: Annotated[str, typer.Option("--tags", help="comma-separated tags carried")] = "",
@@ -104,7 +131,7 @@ def worker(
     """Run a worker: a supervisor with N child processes taking jobs off Redis."""
     from jobkit.worker.supervisor import Supervisor, WorkerOptions
 
-    queue_list, tag_list = _queue_list(queues), _tag_list(tags)  # before anything starts
+    (queue_list, weights), tag_list = _queue_list(queues), _tag_list(tags)  # before starting
     settings = configure(
         redis_url=redis_url or get_settings().redis_url,
         prefix=prefix,
@@ -119,6 +146,7 @@ def worker(
     registry.import_apps(app_modules)
     options = WorkerOptions(
         queues=queue_list,
+        weights=weights,
         tags=tag_list,
         concurrency=concurrency,
         grace=grace,

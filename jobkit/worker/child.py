@@ -23,7 +23,7 @@ import threading
 import time
 import types
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 
@@ -36,6 +36,7 @@ from jobkit.worker.execute import LOST, Executor, Success, persistently
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
+from jobkit.worker.order import QueueOrder
 from jobkit.worker.outage import TROUBLE, Guard
 from jobkit.worker.protocol import RETIRED
 from jobkit.worker.slot import Slots
@@ -65,12 +66,14 @@ class Child:
         log_jobs: bool = True,
         all_tags: bool = False,
         max_jobs: int = 0,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
         self.groups = [list(g) for g in groups]
         self.lanes = [lane for g in self.groups for lane in g]
         self.all_tags = all_tags  # serve every tagged lane of our queues, found in Redis
+        self.order = QueueOrder(weights)  # which queue each claim asks first (-q high:5,...)
         self.lanes_checked = 0.0
         self.link = Link(fd)
         self.slots = slots
@@ -295,7 +298,11 @@ class Child:
             want = max(1, self.prefetch - len(self.batch))
         try:
             refill = self.store.send_refill(
-                [d.completion() for _, d in done], self.worker, self.lease_ms, want, self.groups
+                [d.completion() for _, d in done],
+                self.worker,
+                self.lease_ms,
+                want,
+                self.order.arrange(self.groups),
             )
         except TROUBLE:
             with self.cond:  # not recorded yet: keep them for the next try
@@ -323,7 +330,12 @@ class Child:
             self.blocking = True
         self.block_id = self.store.connection_id()
         jobs = self.store.wait_and_claim(
-            self.lanes, IDLE_BLOCK, self.worker, self.lease_ms, self.prefetch, self.groups
+            self.lanes,
+            IDLE_BLOCK,
+            self.worker,
+            self.lease_ms,
+            self.prefetch,
+            self.order.arrange(self.groups),
         )
         if jobs:
             self._take(jobs, drained=len(jobs) < self.prefetch)

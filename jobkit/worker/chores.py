@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import redis
@@ -220,12 +220,10 @@ class Chores:
 
     def _beat(self) -> None:
         sup = self.sup
-        jobs = [
-            {"id": job.id, "name": job.name}
-            for state in sup.children.values()
-            for handle in state.running()
-            if (job := state.job(handle)) is not None
-        ]
+        # `jobkit workers` checks each job against its record: one that ended since this
+        # beat is not shown running
+        children = [_child_entry(state) for state in sup.children.values()]
+        jobs = [job for child in children for job in child["jobs"]]
         rss = sum(rss_bytes(pid) for pid in sup.children) + rss_bytes(os.getpid())
         ttl = max(10, int(sup.settings.heartbeat * 3))
         sup.workers.beat(
@@ -240,7 +238,23 @@ class Chores:
                 "started_at": int(sup.started_at),
                 "state": "stopping" if sup.stopping else "running",
                 "jobs": orjson.dumps(jobs).decode(),
+                "children": orjson.dumps(children).decode(),
+                "heartbeat": sup.settings.heartbeat,
                 "rss_mb": round(rss / 2**20, 1),
                 **sup.counts,
             },
         )
+
+
+def _child_entry(state: ChildState) -> dict[str, Any]:
+    """One child as the worker registry shows it: pid, start, RSS and the jobs it runs."""
+    return {
+        "pid": state.pid,
+        "started_at": round(time.time() - (time.monotonic() - state.born), 3),
+        "rss_mb": round(rss_bytes(state.pid) / 2**20, 1),
+        "jobs": [
+            {"id": job.id, "name": job.name}
+            for handle in state.running()
+            if (job := state.job(handle)) is not None
+        ],
+    }

@@ -49,6 +49,7 @@ class WorkerOptions:
     """What `jobkit worker` was asked to do."""
 
     queues: list[str]
+    weights: dict[str, float] = field(default_factory=dict)  # by queue; empty: strict order
     tags: list[str] = field(default_factory=list)
     concurrency: int = 1
     grace: float = 30.0
@@ -198,6 +199,7 @@ class Supervisor:
                 self.options.log_jobs,
                 self.all_tags,
                 self.options.max_jobs_per_child,
+                weights=self.options.weights,
             ).run()
         except BrokenPipeError:
             orphaned()  # the supervisor is gone: its leases lapse and get reaped

@@ -23,6 +23,8 @@ NAMES = (
     "cancel",
     "cancelled",
     "worker",
+    "pause",
+    "drain",
     "cron_fire",
     "mark",
 )
@@ -34,7 +36,7 @@ NAMES = (
 # once: each one's header says how (an id that exists is not created again, a claim
 # answers with what the same request leased, a fencing token says the outcome is recorded
 # already, ...). tests/test_resend.py runs them twice against these claims.
-UNREPEATABLE = frozenset({"revive", "purge", "cancel"})
+UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
 

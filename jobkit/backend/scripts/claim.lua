@@ -10,7 +10,8 @@
 -- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
 --          only if a lane's queue key holds another type (skipped, so the other lanes
 --          are still served), one more element: the list of those keys
--- Invariant: a job leaves its queue only together with its entry in `running` (or, when
+-- Invariant: nothing is leased from a paused queue (its `paused` key exists; see
+-- pause.lua). A job leaves its queue only together with its entry in `running` (or, when
 -- its record is invalid, in `dead`), and every claim bumps the job's fencing token
 -- (`lease`), so older holders are refused later. A request sent again under the same id
 -- (its reply was lost) leases nothing new: it answers with the jobs the first one leased
@@ -116,13 +117,15 @@ local function take(id, lane)
   got = got + 1
 end
 
+-- a paused queue (`jobkit queues pause`) leases nothing; its wake tokens are dropped below
+local paused = redis.call('EXISTS', base .. ':paused') == 1
 local pos = 7
 for g = 1, groups do
   local count = tonumber(ARGV[pos])
   local lanes = {}
   for j = 1, count do lanes[j] = ARGV[pos + j] end
   pos = pos + count + 1
-  while got < want do
+  while got < want and not paused do
     local lane, ids = nil, {}
     if count == 1 then  -- one lane: pop what we want at once
       lane = lanes[1]

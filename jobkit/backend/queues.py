@@ -1,0 +1,89 @@
+"""Queues as an operator sees them (``jobkit queues``): sizes and state, pause, resume,
+and purge of ready jobs.
+
+Pausing is a flag in the queue's own shard (``{prefix:queue}:paused``) that the claim
+script checks: it takes effect with the next claim on any worker, needs no refresh on the
+workers' side, and on a Redis Cluster lives on the master that claims from the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jobkit import names
+from jobkit.backend.keys import Shard, split_lane
+from jobkit.backend.store import Store
+from jobkit.errors import UnknownQueue
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """One queue: ready jobs (all its lanes), running, scheduled and dead now (None where
+    a key is unreadable), and whether it is paused."""
+
+    queue: str
+    ready: int | None
+    running: int | None
+    scheduled: int | None
+    dead: int | None
+    paused: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Queues:
+    """Reads and operations on whole queues."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def states(self) -> list[QueueState]:
+        """Every queue of the registry, sorted by name."""
+        ready: dict[str, int | None] = {}
+        for lane, size in self.store.queue_sizes(self.store.known_lanes()).items():
+            queue = split_lane(lane)[0]
+            before = ready.get(queue, 0)
+            ready[queue] = None if before is None or size is None else before + size
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.exists(shard.paused)
+
+        paused = self.store.fan_out(add)
+        counts = self.store.counts().by_queue
+        out = []
+        for queue in sorted(paused):
+            c = counts.get(queue)
+            out.append(
+                QueueState(
+                    queue,
+                    ready.get(queue, 0),
+                    c.running if c else None,
+                    c.scheduled if c else None,
+                    c.dead if c else None,
+                    paused[queue][0] == 1,
+                )
+            )
+        return out
+
+    def pause(self, queue: str) -> bool:
+        """Stop every worker claiming from ``queue`` (dispatch still works); False if it
+        was paused already."""
+        return bool(self._run("pause", queue, "pause"))
+
+    def resume(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again; False if it was not paused."""
+        return bool(self._run("pause", queue, "resume"))
+
+    def purge(self, queue: str) -> int:
+        """Delete every ready job of ``queue`` (running, scheduled and dead jobs stay);
+        how many were deleted."""
+        return int(self._run("drain", queue))
+
+    def _run(self, script: str, queue: str, *args: str) -> Any:
+        names.queue(queue)
+        if queue not in self.store.queues():
+            known = ", ".join(self.store.queues()) or "none yet"
+            raise UnknownQueue(f"unknown queue {queue!r} (known queues: {known})")
+        return self.store.run_script(script, [self.store.keys.shard(queue).base], (*args, queue))
