@@ -18,6 +18,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from jobkit import registry
 from jobkit.backend.store import Store
 from jobkit.errors import PayloadTooLarge, UnknownJobError
+from jobkit.logs import job_line
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import Decision
 from jobkit.settings import Settings
@@ -27,6 +28,7 @@ log = logging.getLogger("jobkit.worker")
 T = TypeVar("T")
 
 SUCCEEDED, RETRYING, DEAD, LOST = "succeeded", "retrying", "dead", "lost"
+STARTED = "started"  # not an outcome: what a job's first log line says
 
 
 def _default(value: Any) -> Any:
@@ -59,9 +61,15 @@ def persistently(fn: Callable[[], T], give_up_after: float) -> T:
 
 
 def record_failure(
-    store: Store, settings: Settings, job: Claimed, decision: Decision, error: JobError
+    store: Store,
+    settings: Settings,
+    job: Claimed,
+    decision: Decision,
+    error: JobError,
+    elapsed: float | None = None,
 ) -> str:
-    """Apply a retry decision to a failed attempt; returns the outcome."""
+    """Apply a retry decision to a failed attempt (that ran ``elapsed`` seconds, if
+    known); returns the outcome."""
     delay_ms = int(decision.delay * 1000)
     ok = persistently(
         lambda: store.fail(
@@ -76,7 +84,12 @@ def record_failure(
         settings.lease,
     )
     if not ok:
-        log.warning("job %s %s: lease lost before its failure was recorded", job.name, job.id)
+        log.warning(
+            "job %s %s: lease lost before its failure was recorded",
+            job.name,
+            job.id,
+            extra=job_line(job.id, job.name, job.attempts, LOST, elapsed),
+        )
         return LOST
     if decision.retry:
         log.warning(
@@ -86,6 +99,7 @@ def record_failure(
             job.attempts,
             error,
             decision.delay,
+            extra=job_line(job.id, job.name, job.attempts, RETRYING, elapsed),
         )
         return RETRYING
     log.error(
@@ -95,6 +109,7 @@ def record_failure(
         job.attempts,
         decision.reason.value,
         error,
+        extra=job_line(job.id, job.name, job.attempts, DEAD, elapsed),
     )
     return DEAD
 
@@ -142,7 +157,13 @@ class Executor:
         try:
             return self.run(job)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.error("job %s %s: outcome not recorded (%s)", job.name, job.id, exc)
+            log.error(
+                "job %s %s: outcome not recorded (%s)",
+                job.name,
+                job.id,
+                exc,
+                extra=job_line(job.id, job.name, job.attempts, LOST),
+            )
             return LOST
 
     def run(self, job: Claimed) -> Success | str:
@@ -158,7 +179,13 @@ class Executor:
             return self._dead(job, DeadReason.INVALID_PAYLOAD, exc)
         started = time.perf_counter()
         if self.log_jobs:
-            log.info("job %s %s started (attempt %d)", job.name, job.id, job.attempts)
+            log.info(
+                "job %s %s started (attempt %d)",
+                job.name,
+                job.id,
+                job.attempts,
+                extra=job_line(job.id, job.name, job.attempts, STARTED),
+            )
         try:
             result = cls(params, job_id=job.id, attempt=job.attempts).perform()
             if result is not None and inspect.isawaitable(result):
@@ -170,7 +197,10 @@ class Executor:
             if not isinstance(exc, Exception):
                 self._drop_loop()  # it may have stopped the event loop half way
             decision = cls.retry.decide(exc, job.attempts)
-            return record_failure(self.store, self.settings, job, decision, _error_from(exc))
+            elapsed = time.perf_counter() - started
+            return record_failure(
+                self.store, self.settings, job, decision, _error_from(exc), elapsed
+            )
         try:
             payload = to_json(result)
         except TypeError as exc:
@@ -194,9 +224,16 @@ class Executor:
                     job.name,
                     job.id,
                     item.elapsed,
+                    extra=job_line(job.id, job.name, job.attempts, LOST, item.elapsed),
                 )
             elif self.log_jobs:
-                log.info("job %s %s succeeded in %.3fs", job.name, job.id, item.elapsed)
+                log.info(
+                    "job %s %s succeeded in %.3fs",
+                    job.name,
+                    job.id,
+                    item.elapsed,
+                    extra=job_line(job.id, job.name, job.attempts, SUCCEEDED, item.elapsed),
+                )
 
 
 class Success(NamedTuple):

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from jobkit import registry
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobkit.worker")
 
 CANCELLED = "cancelled"  # an outcome counted beside the children's (see protocol.OUTCOMES)
+REQUEUED, CRASHED = "requeued", "crashed"  # what log lines say became of an attempt
 
 
 def describe(status: int) -> str:
@@ -153,7 +155,7 @@ class Settler:
                 # a bystander in another thread of the killed child: not its fault
                 self._requeue(claimed, f"another job's {reason.value} killed its child")
             elif reason is KillReason.TIMEOUT or reason is KillReason.MEMORY:
-                self._killed(claimed, reason, state.note)
+                self._killed(claimed, reason, state.note, time.monotonic() - running[handle])
             else:
                 self._crashed(job, status)
 
@@ -163,7 +165,13 @@ class Settler:
         )
         if failed is not None:
             return
-        log.info("job %s %s requeued (%s)", job.name, job.id, why)
+        log.info(
+            "job %s %s requeued (%s)",
+            job.name,
+            job.id,
+            why,
+            extra=job_line(job.id, job.name, job.attempts, REQUEUED),
+        )
 
     def _crashed(self, job: Held, status: int) -> None:
         # mark it started (it ran: its slot showed it) and end its lease now, so the
@@ -172,7 +180,13 @@ class Settler:
             "recording a crash",
             lambda: self.sup.store.mark_crashed([(job.id, job.token)]),
         )
-        log.error("job %s %s crashed its worker (%s)", job.name, job.id, describe(status))
+        log.error(
+            "job %s %s crashed its worker (%s)",
+            job.name,
+            job.id,
+            describe(status),
+            extra=job_line(job.id, job.name, job.attempt, CRASHED),
+        )
 
     def _cancelled(self, job: Claimed) -> None:
         self.sup.guard.call("recording a cancel", lambda: self._end_cancelled(job))
@@ -190,10 +204,12 @@ class Settler:
             extra=job_line(job.id, job.name, job.attempts, CANCELLED),
         )
 
-    def _killed(self, job: Claimed, reason: KillReason, note: str) -> None:
-        self.sup.guard.call(f"recording a {reason.value} kill", lambda: self._record(job, note))
+    def _killed(self, job: Claimed, reason: KillReason, note: str, elapsed: float) -> None:
+        self.sup.guard.call(
+            f"recording a {reason.value} kill", lambda: self._record(job, note, elapsed)
+        )
 
-    def _record(self, job: Claimed, note: str) -> None:
+    def _record(self, job: Claimed, note: str, elapsed: float) -> None:
         """Apply the job's retry policy to an attempt killed for its timeout, or for its
         memory when ``note`` says what it used."""
         try:
@@ -209,5 +225,5 @@ class Settler:
             error = JobError(
                 "JobTimeout", f"attempt exceeded its {limit:g}s timeout and was killed"
             )
-        outcome = record_failure(self.sup.store, self.sup.settings, job, decision, error)
+        outcome = record_failure(self.sup.store, self.sup.settings, job, decision, error, elapsed)
         self.sup.counts[outcome] = self.sup.counts.get(outcome, 0) + 1
