@@ -139,7 +139,7 @@ def connect(settings: Settings) -> Store:
     )
 
 
-def describe_failure(exc: redis.RedisError) -> str:
+def describe_failure(exc: Exception) -> str:
     """One line for a user: which Redis (password masked), what went wrong with it, and
     what to check when OpenSSL's wording does not say.
 
