@@ -136,6 +136,7 @@ def connect(settings: Settings) -> Store:
         settings.prefix,
         durable_replicas=settings.durable_replicas,
         durable_timeout=settings.durable_timeout,
+        events_maxlen=settings.events_maxlen,
     )
 
 

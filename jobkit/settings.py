@@ -72,6 +72,15 @@ class Settings(BaseModel):
     heartbeat: float = Field(default=5.0, gt=0, description="seconds between lease renewals")
     result_ttl: int = Field(default=86_400, ge=1, description="seconds a result is kept")
     max_crashes: int = Field(default=2, ge=1, description="crashes before a job is dead")
+    events_maxlen: int = Field(
+        default=100_000,
+        ge=0,
+        le=100_000_000,
+        description="events each queue's stream keeps, about (0: no events)",
+    )
+    events_max_age: float = Field(
+        default=86_400.0, gt=0, description="seconds an event is kept, at most (about)"
+    )
     max_payload: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,

@@ -233,6 +233,30 @@ def test_an_idle_worker_wakes_for_any_of_its_queues(
         assert time.monotonic() - dispatched < 1.5  # below the wait's 2 s timeout
 
 
+def test_events_and_views_on_a_cluster(cenv: ClusterEnv, start_worker: StartWorker) -> None:
+    """The event streams, a job's history, a worker's last jobs and the queue overview,
+    read from three masters."""
+    worker = start_worker(queues=",".join(cenv.queues))
+    handles = [jobs.Add.dispatch(a=i, b=1, queue=q) for i, q in enumerate(cenv.queues)]
+    flaky = jobs.Flaky.dispatch(times_key="cl-flaky", fail_times=1, queue=cenv.queues[2])
+    for handle in handles:
+        handle.result(timeout=20)
+    flaky.result(timeout=20)
+
+    shown = orjson.loads(run_cli("job", flaky.id, "--json", url=cenv.url).stdout)
+    assert [(e["from"], e["to"]) for e in shown["history"] if e["from"] == "running"] == [
+        ("running", "retrying"),
+        ("running", "succeeded"),
+    ]
+    done = orjson.loads(run_cli("workers", "show", worker.name, "--json", url=cenv.url).stdout)
+    assert {e["id"] for e in done} == {h.id for h in handles} | {flaky.id}
+    assert {e["queue"] for e in done} == set(cenv.queues)
+    info = orjson.loads(run_cli("info", "--json", url=cenv.url).stdout)
+    for queue in cenv.queues:
+        assert info["overview"][queue]["per_minute"]["done"]["1m"] >= 1
+        assert info["overview"][queue]["workers"] == [worker.name]
+
+
 def test_a_process_started_during_a_failover_waits_for_the_new_master(
     cenv: ClusterEnv,
 ) -> None:

@@ -32,6 +32,9 @@ per queue: ``{p:q}:…``          type    holds
                                         lease nothing from it (dispatch still works)
 ``lanes``                       set     every tagged lane of the queue a job was sent to
 ``stats``                       hash    succeeded / failed / dead totals
+``events``                      stream  every state change of the queue's jobs (id, class,
+                                        from, to, attempt, worker, ms, reason), capped
+                                        by JOBKIT_EVENTS_MAXLEN / _MAX_AGE (about)
 ``schedule:<key>``              hash    one cron schedule of a job class of this queue:
                                         cursor (last handled slot), last and next fire
                                         times, last job id, fired / skipped counts
@@ -126,6 +129,7 @@ class Shard:
     __slots__ = (
         "base",
         "dead",
+        "events",
         "lanes",
         "paused",
         "queue",
@@ -147,6 +151,7 @@ class Shard:
         self.stats = f"{self.base}:stats"
         self.paused = f"{self.base}:paused"
         self.sched_wake = f"{self.base}:sched:wake"
+        self.events = f"{self.base}:events"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"

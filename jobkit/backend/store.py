@@ -55,6 +55,7 @@ class Store(Reads, Leasing):
         *,
         durable_replicas: int = 0,
         durable_timeout: int = 1000,
+        events_maxlen: int = scripts.EVENTS_MAXLEN,
     ) -> None:
         self.redis = client  # redis.Redis, or redis.cluster.RedisCluster
         self.keys = Keys(prefix)
@@ -66,7 +67,8 @@ class Store(Reads, Leasing):
         self._packs_enqueue = self._wire.packs and self._wait is None
         self._heads: dict[tuple[tuple[Any, ...], int], Head] = {}
         self._scripts: dict[str, Script] = {
-            name: client.register_script(scripts.source(name)) for name in scripts.NAMES
+            name: client.register_script(scripts.source(name, events_maxlen))
+            for name in scripts.NAMES
         }
         self._argument_limit: int | None = None  # see argument_limit
         self._registered: set[str] = set()  # queues this process put in the registry

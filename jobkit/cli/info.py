@@ -1,32 +1,78 @@
-"""`jobkit info`: queue sizes, counts of jobs by state, lifetime totals."""
+"""`jobkit info`: per queue the jobs ready, running, scheduled, retrying and dead, how long
+the next job has waited, rates over 1/5/15 minutes and the workers serving it; totals."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from jobkit.backend.overview import QueueView, overview
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_store
 
 app = typer.Typer()
 
 
+def _n(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _rate(rates: dict[str, float]) -> str:
+    return " / ".join(f"{rates[w]:g}" for w in ("1m", "5m", "15m"))
+
+
+def _waited(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
 @app.command()
 def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False) -> None:
-    """Queue sizes, running / scheduled / dead counts and lifetime totals."""
+    """Per queue: ready, running, scheduled, retrying and dead jobs, how long the job next
+    in line has waited, jobs done and failed per minute over the last 1/5/15 minutes
+    (from the events kept), and the workers serving it; then totals for the fleet."""
     connect(redis_url, prefix)
     store = get_store()
-    queues = store.queue_sizes(store.known_lanes())
-    counts = store.counts()
+    views, fleet = overview(store)
     if as_json:
-        print_json({"queues": queues, **counts.as_dict()})
+        queues = store.queue_sizes(store.known_lanes())
+        counts = store.counts()
+        print_json(
+            {
+                "queues": queues,
+                **counts.as_dict(),
+                "overview": {v.queue: v.as_dict() for v in views},
+                "fleet": fleet,
+            }
+        )
         return
-    table = Table("queue", "ready", title="jobkit")
-    for lane, size in queues.items():
-        table.add_row(lane, "unreadable" if size is None else str(size))
-    console.print(table)
-    now = {"running": counts.running, "scheduled": counts.scheduled, "dead": counts.dead}
-    console.print("  ".join(f"{k}: {'?' if v is None else v}" for k, v in now.items()))
-    totals = ", ".join(f"{k} {v}" for k, v in sorted(counts.totals.items()))
+    console.print(_table(views, fleet))
+    totals = ", ".join(f"{k} {v}" for k, v in sorted(fleet["totals"].items()))
     console.print(f"since the start: {totals or 'nothing yet'}")
-    for problem in counts.problems:
+    for problem in fleet["problems"]:
         console.print(f"unreadable key {problem}", style="red")
+
+
+def _table(views: list[QueueView], fleet: dict[str, Any]) -> object:
+    table = Table("queue", "ready", "running", "scheduled", "retrying", "dead", "next waited",
+                  "done/min 1/5/15m", "failed/min", "workers", title="jobkit")  # fmt: skip
+    for v in views:
+        table.add_row(
+            v.queue + (" (paused)" if v.paused else ""),
+            _n(v.ready), _n(v.running), _n(v.scheduled), _n(v.retrying), _n(v.dead),
+            _waited(v.next_waited_s), _rate(v.per_minute["done"]),
+            _rate(v.per_minute["failed"]), str(len(v.workers)),
+        )  # fmt: skip
+    rates = fleet["per_minute"] or {"done": {}, "failed": {}}
+    table.add_row(
+        "all", str(fleet["ready"]), _n(fleet["running"]), str(fleet["scheduled"]),
+        str(fleet["retrying"]), _n(fleet["dead"]), "",
+        _rate(rates["done"]) if rates.get("done") else "",
+        _rate(rates["failed"]) if rates.get("failed") else "", str(fleet["workers"]),
+        style="bold",
+    )  # fmt: skip
+    return table

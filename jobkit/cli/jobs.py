@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from jobkit.backend.events import Event, Events
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_settings, get_store
 from jobkit.models import CancelOutcome, JobRecord
@@ -32,16 +33,38 @@ def show_record(rec: JobRecord, as_json: bool) -> None:
 def job(
     job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
 ) -> None:
-    """Show one job: status, attempts, result or last error."""
+    """Show one job: status, attempts, result or last error, and its history: every
+    state change, which worker ran each attempt, how it ended and how long it took."""
     connect(redis_url, prefix)
-    rec = get_store().get(job_id)
+    store = get_store()
+    rec = store.get(job_id)
     if rec is None:
         if as_json:
             print_json({"id": job_id, "status": "unknown"})
         else:
             console.print(f"job {job_id}: unknown")
         raise typer.Exit(1)
-    show_record(rec, as_json)
+    since = int(rec.created_at.timestamp() * 1000) if rec.created_at else None
+    history = Events(store).of_job(job_id, since_ms=since)
+    if as_json:
+        print_json({**rec.as_dict(), "history": [e.as_dict() for e in history]})
+        return
+    show_record(rec, False)
+    show_history(history)
+
+
+def show_history(history: list[Event]) -> None:
+    """A job's events as a table, oldest first."""
+    if not history:
+        console.print("history: no events (older than the events kept, or none recorded)")
+        return
+    table = Table("when", "change", "attempt", "worker", "ran", "reason", title="history")
+    for e in history:
+        ran = "" if e.duration_ms is None else f"{e.duration_ms / 1000:.3f}s"
+        change = f"{e.from_status or 'new'} -> {e.to_status}"
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], change, str(e.attempt),
+                      e.worker, ran, e.reason)  # fmt: skip
+    console.print(table)
 
 
 @app.command()

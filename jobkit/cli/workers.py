@@ -7,6 +7,7 @@ from datetime import datetime
 
 import typer
 
+from jobkit.backend.events import Events
 from jobkit.backend.workers import CurrentJob, WorkerInfo, WorkerRegistry
 from jobkit.cli.common import (
     AsJson,
@@ -114,3 +115,31 @@ def prune(redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
     console.print(f"pruned {len(pruned)} stale worker(s)" + (": " if pruned else ""))
     for name in pruned:
         console.print(f"  {name}")
+
+
+@app.command()
+def show(
+    name: str,
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many jobs"),
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+    as_json: AsJson = False,
+) -> None:
+    """The last jobs worker NAME ran (id, class, outcome, duration, when), newest first;
+    also after it stopped, for as long as the events are kept (JOBKIT_EVENTS_MAX_AGE)."""
+    connect(redis_url, prefix)
+    done = Events(get_store()).of_worker(name, limit)
+    if as_json:
+        print_json([e.as_dict() for e in done])
+        return
+    if not done:
+        console.print(f"worker {name}: no jobs in the events kept")
+        raise typer.Exit(1)
+    table = Table(id_column("job"), "class", "outcome", "attempt", "ran", "when",
+                  title=f"worker {name}: last {len(done)} jobs")  # fmt: skip
+    for e in done:
+        outcome = e.to_status + (f" ({e.reason})" if e.reason else "")
+        ran = "" if e.duration_ms is None else f"{e.duration_ms / 1000:.3f}s"
+        when = e.at.astimezone().isoformat(sep=" ", timespec="seconds")
+        table.add_row(e.id, e.job_class, outcome, str(e.attempt), ran, when)
+    console.print(table)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import redis
 
+from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
@@ -31,6 +32,7 @@ log = logging.getLogger("jobkit.worker")
 
 TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
 CHECK_EVERY = 1.0  # seconds between looks for cancelled jobs, and at memory and age
+TRIM_EVERY = 60.0  # seconds between trims of the event streams by age
 
 LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
 
@@ -52,6 +54,7 @@ class Chores:
             ("renewing leases", self._renew, min(settings.heartbeat, CHECK_EVERY), True),
             ("worker heartbeat", self._beat, settings.heartbeat, True),
             ("checking children's limits", self._check_limits, CHECK_EVERY, False),
+            ("trimming old events", self._trim_events, TRIM_EVERY, True),
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
@@ -127,6 +130,15 @@ class Chores:
 
     def _promote(self) -> None:
         self.sup.store.promote(self.sup.options.queues)
+
+    def _trim_events(self) -> None:
+        """Drop events older than JOBKIT_EVENTS_MAX_AGE from this worker's queues' streams
+        (their length is capped as they are written)."""
+        sec, usec = self.sup.store.redis.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        Events(self.sup.store).trim(
+            self.sup.options.queues, self.sup.settings.events_max_age, now_ms
+        )
 
     def _mark_started(self) -> None:
         """Tell Redis which attempts began since the last tick (the children's slots show

@@ -40,10 +40,15 @@ UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
 
+# Entries each queue's event stream keeps, about (JOBKIT_EVENTS_MAXLEN's default).
+EVENTS_MAXLEN = 100_000
+
+
 @cache
-def source(name: str) -> str:
-    """Full text of script ``name``, prelude included."""
+def source(name: str, events_maxlen: int = EVENTS_MAXLEN) -> str:
+    """Full text of script ``name``, prelude included, with the event streams' cap."""
     folder = files(__name__)
     prelude = folder.joinpath("_lib.lua").read_text(encoding="utf-8")
+    prelude = prelude.replace("@EVENTS_MAXLEN@", str(int(events_maxlen)))
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     return prelude + "\n" + body

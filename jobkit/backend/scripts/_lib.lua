@@ -18,6 +18,29 @@ end
 -- a value written for each job of a batch is turned into a string once.
 local function str(n) return string.format('%d', n) end
 
+-- Every state change appends an event to its queue's stream, capped near this many
+-- entries (JOBKIT_EVENTS_MAXLEN, filled in when the scripts are loaded; 0: no events).
+local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
+
+-- Record what just happened to a job in its queue's `events` stream (keys.py), in the
+-- script that made it happen, so the record and the change cannot disagree. The entry's
+-- id is the Redis time (ms) it happened. `from` is '' for a job just created; `ms` is how
+-- long the attempt ran, for an attempt that ended. pcall: an events key of another type
+-- (garbage) costs the record, never the transition.
+local function event(base, id, class, from, to, attempt, worker, ms, reason)
+  if EVENTS_MAXLEN == '0' then return end
+  redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
+    'class', class or '', 'from', from, 'to', to, 'attempt', attempt or 0,
+    'worker', worker or '', 'ms', ms or '', 'reason', reason or '')
+end
+
+-- How long an attempt that started at `started` (ms, a field: may be absent) ran.
+local function ran_ms(now, started)
+  local s = tonumber(started)
+  if not s then return '' end
+  return tonumber(now) - s
+end
+
 local function job_key(base, id) return base .. ':job:' .. id end
 local function corrupt_key(base, id) return base .. ':corrupt:' .. id end
 local function claim_key(base, req) return base .. ':claim:' .. req end
@@ -78,6 +101,10 @@ end
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
 local function end_cancelled(base, jk, id, ttl, now)
+  local f = redis.call('HMGET', jk, 'status', 'name', 'attempts', 'worker', 'started_at')
+  local running = f[1] == 'running'
+  event(base, id, f[2], f[1] or '', 'cancelled', f[3], running and f[4] or '',
+    running and ran_ms(now, f[5]) or '')
   redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now)
   redis.call('HDEL', jk, 'cancel')
   redis.call('EXPIRE', jk, ttl)
@@ -120,6 +147,7 @@ local function create_job(base, id, status, due, now, name, lane, params, priori
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
   if due ~= tonumber(now) then redis.call('HSET', jk, 'due_at', due) end
+  event(base, id, name, '', status, 0)
 end
 
 -- Add score, id pairs to a lane's queue: one ZADD per 500 jobs (unpack() of a very
@@ -222,6 +250,8 @@ end
 local function invalid_record(base, id, why, now)
   local jk = job_key(base, id)
   local t = key_type(jk)
+  local was = t == 'hash' and redis.call('HMGET', jk, 'status', 'name', 'attempts') or {}
+  event(base, id, was[2], was[1] or '', 'dead', was[3], '', '', 'invalid_record')
   if t ~= 'hash' and t ~= 'none' then
     redis.call('RENAME', jk, corrupt_key(base, id))
     why = why .. '; the ' .. t .. ' found there is kept as ' .. corrupt_key(base, id)

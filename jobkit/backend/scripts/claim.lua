@@ -110,6 +110,7 @@ local function take(id, lane)
   local token = str((tonumber(f[3]) or 0) + 1)
   redis.call('HSET', jk, 'status', 'running', 'attempts', attempts, 'lease', token,
     'worker', worker, 'started_at', now_s)
+  event(base, id, f[4], 'queued', 'running', attempts, worker)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
   answer(id, token, f[4], f[5], attempts, f[6] or '0', lane)

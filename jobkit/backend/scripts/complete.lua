@@ -11,17 +11,20 @@
 -- another type fails the call with nothing half done.
 local base = KEYS[1]
 local now = str(now_ms())  -- written for every job
+local about = {}  -- name, attempts, worker, started_at of each finished job, for its event
 local out = {}
 local finished = {}  -- ids leaving `running`
 local at = {}  -- their place in ARGV
 local stale = {}  -- those with a reason or error of an earlier attempt to clear
 for i = 1, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
-  local f = read_job(job_key(base, id), 'status', 'lease', 'reason')
+  local f = read_job(job_key(base, id), 'status', 'lease', 'reason', 'name', 'attempts',
+    'worker', 'started_at')
   if f and f[1] == 'running' and f[2] == token then
     finished[#finished + 1] = id
     at[#finished] = i
     stale[#finished] = f[3]
+    about[#finished] = f
     out[#out + 1] = 1
   elseif f and f[1] == 'succeeded' and f[2] == token then
     out[#out + 1] = 1  -- this holder's success is recorded already: a re-sent call
@@ -37,6 +40,8 @@ for j, id in ipairs(finished) do
   local jk, i = job_key(base, id), at[j]
   redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
   if stale[j] then redis.call('HDEL', jk, 'reason', 'error') end
+  local f = about[j]
+  event(base, id, f[4], 'running', 'succeeded', f[5], f[6], ran_ms(now, f[7]))
   redis.call('EXPIRE', jk, ARGV[i + 3])
 end
 -- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.

@@ -19,7 +19,9 @@ for _, lane in ipairs(all) do
   if not ids['err'] then
     for _, id in ipairs(ids) do
       local jk = job_key(base, id)
-      if redis.pcall('HGET', jk, 'status') == 'queued' then
+      local f = read_job(jk, 'status', 'name', 'attempts')
+      if f and f[1] == 'queued' then
+        event(base, id, f[2], 'queued', 'purged', f[3])
         redis.call('DEL', jk)
         deleted = deleted + 1
       end

@@ -18,7 +18,7 @@ local seen = {}
 for _, id in ipairs(due) do
   redis.call('ZREM', sched, id)
   local jk = job_key(base, id)
-  local f = read_job(jk, 'status', 'lane', 'priority')
+  local f = read_job(jk, 'status', 'lane', 'priority', 'name', 'attempts')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now)
   elseif f[1] == 'scheduled' or f[1] == 'retrying' then
@@ -27,6 +27,7 @@ for _, id in ipairs(due) do
       invalid_record(base, id, why, now)
     else
       redis.call('HSET', jk, 'status', 'queued')
+      event(base, id, f[4], f[1], 'queued', f[5])
       push_ready(base, id, f[2], f[3], next_seq(base))
       moved = moved + 1
     end

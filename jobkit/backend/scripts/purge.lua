@@ -13,8 +13,9 @@ if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, -1) end
 local n = 0
 for _, id in ipairs(ids) do
   local jk = job_key(base, id)
-  local f = read_job(jk, 'status')
+  local f = read_job(jk, 'status', 'name', 'attempts')
   if f and f[1] == 'dead' then
+    event(base, id, f[2], 'dead', 'purged', f[3])
     redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id))
     n = n + 1
   end

@@ -34,7 +34,7 @@ for _, id in ipairs(expired) do
   local jk = job_key(base, id)
   redis.call('ZREM', running, id)
   local f = read_job(jk, 'status', 'attempts', 'max_attempts', 'lane', 'priority', 'seq',
-    'result_ttl', 'max_crashes', 'crashes', 'lease', 'started')
+    'result_ttl', 'max_crashes', 'crashes', 'lease', 'started', 'name', 'worker', 'started_at')
   local outcome = 'dropped'
   if not f then
     invalid_record(base, id, 'its record is not a hash', now)
@@ -54,6 +54,7 @@ for _, id in ipairs(expired) do
       -- reply was lost): nothing ran, so no crash and no attempt is counted
       redis.call('HSET', jk, 'status', 'queued', 'attempts', math.max(0, tonumber(f[2]) - 1))
       redis.call('HDEL', jk, 'worker', 'started_at')
+      event(base, id, f[12], 'running', 'queued', f[2], f[13], '', 'unstarted')
       push_ready(base, id, f[4], f[5], f[6])
       outcome = 'returned'
     else
@@ -64,6 +65,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', jk, 'error', err)
       if crashes >= max_crashes or tonumber(f[2]) >= tonumber(f[3]) then
         redis.call('HSET', jk, 'status', 'dead', 'reason', 'crashed', 'finished_at', now)
+        event(base, id, f[12], 'running', 'dead', f[2], f[13], ran_ms(now, f[14]), 'crashed')
         redis.call('PERSIST', jk)
         redis.call('ZADD', base .. ':dead', now, id)
         redis.call('HINCRBY', base .. ':stats', 'dead', 1)
@@ -71,6 +73,7 @@ for _, id in ipairs(expired) do
         outcome = 'dead'
       else
         redis.call('HSET', jk, 'status', 'queued', 'reason', 'crashed')
+        event(base, id, f[12], 'running', 'queued', f[2], f[13], ran_ms(now, f[14]), 'crashed')
         push_ready(base, id, f[4], f[5], f[6])
         outcome = 'requeued'
       end

@@ -9,7 +9,8 @@
 -- handed back unrun shows no worker and no start time.
 local base, jk = KEYS[1], KEYS[2]
 local id, token = ARGV[1], ARGV[2]
-local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts')
+local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts', 'name',
+  'worker')
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then return f[1] == 'queued' and 1 or 0 end
 expect_types(base .. ':running', 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
@@ -21,6 +22,8 @@ if why then
   return 1
 end
 redis.call('HSET', jk, 'status', 'queued')
+event(base, id, f[7], 'running', 'queued', f[6], f[8], '',
+  ARGV[3] == '1' and 'handed_back' or 'requeued')
 if ARGV[3] == '1' then
   redis.call('HSET', jk, 'attempts', math.max(0, (tonumber(f[6]) or 0) - 1))
   redis.call('HDEL', jk, 'worker', 'started_at')

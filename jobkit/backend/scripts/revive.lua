@@ -8,7 +8,7 @@
 -- Invariant: a job is in `dead` exactly while its status is 'dead'.
 local base, jk = KEYS[1], KEYS[2]
 local id = ARGV[1]
-local f = read_job(jk, 'status', 'lane', 'priority')
+local f = read_job(jk, 'status', 'lane', 'priority', 'name')
 if not f or f[1] ~= 'dead' then return 0 end
 local why = requeue_problem(base, f[2], f[3])
 if why then return {-1, why} end
@@ -17,5 +17,6 @@ redis.call('ZREM', base .. ':dead', id)
 redis.call('DEL', done_key(base, id))
 redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'crashes', 0, 'due_at', now_ms())
 redis.call('HDEL', jk, 'finished_at', 'reason')
+event(base, id, f[4], 'dead', 'queued', 0, '', '', 'revived')
 push_ready(base, id, f[2], f[3], next_seq(base))
 return 1

@@ -1,0 +1,231 @@
+"""Reading the event streams: every state change of every job, one capped stream per queue
+(``events`` in :mod:`jobkit.backend.keys`), appended by the very script that made the
+change (see ``event`` in ``scripts/_lib.lua``), so the record and the change agree.
+
+Every view of what happened is read from here: a job's attempt history (``jobkit job``),
+a worker's last jobs (``jobkit workers show``, also after it stopped), the rates in
+``jobkit info`` and the feed of recent events. An entry's stream id is the Redis time
+(ms) of the change. Streams are capped by length as they are written
+(``JOBKIT_EVENTS_MAXLEN``) and by age by the workers' chores (``JOBKIT_EVENTS_MAX_AGE``):
+what is older than the cap is gone, and the views say "as far as the events go".
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+if TYPE_CHECKING:
+    from jobkit.backend.keys import Shard
+    from jobkit.backend.store import Store
+
+BATCH = 1000  # entries read per round trip
+# an attempt that ended: what a worker "has done"
+ENDINGS = frozenset({"succeeded", "retrying", "dead", "cancelled"})
+WINDOWS = (60, 300, 900)  # seconds: the rates' 1, 5 and 15 minutes
+
+
+@dataclass(frozen=True)
+class Event:
+    """One state change of one job."""
+
+    at_ms: int  # Redis time of the change
+    seq: str  # the stream entry's id (unique within its queue)
+    queue: str
+    id: str
+    job_class: str
+    from_status: str  # '' for a job just created
+    to_status: str
+    attempt: int
+    worker: str
+    duration_ms: int | None  # how long the attempt ran, for one that ended
+    reason: str
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.at_ms / 1000, tz=timezone.utc)
+
+    @property
+    def ended_attempt(self) -> bool:
+        """Whether this event ends an attempt (from running to anything)."""
+        return self.from_status == "running"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "queue": self.queue,
+            "id": self.id,
+            "class": self.job_class,
+            "from": self.from_status or None,
+            "to": self.to_status,
+            "attempt": self.attempt,
+            "worker": self.worker or None,
+            "duration_ms": self.duration_ms,
+            "reason": self.reason or None,
+        }
+
+
+def parse(queue: str, entry: Any) -> Event | None:
+    """An entry as XRANGE returns it, ``(id, {field: value})``; None if it is no event."""
+    try:
+        seq, fields = entry
+        ms = fields.get("ms") or ""
+        return Event(
+            at_ms=int(str(seq).split("-", 1)[0]),
+            seq=str(seq),
+            queue=queue,
+            id=fields["id"],
+            job_class=fields.get("class", ""),
+            from_status=fields.get("from", ""),
+            to_status=fields.get("to", ""),
+            attempt=int(fields.get("attempt") or 0),
+            worker=fields.get("worker", ""),
+            duration_ms=int(float(ms)) if ms else None,
+            reason=fields.get("reason", ""),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+class Events:
+    """Reads of the event streams of one store's queues."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _walk(
+        self,
+        queues: Iterable[str],
+        newest_first: bool,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> Iterator[Event]:
+        """Every event of ``queues`` in time order (or newest first), between the stream
+        ids ``start`` and ``end`` (both included; None: no bound), read lazily in
+        batches through the store's one fan-out, merged across queues."""
+        streams = {q: self._stream(q, newest_first, start, end) for q in queues}
+        merged = heapq.merge(
+            *streams.values(), key=lambda e: (e.at_ms, e.seq), reverse=newest_first
+        )
+        yield from merged
+
+    def _stream(
+        self, queue: str, newest_first: bool, start: str | None, end: str | None
+    ) -> Iterator[Event]:
+        low, high = start or "-", end or "+"
+        while True:
+            shard_replies = self.store.fan_out(_ranger(newest_first, low, high), [queue]).get(
+                queue, [[]]
+            )
+            batch = shard_replies[0]
+            if isinstance(batch, redis.ResponseError):
+                return  # an events key of another type: nothing to read
+            for entry in batch:
+                event = parse(queue, entry)
+                if event is not None:
+                    yield event
+            if len(batch) < BATCH:
+                return
+            last = str(batch[-1][0])
+            if newest_first:
+                high = "(" + last
+            else:
+                low = "(" + last
+
+    def of_job(self, job_id: str, since_ms: int | None = None) -> list[Event]:
+        """Every event of one job, oldest first, from ``since_ms`` (its creation) on."""
+        queue = job_id.partition(":")[0]
+        start = str(since_ms) if since_ms is not None else None
+        return [e for e in self._walk([queue], False, start) if e.id == job_id]
+
+    def of_worker(self, name: str, limit: int = 20) -> list[Event]:
+        """The last ``limit`` attempts worker ``name`` (a supervisor: its children's
+        names start with it) ended, newest first, in any queue."""
+        out: list[Event] = []
+        for event in self._walk(self.store.queues(), True):
+            if event.ended_attempt and _is_of(event.worker, name):
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def recent(self, limit: int = 50, queues: Iterable[str] | None = None) -> list[Event]:
+        """The last ``limit`` events of ``queues`` (default: every queue), newest first."""
+        names = self.store.queues() if queues is None else list(queues)
+        out = []
+        for event in self._walk(names, True):
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return out
+
+    def rates(self, now_ms: int, queues: Iterable[str] | None = None) -> dict[str, Rates]:
+        """Per queue: attempts that succeeded and that failed in the last 1, 5 and 15
+        minutes, per minute, as far as the events go."""
+        names = self.store.queues() if queues is None else list(queues)
+        out = {q: Rates() for q in names}
+        since = str(now_ms - WINDOWS[-1] * 1000)
+        for queue in names:
+            for event in self._walk([queue], False, since):
+                if event.ended_attempt:
+                    out[queue].count(event, now_ms)
+        return out
+
+    def trim(self, queues: Iterable[str], max_age: float, now_ms: int) -> None:
+        """Drop events older than ``max_age`` seconds."""
+        oldest = str(now_ms - int(max_age * 1000))
+        self.store.fan_out(
+            lambda pipe, shard: pipe.execute_command("XTRIM", shard.events, "MINID", oldest),
+            queues,
+        )
+
+
+@dataclass
+class Rates:
+    """Attempts that ended, by outcome, in each window (see :data:`WINDOWS`)."""
+
+    done: tuple[int, int, int] = (0, 0, 0)
+    failed: tuple[int, int, int] = (0, 0, 0)
+
+    def count(self, event: Event, now_ms: int) -> None:
+        age = (now_ms - event.at_ms) / 1000
+        hits = tuple(1 if age <= w else 0 for w in WINDOWS)
+        if event.to_status == "succeeded":
+            self.done = _add(self.done, hits)
+        elif event.to_status != "cancelled" and event.reason != "unstarted":
+            self.failed = _add(self.failed, hits)
+
+    def per_minute(self) -> dict[str, dict[str, float]]:
+        """{"done": {"1m": ..., "5m": ..., "15m": ...}, "failed": {...}}: per minute."""
+        labels = [f"{w // 60}m" for w in WINDOWS]
+        return {
+            kind: {
+                label: round(n / (w / 60), 2)
+                for label, n, w in zip(labels, counts, WINDOWS, strict=True)
+            }
+            for kind, counts in (("done", self.done), ("failed", self.failed))
+        }
+
+
+def _add(a: tuple[int, int, int], b: tuple[int, ...]) -> tuple[int, int, int]:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def _is_of(worker: str, name: str) -> bool:
+    """Whether the child name ``worker`` belongs to supervisor ``name`` (or is it)."""
+    return worker == name or worker.startswith(name + "/") or worker.startswith(name + ".")
+
+
+def _ranger(newest_first: bool, low: str, high: str) -> Callable[[Any, Shard], None]:
+    def add(pipe: Any, shard: Shard) -> None:
+        if newest_first:
+            pipe.xrevrange(shard.events, high, low, count=BATCH)
+        else:
+            pipe.xrange(shard.events, low, high, count=BATCH)
+
+    return add

@@ -1,0 +1,164 @@
+"""The state of every queue at a glance (``jobkit info``, and the HTTP API): per queue the
+jobs ready, running, scheduled, retrying and dead, how long the job next in line has
+waited, the rates of finished attempts over 1, 5 and 15 minutes (from the event streams),
+and the live workers serving it; and totals for the fleet.
+
+Everything is read through the store's one fan-out (:meth:`Reads.fan_out`) and the event
+reader, so a cluster is asked per master as one node is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from jobkit.backend.events import Events, Rates
+from jobkit.backend.keys import split_lane
+from jobkit.backend.queues import Queues
+from jobkit.backend.workers import WorkerRegistry
+
+if TYPE_CHECKING:
+    from jobkit.backend.keys import Shard
+    from jobkit.backend.store import Store
+
+# Scheduled jobs whose status is read to tell retries from delays, per queue at most:
+# beyond it the split is scaled from the ones read.
+STATUS_SAMPLE = 2000
+
+
+@dataclass
+class QueueView:
+    """One queue now (None where a key is unreadable)."""
+
+    queue: str
+    ready: int | None
+    running: int | None
+    scheduled: int | None  # delayed jobs not due yet
+    retrying: int | None  # jobs waiting out a retry back-off
+    dead: int | None
+    paused: bool
+    next_waited_s: float | None  # how long the job next in line has been waiting
+    per_minute: dict[str, dict[str, float]]  # done / failed -> 1m / 5m / 15m
+    workers: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
+    """Every queue's :class:`QueueView`, and the fleet's totals."""
+    states = Queues(store).states()
+    queues = [state.queue for state in states]
+    sec, usec = store.redis.time()
+    now_ms = int(sec) * 1000 + int(usec) // 1000
+    heads = _heads(store, store.known_lanes())
+    split = _retrying(store, queues)
+    rates = Events(store).rates(now_ms, queues)
+    problems: list[str] = []
+    try:
+        live = WorkerRegistry(store).live()
+    except redis.ResponseError as exc:  # a registry key of another type: named, not fatal
+        live = []
+        problems.append(f"{store.keys.workers} ({exc})")
+    serving: dict[str, list[str]] = {q: [] for q in queues}
+    for worker in live:
+        for queue in worker.queues:
+            serving.setdefault(queue.split(":", 1)[0], []).append(worker.name)
+    views = []
+    for state in states:
+        scheduled, retrying = split.get(state.queue, (None, None))
+        oldest = heads.get(state.queue)
+        views.append(
+            QueueView(
+                queue=state.queue,
+                ready=state.ready,
+                running=state.running,
+                scheduled=scheduled,
+                retrying=retrying,
+                dead=state.dead,
+                paused=state.paused,
+                next_waited_s=None if oldest is None else max(0.0, (now_ms - oldest) / 1000),
+                per_minute=rates.get(state.queue, Rates()).per_minute(),
+                workers=sorted(serving.get(state.queue, [])),
+            )
+        )
+    counts = store.counts()
+    fleet = {
+        "ready": sum(v.ready or 0 for v in views),
+        "running": counts.running,
+        "scheduled": sum(v.scheduled or 0 for v in views),
+        "retrying": sum(v.retrying or 0 for v in views),
+        "dead": counts.dead,
+        "workers": len(live),
+        "totals": counts.totals,
+        "per_minute": _sum_rates([v.per_minute for v in views]),
+        "problems": counts.problems + problems,
+    }
+    return views, fleet
+
+
+def _heads(store: Store, lanes: list[str]) -> dict[str, int]:
+    """Per queue, when the job next in line (the head of each lane) became due (ms)."""
+    by_queue: dict[str, list[str]] = {}
+    for lane in lanes:
+        by_queue.setdefault(split_lane(lane)[0], []).append(lane)
+
+    def add(pipe: Any, shard: Shard) -> None:
+        for lane in by_queue[shard.queue]:
+            pipe.zrange(shard.queue_key(lane), 0, 0)
+
+    heads: dict[str, list[str]] = {}
+    for queue, replies in store.fan_out(add, by_queue).items():
+        heads[queue] = [r[0] for r in replies if isinstance(r, list) and r]
+
+    def times(pipe: Any, shard: Shard) -> None:
+        for job_id in heads[shard.queue]:
+            pipe.hmget(shard.job(job_id), "due_at", "created_at")
+
+    out: dict[str, int] = {}
+    for queue, replies in store.fan_out(times, [q for q in heads if heads[q]]).items():
+        due = [int(d or c) for d, c in (r for r in replies if isinstance(r, list)) if d or c]
+        if due:
+            out[queue] = min(due)
+    return out
+
+
+def _retrying(store: Store, queues: list[str]) -> dict[str, tuple[int, int]]:
+    """Per queue, the jobs in ``scheduled`` split into (delayed, retrying): read from the
+    statuses of up to :data:`STATUS_SAMPLE` of them, scaled for the rest."""
+
+    def add(pipe: Any, shard: Shard) -> None:
+        pipe.zcard(shard.scheduled)
+        pipe.zrange(shard.scheduled, 0, STATUS_SAMPLE - 1)
+
+    found = store.fan_out(add, queues)
+    ids = {q: r[1] for q, r in found.items() if isinstance(r[1], list)}
+
+    def statuses(pipe: Any, shard: Shard) -> None:
+        for job_id in ids[shard.queue]:
+            pipe.hget(shard.job(job_id), "status")
+
+    out: dict[str, tuple[int, int]] = {}
+    for queue, replies in store.fan_out(statuses, [q for q in ids if ids[q]]).items():
+        total = found[queue][0]
+        retry = sum(1 for r in replies if r == "retrying")
+        if isinstance(total, int):
+            retry = round(retry * total / max(1, len(replies)))
+            out[queue] = (total - retry, retry)
+    for queue in queues:
+        total = found.get(queue, [None])[0]
+        if queue not in out and isinstance(total, int):
+            out[queue] = (total, 0)
+    return out
+
+
+def _sum_rates(rates: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for one in rates:
+        for kind, windows in one.items():
+            into = out.setdefault(kind, {})
+            for label, n in windows.items():
+                into[label] = round(into.get(label, 0.0) + n, 2)
+    return out
