@@ -29,9 +29,13 @@ local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
 -- (garbage) costs the record, never the transition.
 local function event(base, id, class, from, to, attempt, worker, ms, reason)
   if EVENTS_MAXLEN == '0' then return end
-  redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
-    'class', class or '', 'from', from, 'to', to, 'attempt', attempt or 0,
-    'worker', worker or '', 'ms', ms or '', 'reason', reason or '')
+  local a = {'XADD', base .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
+    'class', class or '', 'from', from, 'to', to, 'attempt', attempt or 0}
+  -- the rest only when there is something to say: most events have no reason
+  if worker and worker ~= '' then a[#a + 1], a[#a + 2] = 'worker', worker end
+  if ms and ms ~= '' then a[#a + 1], a[#a + 2] = 'ms', ms end
+  if reason and reason ~= '' then a[#a + 1], a[#a + 2] = 'reason', reason end
+  redis.pcall(unpack(a))
 end
 
 -- How long an attempt that started at `started` (ms, a field: may be absent) ran.
