@@ -15,7 +15,6 @@ stuck in a long job, so prefetch never starves a short job behind a long one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -25,14 +24,13 @@ import types
 from collections import deque
 from collections.abc import Mapping, Sequence
 
-import redis
-
 from jobkit.backend.keys import every_tag_lanes
 from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
 from jobkit.models import Claimed
 from jobkit.settings import Settings
-from jobkit.worker.execute import LOST, Executor, Success, persistently
+from jobkit.worker.execute import LOST, Executor, Success
+from jobkit.worker.handback import IDLE_BLOCK, STOP_POLL, HandBack
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
@@ -43,8 +41,6 @@ from jobkit.worker.slot import Slots
 
 log = logging.getLogger("jobkit.worker")
 
-IDLE_BLOCK = 2.0  # seconds an idle child blocks on Redis before checking on its parent
-STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
 FAILED = 70  # exit code of a child one of whose threads died: the supervisor replaces it
 
@@ -52,7 +48,7 @@ Sent = tuple[Refill, list[Done]]  # a refill request, and the results it records
 CLAIMING = "claiming jobs"
 
 
-class Child:
+class Child(HandBack):
     """The execution loop of one child process."""
 
     def __init__(
@@ -356,54 +352,3 @@ class Child:
             self.executor.report([d for _, d in done], flags)
             outcomes = zip(done, flags, strict=True)
             self.link.done([(h, "succeeded" if ok else LOST) for (h, _), ok in outcomes])
-
-    def release(self, entries: Sequence[Entry]) -> None:
-        """Give unstarted jobs back to their queue. Should Redis fail half way, those it
-        may have taken back are reported released and the rest stay ours (raised).
-
-        A requeue whose reply is lost (a timeout, a dropped connection) may have run: its
-        job may be queued again, and claimed by another worker, so it is never run here.
-        Its lease is no longer renewed; if the requeue did not run, the lease lapses and
-        the reaper hands it back, no attempt used (it never started)."""
-        given: list[Entry] = []
-        try:
-            for handle, job in entries:
-                given.append((handle, job))  # from the moment it is sent
-                self.store.requeue(job.id, job.token, uncount=True)
-        except TROUBLE:
-            with self.cond:
-                self.batch.extendleft(reversed(entries[len(given) :]))
-            raise
-        finally:
-            self.link.released([handle for handle, _ in given])
-
-    def _wind_down(self) -> None:
-        """On the way out: let running jobs finish, record finished results, hand back
-        what never started. A runner blocked waiting for work is woken, as its wait ends
-        in a claim; one stuck retrying an unreachable Redis is not waited for long."""
-        deadline = time.monotonic() + IDLE_BLOCK + 1.0
-        with self.cond:
-            self.closing = True
-            self.cond.notify_all()
-            while any(self.started) or (self.refilling and time.monotonic() < deadline):
-                if self.blocking:
-                    with contextlib.suppress(redis.RedisError):
-                        self.store.unblock(self.block_id)
-                self._wait(STOP_POLL)
-            done, self.pending = self.pending, []
-            unstarted, self.batch = list(self.batch), deque()
-        try:
-            if done:
-                flags = persistently(
-                    lambda: self.store.complete_many([d.completion() for _, d in done]),
-                    self.settings.lease,
-                )
-                self.report(done, flags)
-            if unstarted:
-                self.release(unstarted)
-        except TROUBLE as exc:
-            log.warning(
-                "could not hand back %d job(s) (%s); their leases will lapse and be reaped",
-                len(done) + len(unstarted),
-                exc,
-            )
