@@ -62,6 +62,10 @@ def test_workers_json_has_real_types_children_and_drops_a_finished_job_at_once(
     row = mine()  # the beat may still list it: the job's record says it ended
     assert row["jobs"] == [] and all(c["jobs"] == [] for c in row["children"])
     wait_until(lambda: mine()["done"] == 1, timeout=10, what="the count to reach 1")
+    # the child that ran it counts it too, the other none
+    children = wait_until(lambda: (c := mine()["children"]) and sum(x["done"] for x in c) and c)
+    assert sorted(c["done"] for c in children) == [0, 1]
+    assert all(c["failed"] == 0 for c in children)
 
 
 def test_prune_removes_a_killed_worker_at_once_and_keeps_live_ones(

@@ -36,6 +36,8 @@ class ChildInfo:
     started_at: float | None
     rss_mb: float | None
     jobs: list[CurrentJob]
+    done: int = 0
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,8 @@ class WorkerRegistry:
                 started_at=_float(c.get("started_at")),
                 rss_mb=_float(c.get("rss_mb")),
                 jobs=current(c.get("jobs")),
+                done=_int(c.get("done")) or 0,
+                failed=_int(c.get("failed")) or 0,
             )
             for c in _json_list(h.get("children"))
             if isinstance(c, dict)

@@ -83,8 +83,8 @@ def _table(rows: list[WorkerInfo]) -> object:
                 ",".join(w.tags),
                 _time(c.started_at),
                 *_jobs(c.jobs),
-                "",
-                "",
+                str(c.done),
+                str(c.failed),
                 _rss(c.rss_mb),
             )
     return table

@@ -22,6 +22,7 @@ import redis
 
 from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
+from jobkit.backend.workers import FAILED_OUTCOMES
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
 
@@ -264,6 +265,8 @@ def _child_entry(state: ChildState) -> dict[str, Any]:
         "pid": state.pid,
         "started_at": round(time.time() - (time.monotonic() - state.born), 3),
         "rss_mb": round(rss_bytes(state.pid) / 2**20, 1),
+        "done": state.counts.get("succeeded", 0),
+        "failed": sum(state.counts.get(k, 0) for k in FAILED_OUTCOMES),
         "jobs": [
             {"id": job.id, "name": job.name}
             for handle in state.running()

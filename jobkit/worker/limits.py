@@ -36,6 +36,7 @@ class ChildState:
     cancelled: set[str] = field(default_factory=set)  # handles whose cancel made us kill it
     note: str = ""  # what the kill was about, for the attempt's error (memory)
     recycling: bool = False  # asked to exit after its current job (memory, age)
+    counts: dict[str, int] = field(default_factory=dict)  # outcomes of its jobs
 
     def job(self, handle: str) -> Held | None:
         """What the child told us about a job it holds (None: not held, or unreadable)."""

@@ -236,7 +236,12 @@ class Supervisor:
             if not data:
                 break
             chunks.append(data)
-        state.reader.feed(b"".join(chunks), state.held, self.counts)
+        fresh = dict.fromkeys(self.counts, 0)
+        state.reader.feed(b"".join(chunks), state.held, fresh)
+        for outcome, n in fresh.items():
+            if n:  # the worker's totals, and this child's own
+                self.counts[outcome] += n
+                state.counts[outcome] = state.counts.get(outcome, 0) + n
 
     def _reap_strays(self) -> None:
         """Collect the exit of processes re-parented to us (see strays), not children."""
