@@ -21,6 +21,9 @@ per queue: ``{p:q}:…``          type    holds
 ``running``                     zset    job id -> lease deadline (ms, Redis TIME)
 ``scheduled``                   zset    job id -> due time (ms): delays and back-offs
 ``dead``                        zset    dead-lettered job id -> time (ms)
+``finished``                    zset    succeeded or cancelled job id -> time it ended
+                                        (ms); entries older than the records kept are
+                                        trimmed by the workers' chores (``jobkit jobs``)
 ``done:<id>``                   list    completion token; result waiters block on it
 ``waiter:<id>``                 string  present (short TTL) while someone waits for the
                                         job's outcome: only then is a token pushed
@@ -130,6 +133,7 @@ class Shard:
         "base",
         "dead",
         "events",
+        "finished",
         "lanes",
         "paused",
         "queue",
@@ -146,6 +150,7 @@ class Shard:
         self.running = f"{self.base}:running"
         self.scheduled = f"{self.base}:scheduled"
         self.dead = f"{self.base}:dead"
+        self.finished = f"{self.base}:finished"
         self.seq = f"{self.base}:seq"
         self.lanes = f"{self.base}:lanes"
         self.stats = f"{self.base}:stats"

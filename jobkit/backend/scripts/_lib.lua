@@ -102,6 +102,19 @@ local function notify_done(base, id, ttl)
   if redis.call('EXISTS', waiter_key(base, id)) == 1 then push_done(base, id, ttl) end
 end
 
+-- Jobs that just ended succeeded or cancelled go in their queue's `finished` index (see
+-- keys.py), scored by the time they ended, so `jobkit jobs` finds them without a SCAN;
+-- the workers' chores drop entries older than the records kept. One ZADD per 500 jobs
+-- (a whole batch of complete.lua in one). pcall: an index key of another type (garbage)
+-- costs the listing its entries, never the transition.
+local function note_finished(base, now, ids)
+  for i = 1, #ids, 500 do
+    local a = {'ZADD', base .. ':finished'}
+    for j = i, math.min(i + 499, #ids) do a[#a + 1], a[#a + 2] = now, ids[j] end
+    redis.pcall(unpack(a))
+  end
+end
+
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
 local function end_cancelled(base, jk, id, ttl, now)
@@ -112,6 +125,7 @@ local function end_cancelled(base, jk, id, ttl, now)
   redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now)
   redis.call('HDEL', jk, 'cancel')
   redis.call('EXPIRE', jk, ttl)
+  note_finished(base, now, {id})
   notify_done(base, id, ttl)
 end
 

@@ -1,6 +1,6 @@
 -- complete: record successes, once each, for the holders of the current leases.
--- KEYS[1]  base "{prefix:queue}"; job:<id>, running, stats, waiter:<id> and done:<id> are
---          built from it
+-- KEYS[1]  base "{prefix:queue}"; job:<id>, running, finished, stats, waiter:<id> and
+--          done:<id> are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
 -- Returns  one flag per job: 1 recorded (now, or by this same call sent before and its
@@ -36,6 +36,7 @@ end
 for i = 1, #finished, 1000 do
   redis.call('ZREM', base .. ':running', unpack(finished, i, math.min(i + 999, #finished)))
 end
+note_finished(base, now, finished)
 for j, id in ipairs(finished) do
   local jk, i = job_key(base, id), at[j]
   redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
