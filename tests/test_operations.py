@@ -152,10 +152,14 @@ def test_a_long_job_id_is_never_cut_in_a_narrow_terminal(
 ) -> None:
     key = "a-rather-long-idempotency-key-" + "x" * 40
     handle = jobs.Sleepy.dispatch(marker="ops-long", seconds=3, job_id=key)
-    start_worker()
+    worker = start_worker()
     wait_until(lambda: env.client.exists("ops-long"), timeout=10, what="the job to start")
     wait_until(
         lambda: handle.id in _cli_with_input(env, "", "workers", columns=80).stdout,
         timeout=10,
         what="the id, whole, in an 80-column table",
     )
+    handle.result(timeout=15)
+    for command in (("job", handle.id), ("workers", "show", worker.name)):
+        shown = _cli_with_input(env, "", *command, columns=60).stdout
+        assert handle.id in shown, (command, shown)

@@ -19,7 +19,9 @@ def show_record(rec: JobRecord, as_json: bool) -> None:
         print_json(data)
         return
     error = data.pop("error")
-    table = Table(show_header=False, title=f"job {rec.id}")
+    data.pop("id", None)
+    console.print(f"job {rec.id}", soft_wrap=True)  # an id is never cut, however long
+    table = Table(show_header=False)
     for key, value in data.items():
         table.add_row(key, "" if value is None else str(value))
     console.print(table)
