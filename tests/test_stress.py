@@ -1,4 +1,5 @@
-"""The fault-injection suite's short setting (``python -m stress --short``), as a test:
+"""The fault-injection suite's short setting (``python -m stress --short``, on one node
+and with ``--cluster``), as a test:
 about a minute of killed workers, schedulers and Redis and cut connections, after which
 no job may be lost, no success recorded twice, and every check must pass. Also, quickly,
 the checker's rules on made-up jobs.
@@ -34,11 +35,11 @@ def _findings(report: dict[str, Any], limit: int = 25) -> str:
     return "\n".join(lines + ([f"... and {more} more"] if more > 0 else []))
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(RUN_TIMEOUT + 60)
-def test_short_stress_run_loses_nothing_and_passes_every_check() -> None:
+def _short_run(*extra: str) -> tuple[dict[str, Any], str]:
+    """``python -m stress --short <extra> --json`` checked for the suite's promises; the
+    report, and where its logs are (kept when it failed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "stress", "--short", "--json"],
+        [sys.executable, "-m", "stress", "--short", *extra, "--json"],
         cwd=REPO_ROOT,
         env=clean_env(),
         capture_output=True,
@@ -57,6 +58,26 @@ def test_short_stress_run_loses_nothing_and_passes_every_check() -> None:
     failed = {name: n for name, n in report["checks"].items() if n}
     assert not failed, f"checks failed: {failed}\n{_findings(report)}\n{where}"
     assert report["passed"] and done.returncode == 0
+    return report, where
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
+def test_short_stress_run_loses_nothing_and_passes_every_check() -> None:
+    _short_run()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
+def test_short_stress_run_on_a_cluster_loses_nothing_and_passes_every_check() -> None:
+    """The same on a three-master Redis Cluster, three queues on three masters, with
+    masters killed (their replicas take over) among the faults."""
+    report, where = _short_run("--cluster")
+    assert report["config"]["cluster"] and len(report["config"]["queues"]) == 3
+    kills = report["master_kills"]
+    assert kills, "no master was killed"
+    unhealed = [k for k in kills if k["failover"] is None or k["rejoined"] is None]
+    assert not unhealed, f"masters that did not fail over or rejoin: {unhealed}; {where}"
 
 
 # -- the checker's rules, on made-up jobs: it must never forgive a loss --------------------
