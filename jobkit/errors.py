@@ -14,6 +14,7 @@
     ├── JobTimeout                JobHandle.result() waited longer than asked
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
     ├── InvalidTransition         e.g. retrying a job that is not dead
+    ├── InvalidQuery              a listing's limit or cursor out of range (jobkit jobs)
     ├── SerializationError        a result or payload that is not JSON
     ├── NotDurable                a durable dispatch that too few replicas acknowledged
     └── RetryLater                raised by perform() to ask for another attempt later
@@ -75,6 +76,11 @@ class JobNotFound(JobkitError):
 class UnknownQueue(JobkitError, ValueError):
     """A queue named in an operation (pause, resume, purge) that the queue registry does
     not hold: no job was ever sent to it and no worker serves it."""
+
+
+class InvalidQuery(JobkitError, ValueError):
+    """A job listing asked for what it cannot give: a limit out of range, or a cursor
+    that is not one, or that a listing with other filters returned."""
 
 
 class JobTimeout(JobkitError):

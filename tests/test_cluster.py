@@ -30,6 +30,7 @@ from tests.cluster_server import ClusterServers
 from tests.conftest import HEARTBEAT, LEASE, PREFIX, StartWorker, run_cli, wait_until
 from tests.sched_jobs import CRON_QUEUE
 from tests.servers import spread_names
+from tests.test_listing import check_paging_while_jobs_move
 from tests.test_scheduler import Proc
 
 
@@ -327,3 +328,15 @@ def test_a_slot_of_a_busy_queue_moves_while_jobs_flow(
     assert cenv.cluster.node_for_key(cenv.keys.job(handles[-1].id)) == target
     assert worker.alive()
     print(worker.log_text().count("WARNING"), "warnings;", "moved at job", moved_at)
+
+
+def test_listing_with_paging_while_jobs_move_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker
+) -> None:
+    cenv.store.register_queues(cenv.queues)
+    start_worker(queues=",".join(cenv.queues[1:]), concurrency=2)
+    check_paging_while_jobs_move(cenv.store, cenv.queues)
+    shown = run_cli("jobs", "--queue", cenv.queues[0], "--limit", "5", "--json", url=cenv.url)
+    data = orjson.loads(shown.stdout)
+    assert len(data["jobs"]) == 5 and isinstance(data["next_cursor"], str)
+    assert {j["queue"] for j in data["jobs"]} == {cenv.queues[0]}

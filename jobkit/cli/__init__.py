@@ -2,6 +2,7 @@
 
 - :mod:`~jobkit.cli.worker`: ``worker``
 - :mod:`~jobkit.cli.jobs`: ``job``, ``cancel``
+- :mod:`~jobkit.cli.listing`: ``jobs`` (any state, paged)
 - :mod:`~jobkit.cli.info`: ``info``
 - :mod:`~jobkit.cli.workers`: ``workers``, ``workers prune``
 - :mod:`~jobkit.cli.queues`: ``queues``, ``queues pause / resume / purge``
@@ -17,14 +18,25 @@ from __future__ import annotations
 
 import typer
 
-from jobkit.cli import common, dead, embedded, info, jobs, queues, scheduler, worker, workers
+from jobkit.cli import (
+    common,
+    dead,
+    embedded,
+    info,
+    jobs,
+    listing,
+    queues,
+    scheduler,
+    worker,
+    workers,
+)
 
 app = typer.Typer(
     help="jobkit: typed, reliable background jobs on Redis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, jobs, scheduler):
+for _area in (worker, info, jobs, listing, scheduler):
     app.add_typer(_area.app)
 app.add_typer(workers.app, name="workers")
 app.add_typer(queues.app, name="queues")

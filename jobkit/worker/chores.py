@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import redis
 
+from jobkit import registry
 from jobkit.backend.events import Events
+from jobkit.backend.listing import trim_finished
 from jobkit.backend.store import Lease
 from jobkit.backend.workers import FAILED_OUTCOMES
 from jobkit.worker.limits import ChildState, rss_bytes
@@ -56,6 +58,7 @@ class Chores:
             ("worker heartbeat", self._beat, settings.heartbeat, True),
             ("checking children's limits", self._check_limits, CHECK_EVERY, False),
             ("trimming old events", self._trim_events, TRIM_EVERY, True),
+            ("trimming the finished jobs' index", self._trim_finished, TRIM_EVERY, True),
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
@@ -139,6 +142,17 @@ class Chores:
         now_ms = int(sec) * 1000 + int(usec) // 1000
         Events(self.sup.store).trim(
             self.sup.options.queues, self.sup.settings.events_max_age, now_ms
+        )
+
+    def _trim_finished(self) -> None:
+        """Drop entries of the `finished` index (jobkit jobs) older than the longest
+        result_ttl of this worker's job classes: their records have expired. Entries of a
+        job with a shorter one are passed over by the listing until then."""
+        sec, usec = self.sup.store.redis.time()
+        ttls = [cls.result_ttl or 0 for cls in registry.registered().values()]
+        longest = max([self.sup.settings.result_ttl, *ttls])
+        trim_finished(
+            self.sup.store, self.sup.options.queues, longest, int(sec) * 1000 + int(usec) // 1000
         )
 
     def _mark_started(self) -> None:
