@@ -13,6 +13,7 @@ from jobkit.connection import configure, get_settings, get_store
 from jobkit.errors import (
     ConfigurationError,
     DispatchError,
+    InvalidLimit,
     InvalidName,
     InvalidTransition,
     JobFailed,
@@ -49,6 +50,7 @@ __all__ = [
     "Cron",
     "DeadReason",
     "DispatchError",
+    "InvalidLimit",
     "InvalidName",
     "InvalidTransition",
     "JobError",

@@ -8,6 +8,7 @@
     │   └── UnknownJobError       a payload names a job no module registered
     ├── InvalidName               a job name, job id, queue or tag outside its alphabet
     ├── DispatchError             a dispatch option out of range (delay, at, priority)
+    ├── InvalidLimit              a job class's concurrency, rate_limit or unique_for
     ├── PayloadTooLarge           params or a result over JOBKIT_MAX_PAYLOAD bytes
     ├── JobNotFound               an id that Redis does not know
     ├── UnknownQueue              a queue no job was sent to and no worker serves
@@ -55,6 +56,13 @@ class InvalidName(JobkitError, ValueError):
 class DispatchError(JobkitError, ValueError):
     """``dispatch()`` was given an option out of range or of the wrong type (``delay``,
     ``at``, ``priority``), or params that are not a mapping; nothing was written."""
+
+
+class InvalidLimit(JobkitError, ValueError):
+    """A job class declares a limit jobkit cannot enforce: ``concurrency`` not a whole
+    number from 1 up, ``rate_limit`` not ``"<count>/<s|m|h>"`` (or faster than one start
+    per millisecond), ``unique_for`` not a positive duration. Raised when the class is
+    defined."""
 
 
 class PayloadTooLarge(JobkitError, ValueError):

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from jobkit import names, registry
+from jobkit import job_limits, names, registry
 from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
@@ -99,7 +99,10 @@ class BaseJob:
     ``priority`` (higher runs first), ``retry``, ``timeout`` (hard limit per attempt),
     ``result_ttl`` (seconds) and ``tags`` (only workers carrying all of them run it).
     Names, queues and tags are checked against :mod:`jobkit.names` when the class is
-    defined.
+    defined. Limits across every worker, per queue (see :mod:`jobkit.job_limits`):
+    ``concurrency`` (running at once), ``rate_limit`` (``"100/m"``: starts spaced
+    evenly), ``unique`` / ``unique_for`` (a dispatch of equal params while such a job is
+    queued or running returns that job's handle).
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -112,6 +115,11 @@ class BaseJob:
     tags: ClassVar[frozenset[str] | set[str]] = frozenset()
     schedule: ClassVar[Cron | None] = None
     schedules: ClassVar[Sequence[Cron]] = ()
+    concurrency: ClassVar[int | None] = None
+    rate_limit: ClassVar[str | None] = None
+    unique: ClassVar[bool] = False
+    unique_for: ClassVar[float | timedelta | None] = None
+    _limits: ClassVar[job_limits.Limits] = job_limits.Limits()
     _codec: ClassVar[ParamsCodec | None] = None  # each class's own: see _params
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -127,6 +135,7 @@ class BaseJob:
             raise ValueError(f"{where}.priority must be within ±{MAX_PRIORITY}")
         names.queue(cls.queue, where=f"{where}.queue")
         cls.tags = names.tags(cls.tags, where=f"{where}.tags")
+        cls._limits = job_limits.of_class(cls, where)
         clash = DISPATCH_OPTIONS & (accepted_keys(cls.Params) | set(cls.Params.model_fields))
         if clash:
             raise TypeError(
@@ -232,6 +241,7 @@ class BaseJob:
             cls.retry.max_attempts,
             cls.timeout_seconds(),
             cls.result_ttl or get_settings().result_ttl,
+            cls._limits.encode(),
         )
 
     @classmethod
@@ -275,6 +285,9 @@ class BaseJob:
         must not become one."""
         job = cls.new_job(params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id)
         store = store or get_store()
+        if cls._limits.unique:  # the job holding the params' lock may be another
+            _, status, holder = store.enqueue_unique(job)
+            return JobHandle(holder, store, status=status)
         _, status = store.enqueue(job, check=job_id is not None)
         return JobHandle(job.id, store, status=status)
 
@@ -291,7 +304,14 @@ class BaseJob:
     ) -> list[JobHandle]:
         """Validate and serialise every params mapping first (errors as for
         :meth:`new_job`, naming the item by its index; nothing is written then), then
-        store all jobs in one request."""
+        store all jobs in one request (for a ``unique`` class, one request per job, as
+        each may meet a lock, one of the batch's own included)."""
+        if cls._limits.unique:
+            return [
+                cls.dispatch_params(p, delay=delay, at=at, queue=queue, priority=priority,
+                                    store=store)
+                for p in params_list
+            ]  # fmt: skip
         codec = cls._params()
         items = params_list if isinstance(params_list, list | tuple) else list(params_list)
         models = codec.validate_many(items)

@@ -258,6 +258,7 @@ class NewJob(NamedTuple):
     max_attempts: int
     timeout: float
     result_ttl: int
+    limits: str  # see jobkit.job_limits: '' for a class with none
 
     def spec(self) -> tuple[Any, ...]:
         """What enqueue.lua takes once per call for all the jobs sharing it."""

@@ -51,7 +51,8 @@ JOBKIT_ACL = (
     "+client|id +client|unblock +config|get "
     "+del +exists +expire +persist +mget +incr +incrby +hset +hdel +hmget +hincrby "
     "+lpush +ltrim +sadd +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +zpopmin "
-    "+publish +get +type +rename +info +rpush +lrange +pexpire +xadd +xrange +xrevrange +xtrim"
+    "+publish +get +type +rename +info +rpush +lrange +pexpire +xadd +xrange +xrevrange +xtrim "
+    "+scard +srem +srandmember"
 )
 # Characters that must be percent-encoded in a URL, so both spellings are looked for.
 PASSWORD = "Jk-pw/1?a#b@c%d"

@@ -35,6 +35,14 @@ per queue: ``{p:q}:…``          type    holds
                                         lease nothing from it (dispatch still works)
 ``lanes``                       set     every tagged lane of the queue a job was sent to
 ``stats``                       hash    succeeded / failed / dead totals
+``active:<class>``              set     ids of the running attempts of a job class with
+                                        a ``concurrency`` limit (claim.lua adds, the
+                                        scripts that end an attempt remove)
+``rate``                        hash    class with a ``rate_limit`` -> the earliest time
+                                        (ms) claim.lua may lease its next job
+``unique:<digest>``             string  the id of the active job of a ``unique`` class
+                                        with these params (digest: SHA-1 of class and
+                                        params JSON); PX for ``unique_for``
 ``events``                      stream  every state change of the queue's jobs (id, class,
                                         from, to, attempt, worker, ms, reason), capped
                                         by JOBKIT_EVENTS_MAXLEN / _MAX_AGE (about)
@@ -137,6 +145,7 @@ class Shard:
         "lanes",
         "paused",
         "queue",
+        "rate",
         "running",
         "sched_wake",
         "scheduled",
@@ -157,6 +166,7 @@ class Shard:
         self.paused = f"{self.base}:paused"
         self.sched_wake = f"{self.base}:sched:wake"
         self.events = f"{self.base}:events"
+        self.rate = f"{self.base}:rate"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
@@ -179,6 +189,14 @@ class Shard:
 
     def corrupt(self, job_id: str) -> str:
         return f"{self.base}:corrupt:{job_id}"
+
+    def active(self, job_class: str) -> str:
+        """Ids of the running attempts of ``job_class`` (one with a concurrency limit)."""
+        return f"{self.base}:active:{job_class}"
+
+    def unique(self, digest: str) -> str:
+        """The lock on a unique class's params (see enqueue.lua)."""
+        return f"{self.base}:unique:{digest}"
 
     def schedule(self, key: str) -> str:
         """State of the cron schedule ``key`` (see :class:`jobkit.schedule.BoundSchedule`)."""

@@ -74,6 +74,11 @@ class Leasing:
     _pipeline: Callable[[Sequence[ScriptCall]], list[Any]]
     _request_id: Callable[[], str]
 
+    # When a job held back by its class's rate limit may be claimed (time.monotonic(); 0:
+    # none known), as the last claims said: an idle wait ends then rather than after its
+    # full timeout. Shared by a child's threads; one refills at a time.
+    _rate_due = 0.0
+
     # -- claiming -----------------------------------------------------------------------
 
     def claim(
@@ -92,9 +97,27 @@ class Leasing:
         self, worker: str, lease_ms: int, want: int, lanes: Sequence[str]
     ) -> list[Claimed]:
         base = self.keys.lane(lanes[0]).base
-        return _parse_claimed(
+        return self._claimed(
             self._lease(base, _claim_args(worker, lease_ms, want, self._request_id(), lanes))
         )
+
+    def _claimed(self, raw: list[Any]) -> list[Claimed]:
+        """The jobs of a claim's reply; notes when a job it held back by a rate may run."""
+        jobs, rate_wait_ms = _parse_claimed(raw)
+        if rate_wait_ms > 0:
+            now = time.monotonic()
+            due = now + rate_wait_ms / 1000
+            if not now < self._rate_due < due:  # the soonest still to come
+                self._rate_due = due
+        return jobs
+
+    def _idle_timeout(self, timeout: float) -> float:
+        """How long an idle wait may block: ``timeout``, or less when a job held back by
+        a rate may be claimed sooner (never 0, which BLPOP takes as for ever)."""
+        due, self._rate_due = self._rate_due, 0.0
+        if not due:
+            return timeout
+        return max(0.005, min(timeout, due - time.monotonic()))
 
     def _lease(self, base: str, args: list[Any]) -> Any:
         """Run a claim; if its reply is lost (a timeout: Redis may have run it), send the
@@ -151,7 +174,7 @@ class Leasing:
         raw[-1] = self._decodable(raw[-1], base, args)
         replies = self._checked(refill.calls, raw)
         flags = _flags_in_order(replies[:-1], refill.order, refill.done)
-        jobs = _parse_claimed(replies[-1])
+        jobs = self._claimed(replies[-1])
         worker, lease_ms, want, groups = refill.claim
         if len(jobs) < want and len(groups) > 1:  # the first queue had too few
             jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
@@ -173,16 +196,17 @@ class Leasing:
         base = self.keys.lane(first[0]).base
         args = _claim_args(worker, lease_ms, want, self._request_id(), first)
         calls: list[ScriptCall] = [("claim", [base], args)]
+        timeout = self._idle_timeout(timeout)
         try:
             replies = self._wire.wait_then(
                 [self.keys.wake(lane) for lane in lanes], timeout, self._commands(calls)
             )
         except (redis.ConnectionError, redis.TimeoutError):
-            jobs = _parse_claimed(self._lease(base, args))  # the claim may have run: ask again
+            jobs = self._claimed(self._lease(base, args))  # the claim may have run: ask again
         else:
             raise_errors(replies[:1])
             replies[1] = self._decodable(replies[1], base, args)
-            jobs = _parse_claimed(self._checked(calls, replies[1:])[0])
+            jobs = self._claimed(self._checked(calls, replies[1:])[0])
         if len(jobs) < want and len(groups) > 1:
             jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
         return jobs
@@ -289,12 +313,16 @@ def _flags_in_order(
     return out
 
 
-def _parse_claimed(raw: list[Any]) -> list[Claimed]:
+def _parse_claimed(raw: list[Any]) -> tuple[list[Claimed], int]:
+    """The jobs of a claim's reply, and the ms until a job it held back by a rate may
+    be claimed (0: none)."""
     # claim.lua validated every field it returns (attempts and timeout are numbers)
-    if len(raw) % 7:  # a last element: queue keys of another type it skipped
-        *raw, skipped = raw
-        _warn_skipped(skipped)
-    return [
+    rate_wait_ms = 0
+    if len(raw) % 7:  # a last element: the rate's wait, queue keys of another type skipped
+        *raw, (rate_wait_ms, *skipped) = raw
+        if skipped:
+            _warn_skipped(skipped)
+    jobs = [
         Claimed(
             raw[i],
             str(raw[i + 1]),
@@ -306,6 +334,7 @@ def _parse_claimed(raw: list[Any]) -> list[Claimed]:
         )
         for i in range(0, len(raw), 7)
     ]
+    return jobs, int(rate_wait_ms)
 
 
 _SKIP_WARN_EVERY = 60.0  # seconds between warnings about one unusable queue key

@@ -186,7 +186,7 @@ class ScheduleStore:
         for bound, job, plan in items:
             args: list[Any] = [bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire)]
             args.extend((job.name, job.lane, job.params_json, job.priority,
-                         job.max_attempts, job.timeout, job.result_ttl))  # fmt: skip
+                         job.max_attempts, job.timeout, job.result_ttl, job.limits))  # fmt: skip
             for slot in plan.fire:
                 args.extend((slot, bound.job_id(slot)))
             keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]

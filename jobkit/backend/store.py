@@ -257,6 +257,20 @@ class Store(Reads, Leasing):
             return True, str(raw)
         return bool(raw[0]), str(raw[1])
 
+    def enqueue_unique(self, job: NewJob) -> tuple[bool, str, str]:
+        """Create one job of a ``unique`` class unless an equal one is active: (created,
+        status, id of the job holding the params' lock: this one or the equal one)."""
+        shard = self.keys.lane(job.lane)
+        first = self._register_first(job.lane)
+        calls: list[ScriptCall] = [("enqueue", [shard.base],
+                                    [1, *job.spec(), 1, job.id, job.params_json])]  # fmt: skip
+        if self._wait is not None:  # see enqueue: the holder may be another's write
+            raw = self._durably(first, calls, [job.id], [("INCRBY", shard.seq, 0)])[0]
+        else:
+            replies = self._wire.pipeline([*first, *self._commands(calls)])
+            raw = self._checked(calls, replies[len(first) :])[0]
+        return bool(raw[0]), str(raw[1]), str(raw[2])
+
     def _durably(
         self,
         first: Sequence[tuple[Any, ...]],

@@ -85,6 +85,44 @@ end
 
 local function next_seq(base) return redis.call('INCR', base .. ':seq') end
 
+-- -- limits (jobkit/job_limits.py) --------------------------------------------------------
+-- A limited job carries `limits` = "<concurrency>,<interval ms>,<unique ms>" in its hash
+-- (0, 0, -1: none); most jobs have no such field, and pay one absent field per script.
+-- Its queue's shard keeps `active:<class>` (the ids of the class's running attempts),
+-- `rate` (class -> the earliest time its next job may be claimed) and `unique:<digest>`
+-- (the job holding the lock on a unique class's params): see keys.py.
+
+local function active_key(base, name) return base .. ':active:' .. name end
+local function unique_key(base, digest) return base .. ':unique:' .. digest end
+
+-- concurrency, interval_ms, unique_ms of a `limits` field; nils for garbage (no limit)
+local function parse_limits(s)
+  local c, i, u = string.match(s or '', '^(%d+),(%d+),(%-?%d+)$')
+  return tonumber(c), tonumber(i), tonumber(u)
+end
+
+-- A limited job's attempt ended (`limits` its field: nil for most jobs, which return at
+-- once). Its concurrency slot is freed, and an idle worker of its lane is woken to use it
+-- (a job held back for the slot waits in that lane); when `final` (the job will not run
+-- again) its unique lock is released if it still holds it. SREM and the lock's
+-- compare-and-delete do nothing the second time, so a script sent twice frees nothing
+-- twice; only the real end of an attempt calls this. pcall: garbage under these keys
+-- costs the limit its bookkeeping (claim.lua heals a stale slot), never the transition.
+local function limits_end(base, jk, id, name, limits, final)
+  if not limits then return end
+  local c, _, u = parse_limits(limits)
+  if c and c > 0 and name and redis.pcall('SREM', active_key(base, name), id) == 1 then
+    local lane = redis.call('HGET', jk, 'lane')
+    if lane then wake(base, lane, 1) end
+  end
+  if final and u and u >= 0 then
+    local digest = redis.call('HGET', jk, 'unique')
+    if digest and redis.pcall('GET', unique_key(base, digest)) == id then
+      redis.call('DEL', unique_key(base, digest))
+    end
+  end
+end
+
 -- Wake everyone blocked on this job's outcome. Only a job's one move into a final state
 -- calls this, and revive deletes the token on the way back out, so there is no stale
 -- token to clear first.
@@ -118,8 +156,10 @@ end
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
 local function end_cancelled(base, jk, id, ttl, now)
-  local f = redis.call('HMGET', jk, 'status', 'name', 'attempts', 'worker', 'started_at')
+  local f = redis.call('HMGET', jk, 'status', 'name', 'attempts', 'worker', 'started_at',
+    'limits')
   local running = f[1] == 'running'
+  limits_end(base, jk, id, f[2], f[6], true)
   event(base, id, f[2], f[1] or '', 'cancelled', f[3], running and f[4] or '',
     running and ran_ms(now, f[5]) or '')
   redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now)
@@ -268,7 +308,9 @@ end
 local function invalid_record(base, id, why, now)
   local jk = job_key(base, id)
   local t = key_type(jk)
-  local was = t == 'hash' and redis.call('HMGET', jk, 'status', 'name', 'attempts') or {}
+  local was = t == 'hash' and redis.call('HMGET', jk, 'status', 'name', 'attempts', 'limits')
+    or {}
+  limits_end(base, jk, id, was[2], was[4], true)
   event(base, id, was[2], was[1] or '', 'dead', was[3], '', '', 'invalid_record')
   if t ~= 'hash' and t ~= 'none' then
     redis.call('RENAME', jk, corrupt_key(base, id))

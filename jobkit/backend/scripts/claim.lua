@@ -8,8 +8,10 @@
 --          G (number of lane groups), then G groups of (count, lane...) in the order the
 --          worker checks its queues
 -- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
---          only if a lane's queue key holds another type (skipped, so the other lanes
---          are still served), one more element: the list of those keys
+--          only if a job was held back by its class's rate limit or a lane's queue key
+--          holds another type (skipped, so the other lanes are still served), one more
+--          element: {ms until a job held back by a rate may be claimed (0: none), the
+--          skipped keys...}
 -- Invariant: nothing is leased from a paused queue (its `paused` key exists; see
 -- pause.lua). A job leaves its queue only together with its entry in `running` (or, when
 -- its record is invalid, in `dead`), and every claim bumps the job's fencing token
@@ -17,6 +19,16 @@
 -- (its reply was lost) leases nothing new: it answers with the jobs the first one leased
 -- that are still held under its tokens, so a lost reply strands no lease. (UTF-8 is
 -- checked only when asked: on the usual path it would cost more than the rest of a claim.)
+-- Limits (jobkit/job_limits.py): a job whose class is at its concurrency limit in this
+-- queue (`active:<class>` holds that many ids), or whose rate does not allow a start yet
+-- (`rate`), is not leased: it goes back to its ready set with the score it had, in this
+-- same script, so it keeps its place, stays `queued`, and the claim goes on to the next
+-- candidates: other classes are not blocked behind it. At most MAX_HELD held-back jobs
+-- are looked at per claim; a queue whose head holds more than that serves the jobs
+-- behind them only once the limited ones may run (still correct, slower). The worker
+-- asks again when an attempt of the class ends (limits_end wakes its lane) or, for a
+-- rate, when the reply says it may (see Returns), at most 2 s later anyway.
+local MAX_HELD = 64
 local base, worker = KEYS[1], ARGV[1]
 local lease_ms, want, req = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local strict, groups = ARGV[5] == '1', tonumber(ARGV[6])
@@ -86,13 +98,58 @@ local function names_queue(id, lane)
   return string.sub(id, 1, #queue + 1) == queue .. ':'
 end
 
-local function take(id, lane)
+local held = {}  -- lane, score, id triples of held-back jobs, put back at the end
+local full = {}  -- class -> true once held back: nothing in this claim frees it
+local rate_wait = 0  -- ms until the soonest rate-held class may start again
+
+-- Whether a job of class `name` with these `limits` may be leased now; if so, its slot
+-- and its rate are taken. A slot whose job no longer runs (lost by garbage: the ending
+-- scripts free theirs) is freed here, looking at a few of the class's slots when full.
+-- Garbage (a limits field or a limit's key that cannot be read) means no limit rather
+-- than a job stuck, or a claim failing, for ever.
+local function admit(id, name, limits)
+  if full[name] then return false end
+  local c, interval = parse_limits(limits)
+  if not c then return true end
+  local ak, rk = active_key(base, name), base .. ':rate'
+  local function usable(key, want_type)
+    local t = key_type(key)
+    return t == 'none' or t == want_type
+  end
+  if c > 0 and not usable(ak, 'set') then c = 0 end
+  if interval > 0 and not usable(rk, 'hash') then interval = 0 end
+  if c > 0 and redis.call('SCARD', ak) >= c then
+    for _, m in ipairs(redis.call('SRANDMEMBER', ak, 4)) do
+      if redis.pcall('HGET', job_key(base, m), 'status') ~= 'running' then
+        redis.call('SREM', ak, m)
+      end
+    end
+    if redis.call('SCARD', ak) >= c then
+      full[name] = true
+      return false
+    end
+  end
+  if interval > 0 then
+    local next_at = tonumber(redis.call('HGET', rk, name)) or 0
+    if now < next_at then
+      full[name] = true
+      if rate_wait == 0 or next_at - now < rate_wait then rate_wait = next_at - now end
+      return false
+    end
+    redis.call('HSET', rk, name, now + interval)
+  end
+  if c > 0 then redis.call('SADD', ak, id) end
+  return true
+end
+
+local function take(id, lane, score)
   local jk = job_key(base, id)
   if not names_queue(id, lane) then
     if key_type(jk) ~= 'none' then invalid_record(base, id, 'its id does not name its queue', now_s) end
     return
   end
-  local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout', 'cancel')
+  local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout', 'cancel',
+    'limits')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now_s)
     return
@@ -104,6 +161,10 @@ local function take(id, lane)
   local why = problem(id, f)
   if why then
     invalid_record(base, id, why, now_s)
+    return
+  end
+  if f[8] and not admit(id, f[4], f[8]) then
+    held[#held + 1], held[#held + 2], held[#held + 3] = lane, score, id
     return
   end
   local attempts = (tonumber(f[2]) or 0) + 1
@@ -126,8 +187,8 @@ for g = 1, groups do
   local lanes = {}
   for j = 1, count do lanes[j] = ARGV[pos + j] end
   pos = pos + count + 1
-  while got < want and not paused do
-    local lane, ids = nil, {}
+  while got < want and not paused and #held < 3 * MAX_HELD do
+    local lane, ids, scores = nil, {}, {}
     if count == 1 then  -- one lane: pop what we want at once
       lane = lanes[1]
       -- pcall: a queue key of another type is skipped, not the end of the claim
@@ -136,7 +197,7 @@ for g = 1, groups do
         skipped[#skipped + 1] = queue_key(base, lane)
         popped = {}
       end
-      for k = 1, #popped, 2 do ids[#ids + 1] = popped[k] end
+      for k = 1, #popped, 2 do ids[#ids + 1], scores[#ids + 1] = popped[k], popped[k + 1] end
     else  -- the best head among this group's lanes
       local best, best_score = nil, nil
       for j = 1, count do
@@ -151,22 +212,24 @@ for g = 1, groups do
       end
       if best then
         lane = lanes[best]
-        ids[1] = redis.call('ZPOPMIN', queue_key(base, lane))[1]
+        ids[1], scores[1] = redis.call('ZPOPMIN', queue_key(base, lane))[1], best_score
       end
     end
     if #ids == 0 then break end
-    for _, id in ipairs(ids) do take(id, lane) end
+    for k, id in ipairs(ids) do take(id, lane, scores[k]) end
   end
   if got >= want then break end
 end
 if #leases > 0 then redis.call('ZADD', running, unpack(leases)) end
+for i = 1, #held, 3 do redis.call('ZADD', queue_key(base, held[i]), held[i + 1], held[i + 2]) end
 if req ~= '' and got > 0 then
   local rk = claim_key(base, req)
   redis.call('RPUSH', rk, unpack(taken))
   redis.call('PEXPIRE', rk, lease_ms)
 end
 if got < want then
-  -- every lane we serve is empty: drop stale wake tokens so idle waits really block
+  -- every lane we serve is empty, or holds only jobs held back: drop stale wake tokens so
+  -- idle waits really block (until an attempt ends, a job arrives, or the rate allows)
   pos = 7
   for g = 1, groups do
     local count = tonumber(ARGV[pos])
@@ -174,5 +237,5 @@ if got < want then
     pos = pos + count + 1
   end
 end
-if #skipped > 0 then out[#out + 1] = skipped end
+if #skipped > 0 or rate_wait > 0 then out[#out + 1] = {rate_wait, unpack(skipped)} end
 return out

@@ -19,7 +19,7 @@ local stale = {}  -- those with a reason or error of an earlier attempt to clear
 for i = 1, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
   local f = read_job(job_key(base, id), 'status', 'lease', 'reason', 'name', 'attempts',
-    'worker', 'started_at')
+    'worker', 'started_at', 'limits')
   if f and f[1] == 'running' and f[2] == token then
     finished[#finished + 1] = id
     at[#finished] = i
@@ -43,6 +43,7 @@ for j, id in ipairs(finished) do
   if stale[j] then redis.call('HDEL', jk, 'reason', 'error') end
   local f = about[j]
   event(base, id, f[4], 'running', 'succeeded', f[5], f[6], ran_ms(now, f[7]))
+  limits_end(base, jk, id, f[4], f[8], true)
   redis.call('EXPIRE', jk, ARGV[i + 3])
 end
 -- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.

@@ -3,10 +3,11 @@
 -- KEYS[2]  schedule:<key> hash: cursor (last handled slot), last_slot, last_job,
 --          last_fired_at, next_slot, fired, skipped
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 7 job
+-- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
 --          fields every slot shares: name, lane, params JSON, priority, max_attempts,
---          timeout seconds, result_ttl seconds; then N pairs (slot epoch seconds, job id),
---          oldest slot first
+--          timeout seconds, result_ttl seconds, limits ('' for none; a slot's job is
+--          unique by its id, so only concurrency and rate apply); then N pairs (slot epoch
+--          seconds, job id), oldest slot first
 -- Returns  {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
 --          cursor. code 1 enqueued (detail 'queued'); 0 already handled by this or another
 --          scheduler (detail: that job's status or ''); -1 not due yet by Redis time
@@ -19,6 +20,7 @@ local key, next_slot = ARGV[1], ARGV[2]
 local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local name, lane, params = ARGV[6], ARGV[7], ARGV[8]
 local priority, max_attempts, timeout, ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local limits = ARGV[13]
 local now = now_ms()
 local cursor = tonumber(redis.call('HGET', sk, 'cursor') or '-1') or -1
 local advanced = false
@@ -28,7 +30,7 @@ if skip_to > 0 and skip_to > cursor and skip_to * 1000 <= now then
 end
 local out = {}
 for i = 0, n - 1 do
-  local slot, id = tonumber(ARGV[13 + 2 * i]), ARGV[14 + 2 * i]
+  local slot, id = tonumber(ARGV[14 + 2 * i]), ARGV[15 + 2 * i]
   if slot * 1000 > now then
     out[#out + 1] = -1
     out[#out + 1] = slot * 1000 - now
@@ -53,6 +55,7 @@ for i = 0, n - 1 do
       wake(base, lane, 1)
       note_lane(base, lane)
       redis.call('HSET', jk, 'schedule', key)
+      if limits ~= '' then redis.call('HSET', jk, 'limits', limits) end
       redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
       redis.call('HINCRBY', sk, 'fired', 1)
       out[#out + 1] = 1

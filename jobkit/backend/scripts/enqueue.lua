@@ -4,19 +4,58 @@
 --          arrives)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
---          max_attempts, timeout seconds (0 = none), result_ttl seconds, check (1: an id
---          that exists is reported with its status, for caller-chosen ids; 0: ids are
---          fresh random), then N pairs: id, params JSON
--- Returns  with check 1: N pairs {created 1|0, status}; with check 0 every job is created
---          with the same status, so just that status (a smaller reply for a big batch).
+--          max_attempts, timeout seconds (0 = none), result_ttl seconds, limits ('' for
+--          none: see jobkit/job_limits.py), check (1: an id that exists is reported with
+--          its status, for caller-chosen ids and unique classes; 0: ids are fresh
+--          random), then N pairs: id, params JSON
+-- Returns  with check 1: N pairs {created 1|0, status}, triples {created, status, id of
+--          the job holding the params' lock} for a unique class (check is 1 for them);
+--          with check 0 every job is created with the same status, so just that status
+--          (a smaller reply for a big batch).
 -- Invariant: a job hash and its place (queue or scheduled) appear together or not at all
 -- (the place is written first: a key of another type fails the call before any job
 -- exists), and an id that exists is never written: the same call sent twice (its reply
--- was lost, and a worker may have claimed a job meanwhile) creates each job once.
+-- was lost, and a worker may have claimed a job meanwhile) creates each job once. A
+-- unique class's params have at most one active job (queued, scheduled, retrying or
+-- running): `unique:<digest>` names it; a lock whose holder is no longer active (ended
+-- in a way that did not release it: purged, expired, garbage) is taken over, so a stale
+-- lock never refuses a job for ever. The same call sent twice finds its own job holding
+-- the lock (its id exists), and answers with it.
 local base = KEYS[1]
 local n, name, lane, priority = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local delay, at = tonumber(ARGV[5]), tonumber(ARGV[6])
-local max_attempts, timeout, ttl, check = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
+local max_attempts, timeout, ttl = ARGV[7], ARGV[8], ARGV[9]
+local limits, check, first = ARGV[10], ARGV[11] == '1', 12  -- first: where the pairs start
+local unique_ms = limits ~= '' and select(3, parse_limits(limits)) or -1
+local ACTIVE = {queued = true, scheduled = true, retrying = true, running = true}
+
+-- The active job that holds the lock on `params`, and its status; or nil when there is
+-- none, and the lock is `id`'s from now (for unique_ms, if above 0), its digest returned
+-- for the job's hash (the ending scripts release it: see limits_end).
+local function lock_unique(id, params)
+  local digest = redis.sha1hex(name .. '\n' .. params)
+  local lk = unique_key(base, digest)
+  local holder = redis.call('GET', lk)
+  if holder and holder ~= id then
+    local st = redis.pcall('HGET', job_key(base, holder), 'status')
+    if ACTIVE[st] then return holder, st end
+  end
+  if unique_ms > 0 then
+    redis.call('SET', lk, id, 'PX', unique_ms)
+  else
+    redis.call('SET', lk, id)
+  end
+  return nil, digest
+end
+
+-- What a limited job's hash carries besides create_job's fields (see _lib.lua's limits).
+local function note_limits(id, digest)
+  if digest then
+    redis.call('HSET', job_key(base, id), 'limits', limits, 'unique', digest)
+  elseif limits ~= '' then
+    redis.call('HSET', job_key(base, id), 'limits', limits)
+  end
+end
 local now = now_ms()
 local now_s = str(now)
 local due = now + delay
@@ -27,20 +66,22 @@ local out
 if not check then
   -- fresh random ids, all created by one call or none: if its first exists, this is the
   -- very call sent again (128 random bits do not collide), and it is done already
-  if redis.call('EXISTS', job_key(base, ARGV[11])) == 1 then return status end
+  if redis.call('EXISTS', job_key(base, ARGV[first])) == 1 then return status end
   -- every FIFO place reserved at once, every job created alike, the queue first
   local first_seq = redis.call('INCRBY', base .. ':seq', n) - n
   if status == 'queued' then
     local ready = {}
     for i = 0, n - 1 do
       ready[2 * i + 1] = ready_score(priority, str(first_seq + i + 1))
-      ready[2 * i + 2] = ARGV[11 + 2 * i]
+      ready[2 * i + 2] = ARGV[first + 2 * i]
     end
     add_ready(base, lane, ready)
   end
   for i = 0, n - 1 do
-    create_job(base, ARGV[11 + 2 * i], status, due, now_s, name, lane, ARGV[12 + 2 * i],
-      priority, max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
+    local id = ARGV[first + 2 * i]
+    create_job(base, id, status, due, now_s, name, lane, ARGV[first + 1 + 2 * i], priority,
+      max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
+    note_limits(id)
   end
   if status == 'queued' then wake(base, lane, n) end
   out = status
@@ -49,9 +90,9 @@ else
   -- nothing at all. Every id is looked up before anything is written.
   local existing = {}
   for i = 0, n - 1 do
-    local got = redis.pcall('HGET', job_key(base, ARGV[11 + 2 * i]), 'status')
+    local got = redis.pcall('HGET', job_key(base, ARGV[first + 2 * i]), 'status')
     if type(got) == 'table' and got['err'] then
-      error({err = 'INVALID jobkit: job id ' .. ARGV[11 + 2 * i]
+      error({err = 'INVALID jobkit: job id ' .. ARGV[first + 2 * i]
         .. ' is taken by a key that is not a job'})
     end
     existing[i] = got
@@ -59,16 +100,21 @@ else
   out = {}
   local queued = 0
   for i = 0, n - 1 do
-    if existing[i] then
+    local id, params = ARGV[first + 2 * i], ARGV[first + 1 + 2 * i]
+    local holder, got = nil, nil  -- the lock's active holder and its status, or its digest
+    if not existing[i] and unique_ms >= 0 then holder, got = lock_unique(id, params) end
+    if existing[i] or holder then
       out[#out + 1] = 0
-      out[#out + 1] = existing[i]
+      out[#out + 1] = existing[i] or got
     else
-      create_job(base, ARGV[11 + 2 * i], status, due, now_s, name, lane, ARGV[12 + 2 * i],
-        priority, max_attempts, timeout, ttl)
+      create_job(base, id, status, due, now_s, name, lane, params, priority, max_attempts,
+        timeout, ttl)
+      note_limits(id, got)
       if status == 'queued' then queued = queued + 1 end
       out[#out + 1] = 1
       out[#out + 1] = status
     end
+    if unique_ms >= 0 then out[#out + 1] = holder or id end
   end
   if queued > 0 then wake(base, lane, queued) end
 end

@@ -13,7 +13,7 @@ local base, jk = KEYS[1], KEYS[2]
 local id, token, action = ARGV[1], ARGV[2], ARGV[3]
 local delay = tonumber(ARGV[4])
 local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'name', 'attempts', 'worker',
-  'started_at')
+  'started_at', 'limits')
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then
   -- a re-sent call finds the outcome it asked for already applied
@@ -33,6 +33,7 @@ redis.call('HSET', jk, 'error', ARGV[6], 'reason', ARGV[5])
 local to = action == 'dead' and 'dead' or delay > 0 and 'retrying' or 'queued'
 event(base, id, f[5], 'running', to, f[6], f[7], ran_ms(now, f[8]), ARGV[5])
 redis.call('HINCRBY', base .. ':stats', 'failed', 1)
+limits_end(base, jk, id, f[5], f[9], action == 'dead')
 if action == 'dead' then
   redis.call('HSET', jk, 'status', 'dead', 'finished_at', now)
   redis.call('PERSIST', jk)

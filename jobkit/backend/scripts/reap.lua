@@ -34,7 +34,8 @@ for _, id in ipairs(expired) do
   local jk = job_key(base, id)
   redis.call('ZREM', running, id)
   local f = read_job(jk, 'status', 'attempts', 'max_attempts', 'lane', 'priority', 'seq',
-    'result_ttl', 'max_crashes', 'crashes', 'lease', 'started', 'name', 'worker', 'started_at')
+    'result_ttl', 'max_crashes', 'crashes', 'lease', 'started', 'name', 'worker', 'started_at',
+    'limits')
   local outcome = 'dropped'
   if not f then
     invalid_record(base, id, 'its record is not a hash', now)
@@ -78,6 +79,8 @@ for _, id in ipairs(expired) do
         outcome = 'requeued'
       end
     end
+    -- the attempt ended (an invalid record's ends in invalid_record)
+    if outcome ~= 'invalid' then limits_end(base, jk, id, f[12], f[15], outcome == 'dead') end
   end
   out[#out + 1] = utf8_ok(id) and id or '<id not UTF-8>'
   out[#out + 1] = outcome

@@ -10,7 +10,7 @@
 local base, jk = KEYS[1], KEYS[2]
 local id, token = ARGV[1], ARGV[2]
 local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts', 'name',
-  'worker')
+  'worker', 'limits')
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then return f[1] == 'queued' and 1 or 0 end
 expect_types(base .. ':running', 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
@@ -28,5 +28,6 @@ if ARGV[3] == '1' then
   redis.call('HSET', jk, 'attempts', math.max(0, (tonumber(f[6]) or 0) - 1))
   redis.call('HDEL', jk, 'worker', 'started_at')
 end
+limits_end(base, jk, id, f[7], f[9], false)
 push_ready(base, id, f[3], f[4], f[5])
 return 1
