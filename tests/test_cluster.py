@@ -16,15 +16,20 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 import jobkit
 from jobkit import JobFailed, Status
+from jobkit.backend.cluster import ClusterWire
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
+from jobkit.backend.wire import ReplyLost
 from jobkit.connection import connect
+from jobkit.worker.outage import TROUBLE
 from tests import jobs
 from tests.cluster_server import ClusterServers
 from tests.conftest import HEARTBEAT, LEASE, PREFIX, StartWorker, run_cli, wait_until
@@ -340,3 +345,24 @@ def test_listing_with_paging_while_jobs_move_on_a_cluster(
     data = orjson.loads(shown.stdout)
     assert len(data["jobs"]) == 5 and isinstance(data["next_cursor"], str)
     assert {j["queue"] for j in data["jobs"]} == {cenv.queues[0]}
+
+
+def test_a_cluster_no_node_answers_is_an_outage_to_the_worker(
+    cenv: ClusterEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's cluster client raises its own exception (no RedisError) when no node
+    answers: the transport turns it into a connection error, which workers ride out as
+    an outage (a runner thread once died of it), and a call that may not be sent twice
+    into ReplyLost."""
+    wire = ClusterWire(cenv.client)
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise RedisClusterException("Redis Cluster cannot be connected")
+
+    monkeypatch.setattr(wire.client, "execute_command", unreachable)
+    with pytest.raises(redis.ConnectionError) as lost:
+        wire.execute("GET", "k")
+    assert isinstance(lost.value, TROUBLE)
+    with pytest.raises(ReplyLost):
+        wire.execute("GET", "k", repeatable=False)
+    assert issubclass(RedisClusterException, TROUBLE)

@@ -22,7 +22,13 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 from jobkit.backend.wire import ReplyLost
 
@@ -38,7 +44,9 @@ FIRST_PAUSE = 0.1
 REFUSED = (ClusterError, TryAgainError, AskError, SlotNotCoveredError)
 REFUSED_FOR = 30.0
 MAX_PAUSE = 0.5
-CONNECTION = (redis.ConnectionError, redis.TimeoutError)
+# redis-py's cluster client raises RedisClusterException, no RedisError, when no node
+# answers while it learns the slot map: a connection failure too (raised as one)
+CONNECTION = (redis.ConnectionError, redis.TimeoutError, RedisClusterException)
 
 
 class Patience:
@@ -59,6 +67,8 @@ class Patience:
         else:
             self.failures += 1
             if self.failures >= ATTEMPTS:
+                if not isinstance(exc, redis.RedisError):
+                    raise redis.ConnectionError(f"no node of the cluster answers: {exc}") from exc
                 raise exc
         time.sleep(self.next_pause)
         self.next_pause = min(self.next_pause * 2, MAX_PAUSE)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from redis.exceptions import RedisClusterException
 
 OUTAGE_FIRST = 0.1  # seconds before the first retry after an outage begins
 OUTAGE_CAP = 5.0  # the longest wait between two retries while Redis is away
@@ -36,7 +37,9 @@ RELOG_CAP = 600.0  # ... up to once per this
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # What a round trip may raise for causes outside this process: an error from Redis, or a
 # reply that is not UTF-8 (an id or name a hostile writer put there) and cannot be read
-TROUBLE = (redis.RedisError, UnicodeDecodeError)
+# redis-py's cluster client raises its own RedisClusterException (no RedisError) when no
+# node answers at all: an outage like any other
+TROUBLE = (redis.RedisError, RedisClusterException, UnicodeDecodeError)
 
 
 def describe(exc: BaseException) -> str:
