@@ -52,7 +52,7 @@ REDIS_SCHEMES = (
     "rediss+cluster",
 )
 # Fields whose values are never quoted in an error message.
-_SECRET_FIELDS = frozenset({"redis_url"})
+_SECRET_FIELDS = frozenset({"redis_url", "history_url"})
 
 
 class Settings(BaseModel):
@@ -136,6 +136,26 @@ class Settings(BaseModel):
         default=1000,
         ge=1,
         description="milliseconds a durable dispatch waits for its replicas (WAIT's timeout)",
+    )
+    history_url: str | None = Field(
+        default=None,
+        description="the history archive's database (SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://user:pw@host/db); unset: SQLite at <data_dir>/history.db",
+    )
+    history_retention: float = Field(
+        default=30.0,
+        ge=0,
+        description="days the archive keeps a job (by its last change) and its attempts; "
+        "0: forever (jobkit archiver prunes)",
+    )
+    archive_batch: int = Field(
+        default=500, ge=1, le=100_000, description="events an archiver reads per queue at once"
+    )
+    archive_claim_idle: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds an event read by an archiver may stay unarchived before "
+        "another archiver takes it over (one that died)",
     )
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:

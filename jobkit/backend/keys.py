@@ -45,7 +45,9 @@ per queue: ``{p:q}:…``          type    holds
                                         params JSON); PX for ``unique_for``
 ``events``                      stream  every state change of the queue's jobs (id, class,
                                         from, to, attempt, worker, ms, reason), capped
-                                        by JOBKIT_EVENTS_MAXLEN / _MAX_AGE (about)
+                                        by JOBKIT_EVENTS_MAXLEN / _MAX_AGE (about); its
+                                        consumer group ``archivers`` (ARCHIVE_GROUP) is
+                                        what ``jobkit archiver`` has read and archived
 ``schedule:<key>``              hash    one cron schedule of a job class of this queue:
                                         cursor (last handled slot), last and next fire
                                         times, last job id, fired / skipped counts
@@ -103,6 +105,9 @@ def every_tag_lanes(groups: Iterable[Sequence[str]], tagged: Iterable[str]) -> l
     tagged = list(tagged)
     return [[g[0], *sorted(lane for lane in tagged if split_lane(lane)[0] == g[0])] for g in groups]
 
+
+# the consumer group of every queue's ``events`` stream that ``jobkit archiver`` reads in
+ARCHIVE_GROUP = "archivers"
 
 QUEUE_SEPARATOR = ":"  # between a job id's queue and its key
 

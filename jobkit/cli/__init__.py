@@ -8,6 +8,7 @@
 - :mod:`~jobkit.cli.queues`: ``queues``, ``queues pause / resume / purge``
 - :mod:`~jobkit.cli.dead`: ``dead list / show / retry / purge``
 - :mod:`~jobkit.cli.scheduler`: ``scheduler``, ``schedules``
+- :mod:`~jobkit.cli.archiver`: ``archiver`` (the history archive)
 - :mod:`~jobkit.cli.embedded`: ``redis start / stop / status``
 
 :mod:`~jobkit.cli.common` holds what they share. A module adds commands to its own
@@ -19,6 +20,7 @@ from __future__ import annotations
 import typer
 
 from jobkit.cli import (
+    archiver,
     common,
     dead,
     embedded,
@@ -36,7 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, jobs, listing, scheduler):
+for _area in (worker, info, jobs, listing, scheduler, archiver):
     app.add_typer(_area.app)
 app.add_typer(workers.app, name="workers")
 app.add_typer(queues.app, name="queues")

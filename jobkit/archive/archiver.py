@@ -1,0 +1,188 @@
+"""The `jobkit archiver` process: the queues' event streams into the history database.
+
+Each round reads a batch of new events from every queue (the archivers' consumer group:
+see :mod:`jobkit.backend.archive_feed` for why several archivers share the work without
+duplicates and a killed one loses nothing), takes over events another archiver left
+unacknowledged too long, reads the records of the jobs the batch ends or finishes
+(one pipeline), writes the rows in one transaction and only then acknowledges the
+events.
+
+When the database is away the archiver keeps its batch, backs off (doubling, up to
+:data:`BACKOFF_CAP`) and writes it once the database is back; the rest waits in the
+streams. Streams are capped (``JOBKIT_EVENTS_MAXLEN``, ``JOBKIT_EVENTS_MAX_AGE``): while
+behind, the archiver checks how far, and logs an error when the cap is about to drop
+events no archiver has read, and when it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import types
+import uuid
+
+from jobkit.archive.rows import fold, needs_record
+from jobkit.archive.schema import ensure_schema
+from jobkit.archive.writer import DatabaseUnavailable, Writer, shown
+from jobkit.backend.archive_feed import ArchiveFeed, Entry, Lag
+from jobkit.backend.store import Store
+from jobkit.settings import Settings
+from jobkit.worker.outage import TROUBLE
+from jobkit.worker.outage import describe as describe_trouble
+
+log = logging.getLogger("jobkit.archiver")
+
+IDLE_SLEEP = 0.2  # seconds between rounds that found nothing
+QUEUES_REFRESH = 5.0  # seconds between looks at the queue registry (new queues)
+LAG_CHECK = 10.0  # seconds between checks of how far behind the archivers are
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 30.0
+NEAR_CAP = 0.8  # a stream this full of unarchived events is about to lose some
+
+
+class Archiver:
+    """One archiver process (``run``), or a round at a time (``step``) in tests."""
+
+    def __init__(self, store: Store, writer: Writer, settings: Settings) -> None:
+        self.store = store
+        self.writer = writer
+        self.settings = settings
+        self.feed = ArchiveFeed(store, f"{socket.gethostname()}-{os.getpid()}-{_short_id()}")
+        self.queues: list[str] = []
+        self.stopping = False
+        self.archived = 0  # events acknowledged
+        self._held: list[Entry] = []  # a batch the database has not taken yet
+        self._queues_at = float("-inf")
+        self._claim_at = float("-inf")
+        self._lag_at = float("-inf")
+
+    def run(self) -> int:
+        """Archive until SIGTERM / SIGINT; the exit code."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        log.info("archiver %s: Redis events into %s", self.feed.consumer, shown(self.writer.engine))
+        backoff = BACKOFF_FIRST
+        while not self.stopping:
+            try:
+                busy = self.step()
+                backoff = BACKOFF_FIRST
+                if not busy:
+                    time.sleep(IDLE_SLEEP)
+            except DatabaseUnavailable as exc:
+                log.warning(
+                    "history database unavailable (%s): %d events held, retrying in %.1f s",
+                    exc,
+                    len(self._held),
+                    backoff,
+                )
+                self._check_lag(force=False)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+            except TROUBLE as exc:
+                log.warning("Redis: %s; retrying in %.1f s", describe_trouble(exc), backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+        log.info("archiver %s stopped: %d events archived", self.feed.consumer, self.archived)
+        return 0
+
+    def step(self) -> bool:
+        """One round: read (or take back the held batch), write, acknowledge. Whether it
+        archived anything."""
+        now = time.monotonic()
+        if now - self._queues_at >= QUEUES_REFRESH:
+            self._refresh_queues()
+            self._queues_at = now
+        if not self._held:
+            self._held = self._next_batch(now)
+        if not self._held:
+            self._check_lag(force=False)
+            return False
+        batch = self._held
+        wanted = sorted({e.event.id for e in batch if e.event and needs_record(e.event)})
+        records = dict(zip(wanted, self.store.get_many(wanted), strict=True))
+        skipped = self.writer.write(fold((e.event for e in batch if e.event), records))
+        self.feed.ack(batch)
+        self._held = []
+        self.archived += len(batch)
+        if skipped:
+            log.error("%d archive rows refused by the database were skipped", skipped)
+        return True
+
+    def _refresh_queues(self) -> None:
+        queues = self.feed.queues()
+        new = [q for q in queues if q not in self.queues]
+        if new:
+            self.feed.ensure_groups(new)
+        self.queues = queues
+
+    def _next_batch(self, now: float) -> list[Entry]:
+        batch = self.feed.read(self.queues, self.settings.archive_batch)
+        if now - self._claim_at >= self.settings.archive_claim_idle / 2:
+            self._claim_at = now
+            idle_ms = int(self.settings.archive_claim_idle * 1000)
+            taken, trimmed = self.feed.claim(self.queues, idle_ms, self.settings.archive_batch)
+            if taken:
+                log.info("took over %d events another archiver left unarchived", len(taken))
+            if trimmed:
+                log.error(
+                    "LOST: %d events were trimmed from the streams before they were archived",
+                    trimmed,
+                )
+            batch += taken
+        return batch
+
+    def _check_lag(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._lag_at < LAG_CHECK:
+            return
+        self._lag_at = now
+        try:
+            lags = self.feed.lag(self.queues)
+        except TROUBLE:
+            return
+        for lag in lags.values():
+            self._warn(lag)
+
+    def _warn(self, lag: Lag) -> None:
+        cap = self.settings.events_maxlen
+        if lag.lost:
+            log.error(
+                "LOST: queue %s's event stream was trimmed past events no archiver read "
+                "(%d behind, the stream holds %d): raise JOBKIT_EVENTS_MAXLEN or add archivers",
+                lag.queue,
+                lag.behind,
+                lag.length,
+            )
+        elif cap and lag.behind >= NEAR_CAP * cap:
+            log.error(
+                "queue %s: %d events not archived yet, near the stream's cap of %d "
+                "(JOBKIT_EVENTS_MAXLEN): events will be dropped before they are archived",
+                lag.queue,
+                lag.behind,
+                cap,
+            )
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.1, end - time.monotonic()))
+
+    def _on_signal(self, _signum: int, _frame: types.FrameType | None) -> None:
+        self.stopping = True
+
+
+def archive_lag(store: Store) -> dict[str, Lag]:
+    """Per queue: events not yet archived (for ``jobkit info``): see :class:`Lag`."""
+    return ArchiveFeed(store, "info").lag()
+
+
+def prepare(writer: Writer) -> int:
+    """Create or upgrade the schema; its version."""
+    return ensure_schema(writer.engine)
+
+
+def _short_id() -> str:
+    return uuid.uuid4().hex[:6]

@@ -1,0 +1,191 @@
+"""The Redis side of ``jobkit archiver``: each queue's ``events`` stream read through one
+consumer group (:data:`~jobkit.backend.keys.ARCHIVE_GROUP`), shared by every archiver.
+
+Why nothing is lost and nothing is archived twice over:
+
+* The group is created at ``0`` (with MKSTREAM): the first archiver archives everything
+  the stream still holds, not only what happens after it started.
+* An entry read with XREADGROUP stays *pending* for its consumer until XACK, which the
+  archiver sends only after the database committed the rows made from it. An archiver
+  killed mid-batch leaves its entries pending; another one takes them over with
+  XAUTOCLAIM once they have been idle longer than the claim timeout.
+* A batch written twice (claimed while its first reader was slow, or a commit whose ack
+  was lost) changes nothing: rows are upserted by job id and by (job id, attempt).
+
+Each call is one pipeline over the queues' shards (:meth:`Reads.fan_out`: one round trip
+per master on a cluster). Reads do not block in Redis: the archiver sleeps a little when
+a round finds nothing, so one slow queue never holds up the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from jobkit.backend.events import Event, parse
+from jobkit.backend.keys import ARCHIVE_GROUP, Shard
+
+if TYPE_CHECKING:
+    from jobkit.backend.store import Store
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry handed to the archiver: its queue and id (to ack it), and the
+    event it holds (None for an entry that is no event: acked and skipped)."""
+
+    queue: str
+    seq: str
+    event: Event | None
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the archivers are behind on one queue (XINFO GROUPS): entries not yet
+    delivered to any archiver (None where Redis cannot tell, after trims), entries
+    delivered but not acknowledged, the stream's length, and whether entries the group
+    never read were trimmed away (lost to the archive)."""
+
+    queue: str
+    undelivered: int | None
+    pending: int
+    length: int
+    lost: bool
+
+    @property
+    def behind(self) -> int:
+        """Events not yet archived (undelivered unknown: counted as the whole stream)."""
+        return (self.length if self.undelivered is None else self.undelivered) + self.pending
+
+
+class ArchiveFeed:
+    """Group creation, reads, claims, acks and lag for one archiver process."""
+
+    def __init__(self, store: Store, consumer: str) -> None:
+        self.store = store
+        self.consumer = consumer
+        self._claim_from: dict[str, str] = {}  # queue -> XAUTOCLAIM cursor
+
+    def queues(self) -> list[str]:
+        """Every queue of the registry."""
+        return self.store.queues()
+
+    def ensure_groups(self, queues: Iterable[str]) -> None:
+        """Create the archivers' group on each queue's stream (and the stream) where it
+        is missing, at the start of the stream. Raises ``redis.ResponseError`` for a
+        stream key of another type."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.xgroup_create(shard.events, ARCHIVE_GROUP, id="0", mkstream=True)
+
+        for replies in self.store.fan_out(add, queues).values():
+            for reply in replies:
+                if isinstance(reply, redis.ResponseError) and "BUSYGROUP" not in str(reply):
+                    raise reply
+
+    def read(self, queues: Sequence[str], count: int) -> list[Entry]:
+        """Up to ``count`` new entries of each queue, never delivered before."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.xreadgroup(ARCHIVE_GROUP, self.consumer, {shard.events: ">"}, count=count)
+
+        out: list[Entry] = []
+        for queue, (reply,) in self.store.fan_out(add, queues).items():
+            if isinstance(reply, redis.ResponseError):
+                if "NOGROUP" in str(reply):
+                    self.ensure_groups([queue])  # the stream was deleted: begin again
+                    continue
+                raise reply
+            out.extend(_entries(queue, _stream_entries(reply)))
+        return out
+
+    def claim(self, queues: Sequence[str], idle_ms: int, count: int) -> tuple[list[Entry], int]:
+        """Take over up to ``count`` entries per queue that another archiver read and has
+        not acknowledged for ``idle_ms``; and how many such entries Redis had already
+        trimmed (lost to the archive)."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            start = self._claim_from.get(shard.queue, "0-0")
+            pipe.execute_command(
+                "XAUTOCLAIM", shard.events, ARCHIVE_GROUP, self.consumer, idle_ms, start,
+                "COUNT", count,
+            )  # fmt: skip
+
+        out: list[Entry] = []
+        trimmed = 0
+        for queue, (reply,) in self.store.fan_out(add, queues).items():
+            if isinstance(reply, redis.ResponseError):
+                if "NOGROUP" in str(reply):
+                    continue
+                raise reply
+            self._claim_from[queue] = str(reply[0])
+            out.extend(_entries(queue, [e for e in reply[1] if e and e[1] is not None]))
+            trimmed += sum(1 for e in reply[1] if not e or e[1] is None)  # Redis 6.2
+            if len(reply) > 2:
+                trimmed += len(reply[2])  # Redis 7: ids deleted from the stream
+        return out, trimmed
+
+    def ack(self, entries: Iterable[Entry]) -> None:
+        """Acknowledge ``entries``: archived (or skipped), never delivered again."""
+        by_queue: dict[str, list[str]] = {}
+        for entry in entries:
+            by_queue.setdefault(entry.queue, []).append(entry.seq)
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.xack(shard.events, ARCHIVE_GROUP, *by_queue[shard.queue])
+
+        for replies in self.store.fan_out(add, by_queue).values():
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+
+    def lag(self, queues: Iterable[str] | None = None) -> dict[str, Lag]:
+        """Per queue (default: every queue): how far the archivers are behind. A queue
+        whose stream has no archivers' group (no archiver ran yet) is left out."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.execute_command("XINFO", "GROUPS", shard.events)
+            pipe.xlen(shard.events)
+
+        out: dict[str, Lag] = {}
+        for queue, (groups, length) in self.store.fan_out(add, queues).items():
+            if isinstance(groups, Exception) or isinstance(length, Exception):
+                continue
+            group = next((g for g in map(_fields, groups) if g.get("name") == ARCHIVE_GROUP), None)
+            if group is None:
+                continue
+            undelivered = None if group.get("lag") is None else int(group["lag"])
+            out[queue] = Lag(
+                queue=queue,
+                undelivered=undelivered,
+                pending=int(group.get("pending") or 0),
+                length=int(length),
+                # Redis counts the entries added since the group last read: more than the
+                # stream holds means some were trimmed before any archiver read them
+                lost=undelivered is not None and undelivered > int(length),
+            )
+        return out
+
+
+def _fields(group: Any) -> dict[str, Any]:
+    """One group of XINFO GROUPS as a dict (RESP2 gives a flat list)."""
+    if isinstance(group, dict):
+        return {str(k): v for k, v in group.items()}
+    pairs = iter(group)
+    return {str(k): v for k, v in zip(pairs, pairs, strict=True)}
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """The entries of XREADGROUP's reply for one stream (RESP2 list or RESP3 map)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [e for entries in reply.values() for e in (entries[0] if entries else [])]
+    return [e for _, entries in reply for e in entries]
+
+
+def _entries(queue: str, raw: Iterable[Any]) -> list[Entry]:
+    return [Entry(queue, str(entry[0]), parse(queue, entry)) for entry in raw]
