@@ -23,6 +23,7 @@ from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from jobkit.models import Status
 from tests.cluster_server import ClusterServers
+from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 from tests.sentinel_server import SentinelSet
 from tests.servers import running_cluster, running_sentinels
@@ -267,6 +268,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         for worker in getattr(item, "jobkit_workers", ()):
             report.sections.append((f"worker {worker.name} log (tail)", worker.log_tail()))
     return report
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the history archive's tests."""
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -64,8 +64,8 @@ class PostgresServer:
         if os.getuid() == 0:
             os.chown(password_file, pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid)
         self._run(
-            "initdb", "-D", str(self.data), "-U", USER, "--auth-local=trust", "--auth-host=scram-sha-256",
-            f"--pwfile={password_file}", "-E", "UTF8", "--no-sync",
+            "initdb", "-D", str(self.data), "-U", USER, "--auth-local=trust",
+            "--auth-host=scram-sha-256", f"--pwfile={password_file}", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
         self.start()
         self._run(

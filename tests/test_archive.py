@@ -1,0 +1,262 @@
+"""The history archive's write path: `jobkit archiver` processes against real workers,
+into SQLite and into a real PostgreSQL server the suite starts itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from jobkit.archive.rows import Rows
+from jobkit.archive.schema import attempts, ensure_schema, jobs, metadata
+from jobkit.archive.writer import Writer, make_engine
+from jobkit.backend.archive_feed import ArchiveFeed
+from tests import jobs as test_jobs
+from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.postgres_server import PASSWORD, PostgresServer
+
+
+class History:
+    """One test's archive database: its URL, and how to stop and restart it."""
+
+    def __init__(self, url: str, server: PostgresServer | None, path: Path | None) -> None:
+        self.url = url
+        self.server = server
+        self.path = path
+        self.engine = create_engine(url, pool_pre_ping=True)
+
+    def count(self, table: Any, *where: Any) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar())
+
+    def rows(self, table: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(table)).mappings())
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        """The database unusable for a while: PostgreSQL stopped; SQLite locked."""
+        if self.server is not None:
+            self.server.stop()
+            try:
+                yield
+            finally:
+                self.server.start()
+            return
+        assert self.path is not None
+        lock = sqlite3.connect(self.path, timeout=30)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[History]:
+    if request.param == "sqlite":
+        path = tmp_path / "history.db"
+        made = History(f"sqlite:///{path}", None, path)
+        ensure_schema(made.engine)
+        yield made
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    found = History(server.url, server, None)
+    with found.engine.begin() as conn:
+        metadata.drop_all(conn)
+    ensure_schema(found.engine)
+    yield found
+    found.engine.dispose()
+
+
+class Archiver:
+    """One `jobkit archiver` process in its own process group, logging to a file."""
+
+    def __init__(self, env: Env, history: History, log: Path, claim_idle: float) -> None:
+        self.log = log
+        environ = clean_env(
+            JOBKIT_REDIS_URL=env.url,
+            JOBKIT_HISTORY_URL=history.url,
+            JOBKIT_ARCHIVE_CLAIM_IDLE=str(claim_idle),
+            JOBKIT_ARCHIVE_BATCH="50",
+        )
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "jobkit", "archiver"],
+                cwd=REPO_ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signum)
+        self.popen.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def archivers(env: Env, history: History, tmp_path: Path) -> Iterator[Any]:
+    started: list[Archiver] = []
+
+    def start(claim_idle: float = 30.0) -> Archiver:
+        proc = Archiver(env, history, tmp_path / f"archiver{len(started)}.log", claim_idle)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+def _all_done(history: History, ids: list[str], status: str = "succeeded") -> bool:
+    return history.count(jobs, jobs.c.status == status, jobs.c.id.in_(ids)) == len(ids)
+
+
+def test_jobs_run_by_workers_appear_with_their_fields(
+    env: Env, history: History, archivers: Any, start_worker: StartWorker
+) -> None:
+    proc = archivers()
+    start_worker(concurrency=2)
+    added = [test_jobs.Add.dispatch(a=i, b=1).id for i in range(5)]
+    flaky = test_jobs.Flaky.dispatch(times_key="archive-flaky", fail_times=1).id
+    wait_until(lambda: _all_done(history, [*added, flaky]), 30, 0.2, proc.text())
+    rows = {r["id"]: r for r in history.rows(jobs)}
+    one = rows[added[3]]
+    assert one["queue"] == "default" and one["job_class"] == "tests.jobs.Add"
+    assert '"a":3' in one["params"].replace(" ", "") and one["result"] == "4"
+    assert one["attempts"] == 1 and one["worker"] and one["duration_ms"] is not None
+    assert one["created_at"] <= one["started_at"] <= one["finished_at"]
+    retried = rows[flaky]
+    assert retried["attempts"] == 2 and retried["error_type"] in (None, "ConnectionError")
+    tries = sorted(
+        (r for r in history.rows(attempts) if r["job_id"] == flaky), key=lambda r: r["attempt"]
+    )
+    assert [(t["attempt"], t["outcome"]) for t in tries] == [(1, "retrying"), (2, "succeeded")]
+    # an attempt's error is what the job's record held when the archiver read it: the
+    # record keeps the last error only, so a retry that began since may have replaced it
+    assert tries[0]["error_type"] in (None, "ConnectionError")
+
+
+def test_two_archivers_share_the_stream_without_duplicates(
+    env: Env, history: History, archivers: Any, start_worker: StartWorker
+) -> None:
+    first, second = archivers(), archivers()
+    start_worker(concurrency=4)
+    ids = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(300)])]
+    wait_until(lambda: _all_done(history, ids), 60, 0.2, first.text() + second.text())
+    assert history.count(jobs) == 300 and history.count(attempts) == 300
+    wait_until(lambda: not ArchiveFeed(env.store, "t").lag()["default"].behind, 10)
+    for proc in (first, second):
+        proc.kill(signal.SIGTERM)
+    archived = [int(p.text().rsplit("stopped: ", 1)[1].split()[0]) for p in (first, second)]
+    # every event archived exactly once (created, running, succeeded), the work shared
+    assert sum(archived) == env.client.xlen(env.keys.shard("default").events), archived
+    assert all(archived), archived
+
+
+def test_an_archiver_killed_mid_batch_loses_nothing(
+    env: Env, history: History, archivers: Any, start_worker: StartWorker
+) -> None:
+    start_worker(concurrency=2)
+    ids = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(100)])]
+    wait_until(lambda: all(env.status(i).value == "succeeded" for i in ids), 30, 0.2)
+    # an archiver that read a batch and died before it wrote (its entries stay pending)
+    feed = ArchiveFeed(env.store, "died")
+    feed.ensure_groups(["default"])
+    assert feed.read(["default"], 120)
+    victim = archivers(claim_idle=1.0)
+    time.sleep(0.3)
+    victim.kill()  # SIGKILL, in whatever it was doing
+    survivor = archivers(claim_idle=1.0)
+    wait_until(lambda: _all_done(history, ids), 30, 0.2, survivor.text())
+    assert history.count(attempts) == 100
+
+
+def test_the_database_stopped_and_restarted_mid_run(
+    env: Env, history: History, archivers: Any, start_worker: StartWorker
+) -> None:
+    proc = archivers()
+    start_worker(concurrency=2)
+    before = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(20)])]
+    wait_until(lambda: _all_done(history, before), 30, 0.2, proc.text())
+    with history.down():
+        during = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 1} for i in range(50)])]
+        wait_until(lambda: all(env.status(i).value == "succeeded" for i in during), 30, 0.2)
+        time.sleep(7)  # past SQLite's busy timeout: the archiver backs off
+    wait_until(lambda: _all_done(history, before + during), 60, 0.2, proc.text())
+    assert "history database unavailable" in proc.text()
+    assert PASSWORD not in proc.text()
+
+
+def test_retention_prunes(env: Env, history: History) -> None:
+    engine = make_engine(history.url)
+    ensure_schema(engine)
+    old, new = datetime.now(timezone.utc) - timedelta(days=3), datetime.now(timezone.utc)
+    rows = Rows()
+    for name, at in (("default:old", old), ("default:new", new)):
+        rows.jobs[name] = _job_row(name, at)
+        rows.attempts[(name, 1)] = _attempt_row(name, at)
+    assert Writer(engine).write(rows) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "jobkit", "archiver", "--prune"],
+        cwd=REPO_ROOT,
+        env=clean_env(
+            JOBKIT_REDIS_URL=env.url, JOBKIT_HISTORY_URL=history.url, JOBKIT_HISTORY_RETENTION="1"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pruned 1 jobs and 1 attempts" in done.stdout
+    assert [r["id"] for r in history.rows(jobs)] == ["default:new"]
+    assert [r["job_id"] for r in history.rows(attempts)] == ["default:new"]
+
+
+def test_a_refused_row_is_skipped_and_the_rest_written(history: History) -> None:
+    engine = make_engine(history.url)
+    ensure_schema(engine)
+    rows = Rows()
+    now = datetime.now(timezone.utc)
+    for name in ("default:a", "default:bad", "default:c"):
+        rows.jobs[name] = _job_row(name, now)
+    rows.jobs["default:bad"]["queue"] = None  # NOT NULL: refused by any database
+    assert Writer(engine).write(rows) == 1
+    assert sorted(r["id"] for r in history.rows(jobs)) == ["default:a", "default:c"]
+
+
+def _job_row(job_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        "id": job_id, "queue": "default", "job_class": "x.Y", "params": "{}",
+        "status": "succeeded", "attempts": 1, "result": "1", "error_type": None,
+        "error_message": None, "traceback": None, "reason": None, "worker": "w",
+        "created_at": at, "started_at": at, "finished_at": at, "duration_ms": 1,
+        "changed_at": at, "event_ms": int(at.timestamp() * 1000), "event_seq": 0,
+    }  # fmt: skip
+
+
+def _attempt_row(job_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        "job_id": job_id, "attempt": 1, "queue": "default", "job_class": "x.Y",
+        "worker": "w", "outcome": "succeeded", "reason": None, "error_type": None,
+        "error_message": None, "traceback": None, "started_at": at, "finished_at": at,
+        "duration_ms": 1,
+    }  # fmt: skip
