@@ -52,7 +52,8 @@ JOBKIT_ACL = (
     "+del +exists +expire +persist +mget +incr +incrby +hset +hdel +hmget +hincrby "
     "+lpush +ltrim +sadd +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +zpopmin "
     "+publish +get +type +rename +info +rpush +lrange +pexpire +xadd +xrange +xrevrange +xtrim "
-    "+scard +srem +srandmember"
+    "+scard +srem +srandmember "
+    "+xreadgroup +xack +xautoclaim +xgroup|create +xinfo|groups +xlen"
 )
 # Characters that must be percent-encoded in a URL, so both spellings are looked for.
 PASSWORD = "Jk-pw/1?a#b@c%d"
