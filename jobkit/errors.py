@@ -16,6 +16,7 @@
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
     ├── InvalidTransition         e.g. retrying a job that is not dead
     ├── InvalidQuery              a listing's limit or cursor out of range (jobkit jobs)
+    ├── HistoryUnavailable        the history archive's database could not be read
     ├── SerializationError        a result or payload that is not JSON
     ├── NotDurable                a durable dispatch that too few replicas acknowledged
     └── RetryLater                raised by perform() to ask for another attempt later
@@ -89,6 +90,12 @@ class UnknownQueue(JobkitError, ValueError):
 class InvalidQuery(JobkitError, ValueError):
     """A job listing asked for what it cannot give: a limit out of range, or a cursor
     that is not one, or that a listing with other filters returned."""
+
+
+class HistoryUnavailable(JobkitError):
+    """The history archive's database (``JOBKIT_HISTORY_URL``, or the default SQLite
+    file) could not be read: unreachable, refused, or not a database. The message names
+    it with any password masked."""
 
 
 class JobTimeout(JobkitError):

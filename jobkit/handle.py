@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jobkit.archive.reads import archived_record
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout
-from jobkit.models import TERMINAL_STATUSES, CancelOutcome, JobError, JobRecord, Status
+from jobkit.models import TERMINAL_STATUSES, CancelOutcome, JobError, JobRecord, Source, Status
 
 # A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
 # Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read
@@ -21,7 +22,10 @@ _STATUS = {s.value: s for s in Status}  # a dict lookup: cheaper than Status(val
 
 
 class JobHandle:
-    """A job by id. Reading ``status``/``attempts``/``error`` re-reads an unfinished job."""
+    """A job by id. Reading ``status``/``attempts``/``error`` re-reads an unfinished job.
+
+    A job Redis no longer holds (its record expired) is read from the history archive,
+    when there is one: ``source`` says which answered."""
 
     def __init__(self, job_id: str, store: Store, *, status: str | None = None) -> None:
         self.id = job_id
@@ -33,8 +37,12 @@ class JobHandle:
         return f"<JobHandle {self.id} {self._status.value}>"
 
     def refresh(self, *, wait_ms: int = 0) -> JobHandle:
-        """Re-read the job from Redis (``wait_ms``: see :meth:`Store.get`)."""
-        self._record = self._store.get(self.id, wait_ms=wait_ms)
+        """Re-read the job from Redis (``wait_ms``: see :meth:`Store.get`), or from the
+        history archive if Redis holds no such job."""
+        record = self._store.get(self.id, wait_ms=wait_ms)
+        # Only a job Redis does not know costs a look at the archive (None, without a
+        # database query, when there is no archive): never one Redis holds.
+        self._record = record if record is not None else archived_record(self.id)
         self._status = self._record.status if self._record else Status.UNKNOWN
         return self
 
@@ -47,6 +55,14 @@ class JobHandle:
     def record(self) -> JobRecord | None:
         """Everything stored about the job (None if unknown)."""
         return self._current()
+
+    @property
+    def source(self) -> Source | None:
+        """Where the job was read: ``Source.REDIS``, or ``Source.ARCHIVE`` for a job Redis
+        no longer holds (then ``status`` and ``result()`` are what the archive recorded);
+        None for an unknown job."""
+        rec = self._current()
+        return rec.source if rec else None
 
     @property
     def status(self) -> Status:
@@ -78,13 +94,18 @@ class JobHandle:
 
         Blocks on Redis (no polling). Raises :class:`JobTimeout` after ``timeout``
         seconds, :class:`JobFailed` if it ended dead or cancelled, :class:`JobNotFound`
-        for an unknown id.
+        for an unknown id. A job Redis no longer holds answers from the history archive.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             rec = self.refresh(wait_ms=_WAITER_MS)._record
             if rec is None:
                 raise JobNotFound(f"no job {self.id}")
+            if rec.source is Source.ARCHIVE and rec.status not in TERMINAL_STATUSES:
+                # nothing will wake a wait: Redis lost the job before it ended
+                raise JobNotFound(
+                    f"no job {self.id} in Redis; the history archive last saw it {rec.status.value}"
+                )
             if rec.status is Status.SUCCEEDED:
                 return rec.result
             if rec.status in TERMINAL_STATUSES:

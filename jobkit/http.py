@@ -3,14 +3,21 @@
 ``app.include_router(jobkit.http.router())`` gives::
 
     POST /jobs/{name}        body: the job's params      -> 202 {"job_id", "status"}
-    GET  /jobs/{job_id}      status, attempts, result, error (404 for unknown ids)
+    GET  /jobs               jobs in any state, newest first: ?status=queued,dead
+                             &queue=q&name=Class&since=10m&limit=20&cursor=...;
+                             ?archived=1: from the history archive, same filters
+                             -> {"jobs": [...], "next_cursor"}
+    GET  /jobs/{job_id}      status, attempts, result, error (404 for unknown ids); a
+                             job Redis no longer holds from the history archive
+                             ("source": "archive")
     POST /jobs/{job_id}/cancel  200: withdrawn before it started; 202: it runs, its
                              worker stops it; 409: it has finished ("cancel" in the
                              reply: cancelled | requested)
     GET  /dead               dead-lettered jobs, newest first
     POST /dead/{job_id}/retry
     GET  /workers            live workers and what they run
-    GET  /stats              queue sizes and totals
+    GET  /stats              queue sizes and totals; archive_lag: per queue, events the
+                             history archiver has not archived yet
 
 Bad input is a 4xx, never a 500: 404 for an unknown job, 413 for params over
 ``JOBKIT_MAX_PAYLOAD``, 422 for anything else (a body that is not a JSON object, invalid
@@ -32,19 +39,33 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from jobkit import registry
+from jobkit.backend.archive_feed import ArchiveFeed
+from jobkit.backend.listing import DEFAULT_LIMIT, MAX_LIMIT, JobQuery
 from jobkit.backend.store import Store
 from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import (
     DispatchError,
+    HistoryUnavailable,
     InvalidName,
+    InvalidQuery,
     InvalidTransition,
     PayloadTooLarge,
     SerializationError,
     UnknownJobError,
+    UnknownQueue,
 )
 from jobkit.job import BaseJob
 from jobkit.models import CancelOutcome, Status
+from jobkit.ops.jobs import (
+    find_job,
+    list_page,
+    local_ms,
+    page_as_dict,
+    parse_since,
+    parse_statuses,
+    redis_ms,
+)
 
 # The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
 # body itself: see read_params)
@@ -57,13 +78,43 @@ _PARAMS_BODY = {
 
 
 def job_view(store: Store, job_id: str) -> dict[str, Any]:
-    """The public JSON view of one job; raises 404 for an unknown id."""
-    rec = store.get(job_id)
+    """The public JSON view of one job, from Redis or else from the history archive
+    (``source`` says which); raises 404 for an unknown id, 503 for an archive that
+    cannot be read."""
+    try:
+        rec = find_job(store, job_id)
+    except HistoryUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
     if rec is None:
         raise HTTPException(404, {"job_id": job_id, "status": Status.UNKNOWN.value})
     view = rec.as_dict()
     view["job_id"] = view.pop("id")
     return view
+
+
+def list_view(
+    store: Store | None,
+    status: str | None,
+    queue: list[str] | None,
+    name: str | None,
+    since: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """A page of ``GET /jobs``: live from ``store``, or from the history archive when
+    ``store`` is None (``since`` then counts back from this host's clock). Bad filters or
+    cursors are 422, an archive that cannot be read 503."""
+    try:
+        queues = tuple(q for item in queue or [] for q in item.split(",") if q)
+        since_ms = None
+        if since and not cursor:
+            since_ms = parse_since(since, local_ms if store is None else redis_ms(store))
+        query = JobQuery(parse_statuses(status), queues, name, since_ms, limit, cursor)
+        return page_as_dict(list_page(query, store, archived=store is None))
+    except (InvalidQuery, UnknownQueue) as exc:
+        raise HTTPException(422, str(exc)) from None
+    except HistoryUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -148,6 +199,19 @@ def router(
             cls, request, _store(), delay=delay, queue=queue, priority=priority, job_id=job_id
         )
 
+    @api.get("/jobs")
+    def listing(
+        status: str | None = None,
+        queue: list[str] | None = Query(None),
+        name: str | None = None,
+        since: str | None = None,
+        limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+        cursor: str | None = None,
+        archived: bool = False,
+    ) -> dict[str, Any]:
+        return list_view(None if archived else _store(), status, queue, name, since,
+                         limit, cursor)  # fmt: skip
+
     @api.get("/jobs/{job_id}")
     def status(job_id: str) -> dict[str, Any]:
         return job_view(_store(), job_id)
@@ -158,6 +222,8 @@ def router(
         view = job_view(_store(), job_id)  # 404 for an unknown id
         if outcome is CancelOutcome.FINISHED:
             raise HTTPException(409, f"job {job_id} has finished ({view['status']}): too late")
+        if outcome is CancelOutcome.UNKNOWN:  # only in the history archive: long over
+            raise HTTPException(409, f"job {job_id} is only archived ({view['status']}): too late")
         if outcome is CancelOutcome.REQUESTED:
             response.status_code = 202  # its worker stops it within about a second
         return {**view, "cancel": outcome.value}
@@ -184,6 +250,11 @@ def router(
     @api.get("/stats")
     def stats() -> dict[str, Any]:
         s = _store()
-        return {"queues": s.queue_sizes(s.known_lanes()), **s.counts().as_dict()}
+        lag = {q: x.behind for q, x in ArchiveFeed(s, "stats").lag().items()}
+        return {
+            "queues": s.queue_sizes(s.known_lanes()),
+            **s.counts().as_dict(),
+            "archive_lag": lag,
+        }
 
     return api

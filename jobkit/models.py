@@ -73,6 +73,17 @@ class CancelOutcome(str, Enum):
 _STOPS = frozenset({CancelOutcome.CANCELLED, CancelOutcome.REQUESTED})
 
 
+class Source(str, Enum):
+    """Where a job's record was read: Redis, or the SQL history archive once Redis no
+    longer holds the job (its record expired, or was purged)."""
+
+    REDIS = "redis"
+    ARCHIVE = "archive"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 def _ms_to_datetime(raw: str | None) -> datetime | None:
     """A stored epoch-ms time; None when absent or not a representable time (a record
     written by something else must not make the job unreadable)."""
@@ -117,7 +128,7 @@ class JobError:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A job as stored in Redis, parsed."""
+    """A job as stored in Redis, parsed (or as the history archive last saw it: ``source``)."""
 
     id: str
     name: str
@@ -138,6 +149,7 @@ class JobRecord:
     result_json: str | None
     error: JobError | None
     reason: str | None
+    source: Source = Source.REDIS
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -219,6 +231,7 @@ class JobRecord:
                 "traceback": self.error.traceback,
             },
             "reason": self.reason,
+            "source": self.source.value,
         }
 
 

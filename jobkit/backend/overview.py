@@ -1,7 +1,8 @@
 """The state of every queue at a glance (``jobkit info``, and the HTTP API): per queue the
 jobs ready, running, scheduled, retrying and dead, how long the job next in line has
 waited, the rates of finished attempts over 1, 5 and 15 minutes (from the event streams),
-and the live workers serving it; and totals for the fleet.
+the live workers serving it, and the archive's lag (events ``jobkit archiver`` has not
+archived yet; None for a queue no archiver reads); and totals for the fleet.
 
 Everything is read through the store's one fan-out (:meth:`Reads.fan_out`) and the event
 reader, so a cluster is asked per master as one node is.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
 from jobkit.backend.queues import Queues
@@ -42,6 +44,8 @@ class QueueView:
     next_waited_s: float | None  # how long the job next in line has been waiting
     per_minute: dict[str, dict[str, float]]  # done / failed -> 1m / 5m / 15m
     workers: list[str] = field(default_factory=list)
+    archive_lag: int | None = None  # events not archived yet; None: no archiver reads it
+    archive_lost: bool = False  # events trimmed before an archiver read them
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +60,7 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
     heads = _heads(store, store.known_lanes())
     split = _retrying(store, queues)
     rates = Events(store).rates(now_ms, queues)
+    lag = ArchiveFeed(store, "info").lag(queues)
     problems: list[str] = []
     try:
         live = WorkerRegistry(store).live()
@@ -82,6 +87,8 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
                 next_waited_s=None if oldest is None else max(0.0, (now_ms - oldest) / 1000),
                 per_minute=rates.get(state.queue, Rates()).per_minute(),
                 workers=sorted(serving.get(state.queue, [])),
+                archive_lag=lag[state.queue].behind if state.queue in lag else None,
+                archive_lost=state.queue in lag and lag[state.queue].lost,
             )
         )
     counts = store.counts()
@@ -94,6 +101,8 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
         "workers": len(live),
         "totals": counts.totals,
         "per_minute": _sum_rates([v.per_minute for v in views]),
+        # None: no archiver has read any queue
+        "archive_lag": sum(x.behind for x in lag.values()) if lag else None,
         "problems": counts.problems + problems,
     }
     return views, fleet

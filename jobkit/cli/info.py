@@ -1,5 +1,6 @@
 """`jobkit info`: per queue the jobs ready, running, scheduled, retrying and dead, how long
-the next job has waited, rates over 1/5/15 minutes and the workers serving it; totals."""
+the next job has waited, rates over 1/5/15 minutes, the workers serving it and the history
+archive's lag; totals."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def _rate(rates: dict[str, float]) -> str:
     return " / ".join(f"{rates[w]:g}" for w in ("1m", "5m", "15m"))
 
 
+def _lag(events: int | None, lost: bool) -> str:
+    if events is None:
+        return "-"
+    return f"{events} (some lost)" if lost else str(events)
+
+
 def _waited(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -34,7 +41,9 @@ def _waited(seconds: float | None) -> str:
 def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False) -> None:
     """Per queue: ready, running, scheduled, retrying and dead jobs, how long the job next
     in line has waited, jobs done and failed per minute over the last 1/5/15 minutes
-    (from the events kept), and the workers serving it; then totals for the fleet."""
+    (from the events kept), the workers serving it, and the history archive's lag (events
+    jobkit archiver has not archived yet; "-" where no archiver reads the queue); then
+    totals for the fleet."""
     connect(redis_url, prefix)
     store = get_store()
     views, fleet = overview(store)
@@ -59,13 +68,14 @@ def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = Fa
 
 def _table(views: list[QueueView], fleet: dict[str, Any]) -> object:
     table = Table("queue", "ready", "running", "scheduled", "retrying", "dead", "next waited",
-                  "done/min 1/5/15m", "failed/min", "workers", title="jobkit")  # fmt: skip
+                  "done/min 1/5/15m", "failed/min", "workers", "archive lag",
+                  title="jobkit")  # fmt: skip
     for v in views:
         table.add_row(
             v.queue + (" (paused)" if v.paused else ""),
             _n(v.ready), _n(v.running), _n(v.scheduled), _n(v.retrying), _n(v.dead),
             _waited(v.next_waited_s), _rate(v.per_minute["done"]),
-            _rate(v.per_minute["failed"]), str(len(v.workers)),
+            _rate(v.per_minute["failed"]), str(len(v.workers)), _lag(v.archive_lag, v.archive_lost),
         )  # fmt: skip
     rates = fleet["per_minute"] or {"done": {}, "failed": {}}
     table.add_row(
@@ -73,6 +83,6 @@ def _table(views: list[QueueView], fleet: dict[str, Any]) -> object:
         str(fleet["retrying"]), _n(fleet["dead"]), "",
         _rate(rates["done"]) if rates.get("done") else "",
         _rate(rates["failed"]) if rates.get("failed") else "", str(fleet["workers"]),
-        style="bold",
+        _lag(fleet["archive_lag"], False), style="bold",
     )  # fmt: skip
     return table

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import typer
 
+from jobkit.archive.reads import ArchivedAttempt, archived_attempts
 from jobkit.backend.events import Event, Events
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_settings, get_store
-from jobkit.models import CancelOutcome, JobRecord
+from jobkit.models import CancelOutcome, JobRecord, Source
+from jobkit.ops.jobs import find_job
 
 app = typer.Typer()
 
 
-def show_record(rec: JobRecord, as_json: bool) -> None:
-    """One job's record as a two-column table (its error and traceback below), or JSON."""
+def show_record(rec: JobRecord, as_json: bool, *, header: bool = True) -> None:
+    """One job's record as a two-column table (its error and traceback below), or JSON;
+    ``header``: its id on a line above (else the caller printed it)."""
     data = rec.as_dict()
     if as_json:
         print_json(data)
         return
     error = data.pop("error")
     data.pop("id", None)
-    console.print(f"job {rec.id}", soft_wrap=True)  # an id is never cut, however long
+    if header:
+        console.print(f"job {rec.id}", soft_wrap=True)  # an id is never cut, however long
     table = Table(show_header=False)
     for key, value in data.items():
         table.add_row(key, "" if value is None else str(value))
@@ -36,16 +40,22 @@ def job(
     job_id: str, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
 ) -> None:
     """Show one job: status, attempts, result or last error, and its history: every
-    state change, which worker ran each attempt, how it ended and how long it took."""
+    state change, which worker ran each attempt, how it ended and how long it took.
+
+    A job Redis no longer holds is shown from the history archive, if it has it (said
+    above the table; "source": "archive" in --json), with its archived attempts."""
     connect(redis_url, prefix)
     store = get_store()
-    rec = store.get(job_id)
+    rec = find_job(store, job_id)
     if rec is None:
         if as_json:
             print_json({"id": job_id, "status": "unknown"})
         else:
             console.print(f"job {job_id}: unknown")
         raise typer.Exit(1)
+    if rec.source is Source.ARCHIVE:
+        _show_archived(rec, archived_attempts(job_id), as_json)
+        return
     since = int(rec.created_at.timestamp() * 1000) if rec.created_at else None
     history = Events(store).of_job(job_id, since_ms=since)
     if as_json:
@@ -53,6 +63,25 @@ def job(
         return
     show_record(rec, False)
     show_history(history)
+
+
+def _show_archived(rec: JobRecord, attempts: list[ArchivedAttempt], as_json: bool) -> None:
+    """A job read from the history archive, and its archived attempts."""
+    if as_json:
+        print_json({**rec.as_dict(), "attempts_archived": [a.as_dict() for a in attempts]})
+        return
+    console.print(
+        f"job {rec.id}: from the history archive (Redis no longer holds it)", soft_wrap=True
+    )
+    show_record(rec, False, header=False)
+    table = Table("attempt", "worker", "outcome", "reason", "started", "ran", "error",
+                  title="attempts (from the history archive)")  # fmt: skip
+    for a in attempts:
+        ran = "" if a.duration_ms is None else f"{a.duration_ms / 1000:.3f}s"
+        started = a.started_at.strftime("%Y-%m-%d %H:%M:%S") if a.started_at else ""
+        table.add_row(str(a.attempt), a.worker or "", a.outcome, a.reason or "", started, ran,
+                      str(a.error) if a.error else "")  # fmt: skip
+    console.print(table if attempts else "attempts: none archived")
 
 
 def show_history(history: list[Event]) -> None:

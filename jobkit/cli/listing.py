@@ -1,23 +1,13 @@
-"""`jobkit jobs`: jobs in any state, newest first, a page at a time (the query itself is
-:mod:`jobkit.backend.listing`)."""
+"""`jobkit jobs`: jobs in any state, newest first, a page at a time, from Redis or with
+``--archived`` from the history archive (the queries: :mod:`jobkit.ops.jobs`)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from jobkit import units
-from jobkit.backend.listing import (
-    DEFAULT_LIMIT,
-    LISTABLE,
-    MAX_LIMIT,
-    ORDER_TIME,
-    JobPage,
-    JobQuery,
-    list_jobs,
-)
+from jobkit.backend.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, ORDER_TIME, JobPage, JobQuery
 from jobkit.cli.common import (
     AsJson,
     Prefix,
@@ -29,7 +19,15 @@ from jobkit.cli.common import (
     print_json,
 )
 from jobkit.connection import get_store
-from jobkit.models import Status
+from jobkit.ops.jobs import (
+    list_page,
+    listed_at,
+    local_ms,
+    page_as_dict,
+    parse_since,
+    parse_statuses,
+    redis_ms,
+)
 
 app = typer.Typer()
 
@@ -52,6 +50,14 @@ Since = Annotated[
 ]
 Limit = Annotated[int, typer.Option("--limit", help=f"jobs per page, 1 to {MAX_LIMIT}")]
 Cursor = Annotated[str | None, typer.Option("--cursor", help="next_cursor of the page before")]
+Archived = Annotated[
+    bool,
+    typer.Option(
+        "--archived",
+        help="from the history archive (jobkit archiver), newest change first; "
+        "--since counts back from this host's clock",
+    ),
+]
 
 
 @app.command("jobs")
@@ -62,6 +68,7 @@ def jobs(
     since: Since = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
+    archived: Archived = False,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
     as_json: AsJson = False,
@@ -72,79 +79,37 @@ def jobs(
     (a job that stays put is never skipped or shown twice; one that moved may show again
     in its new state).
 
-    Each status is ordered by its own time: {order}."""
+    Each status is ordered by its own time: {order}.
+
+    With --archived, the jobs the history archive holds (also those Redis has forgotten),
+    with the same filters and cursor, ordered by their last archived change."""
     if not 1 <= limit <= MAX_LIMIT:
         raise typer.BadParameter(f"from 1 to {MAX_LIMIT}, not {limit}", param_hint="--limit")
-    statuses = _statuses(status)
+    statuses = parse_statuses(status)
     queues = tuple(q for item in queue or [] for q in item.split(",") if q)
     connect(redis_url, prefix)
-    store = get_store()
-    since_ms = _since(since, store) if since and not cursor else None
+    store = None if archived else get_store()
+    since_ms = None
+    if since and not cursor:
+        since_ms = parse_since(since, local_ms if store is None else redis_ms(store))
     query = JobQuery(statuses, queues, name, since_ms, limit, cursor)
-    page = list_jobs(store, query)
+    page = list_page(query, store, archived=archived)
     if as_json:
-        print_json(_as_json(page))
+        print_json(page_as_dict(page))
         return
-    _table(page)
+    _table(page, archived)
 
 
 jobs.__doc__ = (jobs.__doc__ or "").replace("{order}", _ORDER)
 
 
-def _statuses(raw: str | None) -> frozenset[Status]:
-    if not raw:
-        return frozenset()
-    names = [s.strip() for s in raw.split(",") if s.strip()]
-    known = {s.value: s for s in LISTABLE}
-    wrong = [n for n in names if n not in known]
-    if wrong or not names:
-        raise typer.BadParameter(
-            f"{', '.join(wrong) or raw!r} is not a status: use {', '.join(known)}",
-            param_hint="--status",
-        )
-    return frozenset(known[n] for n in names)
-
-
-def _since(raw: str, store: Any) -> int:
-    """Epoch ms of ``raw``: an ISO time (UTC unless it says otherwise), or a duration
-    counted back from Redis's clock (the one every job time comes from)."""
-    try:
-        ago = units.seconds(raw)
-    except ValueError:
-        pass
-    else:
-        sec, usec = store.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000 - int(ago * 1000)
-    try:
-        at = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{raw!r} is neither an ISO time (2024-05-01T12:00) nor a duration (10m, 2h)",
-            param_hint="--since",
-        ) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return int(at.timestamp() * 1000)
-
-
-def _at(ms: int) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
-
-
-def _as_json(page: JobPage) -> dict[str, Any]:
-    listed = []
-    for item in page.jobs:
-        at = _at(item.at_ms)
-        listed.append({**item.record.as_dict(), "at": at.isoformat() if at else None})
-    return {"jobs": listed, "next_cursor": page.next_cursor}
-
-
-def _table(page: JobPage) -> None:
+def _table(page: JobPage, archived: bool) -> None:
+    title = "archived jobs (the history archive), newest first" if archived else None
     table = Table(id_column("id"), "status", "job", "queue", "at", "attempts", "reason",
-                  title="jobs, newest first")  # fmt: skip
+                  title=title or "jobs, newest first")  # fmt: skip
     for item in page.jobs:
         r = item.record
-        at = _at(item.at_ms)
+        at = listed_at(item.at_ms)
         table.add_row(r.id, r.status.value, r.name, r.queue,
                       at.strftime("%Y-%m-%d %H:%M:%S") if at else "", str(r.attempts),
                       r.reason or "")  # fmt: skip

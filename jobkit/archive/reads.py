@@ -1,0 +1,349 @@
+"""Reading the history archive: a job Redis no longer holds (``get_job``, ``jobkit job``,
+``GET /jobs/{id}``), its attempts, and pages of archived jobs with the live listing's
+filters and page shape (``jobkit jobs --archived``, ``GET /jobs?archived=1``).
+
+**Nothing here is on the hot path.** A handle asks the archive only after Redis said the
+job is unknown, and only when a history database is configured (``JOBKIT_HISTORY_URL``)
+or the default SQLite file (``history.db`` in the data directory) exists. SQLAlchemy is
+imported then, not by ``import jobkit``. A database that does not exist (no archiver ever
+ran) means no archive: the job stays unknown. SQLite is opened read-only, so a reader
+never creates the file nor writes to it; a file with no jobkit tables reads as empty.
+
+**Newest first, by ``changed_at``** (the time of a job's last archived event: when it
+ended, for a finished job), ties by id. The cursor is a keyset, the (``changed_at``,
+``id``) of the page's last row: the next page reads strictly older rows, so paging never
+repeats a row. A job archived again meanwhile (a later event) moves to the top: it is not
+shown twice, and if it had not been listed yet it is missed by this pass. The cursor also
+carries the filters' digest and the resolved ``since``, as the live listing's does, and a
+live cursor is refused here (and this one there).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jobkit.backend.listing import MAX_LIMIT, JobPage, JobQuery, Listed
+from jobkit.connection import get_settings
+from jobkit.errors import HistoryUnavailable, InvalidQuery
+from jobkit.models import JobError, JobRecord, Source, Status
+from jobkit.redact import MASK, is_secret_argument
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Connection, Engine, Row
+
+    from jobkit.settings import Settings
+
+DEFAULT_FILE = "history.db"  # in the data directory, when JOBKIT_HISTORY_URL is unset
+# archived statuses that are not Status values: what each reports
+_STATUS_ALIASES = {"failed": Status.RETRYING}
+_STATUSES = {s.value: s for s in Status}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+
+
+def history_url(settings: Settings | None = None) -> str | None:
+    """The history database to read: ``JOBKIT_HISTORY_URL``, or the default SQLite file
+    in the data directory; None when there is none to read (a SQLite file not there)."""
+    settings = settings or get_settings()
+    url = settings.history_url
+    if not url:
+        default = settings.data_dir / DEFAULT_FILE
+        return f"sqlite:///{default}" if default.is_file() else None
+    path = _sqlite_path(url)
+    return None if path is not None and not path.is_file() else url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for any other database, or an in-memory one)."""
+    if not url.lower().startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _engine(url: str) -> Engine:
+    """One engine per URL for the process (SQLite: read-only, a connection per use)."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        import sqlite3
+
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        path = _sqlite_path(url)
+        if path is not None:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            engine = create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+                poolclass=NullPool,
+            )
+        else:
+            # parameters never in an error's text: they are job data
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        _engines[url] = engine
+        return engine
+
+
+@contextmanager
+def _reading(url: str) -> Iterator[Connection | None]:
+    """A connection to the archive at ``url``; None when it has no jobkit tables yet.
+    Database errors are raised as :class:`HistoryUnavailable`, naming the database with
+    its password masked and quoting no SQL parameter."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from jobkit.archive.schema import jobs
+
+    try:
+        with _engine(url).connect() as conn:
+            yield conn if inspect(conn).has_table(jobs.name) else None
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise HistoryUnavailable(f"history database {_shown(url)}: {_first_line(cause)}") from None
+    except ImportError as exc:  # the URL names a driver that is not installed
+        raise HistoryUnavailable(
+            f"history database {_shown(url)}: its driver is not installed ({exc})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+
+
+def _shown(url: str) -> str:
+    """``url`` as a message may show it: its password and secret-looking query values
+    masked (the whole URL when it does not parse)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return MASK
+    query = {k: MASK if is_secret_argument(k) else v for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def archived_record(job_id: str, settings: Settings | None = None) -> JobRecord | None:
+    """The job as the archive last saw it (``source`` ARCHIVE); None when there is no
+    archive or it does not hold the job."""
+    url = history_url(settings)
+    if url is None:
+        return None
+    from sqlalchemy import select
+
+    from jobkit.archive.schema import jobs
+
+    with _reading(url) as conn:
+        row = (
+            None if conn is None else conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        )
+    return None if row is None else _record(row)
+
+
+@dataclass(frozen=True)
+class ArchivedAttempt:
+    """One attempt of an archived job: who ran it, how it ended, when, for how long."""
+
+    attempt: int
+    worker: str | None
+    outcome: str  # the status it led to: succeeded, retrying, dead, cancelled
+    reason: str | None
+    error: JobError | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "error": None if self.error is None else str(self.error),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_ms": self.duration_ms,
+        }
+
+
+def archived_attempts(job_id: str, settings: Settings | None = None) -> list[ArchivedAttempt]:
+    """The archived attempts of a job, first first (empty without an archive)."""
+    url = history_url(settings)
+    if url is None:
+        return []
+    from sqlalchemy import select
+
+    from jobkit.archive.schema import attempts as t
+
+    query = select(t).where(t.c.job_id == job_id).order_by(t.c.attempt)
+    with _reading(url) as conn:
+        rows = [] if conn is None else conn.execute(query).all()
+    return [_attempt(r) for r in rows]
+
+
+def _attempt(r: Row[Any]) -> ArchivedAttempt:
+    return ArchivedAttempt(
+        attempt=r.attempt,
+        worker=r.worker,
+        outcome=r.outcome,
+        reason=r.reason,
+        error=_error(r.error_type, r.error_message, r.traceback),
+        started_at=_utc(r.started_at),
+        finished_at=_utc(r.finished_at),
+        duration_ms=r.duration_ms,
+    )
+
+
+def archived_page(query: JobQuery, settings: Settings | None = None) -> JobPage:
+    """One page of archived jobs matching ``query``, newest first (see the module doc):
+    the same filters, page size and page shape as the live listing. Raises
+    :class:`InvalidQuery` for a limit out of range or a cursor not of this listing."""
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
+    since_ms, after = _decode(query)
+    url = history_url(settings)
+    if url is None:
+        return JobPage([], None)
+    from sqlalchemy import and_, or_, select
+
+    from jobkit.archive.schema import jobs as t
+
+    where: list[ColumnElement[bool]] = []
+    if query.statuses:
+        where.append(t.c.status.in_(_stored(query.statuses)))
+    if query.queues:
+        where.append(t.c.queue.in_(query.queues))
+    if query.name is not None:
+        where.append(t.c.job_class == query.name)
+    if since_ms is not None:
+        where.append(t.c.changed_at >= _datetime(since_ms * 1000))
+    if after is not None:
+        at = _datetime(after[0])
+        where.append(or_(t.c.changed_at < at, and_(t.c.changed_at == at, t.c.id < after[1])))
+    select_ = select(t).where(*where).order_by(t.c.changed_at.desc(), t.c.id.desc())
+    with _reading(url) as conn:
+        rows = [] if conn is None else conn.execute(select_.limit(query.limit + 1)).all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    listed = [Listed(_record(r), _micros(_utc(r.changed_at)) // 1000) for r in rows]
+    if not more:
+        return JobPage(listed, None)
+    last = rows[-1]
+    return JobPage(listed, _encode(query, since_ms, (_micros(_utc(last.changed_at)), last.id)))
+
+
+def _stored(statuses: frozenset[Status]) -> list[str]:
+    """The archived status texts that report as any of ``statuses``."""
+    wanted = {s.value for s in statuses}
+    wanted |= {text for text, status in _STATUS_ALIASES.items() if status in statuses}
+    return sorted(wanted)
+
+
+def _record(row: Row[Any]) -> JobRecord:
+    status = _STATUSES.get(row.status) or _STATUS_ALIASES.get(row.status, Status.UNKNOWN)
+    return JobRecord(
+        id=row.id,
+        name=row.job_class,
+        queue=row.queue,
+        lane=row.queue,
+        status=status,
+        params_json=row.params or "",
+        priority=0,
+        attempts=row.attempts,
+        crashes=0,
+        max_attempts=0,
+        timeout=0.0,
+        worker=row.worker,
+        created_at=_utc(row.created_at),
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+        due_at=None,
+        result_json=row.result,
+        error=_error(row.error_type, row.error_message, row.traceback),
+        # a status this jobkit has no name for is said in the reason, not lost
+        reason=row.reason if status is not Status.UNKNOWN else (row.reason or row.status),
+        source=Source.ARCHIVE,
+    )
+
+
+def _error(kind: str | None, message: str | None, traceback: str | None) -> JobError | None:
+    if not kind and not message:
+        return None
+    return JobError(kind or "", message or "", traceback or "")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time read back: SQLite gives it without its zone, and it is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _micros(value: datetime | None) -> int:
+    if value is None:
+        return 0
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _datetime(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+# -- the cursor ---------------------------------------------------------------------------
+
+
+def _encode(query: JobQuery, since_ms: int | None, after: tuple[int, str]) -> str:
+    data = {"v": 1, "archive": 1, "f": query.digest(), "s": since_ms, "k": list(after)}
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+def _decode(query: JobQuery) -> tuple[int | None, tuple[int, str] | None]:
+    """The ``since`` time and the keyset a cursor carries (the query's own ``since`` and
+    none for the first page)."""
+    if not query.cursor:
+        return query.since_ms, None
+    try:
+        raw = query.cursor + "=" * (-len(query.cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(raw.encode()))
+        at, job_id = data["k"]
+        since = data["s"]
+        if data["v"] != 1 or data["archive"] != 1:
+            raise ValueError("unknown version")
+        if not isinstance(at, int) or not isinstance(job_id, str):
+            raise ValueError("not a keyset")
+        if not (since is None or isinstance(since, int)):
+            raise ValueError("not a time")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise InvalidQuery(
+            f"not a cursor of the archived listing: {query.cursor[:40]!r} (a cursor of "
+            "the live listing goes without --archived)"
+        ) from None
+    if data["f"] != query.digest():
+        raise InvalidQuery(
+            "this cursor belongs to a listing with other filters (status, queue, name): "
+            "give the same filters as the page it came from"
+        )
+    return since, (at, job_id)

@@ -1,0 +1,110 @@
+"""Finding and listing jobs, for ``jobkit job`` / ``jobkit jobs`` and ``GET /jobs``: the
+filters parsed once, a job read from Redis or else from the history archive, a page read
+from Redis's indexes or from the archive, and the page's JSON shape.
+
+The live listing and the archived one take the same :class:`JobQuery` and give the same
+:class:`JobPage`, so a caller only says which it wants.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from jobkit import units
+from jobkit.archive.reads import archived_page, archived_record
+from jobkit.backend.listing import LISTABLE, JobPage, JobQuery, list_jobs
+from jobkit.backend.store import Store
+from jobkit.errors import InvalidQuery
+from jobkit.models import JobRecord, Status
+
+__all__ = [
+    "find_job",
+    "list_page",
+    "local_ms",
+    "page_as_dict",
+    "parse_since",
+    "parse_statuses",
+    "redis_ms",
+]
+
+
+def find_job(store: Store, job_id: str) -> JobRecord | None:
+    """The job from Redis, or else as the history archive last saw it (its ``source``
+    says which); None when neither holds it."""
+    return store.get(job_id) or archived_record(job_id)
+
+
+def list_page(query: JobQuery, store: Store | None, *, archived: bool = False) -> JobPage:
+    """One page of jobs, newest first: from Redis's per-status indexes, or with
+    ``archived`` from the history archive (no Redis needed: ``store`` may be None)."""
+    if archived:
+        return archived_page(query)
+    if store is None:
+        raise ValueError("the live listing reads Redis: pass a store")
+    return list_jobs(store, query)
+
+
+def parse_statuses(raw: str | None) -> frozenset[Status]:
+    """Comma-separated status names (empty: every status). Raises :class:`InvalidQuery`."""
+    if not raw:
+        return frozenset()
+    names = [s.strip() for s in raw.split(",") if s.strip()]
+    known = {s.value: s for s in LISTABLE}
+    wrong = [n for n in names if n not in known]
+    if wrong or not names:
+        raise InvalidQuery(f"{', '.join(wrong) or raw!r} is not a status: use {', '.join(known)}")
+    return frozenset(known[n] for n in names)
+
+
+def parse_since(raw: str, now_ms: Callable[[], int]) -> int:
+    """Epoch ms of ``raw``: an ISO time (UTC unless it says otherwise), or a duration
+    (90s, 10m, 2h, 1d) counted back from ``now_ms()``. Raises :class:`InvalidQuery`."""
+    try:
+        ago = units.seconds(raw)
+    except ValueError:
+        pass
+    else:
+        return now_ms() - int(ago * 1000)
+    try:
+        at = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidQuery(
+            f"since: {raw!r} is neither an ISO time (2024-05-01T12:00) nor a duration (10m, 2h)"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return int(at.timestamp() * 1000)
+
+
+def redis_ms(store: Store) -> Callable[[], int]:
+    """Redis's clock, the one every live job time comes from."""
+
+    def now() -> int:
+        sec, usec = store.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    return now
+
+
+def local_ms() -> int:
+    """This host's clock: what ``since`` counts back from for the archive, which is read
+    without Redis (its times came from Redis, so a skewed host shifts the bound)."""
+    return int(time.time() * 1000)
+
+
+def page_as_dict(page: JobPage) -> dict[str, Any]:
+    """``{"jobs": [...], "next_cursor": ...}``: each job's view with the time it is
+    listed by, ``at``."""
+    listed = []
+    for item in page.jobs:
+        at = listed_at(item.at_ms)
+        listed.append({**item.record.as_dict(), "at": at.isoformat() if at else None})
+    return {"jobs": listed, "next_cursor": page.next_cursor}
+
+
+def listed_at(ms: int) -> datetime | None:
+    """The time a job is listed by (None for none known)."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
