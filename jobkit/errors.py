@@ -94,8 +94,9 @@ class InvalidQuery(JobkitError, ValueError):
 
 class HistoryUnavailable(JobkitError):
     """The history archive's database (``JOBKIT_HISTORY_URL``, or the default SQLite
-    file) could not be read: unreachable, refused, or not a database. The message names
-    it with any password masked."""
+    file) could not be read or written: unreachable, busy, refused, or not a database
+    (an archiver keeps its batch and tries again later). The message names it with any
+    password masked."""
 
 
 class JobTimeout(JobkitError):

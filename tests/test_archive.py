@@ -157,11 +157,17 @@ def test_jobs_run_by_workers_appear_with_their_fields(
 def test_two_archivers_share_the_stream_without_duplicates(
     env: Env, history: History, archivers: Any, start_worker: StartWorker
 ) -> None:
+    ids = [test_jobs.Add.dispatch(a=0, b=0).id]  # the queue is known before they start
     first, second = archivers(), archivers()
     start_worker(concurrency=4)
-    ids = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(300)])]
+    for proc in (first, second):  # both reading before the events come
+        wait_until(lambda p=proc: "Redis events into" in p.text(), 20, 0.05, proc.text())
+    for chunk in range(10):  # events arriving over a second: both archivers get some
+        batch = [{"a": i, "b": chunk} for i in range(30)]
+        ids += [h.id for h in test_jobs.Add.dispatch_many(batch)]
+        time.sleep(0.1)
     wait_until(lambda: _all_done(history, ids), 60, 0.2, first.text() + second.text())
-    assert history.count(jobs) == 300 and history.count(attempts) == 300
+    assert history.count(jobs) == 301 and history.count(attempts) == 301
     wait_until(lambda: not ArchiveFeed(env.store, "t").lag()["default"].behind, 10)
     for proc in (first, second):
         proc.kill(signal.SIGTERM)

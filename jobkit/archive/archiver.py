@@ -26,9 +26,10 @@ import uuid
 
 from jobkit.archive.rows import fold, needs_record
 from jobkit.archive.schema import ensure_schema
-from jobkit.archive.writer import DatabaseUnavailable, Writer, shown
+from jobkit.archive.writer import Writer, shown
 from jobkit.backend.archive_feed import ArchiveFeed, Entry, Lag
 from jobkit.backend.store import Store
+from jobkit.errors import HistoryUnavailable
 from jobkit.settings import Settings
 from jobkit.worker.outage import TROUBLE
 from jobkit.worker.outage import describe as describe_trouble
@@ -36,7 +37,7 @@ from jobkit.worker.outage import describe as describe_trouble
 log = logging.getLogger("jobkit.archiver")
 
 IDLE_SLEEP = 0.2  # seconds between rounds that found nothing
-QUEUES_REFRESH = 5.0  # seconds between looks at the queue registry (new queues)
+QUEUES_REFRESH = 1.0  # seconds between looks at the queue registry (new queues)
 LAG_CHECK = 10.0  # seconds between checks of how far behind the archivers are
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
@@ -71,7 +72,7 @@ class Archiver:
                 backoff = BACKOFF_FIRST
                 if not busy:
                     time.sleep(IDLE_SLEEP)
-            except DatabaseUnavailable as exc:
+            except HistoryUnavailable as exc:
                 log.warning(
                     "history database unavailable (%s): %d events held, retrying in %.1f s",
                     exc,

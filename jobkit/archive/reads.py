@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from jobkit.archive import DEFAULT_FILE
 from jobkit.backend.listing import MAX_LIMIT, JobPage, JobQuery, Listed
 from jobkit.connection import get_settings
 from jobkit.errors import HistoryUnavailable, InvalidQuery
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     from jobkit.settings import Settings
 
-DEFAULT_FILE = "history.db"  # in the data directory, when JOBKIT_HISTORY_URL is unset
 # archived statuses that are not Status values: what each reports
 _STATUS_ALIASES = {"failed": Status.RETRYING}
 _STATUSES = {s.value: s for s in Status}

@@ -9,7 +9,7 @@ newer state; columns a batch does not know (None) keep what is stored.
 
 A batch the database refuses (a value it cannot store, say) is written again a row at a
 time; each row still refused is logged and skipped, and the rest goes in. A database
-that cannot be reached raises :class:`DatabaseUnavailable`: the caller keeps its batch
+that cannot be reached raises :class:`HistoryUnavailable`: the caller keeps its batch
 unacknowledged in Redis and tries again later.
 """
 
@@ -25,17 +25,12 @@ from sqlalchemy import Connection, Engine, and_, create_engine, event, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
+from jobkit.archive import DEFAULT_FILE
 from jobkit.archive.rows import DETAILS, Rows
 from jobkit.archive.schema import attempts, jobs
-from jobkit.errors import JobkitError
+from jobkit.errors import HistoryUnavailable
 
 log = logging.getLogger("jobkit.archiver")
-
-DEFAULT_FILE = "history.db"  # under JOBKIT_DATA_DIR when JOBKIT_HISTORY_URL is unset
-
-
-class DatabaseUnavailable(JobkitError):
-    """The history database cannot be reached (or is busy): try the batch again later."""
 
 
 def database_url(url: str | None, data_dir: Path) -> str:
@@ -92,7 +87,7 @@ class Writer:
 
     def write(self, rows: Rows) -> int:
         """Write ``rows``; how many were refused and skipped (each logged). Raises
-        :class:`DatabaseUnavailable` when the database cannot be reached."""
+        :class:`HistoryUnavailable` when the database cannot be reached."""
         job_rows, attempt_rows = list(rows.jobs.values()), list(rows.attempts.values())
         try:
             with self.engine.begin() as conn:
@@ -100,7 +95,7 @@ class Writer:
             return 0
         except SQLAlchemyError as exc:
             if _unreachable(exc):
-                raise DatabaseUnavailable(describe(exc)) from None
+                raise HistoryUnavailable(describe(exc)) from None
             log.warning("the database refused a batch (%s): writing it row by row", describe(exc))
         skipped = 0
         for job_row in job_rows:
@@ -120,7 +115,7 @@ class Writer:
             return 0
         except SQLAlchemyError as exc:
             if _unreachable(exc):
-                raise DatabaseUnavailable(describe(exc)) from None
+                raise HistoryUnavailable(describe(exc)) from None
             what = (
                 f"job {job_row['id']}"
                 if job_row
