@@ -1,0 +1,171 @@
+"""What the history archiver costs processing, and how fast it archives under load.
+
+    python benchmarks/archive_cost.py [--jobs 10000] [--runs 3] [--no-postgres] [--json]
+
+Starts its own redis-server (and, unless ``--no-postgres``, a PostgreSQL server), then,
+in each of ``--runs`` rounds and for each mode in turn (no archiver, an archiver into
+SQLite, an archiver into PostgreSQL): dispatches ``--jobs`` jobs, starts the archiver
+(when the mode has one) and one ``jobkit worker -c 2 --prefetch 16 --no-log-jobs``, and
+times the worker from its spawn to the last job done; then how long until the archive
+holds every job as succeeded. Prints medians per mode: processing jobs/s (and its ratio
+to no archiver: the issue's target is under 5 % slower) and the archive's rows/s, from
+the worker's spawn to the last row (one row per job, three events each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_cost.py`
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, func, select  # noqa: E402
+
+from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
+from benchmarks.compare import BenchError, Workers  # noqa: E402
+from benchmarks.procs import byte_compile, log, raise_interrupt  # noqa: E402
+from jobkit import configure, get_store  # noqa: E402
+from jobkit.archive.schema import jobs as jobs_table  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+BATCH = 1000
+TIMEOUT = 300.0
+
+
+def succeeded_in_redis() -> int:
+    return int(get_store().counts().totals.get("succeeded", 0))
+
+
+def archived(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = select(func.count()).where(jobs_table.c.status == "succeeded")
+            return int(conn.execute(query).scalar_one())
+    except Exception:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def wait(predicate: Any, what: str, workers: Workers | None = None) -> float:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        if workers is not None:
+            workers.check()
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return time.perf_counter()
+
+
+def one_run(
+    mode: str, history: str | None, n: int, env: dict[str, str], logs: Path
+) -> dict[str, float]:
+    get_store().redis.flushall()
+    for i in range(0, n, BATCH):
+        Stamp.dispatch_many([{}] * min(BATCH, n - i))
+    procs = Workers(logs, f"{mode}-{time.monotonic_ns()}")
+    try:
+        if history is not None:
+            procs.start([[sys.executable, "-m", "jobkit", "archiver"]],
+                        {**env, "JOBKIT_HISTORY_URL": history})  # fmt: skip
+            wait(lambda: "events into" in procs.log_tails(), "the archiver to start", procs)
+        spawned = time.perf_counter()
+        worker = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
+                  "-q", QUEUE, "-c", "2", "--prefetch", "16", "--no-log-jobs"]  # fmt: skip
+        procs.start([worker], env)
+        done = wait(lambda: succeeded_in_redis() >= n, "the jobs", procs)
+        out = {"per_s": n / (done - spawned)}
+        if history is not None:
+            rows = wait(lambda: archived(history) >= n, "the archive", procs)
+            out["rows_per_s"] = n / (rows - spawned)
+            out["archive_after_s"] = rows - done
+        return out
+    finally:
+        procs.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    byte_compile("jobkit", "benchmarks")
+    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
+        del os.environ[key]
+    tmp = Path(tempfile.mkdtemp(prefix="jobkit-archive-bench-"))
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        with ExitStack() as stack:
+            server = stack.enter_context(RedisServer())
+            modes: dict[str, str | None] = {"off": None}
+            if not args.no_postgres:
+                modes["postgresql"] = stack.enter_context(PostgresServer()).url
+            configure(redis_url=server.url)
+            env = {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+            for run in range(args.runs):
+                for mode in ("off", "sqlite", *(["postgresql"] if "postgresql" in modes else [])):
+                    history = modes.get(mode)
+                    if mode == "sqlite":
+                        db = tmp / f"history-{run}.db"
+                        history = f"sqlite:///{db}"
+                    elif mode == "postgresql":
+                        _reset_postgres(str(history))
+                    log(f"run {run + 1}/{args.runs}: {mode}")
+                    results.setdefault(mode, []).append(one_run(mode, history, args.jobs, env, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report = _report(results, args.jobs, args.runs)
+    print(json.dumps(report, indent=2) if args.json else _render(report))
+    return 0
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+
+
+def _report(results: dict[str, list[dict[str, float]]], jobs: int, runs: int) -> dict[str, Any]:
+    medians = {
+        mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        for mode, rs in results.items()
+    }
+    base = medians["off"]["per_s"]
+    for figures in medians.values():
+        figures["vs_off"] = figures["per_s"] / base
+    return {"jobs": jobs, "runs": runs, "medians": medians, "all": results}
+
+
+def _render(report: dict[str, Any]) -> str:
+    head = f"{'mode':<12}{'jobs/s':>10}{'vs off':>9}{'rows/s':>10}{'archive done after':>20}"
+    title = f"{report['jobs']:,} jobs, median of {report['runs']} interleaved run(s) per mode"
+    lines = [title, head]
+    for mode, f in report["medians"].items():
+        rows = f"{f['rows_per_s']:,.0f}" if "rows_per_s" in f else "-"
+        after = f"{f['archive_after_s']:.2f} s" if "archive_after_s" in f else "-"
+        lines.append(f"{mode:<12}{f['per_s']:>10,.0f}{f['vs_off']:>9.3f}{rows:>10}{after:>20}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
