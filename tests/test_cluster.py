@@ -6,8 +6,12 @@ queue moved to another master while jobs flow."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +24,12 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 
 import jobkit
 from jobkit import JobFailed, Status
+from jobkit.archive.schema import jobs as archive_jobs
 from jobkit.backend.cluster import ClusterWire
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
@@ -32,7 +39,16 @@ from jobkit.connection import connect
 from jobkit.worker.outage import TROUBLE
 from tests import jobs
 from tests.cluster_server import ClusterServers
-from tests.conftest import HEARTBEAT, LEASE, PREFIX, StartWorker, run_cli, wait_until
+from tests.conftest import (
+    HEARTBEAT,
+    LEASE,
+    PREFIX,
+    REPO_ROOT,
+    StartWorker,
+    clean_env,
+    run_cli,
+    wait_until,
+)
 from tests.sched_jobs import CRON_QUEUE
 from tests.servers import spread_names
 from tests.test_listing import check_paging_while_jobs_move
@@ -366,3 +382,40 @@ def test_a_cluster_no_node_answers_is_an_outage_to_the_worker(
     with pytest.raises(ReplyLost):
         wire.execute("GET", "k", repeatable=False)
     assert issubclass(RedisClusterException, TROUBLE)
+
+
+def test_the_history_archive_on_a_cluster(
+    cenv: ClusterEnv, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """An archiver reads every queue's stream from its master and archives every job."""
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    log = tmp_path / "archiver.log"
+    with log.open("ab") as out:
+        archiver = subprocess.Popen(
+            [sys.executable, "-m", "jobkit", "archiver"],
+            cwd=REPO_ROOT,
+            env=clean_env(JOBKIT_REDIS_URL=cenv.url, JOBKIT_HISTORY_URL=url),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        start_worker(queues=",".join(cenv.queues), concurrency=2)
+        ids = [jobs.Add.dispatch(a=i, b=1, queue=q).id for i, q in enumerate(cenv.queues * 5)]
+        engine = create_engine(url)
+
+        def archived() -> int:
+            with contextlib.suppress(OperationalError), engine.connect() as conn:
+                done = archive_jobs.c.status == "succeeded"
+                return int(conn.execute(select(func.count()).where(done)).scalar_one())
+            return 0
+
+        wait_until(lambda: archived() == len(ids), 30, 0.2, log.read_text(errors="replace"))
+        with engine.connect() as conn:
+            queues = {r.queue for r in conn.execute(select(archive_jobs.c.queue))}
+        assert queues == set(cenv.queues)
+        engine.dispose()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(archiver.pid, signal.SIGKILL)
+        archiver.wait(10)
