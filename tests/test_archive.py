@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
+import jobkit
+from jobkit.archive import archiver as archiving
 from jobkit.archive.rows import Rows
 from jobkit.archive.schema import attempts, ensure_schema, jobs, metadata
 from jobkit.archive.writer import Writer, make_engine
@@ -277,3 +279,26 @@ def _attempt_row(job_id: str, at: datetime) -> dict[str, Any]:
         "error_message": None, "traceback": None, "started_at": at, "finished_at": at,
         "duration_ms": 1,
     }  # fmt: skip
+
+
+def test_events_about_to_be_trimmed_by_age_are_reported_loudly(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events waiting to be archived for most of JOBKIT_EVENTS_MAX_AGE are about to be
+    trimmed by the workers: the archiver says so (an error), before they are lost."""
+    settings = jobkit.configure(redis_url=env.url, events_max_age=1.0)
+    writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    ensure_schema(writer.engine)
+    archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
+    archiver.queues = ["default"]
+    archiver.feed.ensure_groups(["default"])
+    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(5)])
+    assert archiver.feed.read(["default"], 1)  # one delivered, the others wait behind it
+    lag = archiver.feed.lag(["default"])["default"]
+    assert lag.waiting_since_ms is not None and lag.undelivered == 4
+    caplog.set_level("ERROR", logger="jobkit.archiver")
+    archiver._check_lag(force=True)
+    assert "JOBKIT_EVENTS_MAX_AGE" not in caplog.text  # not yet
+    time.sleep(0.9)
+    archiver._check_lag(force=True)
+    assert "near JOBKIT_EVENTS_MAX_AGE" in caplog.text

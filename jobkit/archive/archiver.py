@@ -157,6 +157,14 @@ class Archiver:
                 lag.behind,
                 lag.length,
             )
+        elif self._aging(lag):
+            log.error(
+                "queue %s: events waiting %.0f s to be archived, near JOBKIT_EVENTS_MAX_AGE "
+                "(%.0f s): the workers' trim will drop them before they are archived",
+                lag.queue,
+                (time.time() * 1000 - (lag.waiting_since_ms or 0)) / 1000,
+                self.settings.events_max_age,
+            )
         elif cap and lag.behind >= NEAR_CAP * cap:
             log.error(
                 "queue %s: %d events not archived yet, near the stream's cap of %d "
@@ -165,6 +173,13 @@ class Archiver:
                 lag.behind,
                 cap,
             )
+
+    def _aging(self, lag: Lag) -> bool:
+        """Whether the oldest event waiting is near the age the workers trim at."""
+        if lag.waiting_since_ms is None:
+            return False
+        waited = time.time() - lag.waiting_since_ms / 1000
+        return waited >= NEAR_CAP * self.settings.events_max_age
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -54,6 +54,9 @@ class Lag:
     pending: int
     length: int
     lost: bool
+    # Redis time (ms) of the last entry delivered to an archiver: when entries wait
+    # behind it, about when the oldest of them was written (None: nothing waits)
+    waiting_since_ms: int | None = None
 
     @property
     def behind(self) -> int:
@@ -166,8 +169,19 @@ class ArchiveFeed:
                 # Redis counts the entries added since the group last read: more than the
                 # stream holds means some were trimmed before any archiver read them
                 lost=undelivered is not None and undelivered > int(length),
+                waiting_since_ms=_ms(group.get("last-delivered-id")) if undelivered else None,
             )
         return out
+
+
+def _ms(entry_id: Any) -> int | None:
+    """The time part of a stream entry id (``<ms>-<seq>``); None for none, and for
+    ``0-0`` (nothing delivered yet: when the waiting entries were written is unknown)."""
+    try:
+        ms = int(str(entry_id).split("-", 1)[0])
+    except ValueError:
+        return None
+    return ms or None
 
 
 def _fields(group: Any) -> dict[str, Any]:
