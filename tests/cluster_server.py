@@ -10,12 +10,12 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
+from tests.managed import Managed
 from tests.server_process import (
     LOOPBACK,
     Address,
@@ -65,7 +65,7 @@ def _slot_map(client: redis.Redis) -> tuple[SlotRange, ...]:
     return tuple(sorted(ranges, key=lambda r: r.start))
 
 
-class ClusterServers:
+class ClusterServers(Managed):
     """Three masters and three replicas, each its own ``redis-server`` in cluster mode.
 
     ``node_timeout_ms`` is short (2 s) so a killed master is replaced within a few seconds,
@@ -276,21 +276,8 @@ class ClusterServers:
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> ClusterServers:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    setup = start
+    teardown = stop
 
     # --- moving slots ----------------------------------------------------------------------
 

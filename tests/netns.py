@@ -32,7 +32,8 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+
+from tests.managed import Managed
 
 IP = "ip"
 SUBNET_PREFIX = "10.213"  # 10.213.k.0/24, k picked per run among those not in use
@@ -59,7 +60,8 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 @functools.cache
 def namespaces_available() -> tuple[bool, str]:
     """Whether this kernel lets us build hosts (a namespace, a veth into it, a bridge);
-    if not, the reason the kernel (or ``ip``) gave."""
+    if not, the reason the kernel gave. No ``ip`` command at all is an error, not a
+    reason to skip: the tests need iproute2 installed, as they need redis-server."""
     name = f"jk{os.getpid()}probe"
     steps = [
         ("netns", "add", name),
@@ -73,8 +75,8 @@ def namespaces_available() -> tuple[bool, str]:
                 reason = done.stderr.strip() or f"exit code {done.returncode}"
                 return False, f"`ip {' '.join(step)}` failed: {reason}"
         return True, ""
-    except OSError as exc:  # no `ip` at all
-        return False, f"cannot run `ip`: {exc}"
+    except OSError as exc:  # no `ip` at all: a missing tool, not a refusing kernel
+        raise RuntimeError(f"cannot run `ip` ({exc}): install iproute2 (.ci/run does)") from exc
     finally:
         for undo in (("link", "del", f"{name}b"), ("netns", "del", name)):
             with contextlib.suppress(OSError):
@@ -91,7 +93,7 @@ def _subnets_in_use() -> set[str]:
     }
 
 
-class Hosts:
+class Hosts(Managed):
     """``count`` hosts (numbered 1 to ``count``) on one bridge; a context manager.
 
     ``with Hosts(3) as hosts: hosts.run(1, [...], env=..., log_path=...)``.
@@ -136,22 +138,6 @@ class Hosts:
 
     # -- setup and teardown -------------------------------------------------------------
 
-    def __enter__(self) -> Hosts:
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _pick_subnet(self) -> str:
         used = _subnets_in_use()
         start = os.getpid() % 250
@@ -160,7 +146,7 @@ class Hosts:
                 return f"{SUBNET_PREFIX}.{k}"
         raise RuntimeError(f"every {SUBNET_PREFIX}.k.0/24 is in use")
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         self.subnet = self._pick_subnet()
         _ip("link", "add", self.bridge, "type", "bridge")  # STP off: ports forward at once
         self._made_bridge = True
@@ -196,6 +182,8 @@ class Hosts:
         if self._made_bridge:
             _ip("link", "del", self.bridge, check=False)
             self._made_bridge = False
+
+    teardown = close
 
     def _kill_namespace(self, i: int) -> None:
         """SIGKILL whatever still runs in host ``i`` (a process that left its group)."""

@@ -16,8 +16,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
+from tests.managed import Managed
 from tests.redis_server import free_port
 
 USER = "postgres"
@@ -31,7 +31,7 @@ def find_bin_dir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-class PostgresServer:
+class PostgresServer(Managed):
     """One PostgreSQL server on 127.0.0.1, its data in a temporary folder."""
 
     def __init__(self) -> None:
@@ -55,7 +55,8 @@ class PostgresServer:
             command = ["runuser", "-u", USER, "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
-    def __enter__(self) -> PostgresServer:
+    def setup(self) -> None:
+        """initdb under the temporary folder, start the server, create the database."""
         if os.getuid() == 0:
             owner = pwd.getpwnam(USER)
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
@@ -72,7 +73,6 @@ class PostgresServer:
             "psql", "-h", str(self.root), "-p", str(self.port), "-U", USER, "-d", "postgres",
             "-c", f"CREATE DATABASE {DATABASE}",
         )  # fmt: skip
-        return self
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -84,12 +84,8 @@ class PostgresServer:
     def stop(self) -> None:
         self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def teardown(self) -> None:
+        """Stop the server at once (if it runs) and delete the folder."""
         try:
             self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.data))
         except subprocess.CalledProcessError:

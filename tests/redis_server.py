@@ -14,12 +14,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tests.managed import Managed
 
 START_TIMEOUT = 10.0
 STOP_GRACE = 5.0
@@ -60,7 +61,7 @@ class Tls:
     auth_clients: Literal["no", "yes", "optional"] = "no"
 
 
-class RedisServer:
+class RedisServer(Managed):
     """A redis-server in its own temp dir, on a unix socket and a TCP port of 127.0.0.1.
 
     The process runs in its own session so ``stop()`` can signal its whole group. Data is kept
@@ -228,21 +229,8 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> RedisServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    setup = start
+    teardown = close
 
     def _wait_for_ping(self) -> None:
         probe = redis.Redis(retry=Retry(NoBackoff(), 0), **self._client_options(1.0))

@@ -8,11 +8,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import redis
 from redis.sentinel import Sentinel
 
+from tests.managed import Managed
 from tests.server_process import Address, ServerProcess, command, stop_all, wait_for
 
 WAIT_TIMEOUT = 30.0
@@ -50,7 +50,7 @@ def _master_addr(client: redis.Redis, service: str) -> Address | None:
     return Address(str(host), int(port))
 
 
-class SentinelSet:
+class SentinelSet(Managed):
     """A primary and a replica of one service, watched by three sentinels (quorum 2).
 
     A primary is down for the sentinels after ``down_after_ms`` (1 s) without an answer, so a
@@ -233,18 +233,5 @@ class SentinelSet:
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> SentinelSet:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    setup = start
+    teardown = stop
