@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.compare import BenchError, Workers  # noqa: E402
-from benchmarks.procs import byte_compile, log, raise_interrupt  # noqa: E402
+from benchmarks.procs import log, prepare  # noqa: E402
 from jobkit import configure, get_store  # noqa: E402
 from jobkit.archive.schema import jobs as jobs_table  # noqa: E402
 from tests.postgres_server import PostgresServer  # noqa: E402
@@ -107,10 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    byte_compile("jobkit", "benchmarks")
-    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
-        del os.environ[key]
+    prepare()
     tmp = Path(tempfile.mkdtemp(prefix="jobkit-archive-bench-"))
     results: dict[str, list[dict[str, float]]] = {}
     try:

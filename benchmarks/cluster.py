@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import sys
 import tempfile
@@ -61,7 +60,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/cluster.py`
 from benchmarks.bench_jobs import Stamp  # noqa: E402
 from benchmarks.cluster_report import ROWS, render  # noqa: E402
 from benchmarks.compare import BenchError, Workers  # noqa: E402
-from benchmarks.procs import byte_compile, log, percentile, raise_interrupt, timed  # noqa: E402
+from benchmarks.procs import log, percentile, prepare, timed  # noqa: E402
 from jobkit import JobHandle, JobTimeout, configure, get_store  # noqa: E402
 from jobkit.backend.keys import Keys  # noqa: E402
 from tests.cluster_server import ClusterServers  # noqa: E402
@@ -347,10 +346,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
-    byte_compile("jobkit", "benchmarks")  # as installed: workers do not compile at start
-    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
-        del os.environ[key]  # only the benchmark's own servers, default prefix and settings
+    prepare()
     try:
         with (
             tempfile.TemporaryDirectory(prefix="jobkit-cluster-bench-") as tmp,

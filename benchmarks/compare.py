@@ -55,11 +55,10 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/compare.py`
 from benchmarks.peers import PEERS, VENV_PEERS, Peer, load  # noqa: E402
 from benchmarks.peers.common import COUNTER_KEY, DONE_KEY, STAMP_KEY, URL_ENV  # noqa: E402
 from benchmarks.procs import (  # noqa: E402
-    byte_compile,
     log,
     peak_rss_bytes,
     percentile,
-    raise_interrupt,
+    prepare,
     timed,
 )
 
@@ -587,10 +586,7 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
-    byte_compile("jobkit", "benchmarks")  # as installed: workers do not compile at start
-    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
-        del os.environ[key]  # only the benchmark's own Redis, default prefix and settings
+    prepare()
     try:
         if args.redis_url:
             client = redis.Redis.from_url(args.redis_url, decode_responses=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import compileall
 import contextlib
 import importlib.util
+import os
+import signal
 import sys
 import time
 import types
@@ -64,3 +66,14 @@ def byte_compile(*packages: str) -> None:
         spec = importlib.util.find_spec(name)
         for folder in (spec.submodule_search_locations or []) if spec else []:
             compileall.compile_dir(folder, quiet=1)
+
+
+def prepare() -> None:
+    """What every benchmark does first: SIGTERM unwinds like Ctrl-C (so the finally
+    blocks kill what was started), jobkit is byte-compiled as an install would be, and
+    no JOBKIT_ variable of the caller's reaches the benchmark's own servers and workers
+    (default prefix and settings)."""
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    byte_compile("jobkit", "benchmarks")
+    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
+        del os.environ[key]

@@ -54,11 +54,10 @@ if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/throughput.
 
 from benchmarks.bench_jobs import COUNTER_KEY, DONE_KEY, FIRST_KEY, QUEUE, Incr, Stamp  # noqa: E402
 from benchmarks.procs import (  # noqa: E402
-    byte_compile,
     log,
     peak_rss_bytes,
     percentile,
-    raise_interrupt,
+    prepare,
     timed,
 )
 from jobkit import JobTimeout, configure, get_store  # noqa: E402
@@ -509,10 +508,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)  # unwind, so the finally blocks kill
-    byte_compile("jobkit", "benchmarks")  # as installed: workers do not compile at start
-    for key in [k for k in os.environ if k.startswith("JOBKIT_")]:
-        del os.environ[key]  # only the benchmark's own Redis, default prefix and settings
+    prepare()
     with tempfile.TemporaryDirectory(prefix="jobkit-bench-") as tmp, RedisServer() as server:
         os.environ["JOBKIT_REDIS_URL"] = server.url
         configure(redis_url=server.url)
