@@ -64,7 +64,6 @@ from jobkit.ops.jobs import (
     page_as_dict,
     parse_since,
     parse_statuses,
-    redis_ms,
 )
 
 # The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
@@ -108,7 +107,7 @@ def list_view(
         queues = tuple(q for item in queue or [] for q in item.split(",") if q)
         since_ms = None
         if since and not cursor:
-            since_ms = parse_since(since, local_ms if store is None else redis_ms(store))
+            since_ms = parse_since(since, local_ms if store is None else store.now_ms)
         query = JobQuery(parse_statuses(status), queues, name, since_ms, limit, cursor)
         return page_as_dict(list_page(query, store, archived=store is None))
     except (InvalidQuery, UnknownQueue) as exc:

@@ -21,11 +21,6 @@ from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
 
 
-def redis_ms(store: Store) -> int:
-    sec, usec = store.redis.time()
-    return int(sec) * 1000 + int(usec) // 1000
-
-
 def all_pages(store: Store, query: JobQuery) -> list[list[str]]:
     pages, cursor = [], None
     while True:
@@ -134,7 +129,7 @@ def test_finished_entries_older_than_the_records_are_trimmed(env: Env) -> None:
     assert kept.cancel()
     shard = env.keys.shard("default")
     env.client.zadd(shard.finished, {"default:long-gone": 1000})
-    trim_finished(env.store, ["default"], 3600, redis_ms(env.store))
+    trim_finished(env.store, ["default"], 3600, env.store.now_ms())
     assert env.client.zrange(shard.finished, 0, -1) == [kept.id]
 
 
@@ -169,7 +164,7 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
             i += 1
             time.sleep(0.01)
 
-    checkpoint = redis_ms(store)
+    checkpoint = store.now_ms()
     before = {r.id: r.status for r in store.get_many(made) if r is not None}
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()

@@ -144,11 +144,11 @@ class Events:
         return [e for e in self._walk([queue], False, start) if e.id == job_id]
 
     def of_worker(self, name: str, limit: int = 20) -> list[Event]:
-        """The last ``limit`` attempts worker ``name`` (a supervisor: its children's
-        names start with it) ended, newest first, in any queue."""
+        """The last ``limit`` attempts worker ``name`` ended (its children lease under
+        their supervisor's name), newest first, in any queue."""
         out: list[Event] = []
         for event in self._walk(self.store.queues(), True):
-            if event.ended_attempt and _is_of(event.worker, name):
+            if event.ended_attempt and event.worker == name:
                 out.append(event)
                 if len(out) >= limit:
                     break
@@ -214,11 +214,6 @@ class Rates:
 
 def _add(a: tuple[int, int, int], b: tuple[int, ...]) -> tuple[int, int, int]:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
-
-
-def _is_of(worker: str, name: str) -> bool:
-    """Whether the child name ``worker`` belongs to supervisor ``name`` (or is it)."""
-    return worker == name or worker.startswith(name + "/") or worker.startswith(name + ".")
 
 
 def _ranger(newest_first: bool, low: str, high: str) -> Callable[[Any, Shard], None]:

@@ -55,8 +55,7 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
     """Every queue's :class:`QueueView`, and the fleet's totals."""
     states = Queues(store).states()
     queues = [state.queue for state in states]
-    sec, usec = store.redis.time()
-    now_ms = int(sec) * 1000 + int(usec) // 1000
+    now_ms = store.now_ms()
     heads = _heads(store, store.known_lanes())
     split = _retrying(store, queues)
     rates = Events(store).rates(now_ms, queues)

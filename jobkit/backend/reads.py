@@ -71,6 +71,11 @@ class Reads:
     keys: Keys
     _wire: Transport
 
+    def now_ms(self) -> int:
+        """Redis's clock (ms), the one every job time comes from."""
+        sec, usec = self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
     # -- across queues ------------------------------------------------------------------
 
     def queues(self) -> list[str]:

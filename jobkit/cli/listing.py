@@ -26,7 +26,6 @@ from jobkit.ops.jobs import (
     page_as_dict,
     parse_since,
     parse_statuses,
-    redis_ms,
 )
 
 app = typer.Typer()
@@ -91,7 +90,7 @@ def jobs(
     store = None if archived else get_store()
     since_ms = None
     if since and not cursor:
-        since_ms = parse_since(since, local_ms if store is None else redis_ms(store))
+        since_ms = parse_since(since, local_ms if store is None else store.now_ms)
     query = JobQuery(statuses, queues, name, since_ms, limit, cursor)
     page = list_page(query, store, archived=archived)
     if as_json:

@@ -27,7 +27,6 @@ __all__ = [
     "page_as_dict",
     "parse_since",
     "parse_statuses",
-    "redis_ms",
 ]
 
 
@@ -77,16 +76,6 @@ def parse_since(raw: str, now_ms: Callable[[], int]) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return int(at.timestamp() * 1000)
-
-
-def redis_ms(store: Store) -> Callable[[], int]:
-    """Redis's clock, the one every live job time comes from."""
-
-    def now() -> int:
-        sec, usec = store.redis.time()
-        return int(sec) * 1000 + int(usec) // 1000
-
-    return now
 
 
 def local_ms() -> int:

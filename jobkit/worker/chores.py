@@ -138,22 +138,19 @@ class Chores:
     def _trim_events(self) -> None:
         """Drop events older than JOBKIT_EVENTS_MAX_AGE from this worker's queues' streams
         (their length is capped as they are written)."""
-        sec, usec = self.sup.store.redis.time()
-        now_ms = int(sec) * 1000 + int(usec) // 1000
-        Events(self.sup.store).trim(
-            self.sup.options.queues, self.sup.settings.events_max_age, now_ms
+        store = self.sup.store
+        Events(store).trim(
+            self.sup.options.queues, self.sup.settings.events_max_age, store.now_ms()
         )
 
     def _trim_finished(self) -> None:
         """Drop entries of the `finished` index (jobkit jobs) older than the longest
         result_ttl of this worker's job classes: their records have expired. Entries of a
         job with a shorter one are passed over by the listing until then."""
-        sec, usec = self.sup.store.redis.time()
         ttls = [cls.result_ttl or 0 for cls in registry.registered().values()]
         longest = max([self.sup.settings.result_ttl, *ttls])
-        trim_finished(
-            self.sup.store, self.sup.options.queues, longest, int(sec) * 1000 + int(usec) // 1000
-        )
+        store = self.sup.store
+        trim_finished(store, self.sup.options.queues, longest, store.now_ms())
 
     def _mark_started(self) -> None:
         """Tell Redis which attempts began since the last tick (the children's slots show
