@@ -19,6 +19,7 @@ from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
 from jobkit.backend.queues import Queues
+from jobkit.backend.reads import Counts
 from jobkit.backend.workers import WorkerRegistry
 
 if TYPE_CHECKING:
@@ -51,12 +52,26 @@ class QueueView:
         return asdict(self)
 
 
-def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
-    """Every queue's :class:`QueueView`, and the fleet's totals."""
-    states = Queues(store).states()
+@dataclass
+class Overview:
+    """Every queue's :class:`QueueView`, the fleet's totals, and what they were read from:
+    each lane's ready jobs and the counts by state."""
+
+    queues: list[QueueView]
+    fleet: dict[str, Any]
+    lanes: dict[str, int | None]
+    counts: Counts
+
+
+def overview(store: Store) -> Overview:
+    """Every queue at a glance (see the module doc)."""
+    lanes = store.known_lanes()
+    sizes = store.queue_sizes(lanes)
+    counts = store.counts()
+    states = Queues(store).states(sizes, counts)
     queues = [state.queue for state in states]
     now_ms = store.now_ms()
-    heads = _heads(store, store.known_lanes())
+    heads = _heads(store, lanes)
     split = _retrying(store, queues)
     rates = Events(store).rates(now_ms, queues)
     lag = ArchiveFeed(store, "info").lag(queues)
@@ -90,7 +105,6 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
                 archive_lost=state.queue in lag and lag[state.queue].lost,
             )
         )
-    counts = store.counts()
     fleet = {
         "ready": sum(v.ready or 0 for v in views),
         "running": counts.running,
@@ -104,7 +118,7 @@ def overview(store: Store) -> tuple[list[QueueView], dict[str, Any]]:
         "archive_lag": sum(x.behind for x in lag.values()) if lag else None,
         "problems": counts.problems + problems,
     }
-    return views, fleet
+    return Overview(views, fleet, sizes, counts)
 
 
 def _heads(store: Store, lanes: list[str]) -> dict[str, int]:

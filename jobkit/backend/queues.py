@@ -13,6 +13,7 @@ from typing import Any
 
 from jobkit import names
 from jobkit.backend.keys import Shard, split_lane
+from jobkit.backend.reads import Counts
 from jobkit.backend.store import Store
 from jobkit.errors import UnknownQueue
 
@@ -39,10 +40,15 @@ class Queues:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def states(self) -> list[QueueState]:
-        """Every queue of the registry, sorted by name."""
+    def states(
+        self, sizes: dict[str, int | None] | None = None, counts: Counts | None = None
+    ) -> list[QueueState]:
+        """Every queue of the registry, sorted by name; from the lanes' ``sizes`` and the
+        ``counts`` the caller read already, if it did."""
+        if sizes is None:
+            sizes = self.store.queue_sizes(self.store.known_lanes())
         ready: dict[str, int | None] = {}
-        for lane, size in self.store.queue_sizes(self.store.known_lanes()).items():
+        for lane, size in sizes.items():
             queue = split_lane(lane)[0]
             before = ready.get(queue, 0)
             ready[queue] = None if before is None or size is None else before + size
@@ -51,10 +57,10 @@ class Queues:
             pipe.exists(shard.paused)
 
         paused = self.store.fan_out(add)
-        counts = self.store.counts().by_queue
+        by_queue = (counts or self.store.counts()).by_queue
         out = []
         for queue in sorted(paused):
-            c = counts.get(queue)
+            c = by_queue.get(queue)
             out.append(
                 QueueState(
                     queue,

@@ -46,14 +46,13 @@ def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = Fa
     totals for the fleet."""
     connect(redis_url, prefix)
     store = get_store()
-    views, fleet = overview(store)
+    seen = overview(store)
+    views, fleet = seen.queues, seen.fleet
     if as_json:
-        queues = store.queue_sizes(store.known_lanes())
-        counts = store.counts()
         print_json(
             {
-                "queues": queues,
-                **counts.as_dict(),
+                "queues": seen.lanes,
+                **seen.counts.as_dict(),
                 "overview": {v.queue: v.as_dict() for v in views},
                 "fleet": fleet,
             }
