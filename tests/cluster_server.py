@@ -38,6 +38,20 @@ def _redis_cli() -> str:
     return found
 
 
+def _cluster_cli(action: str, *args: str) -> None:
+    """``redis-cli --cluster <action> <args> --cluster-yes``; its output in the error when
+    it fails."""
+    done = subprocess.run(
+        [_redis_cli(), "--cluster", action, *args, "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli --cluster {action} failed:\n{done.stdout}")
+
+
 @dataclass(frozen=True)
 class SlotRange:
     """Slots ``start``..``end`` (both included), served by ``master`` and copied to
@@ -208,20 +222,7 @@ class ClusterServers(Managed):
         """Start the six nodes, create the cluster and wait until it is whole."""
         for node in self.nodes:
             node.start()
-        created = subprocess.run(
-            [
-                _redis_cli(), "--cluster", "create",
-                *(str(address) for address in self.startup_nodes),
-                "--cluster-replicas", "1",
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            check=False,
-        )  # fmt: skip
-        if created.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed:\n{created.stdout}")
+        _cluster_cli("create", *(str(a) for a in self.startup_nodes), "--cluster-replicas", "1")
         self.wait_ok()
 
     def is_ok(self) -> bool:
@@ -286,21 +287,12 @@ class ClusterServers(Managed):
         ``redis-cli --cluster reshard``; it takes the source's lowest slots. Waits until the
         cluster is whole again."""
         self.wait_ok()
-        moved = subprocess.run(
-            [
-                _redis_cli(), "--cluster", "reshard", str(self.node(to_port).address),
-                "--cluster-from", self.node_id(from_port),
-                "--cluster-to", self.node_id(to_port),
-                "--cluster-slots", str(slots),
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            check=False,
+        _cluster_cli(
+            "reshard", str(self.node(to_port).address),
+            "--cluster-from", self.node_id(from_port),
+            "--cluster-to", self.node_id(to_port),
+            "--cluster-slots", str(slots),
         )  # fmt: skip
-        if moved.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster reshard failed:\n{moved.stdout}")
         self.wait_ok()
 
     def move_slot(self, slot: int, to_port: int) -> None:

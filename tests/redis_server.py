@@ -61,6 +61,19 @@ class Tls:
     auth_clients: Literal["no", "yes", "optional"] = "no"
 
 
+def spawn(args: list[str], directory: Path) -> subprocess.Popen[bytes]:
+    """A server process in its own process group. Errors raised before its logfile is
+    opened go to stdout, so that is kept too, in ``directory/stdout.log``."""
+    with (directory / "stdout.log").open("ab") as out:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class RedisServer(Managed):
     """A redis-server in its own temp dir, on a unix socket and a TCP port of 127.0.0.1.
 
@@ -180,15 +193,7 @@ class RedisServer(Managed):
             "--logfile", str(self.log_path),
             *self._security_args(),
         ]  # fmt: skip
-        # Errors raised before the logfile is opened go to stdout, so keep them too.
-        with (self.directory / "stdout.log").open("ab") as out:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._process = spawn(args, self.directory)
         self._wait_for_ping()
 
     def stop(self) -> None:

@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.redis_server import find_redis_server
+from tests.redis_server import find_redis_server, spawn
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -176,15 +176,7 @@ class ServerProcess:
             "--daemonize", "no",
             *self.options,
         ]  # fmt: skip
-        # Errors raised before the logfile is opened go to stdout, so keep them too.
-        with (self.directory / "stdout.log").open("ab") as out:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._process = spawn(args, self.directory)
         self._reaper = weakref.finalize(self, _kill_group, self._process.pid)
 
     def _wait_for_ping(self, port: int) -> bool:
