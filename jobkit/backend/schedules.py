@@ -132,7 +132,7 @@ class ScheduleStore:
         """
         calls = [("promote", [self.keys.shard(queue).base], (limit,)) for queue in queues]
         if isinstance(self.store.redis, RedisCluster):
-            promoted = self._scripts(calls)
+            promoted = self.store.run_scripts(calls)
             sec, usec = self.store.redis.time()  # refused in a cluster pipeline: no key
         else:
             pipe = self.store.redis.pipeline(transaction=False)
@@ -146,16 +146,6 @@ class ScheduleStore:
             if int(ms) >= 0:
                 wait = int(ms) if wait < 0 else min(wait, int(ms))
         return moved, wait, sec + usec / 1_000_000
-
-    def _scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Replies of script ``calls``, in one round trip; on a cluster one call at a time,
-        as redis-py refuses scripts in a cluster pipeline."""
-        if isinstance(self.store.redis, RedisCluster):
-            return [self.store.run_script(name, keys, args) for name, keys, args in calls]
-        pipe = self.store.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            self.store.queue_script(pipe, name, keys, args)
-        return list(pipe.execute())
 
     def _key(self, bound: BoundSchedule) -> str:
         """A schedule's state lives in its job class's queue's shard, with the jobs it
@@ -192,7 +182,7 @@ class ScheduleStore:
             keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]
             calls.append(("cron_fire", keys, args))
         out = []
-        for (bound, _, plan), raw in zip(items, self._scripts(calls), strict=True):
+        for (bound, _, plan), raw in zip(items, self.store.run_scripts(calls), strict=True):
             results = [
                 FireResult(slot, bound.job_id(slot), int(code), str(detail))
                 for slot, code, detail in zip(plan.fire, raw[1::2], raw[2::2], strict=False)

@@ -101,6 +101,11 @@ class Store(Reads, Leasing):
         """Run script ``name`` (for the store layer's other modules: workers, schedules)."""
         return self._run(name, keys, args)
 
+    def run_scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Several script calls in one round trip (for the store layer's other modules);
+        see :meth:`_pipeline`."""
+        return self._pipeline(calls)
+
     def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls in one round trip (one per node on a cluster).
 
