@@ -84,7 +84,7 @@ class Source(str, Enum):
         return self.value
 
 
-def _ms_to_datetime(raw: str | None) -> datetime | None:
+def ms_to_datetime(raw: str | None) -> datetime | None:
     """A stored epoch-ms time; None when absent or not a representable time (a record
     written by something else must not make the job unreadable)."""
     if not raw:
@@ -170,11 +170,11 @@ class JobRecord:
             max_attempts=_int(h.get("max_attempts")),
             timeout=_float(h.get("timeout")),
             worker=h.get("worker"),
-            created_at=_ms_to_datetime(h.get("created_at")),
-            started_at=_ms_to_datetime(h.get("started_at")),
-            finished_at=_ms_to_datetime(h.get("finished_at")),
+            created_at=ms_to_datetime(h.get("created_at")),
+            started_at=ms_to_datetime(h.get("started_at")),
+            finished_at=ms_to_datetime(h.get("finished_at")),
             # absent: queued as it was created, so due then (see create_job in _lib.lua)
-            due_at=_ms_to_datetime(h.get("due_at") or h.get("created_at")),
+            due_at=ms_to_datetime(h.get("due_at") or h.get("created_at")),
             result_json=h.get("result"),
             error=JobError.from_json(h.get("error")),
             reason=h.get("reason"),

@@ -24,7 +24,7 @@ import time
 import types
 import uuid
 
-from jobkit.archive.rows import fold, needs_record
+from jobkit.archive.rows import DETAIL_FIELDS, fold, needs_record
 from jobkit.archive.schema import ensure_schema
 from jobkit.archive.writer import Writer, shown
 from jobkit.backend.archive_feed import ArchiveFeed, Entry, Lag
@@ -103,7 +103,7 @@ class Archiver:
             return False
         batch = self._held
         wanted = sorted({e.event.id for e in batch if e.event and needs_record(e.event)})
-        records = dict(zip(wanted, self.store.get_many(wanted), strict=True))
+        records = dict(zip(wanted, self.store.job_fields(wanted, DETAIL_FIELDS), strict=True))
         skipped = self.writer.write(fold((e.event for e in batch if e.event), records))
         self.feed.ack(batch)
         self._held = []

@@ -3,20 +3,20 @@
 One batch of events becomes at most one job row per job (its state after the batch's
 last event of it) and one attempt row per attempt that ended. Events carry no params,
 result or error: for a job whose batch ends an attempt or reaches a final state, the
-archiver reads the job's record from Redis in the same batch, and its details fill the
-rows. A job whose record has expired keeps what the events tell (details None: the
-upsert keeps what an earlier batch wrote).
+archiver reads those fields of the job's record from Redis (:data:`DETAIL_FIELDS`, one
+HMGET each, in one round trip), and they fill the rows. A job whose record has expired
+keeps what the events tell (details None: the upsert keeps what an earlier batch wrote).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from jobkit.backend.events import Event
-from jobkit.models import JobRecord, Status
+from jobkit.models import JobError, Status, ms_to_datetime
 
 # statuses after which a job changes no more (unless revived): its record is read
 FINAL = frozenset({Status.SUCCEEDED.value, Status.DEAD.value, Status.CANCELLED.value, "purged"})
@@ -36,10 +36,18 @@ DETAILS = (
     "duration_ms",
 )
 
+# the fields of a job's record (its Redis hash) that the archive's rows take
+DETAIL_FIELDS = (
+    "name", "params", "result", "error", "attempts", "created_at", "started_at", "finished_at",
+)  # fmt: skip
+_TIMES = ("created_at", "started_at", "finished_at")
+
+Record = Sequence[str | None]  # a record's DETAIL_FIELDS, in that order
+
 
 def needs_record(event: Event) -> bool:
     """Whether this event calls for the job's record (params, result, error)."""
-    return event.ended_attempt or event.to_status in FINAL
+    return event.from_status == "running" or event.to_status in FINAL
 
 
 @dataclass
@@ -50,82 +58,102 @@ class Rows:
     attempts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
-def fold(events: Iterable[Event], records: Mapping[str, JobRecord | None]) -> Rows:
+def fold(events: Iterable[Event], records: Mapping[str, Record | None]) -> Rows:
     """The rows ``events`` make (any order: each job's are applied oldest first), with
-    details from ``records`` (by job id; missing or None: expired)."""
+    details from ``records`` (by job id, :data:`DETAIL_FIELDS` as Redis holds them;
+    missing or None: expired)."""
     rows = Rows()
-    for event in sorted(events, key=lambda e: (e.at_ms, _seq(e.seq))):
+    for event in sorted(events, key=_order):
         _apply(rows, event)
-    for job_id, row in rows.jobs.items():
-        record = records.get(job_id)
-        if record is not None:
+    for job_id, record in records.items():
+        row = rows.jobs.get(job_id)
+        if row is not None and record is not None:
             _fill(row, record, rows)
     return rows
 
 
+def _order(e: Event) -> tuple[int, int]:
+    return e.at_ms, _seq(e.seq)
+
+
 def _apply(rows: Rows, e: Event) -> None:
+    at = e.at
     row = rows.jobs.get(e.id)
     if row is None:
         row = rows.jobs[e.id] = dict.fromkeys(DETAILS)
-        row.update(id=e.id, queue=e.queue, job_class=e.job_class)
-    row.update(
-        status=e.to_status,
-        attempts=e.attempt,
-        changed_at=e.at,
-        event_ms=e.at_ms,
-        event_seq=_seq(e.seq),
-    )
-    if e.job_class:
+        row["id"] = e.id
+        row["queue"] = e.queue
         row["job_class"] = e.job_class
+    elif e.job_class:
+        row["job_class"] = e.job_class
+    row["status"] = to = e.to_status
+    row["attempts"] = e.attempt
+    row["changed_at"] = at
+    row["event_ms"] = e.at_ms
+    row["event_seq"] = _seq(e.seq)
     if e.worker:
         row["worker"] = e.worker
     if e.reason:
         row["reason"] = e.reason
     if not e.from_status:
-        row["created_at"] = e.at
-    if e.to_status == Status.RUNNING.value:
-        row["started_at"] = e.at
-    if e.to_status in FINAL:
-        row["finished_at"] = e.at
-    if e.ended_attempt:
-        row["duration_ms"] = e.duration_ms
-        started = None if e.duration_ms is None else e.at - timedelta(milliseconds=e.duration_ms)
-        rows.attempts[(e.id, e.attempt)] = {
-            "job_id": e.id,
-            "attempt": e.attempt,
-            "queue": e.queue,
-            "job_class": row["job_class"],
-            "worker": e.worker or None,
-            "outcome": e.to_status,
-            "reason": e.reason or None,
-            "error_type": None,
-            "error_message": None,
-            "traceback": None,
-            "started_at": started,
-            "finished_at": e.at,
-            "duration_ms": e.duration_ms,
-        }
+        row["created_at"] = at
+    elif e.from_status == "running":
+        _end_attempt(rows, row, e, at)
+    if to == "running":
+        row["started_at"] = at
+    elif to in FINAL:
+        row["finished_at"] = at
 
 
-def _fill(row: dict[str, Any], record: JobRecord, rows: Rows) -> None:
+def _end_attempt(rows: Rows, row: dict[str, Any], e: Event, at: datetime) -> None:
+    row["duration_ms"] = ms = e.duration_ms
+    rows.attempts[(e.id, e.attempt)] = {
+        "job_id": e.id,
+        "attempt": e.attempt,
+        "queue": e.queue,
+        "job_class": row["job_class"],
+        "worker": e.worker or None,
+        "outcome": e.to_status,
+        "reason": e.reason or None,
+        "error_type": None,
+        "error_message": None,
+        "traceback": None,
+        "started_at": None if ms is None else at - timedelta(milliseconds=ms),
+        "finished_at": at,
+        "duration_ms": ms,
+    }
+
+
+def _fill(row: dict[str, Any], record: Record, rows: Rows) -> None:
     """What the job's record adds to its row, and to the row of its last attempt."""
-    row["params"] = record.params_json or row["params"]
-    if record.name:
-        row["job_class"] = record.name
-    if record.result_json is not None and row["status"] == Status.SUCCEEDED.value:
-        row["result"] = record.result_json
-    for name in ("created_at", "started_at", "finished_at"):
-        ours: datetime | None = getattr(record, name)
-        row[name] = ours or row[name]
-    if record.error is not None:
-        row["error_type"] = record.error.type
-        row["error_message"] = record.error.message
-        row["traceback"] = record.error.traceback
-        attempt = rows.attempts.get((row["id"], record.attempts))
+    name, params, result, error, attempts, *times = record
+    if params:
+        row["params"] = params
+    if name:
+        row["job_class"] = name
+    if result is not None and row["status"] == Status.SUCCEEDED.value:
+        row["result"] = result
+    for column, raw in zip(_TIMES, times, strict=True):
+        if raw:
+            row[column] = ms_to_datetime(raw) or row[column]
+    failure = JobError.from_json(error)
+    if failure is not None:
+        row["error_type"] = failure.type
+        row["error_message"] = failure.message
+        row["traceback"] = failure.traceback
+        # the record's error is its last attempt's (an earlier attempt's row keeps None)
+        attempt = rows.attempts.get((row["id"], _int(attempts)))
         if attempt is not None and attempt["outcome"] != Status.SUCCEEDED.value:
-            attempt["error_type"] = record.error.type
-            attempt["error_message"] = record.error.message
-            attempt["traceback"] = record.error.traceback
+            attempt["error_type"] = failure.type
+            attempt["error_message"] = failure.message
+            attempt["traceback"] = failure.traceback
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
 
 
 def _seq(stream_id: str) -> int:

@@ -229,6 +229,21 @@ class Reads:
                 out.append(JobRecord.from_hash(job_id, h) if h else None)
         return out
 
+    def job_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[list[Any] | None]:
+        """The named fields of each job's record as Redis holds them, in one round trip
+        (one per master on a cluster); None for a job Redis holds nothing of, or whose
+        key is no record (or unreadable): the caller keeps what it knows otherwise."""
+        keyed = [(job_id, self.keys.job(job_id)) for job_id in ids if queue_of(job_id)]
+        if not keyed:
+            return [None] * len(ids)
+        replies = self._wire.pipeline([("HMGET", key, *fields) for _, key in keyed])
+        found = {
+            job_id: reply
+            for (job_id, _), reply in zip(keyed, replies, strict=True)
+            if isinstance(reply, list) and any(value is not None for value in reply)
+        }
+        return [found.get(job_id) for job_id in ids]
+
     def wait_done(self, job_id: str, timeout: float) -> bool:
         """Block until the job's completion token exists (left in place for other waiters)."""
         key = self.keys.of_job(job_id).done(job_id)
