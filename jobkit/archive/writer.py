@@ -218,7 +218,7 @@ def _upsert_jobs(dialect: Any) -> Any:
     keep = {name: func.coalesce(new[name], jobs.c[name]) for name in DETAILS}
     latest = {name: new[name] for name in ("status", "attempts", "changed_at")}
     latest.update(event_ms=new.event_ms, event_seq=new.event_seq, queue=new.queue)
-    blank = literal_column("''")  # inline: a bound literal would need a value in every row
+    blank: Any = literal_column("''")  # inline: a bound literal would need a value in every row
     latest["job_class"] = func.coalesce(func.nullif(new.job_class, blank), jobs.c.job_class)
     newer = or_(
         new.event_ms > jobs.c.event_ms,
