@@ -262,6 +262,34 @@ def test_a_refused_row_is_skipped_and_the_rest_written(history: History) -> None
     assert sorted(r["id"] for r in history.rows(jobs)) == ["default:a", "default:c"]
 
 
+def test_awkward_text_and_times_arrive_as_they_were(history: History) -> None:
+    """Rows go to the databases in bulk (SQLite: executemany; PostgreSQL: COPY into a
+    staging table): text that bulk formats escape, absent values and times come back
+    exactly, and a second batch updates what the first wrote."""
+    engine = make_engine(history.url)
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    awkward = 'tab\there, new\nline, back\\slash \\N "quoted" é 🎉'
+    rows = Rows()
+    rows.jobs["default:odd"] = {**_job_row("default:odd", at), "params": awkward, "result": None}
+    rows.attempts[("default:odd", 1)] = {**_attempt_row("default:odd", at), "traceback": awkward}
+    writer = Writer(engine)
+    assert writer.write(rows) == 0
+    (job,) = history.rows(jobs)
+    assert (job["params"], job["result"], job["error_type"]) == (awkward, None, None)
+    assert job["started_at"].replace(tzinfo=None) == at.replace(tzinfo=None)
+    (attempt,) = history.rows(attempts)
+    assert attempt["traceback"] == awkward
+    later = at + timedelta(seconds=1)
+    again = Rows()
+    again.jobs["default:odd"] = {
+        **_job_row("default:odd", later), "params": None, "status": "dead", "attempts": 2,
+    }  # fmt: skip
+    assert writer.write(again) == 0
+    (job,) = history.rows(jobs)
+    assert (job["status"], job["attempts"], job["params"]) == ("dead", 2, awkward)
+    assert job["changed_at"].replace(tzinfo=None) == later.replace(tzinfo=None)
+
+
 def _job_row(job_id: str, at: datetime) -> dict[str, Any]:
     return {
         "id": job_id, "queue": "default", "job_class": "x.Y", "params": "{}",
