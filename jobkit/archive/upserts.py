@@ -151,4 +151,5 @@ def _processor(table: Table, name: str, dialect: Dialect) -> Any:
 
 
 def _time_text(value: datetime | None) -> str | None:
-    return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # SQLAlchemy writes the wall time and drops the zone: the first 26 characters
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]

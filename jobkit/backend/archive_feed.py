@@ -92,11 +92,12 @@ class ArchiveFeed:
     def read(self, queues: Sequence[str], count: int) -> list[Entry]:
         """Up to ``count`` new entries of each queue, never delivered before."""
 
-        def add(pipe: Any, shard: Shard) -> None:
-            pipe.xreadgroup(ARCHIVE_GROUP, self.consumer, {shard.events: ">"}, count=count)
+        def commands(shard: Shard) -> list[tuple[Any, ...]]:
+            return [("XREADGROUP", "GROUP", ARCHIVE_GROUP, self.consumer, "COUNT", count,
+                     "STREAMS", shard.events, ">")]  # fmt: skip
 
         out: list[Entry] = []
-        for queue, (reply,) in self.store.fan_out(add, queues).items():
+        for queue, (reply,) in self.store.fan_out_raw(commands, queues).items():
             if isinstance(reply, redis.ResponseError):
                 if "NOGROUP" in str(reply):
                     self.ensure_groups([queue])  # the stream was deleted: begin again
@@ -137,10 +138,10 @@ class ArchiveFeed:
         for entry in entries:
             by_queue.setdefault(entry.queue, []).append(entry.seq)
 
-        def add(pipe: Any, shard: Shard) -> None:
-            pipe.xack(shard.events, ARCHIVE_GROUP, *by_queue[shard.queue])
+        def commands(shard: Shard) -> list[tuple[Any, ...]]:
+            return [("XACK", shard.events, ARCHIVE_GROUP, *by_queue[shard.queue])]
 
-        for replies in self.store.fan_out(add, by_queue).values():
+        for replies in self.store.fan_out_raw(commands, by_queue).values():
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
@@ -193,12 +194,23 @@ def _fields(group: Any) -> dict[str, Any]:
 
 
 def _stream_entries(reply: Any) -> list[Any]:
-    """The entries of XREADGROUP's reply for one stream (RESP2 list or RESP3 map)."""
+    """The entries of XREADGROUP's reply for one stream, in any of its shapes: as Redis
+    sends it (RESP2 ``[[stream, entries]]``, RESP3 ``{stream: entries}``) or as redis-py
+    parses it (the same, or ``{stream: [entries]}``)."""
     if not reply:
         return []
-    if isinstance(reply, dict):
-        return [e for entries in reply.values() for e in (entries[0] if entries else [])]
-    return [e for _, entries in reply for e in entries]
+    streams = reply.values() if isinstance(reply, dict) else (e for _, e in reply)
+    out: list[Any] = []
+    for entries in streams:
+        if (
+            entries
+            and isinstance(entries[0], list)
+            and entries[0]
+            and isinstance(entries[0][0], list)
+        ):
+            entries = entries[0]  # redis-py's RESP3 form: the entries in a list of their own
+        out.extend(entries)
+    return out
 
 
 def _entries(queue: str, raw: Iterable[Any]) -> list[Entry]:

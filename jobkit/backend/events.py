@@ -71,23 +71,29 @@ class Event(NamedTuple):
 
 
 def parse(queue: str, entry: Any) -> Event | None:
-    """An entry as XRANGE returns it, ``(id, {field: value})``; None if it is no event."""
+    """An entry as XRANGE returns it, ``(id, {field: value})`` through redis-py or
+    ``[id, [field, value, ...]]`` as Redis sends it; None if it is no event."""
     try:
         seq, fields = entry
+        if isinstance(fields, list):
+            pairs = iter(fields)
+            fields = dict(zip(pairs, pairs, strict=True))
         seq = str(seq)
-        ms = fields.get("ms") or ""
+        get = fields.get
+        ms = get("ms")
+        # positional, in Event's field order (the archiver parses tens of thousands a second)
         return Event(
-            at_ms=int(seq.partition("-")[0]),
-            seq=seq,
-            queue=queue,
-            id=fields["id"],
-            job_class=fields.get("class", ""),
-            from_status=fields.get("from", ""),
-            to_status=fields.get("to", ""),
-            attempt=int(fields.get("attempt") or 0),
-            worker=fields.get("worker", ""),
-            duration_ms=int(float(ms)) if ms else None,
-            reason=fields.get("reason", ""),
+            int(seq.partition("-")[0]),
+            seq,
+            queue,
+            fields["id"],
+            get("class", ""),
+            get("from", ""),
+            get("to", ""),
+            int(get("attempt") or 0),
+            get("worker", ""),
+            int(float(ms)) if ms else None,
+            get("reason", ""),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
