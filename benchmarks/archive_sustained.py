@@ -1,0 +1,165 @@
+"""Whether the archiver keeps up with a fleet that runs flat out, for a while.
+
+    python benchmarks/archive_sustained.py [--rate 4000] [--seconds 20] [--runs 1]
+                                           [--no-postgres]
+
+Starts its own redis-server (and, unless ``--no-postgres``, a PostgreSQL server). For each
+mode in turn (no archiver, one archiver into SQLite, one into PostgreSQL): starts the
+archiver, one ``jobkit worker -c 2 --prefetch 16`` and a producer process that dispatches
+``--rate`` jobs a second (a batch every 10 ms) for ``--seconds``, all on this machine. Every
+half second it samples the jobs done and the archive's lag (events written to the streams
+and not archived yet, as ``jobkit info`` shows it). Prints per mode: the rate the jobs
+were dispatched and done at, and the archive's lag: its median and largest sample, the last sample
+before the producer stopped, and how long after the last job the archive held every job.
+A lag that stays flat over the run is an archiver that keeps up; one that grows with
+time is one that falls behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_sustained.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.archive_cost import _reset_postgres, archived, succeeded_in_redis, wait  # noqa: E402
+from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
+from benchmarks.compare import Workers  # noqa: E402
+from benchmarks.procs import log, prepare  # noqa: E402
+from jobkit import configure, get_store  # noqa: E402
+from jobkit.backend.archive_feed import ArchiveFeed  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+SAMPLE = 0.5  # seconds between samples
+TICK = 0.01  # seconds between the producer's batches
+
+
+def produce(rate: int, seconds: float) -> None:
+    """The producer process: ``rate`` jobs a second for ``seconds``, a batch per tick."""
+    configure()
+    per_tick = max(1, round(rate * TICK))
+    began = time.monotonic()
+    ticks = 0
+    while time.monotonic() - began < seconds:
+        Stamp.dispatch_many([{}] * per_tick)
+        ticks += 1
+        ahead = began + ticks * TICK - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    get_store().redis.rpush("bench:produced", ticks * per_tick)
+
+
+def lag_events() -> int:
+    """Events in the streams not archived yet, over every queue (0 before a group)."""
+    return sum(lag.behind for lag in ArchiveFeed(get_store(), "bench").lag().values())
+
+
+def one_run(mode: str, history: str | None, args: argparse.Namespace, env: dict[str, str],
+            logs: Path) -> dict[str, Any]:  # fmt: skip
+    store = get_store()
+    store.redis.flushall()
+    procs = Workers(logs, f"{mode}-{time.monotonic_ns()}")
+    with ExitStack() as stop:
+        stop.callback(procs.kill)
+        if history is not None:
+            procs.start([[sys.executable, "-m", "jobkit", "archiver"]],
+                        {**env, "JOBKIT_HISTORY_URL": history})  # fmt: skip
+            wait(lambda: "events into" in procs.log_tails(), "the archiver to start", procs)
+        worker = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
+                  "-q", QUEUE, "-c", "2", "--prefetch", "16", "--no-log-jobs"]  # fmt: skip
+        procs.start([worker], env)
+        producer = [sys.executable, str(Path(__file__).resolve()), "--produce",
+                    "--rate", str(args.rate), "--seconds", str(args.seconds)]  # fmt: skip
+        began = time.perf_counter()
+        feeder = Workers(logs, f"{mode}-producer-{time.monotonic_ns()}")
+        stop.callback(feeder.kill)
+        feeder.start([producer], env)
+        lags: list[int] = []
+        while not store.redis.llen("bench:produced"):
+            procs.check()
+            if feeder.procs[0].poll() not in (None, 0):
+                feeder.check()
+            time.sleep(SAMPLE)
+            if history is not None:
+                lags.append(lag_events())
+        produced = int(store.redis.lindex("bench:produced", 0) or 0)
+        done = wait(lambda: succeeded_in_redis() >= produced, "the jobs", procs)
+        out: dict[str, Any] = {
+            "dispatched_per_s": produced / args.seconds,
+            "per_s": produced / (done - began),
+        }
+        if history is not None:
+            # events trimmed unarchived (an archiver far behind the streams' cap) never
+            # arrive: the archiver says LOST, and the run reports it instead of waiting
+            rows = wait(lambda: archived(history) >= produced or "LOST" in procs.log_tails(),
+                        "the archive", procs)  # fmt: skip
+            lost = "LOST" in procs.log_tails()
+            out.update(
+                lag_median=statistics.median(lags), lag_max=max(lags), lag_last=lags[-1],
+                archive_after_s=float("nan") if lost else rows - done, lost=float(lost),
+            )  # fmt: skip
+        return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=int, default=4000)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.produce:
+        produce(args.rate, args.seconds)
+        return 0
+    prepare()
+    tmp = Path(tempfile.mkdtemp(prefix="jobkit-archive-sustained-"))
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        with ExitStack() as stack:
+            server = stack.enter_context(RedisServer())
+            modes: dict[str, str | None] = {"off": None, "sqlite": None}
+            if not args.no_postgres:
+                modes["postgresql"] = stack.enter_context(PostgresServer()).url
+            configure(redis_url=server.url)
+            env = {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+            for run in range(args.runs):
+                for mode, url in modes.items():
+                    history = url
+                    if mode == "sqlite":
+                        history = f"sqlite:///{tmp / f'history-{run}.db'}"
+                    elif mode == "postgresql":
+                        _reset_postgres(str(url))
+                    log(f"run {run + 1}/{args.runs}: {mode}")
+                    results.setdefault(mode, []).append(one_run(mode, history, args, env, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, "
+          f"median of {args.runs} run(s) per mode")  # fmt: skip
+    print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}{'lag last':>10}"
+          f"{'archive done after':>20}")  # fmt: skip
+    for mode, runs in results.items():
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        if "lag_max" not in m:
+            print(f"{mode:<12}{m['dispatched_per_s']:>13,.0f}{m['per_s']:>8,.0f}")
+            continue
+        print(f"{mode:<12}{m['dispatched_per_s']:>13,.0f}{m['per_s']:>8,.0f}{m['lag_median']:>12,.0f}{m['lag_max']:>10,.0f}"
+              f"{m['lag_last']:>10,.0f}{m['archive_after_s']:>18.2f} s"
+              f"{'  events LOST (trimmed unarchived)' if m['lost'] else ''}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
