@@ -148,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, "
           f"median of {args.runs} run(s) per mode")  # fmt: skip
-    print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}{'lag last':>10}"
-          f"{'archive done after':>20}")  # fmt: skip
+    print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}"
+          f"{'lag last':>10}{'archive done after':>20}")  # fmt: skip
     for mode, runs in results.items():
         m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         if "lag_max" not in m:
