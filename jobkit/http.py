@@ -18,6 +18,8 @@
     GET  /workers            live workers and what they run
     GET  /stats              queue sizes and totals; archive_lag: per queue, events the
                              history archiver has not archived yet
+    GET  /metrics            the same for Prometheus (text format): jobs by state,
+                             latency, finished attempts, workers, archive lag
 
 Bad input is a 4xx, never a 500: 404 for an unknown job, 413 for params over
 ``JOBKIT_MAX_PAYLOAD``, 422 for anything else (a body that is not a JSON object, invalid
@@ -65,6 +67,8 @@ from jobkit.ops.jobs import (
     parse_since,
     parse_statuses,
 )
+from jobkit.ops.metrics import CONTENT_TYPE as METRICS_TYPE
+from jobkit.ops.metrics import render as metrics_text
 
 # The request body of POST /jobs/{name}, for the OpenAPI page (the endpoint reads the
 # body itself: see read_params)
@@ -255,5 +259,9 @@ def router(
             **s.counts().as_dict(),
             "archive_lag": lag,
         }
+
+    @api.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(metrics_text(_store()), media_type=METRICS_TYPE)
 
     return api

@@ -71,7 +71,7 @@ def overview(store: Store) -> Overview:
     states = Queues(store).states(sizes, counts)
     queues = [state.queue for state in states]
     now_ms = store.now_ms()
-    heads = _heads(store, lanes)
+    heads = queue_heads(store, lanes)
     split = _retrying(store, queues)
     rates = Events(store).rates(now_ms, queues)
     lag = ArchiveFeed(store, "info").lag(queues)
@@ -121,7 +121,7 @@ def overview(store: Store) -> Overview:
     return Overview(views, fleet, sizes, counts)
 
 
-def _heads(store: Store, lanes: list[str]) -> dict[str, int]:
+def queue_heads(store: Store, lanes: list[str]) -> dict[str, int]:
     """Per queue, when the job next in line (the head of each lane) became due (ms)."""
     by_queue: dict[str, list[str]] = {}
     for lane in lanes:
