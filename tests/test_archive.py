@@ -27,7 +27,7 @@ from jobkit.archive.writer import Writer, make_engine
 from jobkit.backend.archive_feed import ArchiveFeed
 from tests import jobs as test_jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
-from tests.postgres_server import PASSWORD, PostgresServer
+from tests.postgres_server import DATABASE, PASSWORD, PostgresServer
 
 
 class History:
@@ -288,6 +288,47 @@ def test_awkward_text_and_times_arrive_as_they_were(history: History) -> None:
     (job,) = history.rows(jobs)
     assert (job["status"], job["attempts"], job["params"]) == ("dead", 2, awkward)
     assert job["changed_at"].replace(tzinfo=None) == later.replace(tzinfo=None)
+
+
+def test_a_role_without_temporary_tables_still_archives(
+    postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL batches go through a temporary staging table; a role refused TEMPORARY
+    (a locked-down production role) writes them a statement per row instead, and says so."""
+    admin = create_engine(postgres_server.url)
+    with admin.begin() as conn:
+        metadata.drop_all(conn)
+    ensure_schema(admin)
+    role, secret = "archiver_no_temp", "Role-pw_3"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'")
+        conn.exec_driver_sql(f"REVOKE TEMPORARY ON DATABASE {DATABASE} FROM PUBLIC")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE ON jobkit_jobs, jobkit_attempts TO {role}"
+        )
+    try:
+        url = postgres_server.url.replace(f"postgres:{PASSWORD}@", f"{role}:{secret}@")
+        engine = make_engine(url)
+        at = datetime.now(timezone.utc)
+        rows = Rows()
+        for name in ("default:a", "default:b"):
+            rows.jobs[name] = _job_row(name, at)
+            rows.attempts[(name, 1)] = _attempt_row(name, at)
+        with caplog.at_level("WARNING", logger="jobkit.archiver"):
+            assert Writer(engine).write(rows) == 0
+        assert "refuses this role temporary tables" in caplog.text
+        assert secret not in caplog.text
+        with admin.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 2
+            assert conn.execute(select(func.count()).select_from(attempts)).scalar() == 2
+        engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"GRANT TEMPORARY ON DATABASE {DATABASE} TO PUBLIC")
+            conn.exec_driver_sql(f"REVOKE ALL ON jobkit_jobs, jobkit_attempts FROM {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
 
 
 def _job_row(job_id: str, at: datetime) -> dict[str, Any]:

@@ -15,10 +15,12 @@ How a batch reaches the database:
   commit, then one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` moves them: two
   statements per batch, where ``executemany`` sends and plans one per row. A batch holds
   each job (and attempt) once, as ``ON CONFLICT DO UPDATE`` requires of one statement.
+  A role refused temporary tables gets ``executemany`` of the one-row upsert instead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from operator import itemgetter
@@ -43,6 +45,10 @@ from sqlalchemy.exc import DBAPIError
 from jobkit.archive.rows import DETAILS
 from jobkit.archive.schema import attempts, jobs
 
+log = logging.getLogger("jobkit.archiver")
+
+_CAN_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+
 _ATTEMPT_FILL = ("error_type", "error_message", "traceback", "started_at", "duration_ms", "worker")
 _ATTEMPT_LATEST = ("outcome", "reason", "finished_at", "job_class")
 
@@ -65,6 +71,9 @@ class Upsert:
                 f"(LIKE {table.name}) ON COMMIT DELETE ROWS"
             )
             self._copy = f"COPY {staging.name} ({', '.join(names)}) FROM STDIN"
+            plain = _on_conflict(table, postgresql.insert(table)).compile(dialect=dialect)
+            self._plain = plain.string  # one row per statement, for a role without TEMP
+            self._can_stage: bool | None = None  # asked at the first batch
         else:
             insert = sqlite.insert(table)
         compiled = _on_conflict(table, insert).compile(dialect=dialect)
@@ -84,14 +93,30 @@ class Upsert:
         if not rows:
             return
         values = [self._values(row) for row in rows]
-        if self._copied:
+        if self._copied and self._staging(conn):
             conn.exec_driver_sql(self._stage)
             self._copy_in(conn, values)
             conn.exec_driver_sql(self.sql)
             return
+        if self._copied:
+            conn.exec_driver_sql(self._plain, list(rows))
+            return
         if self._processors:
             values = [self._processed(row) for row in values]
         conn.exec_driver_sql(self.sql, values)
+
+    def _staging(self, conn: Connection) -> bool:
+        """Whether the database lets this role make the staging table (TEMPORARY is
+        granted to everyone unless revoked); asked once."""
+        if self._can_stage is None:
+            self._can_stage = bool(conn.exec_driver_sql(_CAN_STAGE).scalar())
+            if not self._can_stage:
+                log.warning(
+                    "the history database refuses this role temporary tables: %s rows go "
+                    "one statement each, slower (GRANT TEMPORARY ON DATABASE to speed it up)",
+                    self.table.name,
+                )
+        return self._can_stage
 
     def _copy_in(self, conn: Connection, values: list[Any]) -> None:
         """COPY ``values`` into the staging table. The driver's errors are raised as
