@@ -1,16 +1,17 @@
 """Whether the archiver keeps up with a fleet that runs flat out, for a while.
 
     python benchmarks/archive_sustained.py [--rate 4000] [--seconds 20] [--runs 1]
-                                           [--no-postgres]
+                                           [--archivers 1] [--no-postgres]
 
-Starts its own redis-server (and, unless ``--no-postgres``, a PostgreSQL server). For each
-mode in turn (no archiver, one archiver into SQLite, one into PostgreSQL): starts the
-archiver, one ``jobkit worker -c 2 --prefetch 16`` and a producer process that dispatches
-``--rate`` jobs a second (a batch every 10 ms) for ``--seconds``, all on this machine. Every
-half second it samples the jobs done and the archive's lag (events written to the streams
-and not archived yet, as ``jobkit info`` shows it). Prints per mode: the rate the jobs
-were dispatched and done at, and the archive's lag: its median and largest sample, the last sample
-before the producer stopped, and how long after the last job the archive held every job.
+Starts its own redis-server (and, unless ``--no-postgres``, a PostgreSQL server). For
+each mode in turn (no archiver, archivers into SQLite, into PostgreSQL): starts
+``--archivers`` archiver processes, one ``jobkit worker -c 2 --prefetch 16`` and a
+producer process that dispatches ``--rate`` jobs a second (a batch every 10 ms) for
+``--seconds``, all on this machine. Every half second it samples the jobs done and the
+archive's lag (events written to the streams and not archived yet, as ``jobkit info``
+shows it). Prints per mode: the rate the jobs were dispatched and done at, and the
+archive's lag: its median and largest sample, the last sample before the producer
+stopped, and how long after the last job the archive held every job.
 A lag that stays flat over the run is an archiver that keeps up; one that grows with
 time is one that falls behind.
 """
@@ -74,9 +75,10 @@ def one_run(mode: str, history: str | None, args: argparse.Namespace, env: dict[
     with ExitStack() as stop:
         stop.callback(procs.kill)
         if history is not None:
-            procs.start([[sys.executable, "-m", "jobkit", "archiver"]],
+            procs.start([[sys.executable, "-m", "jobkit", "archiver"]] * args.archivers,
                         {**env, "JOBKIT_HISTORY_URL": history})  # fmt: skip
-            wait(lambda: "events into" in procs.log_tails(), "the archiver to start", procs)
+            wait(lambda: procs.log_tails().count("events into") >= args.archivers,
+                 "the archivers to start", procs)  # fmt: skip
         worker = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
                   "-q", QUEUE, "-c", "2", "--prefetch", "16", "--no-log-jobs"]  # fmt: skip
         procs.start([worker], env)
@@ -118,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=4000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--archivers", type=int, default=1, help="archiver processes")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -146,8 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.setdefault(mode, []).append(one_run(mode, history, args, env, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, "
-          f"median of {args.runs} run(s) per mode")  # fmt: skip
+    print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, {args.archivers} "
+          f"archiver(s), median of {args.runs} run(s) per mode")  # fmt: skip
     print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}"
           f"{'lag last':>10}{'archive done after':>20}")  # fmt: skip
     for mode, runs in results.items():
