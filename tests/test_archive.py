@@ -371,3 +371,30 @@ def test_events_about_to_be_trimmed_by_age_are_reported_loudly(
     time.sleep(0.9)
     archiver._check_lag(force=True)
     assert "near JOBKIT_EVENTS_MAX_AGE" in caplog.text
+
+
+def test_a_batch_grows_while_the_archiver_is_behind_and_shrinks_once_caught_up(
+    env: Env, tmp_path: Path
+) -> None:
+    """Behind, each read asks for twice as many events, up to 8 times JOBKIT_ARCHIVE_BATCH
+    (bigger batches cost less per event); caught up, it asks for the setting again."""
+    settings = jobkit.configure(redis_url=env.url, archive_batch=10)
+    writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    ensure_schema(writer.engine)
+    archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
+    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(300)])  # 300 events
+    asked: list[int] = []
+    read = archiver.feed.read
+
+    def counted(queues: list[str], count: int) -> list[Any]:
+        asked.append(count)
+        return read(queues, count)
+
+    archiver.feed.read = counted  # type: ignore[method-assign]
+    while archiver.step():
+        pass
+    # doubling to 8 x 10; the sixth read finds 70 (caught up): back to the setting
+    assert asked == [10, 20, 40, 80, 80, 80, 10]
+    assert archiver.archived == 300
+    with writer.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 300

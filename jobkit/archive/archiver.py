@@ -41,6 +41,7 @@ QUEUES_REFRESH = 1.0  # seconds between looks at the queue registry (new queues)
 LAG_CHECK = 10.0  # seconds between checks of how far behind the archivers are
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
+CATCH_UP = 8  # a round reads up to this many times JOBKIT_ARCHIVE_BATCH while behind
 NEAR_CAP = 0.8  # a stream this full of unarchived events is about to lose some
 
 
@@ -59,6 +60,7 @@ class Archiver:
         self._queues_at = float("-inf")
         self._claim_at = float("-inf")
         self._lag_at = float("-inf")
+        self._count = settings.archive_batch  # events to read per queue next round
 
     def run(self) -> int:
         """Archive until SIGTERM / SIGINT; the exit code."""
@@ -120,7 +122,14 @@ class Archiver:
         self.queues = queues
 
     def _next_batch(self, now: float) -> list[Entry]:
-        batch = self.feed.read(self.queues, self.settings.archive_batch)
+        batch = self.feed.read(self.queues, self._count)
+        # Behind (the read brought a queue's full share or more): read more next time, up
+        # to CATCH_UP times the setting in all. A bigger batch costs less per event, and
+        # holds more of each job's events (created, claimed, ended), whose row is then
+        # written once instead of two or three times: the further behind, the faster.
+        base = self.settings.archive_batch
+        ceiling = max(base, base * CATCH_UP // max(1, len(self.queues)))
+        self._count = min(self._count * 2, ceiling) if len(batch) >= self._count else base
         if now - self._claim_at >= self.settings.archive_claim_idle / 2:
             self._claim_at = now
             idle_ms = int(self.settings.archive_claim_idle * 1000)
