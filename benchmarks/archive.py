@@ -32,29 +32,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive.py`
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine  # noqa: E402
 
+from benchmarks.archive_cost import rounds, start_servers  # noqa: E402
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
-from benchmarks.procs import log, prepare  # noqa: E402
-from jobkit import configure, get_store  # noqa: E402
+from benchmarks.procs import prepare  # noqa: E402
+from jobkit import get_store  # noqa: E402
 from jobkit.archive import archiver as archiving  # noqa: E402
 from jobkit.archive.schema import ensure_schema  # noqa: E402
 from jobkit.archive.writer import Writer, make_engine  # noqa: E402
+from jobkit.connection import get_settings  # noqa: E402
 from jobkit.settings import Settings  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
 
 PARTS = ("read", "records", "fold", "write", "ack")
 TIMEOUT = 300.0
 
 
-def finish_jobs(n: int, redis_url: str) -> None:
+def finish_jobs(n: int, env: dict[str, str]) -> None:
     """``n`` jobs dispatched and run by a worker, their events left in the stream."""
     store = get_store()
     store.redis.flushall()
     for start in range(0, n, 1000):
         Stamp.dispatch_many([{}] * min(1000, n - start))
-    env = {**os.environ, "JOBKIT_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
     worker = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
               "-q", QUEUE, "-c", "2", "--prefetch", "16", "--no-log-jobs"]  # fmt: skip
     proc = subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True,
@@ -108,13 +106,6 @@ def archive_all(url: str, settings: Settings, events: int) -> dict[str, float]:
     return {"seconds": took, **{part: spent[part] for part in PARTS}}
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -124,21 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare()
     results: dict[str, list[dict[str, float]]] = {}
     with ExitStack() as stack:
-        folder = stack.enter_context(tempfile.TemporaryDirectory())
-        server = stack.enter_context(RedisServer())
-        urls = {"sqlite": ""}
-        if not args.no_postgres:
-            urls["postgresql"] = stack.enter_context(PostgresServer()).url
-        settings = configure(redis_url=server.url)
-        for run in range(args.runs):
-            for name, url in urls.items():
-                log(f"run {run + 1}/{args.runs}: {name}")
-                finish_jobs(args.jobs, server.url)
-                if name == "sqlite":
-                    url = f"sqlite:///{folder}/history-{run}.db"
-                else:
-                    _reset_postgres(url)
-                results.setdefault(name, []).append(archive_all(url, settings, 3 * args.jobs))
+        env, postgres = start_servers(stack, not args.no_postgres)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for name, url in rounds(args.runs, ("sqlite", "postgresql"), postgres, folder):
+            assert url is not None
+            finish_jobs(args.jobs, env)  # the run's database is empty, the jobs new
+            results.setdefault(name, []).append(archive_all(url, get_settings(), 3 * args.jobs))
     print(f"{args.jobs:,} finished jobs (3 events each), median of {args.runs} run(s)")
     print(f"{'database':<12}{'jobs/s':>8}{'events/s':>10}" + "".join(f"{p:>9}" for p in PARTS))
     for name, runs in results.items():

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from jobkit.archive.schema import jobs as jobs_table  # noqa: E402
 from tests.postgres_server import PostgresServer  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
+MODES = ("off", "sqlite", "postgresql")
 BATCH = 1000
 TIMEOUT = 300.0
 
@@ -107,38 +107,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     prepare()
-    tmp = Path(tempfile.mkdtemp(prefix="jobkit-archive-bench-"))
     results: dict[str, list[dict[str, float]]] = {}
-    try:
-        with ExitStack() as stack:
-            server = stack.enter_context(RedisServer())
-            modes: dict[str, str | None] = {"off": None}
-            if not args.no_postgres:
-                modes["postgresql"] = stack.enter_context(PostgresServer()).url
-            configure(redis_url=server.url)
-            env = {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
-            for run in range(args.runs):
-                for mode in ("off", "sqlite", *(["postgresql"] if "postgresql" in modes else [])):
-                    history = modes.get(mode)
-                    if mode == "sqlite":
-                        db = tmp / f"history-{run}.db"
-                        history = f"sqlite:///{db}"
-                    elif mode == "postgresql":
-                        _reset_postgres(str(history))
-                    log(f"run {run + 1}/{args.runs}: {mode}")
-                    results.setdefault(mode, []).append(one_run(mode, history, args.jobs, env, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with ExitStack() as stack:
+        env, postgres = start_servers(stack, not args.no_postgres)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for mode, history in rounds(args.runs, MODES, postgres, folder):
+            results.setdefault(mode, []).append(one_run(mode, history, args.jobs, env, folder))
     report = _report(results, args.jobs, args.runs)
     print(json.dumps(report, indent=2) if args.json else _render(report))
     return 0
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
+def start_servers(stack: ExitStack, postgres: bool) -> tuple[dict[str, str], str | None]:
+    """A redis-server with jobkit configured on it and, if ``postgres``, a PostgreSQL
+    server, both stopped with ``stack``: the environment of the processes a benchmark
+    starts, and PostgreSQL's URL."""
+    server = stack.enter_context(RedisServer())
+    url = stack.enter_context(PostgresServer()).url if postgres else None
+    configure(redis_url=server.url)
+    return {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}, url
+
+
+def rounds(
+    runs: int, modes: Sequence[str], postgres: str | None, folder: Path
+) -> Iterator[tuple[str, str | None]]:
+    """Each run's modes in turn (interleaved runs), each with its history database (see
+    :func:`history_url`; PostgreSQL left out without a server), progress on stderr."""
+    for run in range(runs):
+        for mode in modes:
+            if mode != "postgresql" or postgres is not None:
+                log(f"run {run + 1}/{runs}: {mode}")
+                yield mode, history_url(mode, postgres, folder, run)
+
+
+def history_url(mode: str, postgres: str | None, folder: Path, run: int) -> str | None:
+    """The history database of one run: none ("off"), a new SQLite file in ``folder``, or
+    PostgreSQL's, emptied."""
+    if mode == "sqlite":
+        return f"sqlite:///{folder / f'history-{run}.db'}"
+    if mode == "postgresql" and postgres is not None:
+        engine = create_engine(postgres)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        engine.dispose()
+        return postgres
+    return None
 
 
 def _report(results: dict[str, list[dict[str, float]]], jobs: int, runs: int) -> dict[str, Any]:

@@ -19,8 +19,6 @@ time is one that falls behind.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -34,14 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_sustained.py`
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.archive_cost import _reset_postgres, archived, succeeded_in_redis, wait  # noqa: E402
+from benchmarks.archive_cost import (  # noqa: E402
+    MODES,
+    archived,
+    rounds,
+    start_servers,
+    succeeded_in_redis,
+    wait,
+)
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.compare import Workers  # noqa: E402
-from benchmarks.procs import log, prepare  # noqa: E402
+from benchmarks.procs import prepare  # noqa: E402
 from jobkit import configure, get_store  # noqa: E402
 from jobkit.backend.archive_feed import ArchiveFeed  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
 
 SAMPLE = 0.5  # seconds between samples
 TICK = 0.01  # seconds between the producer's batches
@@ -128,27 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         produce(args.rate, args.seconds)
         return 0
     prepare()
-    tmp = Path(tempfile.mkdtemp(prefix="jobkit-archive-sustained-"))
     results: dict[str, list[dict[str, Any]]] = {}
-    try:
-        with ExitStack() as stack:
-            server = stack.enter_context(RedisServer())
-            modes: dict[str, str | None] = {"off": None, "sqlite": None}
-            if not args.no_postgres:
-                modes["postgresql"] = stack.enter_context(PostgresServer()).url
-            configure(redis_url=server.url)
-            env = {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
-            for run in range(args.runs):
-                for mode, url in modes.items():
-                    history = url
-                    if mode == "sqlite":
-                        history = f"sqlite:///{tmp / f'history-{run}.db'}"
-                    elif mode == "postgresql":
-                        _reset_postgres(str(url))
-                    log(f"run {run + 1}/{args.runs}: {mode}")
-                    results.setdefault(mode, []).append(one_run(mode, history, args, env, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with ExitStack() as stack:
+        env, postgres = start_servers(stack, not args.no_postgres)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for mode, history in rounds(args.runs, MODES, postgres, folder):
+            results.setdefault(mode, []).append(one_run(mode, history, args, env, folder))
     print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, {args.archivers} "
           f"archiver(s), median of {args.runs} run(s) per mode")  # fmt: skip
     print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}"

@@ -398,3 +398,28 @@ def test_a_batch_grows_while_the_archiver_is_behind_and_shrinks_once_caught_up(
     assert archiver.archived == 300
     with writer.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 300
+
+
+def test_an_event_with_bytes_that_are_not_text_is_archived_with_the_rest(
+    env: Env, tmp_path: Path
+) -> None:
+    """The archiver reads the streams strictly decoded; an event holding bytes that are
+    not UTF-8 (a corrupt record's text, say) is read again leniently, never stops it."""
+    settings = jobkit.configure(redis_url=env.url)
+    writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    ensure_schema(writer.engine)
+    archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
+    handles = test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
+    raw = env.server.client(decode_responses=False)
+    odd_event = {b"id": b"default:odd", b"from": b"", b"to": b"queued", b"reason": b"\xff\xfe!"}
+    raw.xadd(env.keys.shard("default").events, odd_event)  # type: ignore[arg-type]
+    test_jobs.Add.dispatch(a=9, b=9)
+    while archiver.step():
+        pass
+    assert archiver.archived == 5
+    with writer.engine.connect() as conn:
+        ids = set(conn.execute(select(jobs.c.id)).scalars())
+        odd = conn.execute(select(jobs.c.reason).where(jobs.c.id == "default:odd")).scalar()
+    assert {h.id for h in handles} < ids and "default:odd" in ids and len(ids) == 5
+    assert odd == "\ufffd\ufffd!"
+    raw.close()

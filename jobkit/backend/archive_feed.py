@@ -27,6 +27,7 @@ import redis
 
 from jobkit.backend.events import Event, parse
 from jobkit.backend.keys import ARCHIVE_GROUP, Shard
+from jobkit.backend.wire import UndecodableReply
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store
@@ -98,6 +99,9 @@ class ArchiveFeed:
 
         out: list[Entry] = []
         for queue, (reply,) in self.store.fan_out_raw(commands, queues).items():
+            if isinstance(reply, UndecodableReply):  # delivered, but not UTF-8 throughout
+                out.extend(self._mine_again(queue, count))
+                continue
             if isinstance(reply, redis.ResponseError):
                 if "NOGROUP" in str(reply):
                     self.ensure_groups([queue])  # the stream was deleted: begin again
@@ -105,6 +109,19 @@ class ArchiveFeed:
                 raise reply
             out.extend(_entries(queue, _stream_entries(reply)))
         return out
+
+    def _mine_again(self, queue: str, count: int) -> list[Entry]:
+        """This archiver's unacknowledged entries of ``queue`` (the ones a read just
+        delivered), read through redis-py, which replaces bytes that are not UTF-8 (a
+        corrupt record's text in an event) instead of refusing the whole reply."""
+
+        def add(pipe: Any, shard: Shard) -> None:
+            pipe.xreadgroup(ARCHIVE_GROUP, self.consumer, {shard.events: "0"}, count=count)
+
+        (reply,) = self.store.fan_out(add, [queue])[queue]
+        if isinstance(reply, Exception):
+            raise reply
+        return _entries(queue, _stream_entries(reply))
 
     def claim(self, queues: Sequence[str], idle_ms: int, count: int) -> tuple[list[Entry], int]:
         """Take over up to ``count`` entries per queue that another archiver read and has
