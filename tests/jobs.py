@@ -401,3 +401,13 @@ class BreaksItsRunner(BaseJob):
         def _count_and_break(cls, value: str) -> str:
             r().incr(value)
             raise Unusual("validator broke out")
+
+
+class NastyMessage(BaseJob):
+    """Raises an exception whose message no codec takes (a lone surrogate) and whose
+    str() is long; no retry."""
+
+    retry = Retry(max_attempts=1)
+
+    def perform(self) -> None:
+        raise ValueError("lone \ud800 surrogate " + "x" * 5000)

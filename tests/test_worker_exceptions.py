@@ -66,3 +66,21 @@ def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
     assert first not in worker.child_pids()
     time.sleep(0.1)
     assert env.client.zcard(env.keys.shard("default").running) == 0
+
+
+def test_an_error_message_no_codec_takes_is_recorded_and_the_child_serves_on(
+    env: Env, start_worker: StartWorker
+) -> None:
+    """An exception's text with a lone surrogate cannot be written as JSON as it is: it
+    is recorded with the surrogate replaced, the job is dead-lettered as any failure,
+    and the same child runs the next job."""
+    worker = start_worker(concurrency=1)
+    [child] = worker.child_pids()
+    handle = jobs.NastyMessage.dispatch()
+    with pytest.raises(JobFailed):
+        handle.result(timeout=10)
+    assert handle.error is not None
+    assert handle.error.type == "ValueError"
+    assert handle.error.message.startswith("lone ? surrogate xxx")
+    assert "lone ? surrogate" in handle.error.traceback
+    assert jobs.WhoAmI.dispatch().result(timeout=10)["pid"] == child

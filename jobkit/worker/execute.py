@@ -119,7 +119,18 @@ def _error_from(exc: BaseException) -> JobError:
         message = str(exc)
     except Exception:  # a job's own exception class may fail even at that
         message = f"<{type(exc).__qualname__}: str() failed>"
-    return JobError(type(exc).__qualname__, message, "".join(traceback.format_exception(exc)))
+    trace = "".join(traceback.format_exception(exc))
+    return JobError(_text(type(exc).__qualname__), _text(message), _text(trace))
+
+
+def _text(raw: str) -> str:
+    """``raw`` as JSON and Redis can carry it: a lone surrogate (which no codec takes)
+    becomes ``?``."""
+    try:
+        raw.encode("utf-8")
+        return raw
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "replace").decode("utf-8")
 
 
 class Executor:
