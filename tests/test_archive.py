@@ -138,7 +138,7 @@ def test_jobs_run_by_workers_appear_with_their_fields(
     proc = archivers()
     start_worker(concurrency=2)
     added = [test_jobs.Add.dispatch(a=i, b=1).id for i in range(5)]
-    flaky = test_jobs.Flaky.dispatch(times_key="archive-flaky", fail_times=1).id
+    flaky = test_jobs.Flaky.dispatch(times_key="archive-flaky", fail_times=2).id
     wait_until(lambda: _all_done(history, [*added, flaky]), 30, 0.2, proc.text())
     rows = {r["id"]: r for r in history.rows(jobs)}
     one = rows[added[3]]
@@ -147,14 +147,18 @@ def test_jobs_run_by_workers_appear_with_their_fields(
     assert one["attempts"] == 1 and one["worker"] and one["duration_ms"] is not None
     assert one["created_at"] <= one["started_at"] <= one["finished_at"]
     retried = rows[flaky]
-    assert retried["attempts"] == 2 and retried["error_type"] in (None, "ConnectionError")
+    assert retried["attempts"] == 3 and retried["error_type"] in (None, "ConnectionError")
     tries = sorted(
         (r for r in history.rows(attempts) if r["job_id"] == flaky), key=lambda r: r["attempt"]
     )
-    assert [(t["attempt"], t["outcome"]) for t in tries] == [(1, "retrying"), (2, "succeeded")]
-    # an attempt's error is what the job's record held when the archiver read it: the
-    # record keeps the last error only, so a retry that began since may have replaced it
-    assert tries[0]["error_type"] in (None, "ConnectionError")
+    outcomes = [(t["attempt"], t["outcome"]) for t in tries]
+    assert outcomes == [(1, "retrying"), (2, "retrying"), (3, "succeeded")]
+    # each failed attempt keeps its own error (its event carries it), though the job's
+    # record holds only the last one
+    for t in tries[:2]:
+        assert t["error_type"] == "ConnectionError"
+        assert t["error_message"] == f"upstream down (attempt {t['attempt']})"
+    assert tries[2]["error_type"] is None and tries[2]["error_message"] is None
 
 
 def test_two_archivers_share_the_stream_without_duplicates(

@@ -79,8 +79,15 @@ def test_job_shows_its_attempt_history(env: Env, start_worker: StartWorker) -> N
     ]
     assert all(e["duration_ms"] is not None for e in ended)
     assert ended[0]["reason"] == "exception"
+    # each failed attempt's own error, though the record keeps only the last
+    assert [(e["error_type"], e["error_message"]) for e in ended] == [
+        ("ConnectionError", "upstream down (attempt 1)"),
+        ("ConnectionError", "upstream down (attempt 2)"),
+        (None, None),
+    ]
     table = run_cli("job", handle.id, url=env.url)
     assert "running -> retrying" in table.stdout and "running -> succeeded" in table.stdout
+    assert "ConnectionError: upstream down (attempt 1)" in table.stdout
 
 
 def test_a_worker_s_last_jobs_are_shown_after_it_stopped(

@@ -115,8 +115,8 @@ def _end_attempt(rows: Rows, row: dict[str, Any], e: Event, at: datetime) -> Non
         "worker": e.worker or None,
         "outcome": e.to_status,
         "reason": e.reason or None,
-        "error_type": None,
-        "error_message": None,
+        "error_type": e.error_type or None,
+        "error_message": e.error_message or None,
         "traceback": None,
         "started_at": None if ms is None else at - timedelta(milliseconds=ms),
         "finished_at": at,
@@ -141,9 +141,14 @@ def _fill(row: dict[str, Any], record: Record, rows: Rows) -> None:
         row["error_type"] = failure.type
         row["error_message"] = failure.message
         row["traceback"] = failure.traceback
-        # the record's error is its last attempt's (an earlier attempt's row keeps None)
+        # the record keeps the last error, its traceback and its whole message: they
+        # belong to the attempt that made it (each attempt's event has its own error)
         attempt = rows.attempts.get((row["id"], _int(attempts)))
-        if attempt is not None and attempt["outcome"] != Status.SUCCEEDED.value:
+        if (
+            attempt is not None
+            and attempt["outcome"] != Status.SUCCEEDED.value
+            and (attempt["error_type"] in (None, failure.type))
+        ):
             attempt["error_type"] = failure.type
             attempt["error_message"] = failure.message
             attempt["traceback"] = failure.traceback

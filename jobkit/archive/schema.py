@@ -42,9 +42,11 @@ column              holds
 ``worker``          the worker that ran it
 ``outcome``         how it ended: succeeded, retrying, dead, cancelled (the status it led to)
 ``reason``          why, when said (timeout, crash, lease lost, ...)
-``error_type``      its error's type, when the job's record still held this attempt's error
-``error_message``   its error's message (idem)
-``traceback``       its error's traceback (idem)
+``error_type``      its error's type (each failed attempt's event carries it)
+``error_message``   its error's message: whole when the job's record still held this
+                    attempt's error as it was archived, else the first 300 characters
+``traceback``       its error's traceback, when the job's record still held this attempt's
+                    error as it was archived
 ``started_at``      when it started
 ``finished_at``     when it ended
 ``duration_ms``     how long it ran, in milliseconds

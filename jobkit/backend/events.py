@@ -45,6 +45,8 @@ class Event(NamedTuple):
     worker: str
     duration_ms: int | None  # how long the attempt ran, for one that ended
     reason: str
+    error_type: str = ""  # a failed attempt's error: its type ...
+    error_message: str = ""  # ... and the start of its message
 
     @property
     def at(self) -> datetime:
@@ -67,6 +69,8 @@ class Event(NamedTuple):
             "worker": self.worker or None,
             "duration_ms": self.duration_ms,
             "reason": self.reason or None,
+            "error_type": self.error_type or None,
+            "error_message": self.error_message or None,
         }
 
 
@@ -94,6 +98,8 @@ def parse(queue: str, entry: Any) -> Event | None:
             get("worker", ""),
             int(float(ms)) if ms else None,
             get("reason", ""),
+            get("error", ""),
+            get("message", ""),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

@@ -29,6 +29,7 @@ __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
 # the call, small enough that Redis runs one while the client packs the next, and never
 # blocks other clients for long.
 ENQUEUE_CHUNK = 200
+EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
@@ -331,9 +332,15 @@ class Store(Reads, Leasing):
         reason: str,
         error_json: str | bytes,
         ttl: int,
+        error_type: str = "",
+        error_message: str = "",
     ) -> bool:
-        """End an attempt: retry after ``delay_ms`` or dead-letter it."""
-        args = (job_id, token, "dead" if dead else "retry", delay_ms, reason, error_json, ttl)
+        """End an attempt: retry after ``delay_ms`` or dead-letter it. The error's type and
+        message (its first :data:`EVENT_MESSAGE` characters) go into the attempt's event
+        too, so each attempt's error outlives the next attempt's."""
+        action = "dead" if dead else "retry"
+        args = (job_id, token, action, delay_ms, reason, error_json, ttl, error_type[:200],
+                error_message[:EVENT_MESSAGE])  # fmt: skip
         return bool(self._run("fail", self._job_keys(job_id), args))
 
     def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:

@@ -89,12 +89,14 @@ def show_history(history: list[Event]) -> None:
     if not history:
         console.print("history: no events (older than the events kept, or none recorded)")
         return
-    table = Table("when", "change", "attempt", "worker", "ran", "reason", title="history")
+    table = Table("when", "change", "attempt", "worker", "ran", "reason", "error",
+                  title="history")  # fmt: skip
     for e in history:
         ran = "" if e.duration_ms is None else f"{e.duration_ms / 1000:.3f}s"
         change = f"{e.from_status or 'new'} -> {e.to_status}"
+        error = f"{e.error_type}: {e.error_message}" if e.error_type else ""
         table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], change, str(e.attempt),
-                      e.worker, ran, e.reason)  # fmt: skip
+                      e.worker, ran, e.reason, error)  # fmt: skip
     console.print(table)
 
 

@@ -80,6 +80,8 @@ def record_failure(
             reason=decision.reason.value,
             error_json=error.to_json(),
             ttl=settings.result_ttl,
+            error_type=error.type,
+            error_message=error.message,
         ),
         settings.lease,
     )

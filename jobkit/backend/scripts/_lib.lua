@@ -27,7 +27,7 @@ local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
 -- id is the Redis time (ms) it happened. `from` is '' for a job just created; `ms` is how
 -- long the attempt ran, for an attempt that ended. pcall: an events key of another type
 -- (garbage) costs the record, never the transition.
-local function event(base, id, class, from, to, attempt, worker, ms, reason)
+local function event(base, id, class, from, to, attempt, worker, ms, reason, etype, emsg)
   if EVENTS_MAXLEN == '0' then return end
   local a = {'XADD', base .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
     'class', class or '', 'from', from, 'to', to, 'attempt', attempt or 0}
@@ -35,6 +35,9 @@ local function event(base, id, class, from, to, attempt, worker, ms, reason)
   if worker and worker ~= '' then a[#a + 1], a[#a + 2] = 'worker', worker end
   if ms and ms ~= '' then a[#a + 1], a[#a + 2] = 'ms', ms end
   if reason and reason ~= '' then a[#a + 1], a[#a + 2] = 'reason', reason end
+  -- a failed attempt's own error (type, and message cut short by the worker)
+  if etype and etype ~= '' then a[#a + 1], a[#a + 2] = 'error', etype end
+  if emsg and emsg ~= '' then a[#a + 1], a[#a + 2] = 'message', emsg end
   redis.pcall(unpack(a))
 end
 

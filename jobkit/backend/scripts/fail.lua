@@ -4,7 +4,8 @@
 --          channel are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
---          result_ttl seconds (how long waiters' wake token lives)
+--          result_ttl seconds (how long waiters' wake token lives), the error's type
+--          and its message cut short (for the event: each attempt keeps its own error)
 -- Returns  1 applied (now, or by this same call sent before and its reply lost),
 --          0 refused (stale token or job no longer running)
 -- Invariant: the job leaves `running` for exactly one of queue, scheduled or dead; a
@@ -31,7 +32,7 @@ if why then
 end
 redis.call('HSET', jk, 'error', ARGV[6], 'reason', ARGV[5])
 local to = action == 'dead' and 'dead' or delay > 0 and 'retrying' or 'queued'
-event(base, id, f[5], 'running', to, f[6], f[7], ran_ms(now, f[8]), ARGV[5])
+event(base, id, f[5], 'running', to, f[6], f[7], ran_ms(now, f[8]), ARGV[5], ARGV[8], ARGV[9])
 redis.call('HINCRBY', base .. ':stats', 'failed', 1)
 limits_end(base, jk, id, f[5], f[9], action == 'dead')
 if action == 'dead' then
