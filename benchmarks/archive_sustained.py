@@ -28,6 +28,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_sustained.py`
     sys.path.insert(0, str(ROOT))
@@ -46,6 +48,7 @@ from benchmarks.procs import prepare  # noqa: E402
 from jobkit import configure, get_store  # noqa: E402
 from jobkit.backend.archive_feed import ArchiveFeed  # noqa: E402
 
+CPU_PARTS = ("worker", "producer", "redis", "archiver", "postgres")
 SAMPLE = 0.5  # seconds between samples
 TICK = 0.01  # seconds between the producer's batches
 
@@ -62,6 +65,7 @@ def produce(rate: int, seconds: float) -> None:
         ahead = began + ticks * TICK - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
+    get_store().redis.set("bench:producer_cpu", repr(time.process_time()))
     get_store().redis.rpush("bench:produced", ticks * per_tick)
 
 
@@ -70,51 +74,74 @@ def lag_events() -> int:
     return sum(lag.behind for lag in ArchiveFeed(get_store(), "bench").lag().values())
 
 
+def redis_cpu() -> float:
+    """CPU seconds the redis-server has used (INFO cpu, all its threads)."""
+    info = get_store().redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def postgres_cpu() -> float:
+    """CPU seconds the PostgreSQL processes alive now have used."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
+            total += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return total
+
+
 def one_run(mode: str, history: str | None, args: argparse.Namespace, env: dict[str, str],
             logs: Path) -> dict[str, Any]:  # fmt: skip
     store = get_store()
     store.redis.flushall()
-    procs = Workers(logs, f"{mode}-{time.monotonic_ns()}")
+    archivers = Workers(logs, f"{mode}-archiver-{time.monotonic_ns()}")
+    fleet = Workers(logs, f"{mode}-worker-{time.monotonic_ns()}")
+    feeder = Workers(logs, f"{mode}-producer-{time.monotonic_ns()}")
     with ExitStack() as stop:
-        stop.callback(procs.kill)
+        for group in (archivers, fleet, feeder):
+            stop.callback(group.kill)
         if history is not None:
-            procs.start([[sys.executable, "-m", "jobkit", "archiver"]] * args.archivers,
-                        {**env, "JOBKIT_HISTORY_URL": history})  # fmt: skip
-            wait(lambda: procs.log_tails().count("events into") >= args.archivers,
-                 "the archivers to start", procs)  # fmt: skip
+            archivers.start([[sys.executable, "-m", "jobkit", "archiver"]] * args.archivers,
+                            {**env, "JOBKIT_HISTORY_URL": history})  # fmt: skip
+            wait(lambda: archivers.log_tails().count("events into") >= args.archivers,
+                 "the archivers to start", archivers)  # fmt: skip
+        redis_before, pg_before = redis_cpu(), postgres_cpu()
         worker = [sys.executable, "-m", "jobkit", "worker", "-A", "benchmarks.bench_jobs",
                   "-q", QUEUE, "-c", "2", "--prefetch", "16", "--no-log-jobs"]  # fmt: skip
-        procs.start([worker], env)
+        fleet.start([worker], env)
         producer = [sys.executable, str(Path(__file__).resolve()), "--produce",
                     "--rate", str(args.rate), "--seconds", str(args.seconds)]  # fmt: skip
         began = time.perf_counter()
-        feeder = Workers(logs, f"{mode}-producer-{time.monotonic_ns()}")
-        stop.callback(feeder.kill)
         feeder.start([producer], env)
         lags: list[int] = []
         while not store.redis.llen("bench:produced"):
-            procs.check()
+            fleet.check()
+            archivers.check()
             if feeder.procs[0].poll() not in (None, 0):
                 feeder.check()
             time.sleep(SAMPLE)
             if history is not None:
                 lags.append(lag_events())
         produced = int(store.redis.lindex("bench:produced", 0) or 0)
-        done = wait(lambda: succeeded_in_redis() >= produced, "the jobs", procs)
+        done = wait(lambda: succeeded_in_redis() >= produced, "the jobs", fleet)
         out: dict[str, Any] = {
             "dispatched_per_s": produced / args.seconds,
             "per_s": produced / (done - began),
+            "worker_us": fleet.cpu_seconds() / produced * 1e6,
+            "producer_us": float(store.redis.get("bench:producer_cpu") or 0) / produced * 1e6,
         }
         if history is not None:
             # events trimmed unarchived (an archiver far behind the streams' cap) never
             # arrive: the archiver says LOST, and the run reports it instead of waiting
-            rows = wait(lambda: archived(history) >= produced or "LOST" in procs.log_tails(),
-                        "the archive", procs)  # fmt: skip
-            lost = "LOST" in procs.log_tails()
+            rows = wait(lambda: archived(history) >= produced or "LOST" in archivers.log_tails(),
+                        "the archive", archivers)  # fmt: skip
+            lost = "LOST" in archivers.log_tails()
             out.update(
                 lag_median=statistics.median(lags), lag_max=max(lags), lag_last=lags[-1],
                 archive_after_s=float("nan") if lost else rows - done, lost=float(lost),
+                archiver_us=archivers.cpu_seconds() / produced * 1e6,
             )  # fmt: skip
+        out["redis_us"] = (redis_cpu() - redis_before) / produced * 1e6
+        out["postgres_us"] = (postgres_cpu() - pg_before) / produced * 1e6
         return out
 
 
@@ -149,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{mode:<12}{m['dispatched_per_s']:>13,.0f}{m['per_s']:>8,.0f}{m['lag_median']:>12,.0f}{m['lag_max']:>10,.0f}"
               f"{m['lag_last']:>10,.0f}{m['archive_after_s']:>18.2f} s"
               f"{'  events LOST (trimmed unarchived)' if m['lost'] else ''}")  # fmt: skip
+    print("CPU per job, µs (the archiver's and the databases' until the archive held every job)")
+    print(f"{'mode':<12}" + "".join(f"{part:>10}" for part in CPU_PARTS))
+    for mode, runs in results.items():
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"{mode:<12}" + "".join(f"{m.get(f'{p}_us', 0):>10.0f}" for p in CPU_PARTS))
     return 0
 
 
