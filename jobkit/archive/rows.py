@@ -6,17 +6,19 @@ result or error: for a job whose batch ends an attempt or reaches a final state,
 archiver reads those fields of the job's record from Redis (:data:`DETAIL_FIELDS`, one
 HMGET each, in one round trip), and they fill the rows. A job whose record has expired
 keeps what the events tell (details None: the upsert keeps what an earlier batch wrote).
+
+Times in rows are epoch milliseconds (ints), as Redis holds them: the upserts write them
+as each database's time (see :mod:`jobkit.archive.upserts`), without a datetime per value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 from jobkit.backend.events import Event
-from jobkit.models import JobError, Status, ms_to_datetime
+from jobkit.models import JobError, Status
 
 # statuses after which a job changes no more (unless revived): its record is read
 FINAL = frozenset({Status.SUCCEEDED.value, Status.DEAD.value, Status.CANCELLED.value, "purged"})
@@ -77,7 +79,7 @@ def _order(e: Event) -> tuple[int, int]:
 
 
 def _apply(rows: Rows, e: Event) -> None:
-    at = e.at
+    at = e.at_ms
     row = rows.jobs.get(e.id)
     if row is None:
         row = rows.jobs[e.id] = dict.fromkeys(DETAILS)
@@ -105,7 +107,7 @@ def _apply(rows: Rows, e: Event) -> None:
         row["finished_at"] = at
 
 
-def _end_attempt(rows: Rows, row: dict[str, Any], e: Event, at: datetime) -> None:
+def _end_attempt(rows: Rows, row: dict[str, Any], e: Event, at: int) -> None:
     row["duration_ms"] = ms = e.duration_ms
     rows.attempts[(e.id, e.attempt)] = {
         "job_id": e.id,
@@ -118,7 +120,7 @@ def _end_attempt(rows: Rows, row: dict[str, Any], e: Event, at: datetime) -> Non
         "error_type": e.error_type or None,
         "error_message": e.error_message or None,
         "traceback": None,
-        "started_at": None if ms is None else at - timedelta(milliseconds=ms),
+        "started_at": None if ms is None else at - ms,
         "finished_at": at,
         "duration_ms": ms,
     }
@@ -135,7 +137,7 @@ def _fill(row: dict[str, Any], record: Record, rows: Rows) -> None:
         row["result"] = result
     for column, raw in zip(_TIMES, times, strict=True):
         if raw:
-            row[column] = ms_to_datetime(raw) or row[column]
+            row[column] = _ms(raw) or row[column]
     failure = JobError.from_json(error)
     if failure is not None:
         row["error_type"] = failure.type
@@ -152,6 +154,18 @@ def _fill(row: dict[str, Any], record: Record, rows: Rows) -> None:
             attempt["error_type"] = failure.type
             attempt["error_message"] = failure.message
             attempt["traceback"] = failure.traceback
+
+
+# epoch ms a time column takes (years 1970 to 9999): a record's garbage is left out
+_LATEST_MS = 253_402_300_799_999
+
+
+def _ms(raw: str) -> int | None:
+    try:
+        ms = int(raw)
+    except ValueError:
+        return None
+    return ms if 0 < ms <= _LATEST_MS else None
 
 
 def _int(raw: str | None) -> int:

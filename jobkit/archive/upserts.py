@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
     Column,
     Connection,
-    DateTime,
     MetaData,
     Table,
     and_,
@@ -44,6 +42,7 @@ from sqlalchemy.exc import DBAPIError
 
 from jobkit.archive.rows import DETAILS
 from jobkit.archive.schema import attempts, jobs
+from jobkit.archive.times import converter
 
 log = logging.getLogger("jobkit.archiver")
 
@@ -80,30 +79,29 @@ class Upsert:
         self.sql = compiled.string
         if not self._copied and compiled.positiontup != names:  # bound by position
             raise ValueError(f"the upsert of {table.name} binds {compiled.positiontup}")
+        self._names = names
         self._processors = [
-            (index, processor)
+            (index, convert)
             for index, name in enumerate(names)
-            if (processor := _processor(table, name, dialect))
+            if (convert := converter(table.c[name].type, dialect))
         ]
-        if self._copied and self._processors:
-            raise ValueError(f"the upsert of {table.name} needs values converted in Python")
 
     def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert ``rows`` (dicts by column name, each key once) in ``conn``'s transaction."""
         if not rows:
             return
         values = [self._values(row) for row in rows]
+        if self._processors:
+            values = [self._processed(row) for row in values]
         if self._copied and self._staging(conn):
             conn.exec_driver_sql(self._stage)
             self._copy_in(conn, values)
             conn.exec_driver_sql(self.sql)
-            return
-        if self._copied:
-            conn.exec_driver_sql(self._plain, list(rows))
-            return
-        if self._processors:
-            values = [self._processed(row) for row in values]
-        conn.exec_driver_sql(self.sql, values)
+        elif self._copied:
+            named = [dict(zip(self._names, row, strict=True)) for row in values]
+            conn.exec_driver_sql(self._plain, named)
+        else:
+            conn.exec_driver_sql(self.sql, values)
 
     def _staging(self, conn: Connection) -> bool:
         """Whether the database lets this role make the staging table (TEMPORARY is
@@ -160,21 +158,3 @@ def _on_conflict(table: Table, stmt: Any) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=[jobs.c.id], set_={**keep, **latest}, where=newer
     )
-
-
-def _processor(table: Table, name: str, dialect: Dialect) -> Any:
-    """The column's bind processor for ``dialect``. SQLite's for times formats them in
-    Python, a call per value; ``datetime.isoformat`` writes the same text in C, so it is
-    used instead when it does (checked here, on a sample)."""
-    column_type = table.c[name].type
-    processor = column_type.dialect_impl(dialect).bind_processor(dialect)
-    if processor is not None and isinstance(column_type, DateTime):
-        sample = datetime(2001, 2, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
-        if processor(sample) == _time_text(sample) and processor(None) is None:
-            return _time_text
-    return processor
-
-
-def _time_text(value: datetime | None) -> str | None:
-    # SQLAlchemy writes the wall time and drops the zone: the first 26 characters
-    return None if value is None else value.isoformat(" ", "microseconds")[:26]
