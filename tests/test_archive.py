@@ -427,3 +427,36 @@ def test_an_event_with_bytes_that_are_not_text_is_archived_with_the_rest(
     assert {h.id for h in handles} < ids and "default:odd" in ids and len(ids) == 5
     assert odd == "\ufffd\ufffd!"
     raw.close()
+
+
+def test_a_busy_archiver_that_falls_past_the_cap_says_lost(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archiver that never runs out of events (so never idles) still checks its lag
+    while it can see the gap: events trimmed unread are reported LOST before it reads
+    past them (after which Redis shows no gap)."""
+    monkeypatch.setattr(archiving, "LAG_CHECK", 0.0)  # every round, not every 10 s
+    settings = jobkit.configure(redis_url=env.url, events_maxlen=100, archive_batch=10)
+    writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
+    ensure_schema(writer.engine)
+    archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
+    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(50)])
+    assert archiver.step()  # 10 read: behind from here on
+    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(1000)])  # trims unread
+    caplog.set_level("ERROR", logger="jobkit.archiver")
+    while archiver.step():
+        pass
+    assert "LOST" in caplog.text
+    assert "raise JOBKIT_EVENTS_MAXLEN or add archivers" in caplog.text
+    # caught up: nothing waits, and the loss is not reported again and again (Redis's
+    # count of entries read, short since the trim, is set right)
+    caplog.clear()
+    archiver._check_lag(force=True)
+    lag = archiver.feed.lag(["default"])["default"]
+    assert (lag.behind, lag.lost, lag.recount) == (0, False, False)
+    assert env.client.xinfo_groups(env.keys.shard("default").events)[0]["lag"] == 0
+    test_jobs.Add.dispatch(a=1, b=1)
+    lag = archiver.feed.lag(["default"])["default"]
+    assert (lag.behind, lag.lost) == (1, False)
+    archiver._check_lag(force=True)
+    assert "LOST" not in caplog.text

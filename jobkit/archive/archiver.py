@@ -98,10 +98,13 @@ class Archiver:
         if now - self._queues_at >= QUEUES_REFRESH:
             self._refresh_queues()
             self._queues_at = now
+        # every LAG_CHECK seconds, busy or not: an archiver that is always busy is the one
+        # that may be falling behind the streams' caps, and must say so while it can tell
+        # (once it has read past events trimmed unread, Redis no longer shows the gap)
+        self._check_lag(force=False)
         if not self._held:
             self._held = self._next_batch(now)
         if not self._held:
-            self._check_lag(force=False)
             return False
         batch = self._held
         wanted = sorted({e.event.id for e in batch if e.event and needs_record(e.event)})
@@ -150,11 +153,12 @@ class Archiver:
             return
         self._lag_at = now
         try:
-            lags = self.feed.lag(self.queues)
+            for lag in self.feed.lag(self.queues).values():
+                if lag.recount:  # all read, but Redis's count fell short after a trim
+                    self.feed.recount(lag.queue)
+                self._warn(lag)
         except TROUBLE:
             return
-        for lag in lags.values():
-            self._warn(lag)
 
     def _warn(self, lag: Lag) -> None:
         cap = self.settings.events_maxlen

@@ -45,8 +45,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Lag:
-    """How far the archivers are behind on one queue (XINFO GROUPS): entries not yet
-    delivered to any archiver (None where Redis cannot tell, after trims), entries
+    """How far the archivers are behind on one queue (XINFO GROUPS and STREAM): entries
+    not yet delivered to any archiver (None where Redis cannot tell), entries
     delivered but not acknowledged, the stream's length, and whether entries the group
     never read were trimmed away (lost to the archive)."""
 
@@ -58,6 +58,9 @@ class Lag:
     # Redis time (ms) of the last entry delivered to an archiver: when entries wait
     # behind it, about when the oldest of them was written (None: nothing waits)
     waiting_since_ms: int | None = None
+    # the group has read everything but Redis's count of it fell short after a trim:
+    # ArchiveFeed.recount sets it right
+    recount: bool = False
 
     @property
     def behind(self) -> int:
@@ -169,27 +172,64 @@ class ArchiveFeed:
 
         def add(pipe: Any, shard: Shard) -> None:
             pipe.execute_command("XINFO", "GROUPS", shard.events)
-            pipe.xlen(shard.events)
+            pipe.execute_command("XINFO", "STREAM", shard.events)
 
         out: dict[str, Lag] = {}
-        for queue, (groups, length) in self.store.fan_out(add, queues).items():
-            if isinstance(groups, Exception) or isinstance(length, Exception):
+        for queue, (groups, stream) in self.store.fan_out(add, queues).items():
+            if isinstance(groups, Exception) or isinstance(stream, Exception):
                 continue
             group = next((g for g in map(_fields, groups) if g.get("name") == ARCHIVE_GROUP), None)
-            if group is None:
-                continue
-            undelivered = None if group.get("lag") is None else int(group["lag"])
-            out[queue] = Lag(
-                queue=queue,
-                undelivered=undelivered,
-                pending=int(group.get("pending") or 0),
-                length=int(length),
-                # Redis counts the entries added since the group last read: more than the
-                # stream holds means some were trimmed before any archiver read them
-                lost=undelivered is not None and undelivered > int(length),
-                waiting_since_ms=_ms(group.get("last-delivered-id")) if undelivered else None,
-            )
+            if group is not None:
+                out[queue] = _lag(queue, group, _fields(stream))
         return out
+
+    def recount(self, queue: str) -> bool:
+        """Set the group's count of entries read right, once it has read all of
+        ``queue``'s stream (see ``recount.lua``); whether it was wrong."""
+        shard = self.store.keys.shard(queue)
+        return bool(self.store.run_script("recount", [shard.base], (ARCHIVE_GROUP,)))
+
+
+def _lag(queue: str, group: dict[str, Any], stream: dict[str, Any]) -> Lag:
+    """One queue's :class:`Lag` from XINFO GROUPS (the archivers' group) and XINFO STREAM.
+
+    Redis's ``lag`` (entries added less entries the group read) is right until entries
+    are trimmed before the group read them; from then on it stays too high (Redis 7.0)
+    until :meth:`ArchiveFeed.recount`. So: a group that delivered the stream's last entry
+    has nothing waiting, whatever ``lag`` says; one whose next entries were trimmed has the
+    whole stream waiting, and lost events if Redis counts more than that."""
+    counted = None if group.get("lag") is None else int(group["lag"])
+    length = int(stream.get("length") or 0)
+    delivered = _id(group.get("last-delivered-id"))
+    first_entry = stream.get("first-entry")
+    first = _id(first_entry[0]) if first_entry else None
+    caught_up = delivered >= _id(stream.get("last-generated-id"))
+    cut = first is not None and first > delivered  # entries left are all after the group's
+    if caught_up:
+        undelivered: int | None = 0
+    elif cut:
+        undelivered = length
+    else:
+        undelivered = None if counted is None else min(counted, length)
+    since = first_entry[0] if cut and first_entry else group.get("last-delivered-id")
+    return Lag(
+        queue=queue,
+        undelivered=undelivered,
+        pending=int(group.get("pending") or 0),
+        length=length,
+        lost=not caught_up and cut and counted is not None and counted > length,
+        waiting_since_ms=_ms(since) if undelivered else None,
+        recount=caught_up and counted != 0,
+    )
+
+
+def _id(entry_id: Any) -> tuple[int, int]:
+    """A stream entry id as (ms, seq), to compare; (0, 0) for none."""
+    ms, _, seq = str(entry_id or "0-0").partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0
 
 
 def _ms(entry_id: Any) -> int | None:

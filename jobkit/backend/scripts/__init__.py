@@ -27,6 +27,7 @@ NAMES = (
     "drain",
     "cron_fire",
     "mark",
+    "recount",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection
