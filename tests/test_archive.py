@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ from sqlalchemy import create_engine, func, select
 import jobkit
 from jobkit.archive import archiver as archiving
 from jobkit.archive.rows import Rows
-from jobkit.archive.schema import attempts, ensure_schema, jobs, metadata
+from jobkit.archive.schema import (
+    SCHEMA_VERSION,
+    attempts,
+    ensure_schema,
+    jobs,
+    metadata,
+    schema_version,
+)
 from jobkit.archive.writer import Writer, make_engine
 from jobkit.backend.archive_feed import ArchiveFeed
 from tests import jobs as test_jobs
@@ -226,6 +234,37 @@ def test_the_database_stopped_and_restarted_mid_run(
     wait_until(lambda: _all_done(history, before + during), 60, 0.2, proc.text())
     assert "history database unavailable" in proc.text()
     assert PASSWORD not in proc.text()
+
+
+def test_an_archiver_started_before_its_database_waits_for_it(
+    env: Env, history: History, archivers: Any
+) -> None:
+    """Started while the database is down (PostgreSQL stopped, SQLite locked), as in a
+    compose file whose database starts last: the archiver backs off, then archives."""
+    with history.down():
+        proc = archivers()
+        ids = [h.id for h in test_jobs.Add.dispatch_many([{"a": i, "b": 2} for i in range(10)])]
+        wait_until(lambda: "history database unavailable" in proc.text(), 30, 0.2, proc.text())
+        assert proc.popen.poll() is None
+    wait_until(lambda: _all_done(history, ids, "queued"), 60, 0.2, proc.text())
+    assert PASSWORD not in proc.text()
+
+
+def test_archivers_started_together_on_a_new_database_make_the_schema_once(
+    history: History,
+) -> None:
+    """Several archivers starting at once on an empty database all find the tables
+    missing; each still comes up (PostgreSQL: they take turns; SQLite: the loser of the
+    race finds what the winner made)."""
+    with history.engine.begin() as conn:
+        metadata.drop_all(conn)
+    engines = [make_engine(history.url) for _ in range(4)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        versions = list(pool.map(ensure_schema, engines))
+    assert versions == [SCHEMA_VERSION] * len(engines)
+    assert history.count(schema_version) == 1
+    for engine in engines:
+        engine.dispose()
 
 
 def test_retention_prunes(env: Env, history: History) -> None:

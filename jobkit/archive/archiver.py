@@ -24,9 +24,11 @@ import time
 import types
 import uuid
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from jobkit.archive.rows import DETAIL_FIELDS, fold, needs_record
 from jobkit.archive.schema import ensure_schema
-from jobkit.archive.writer import Writer, shown
+from jobkit.archive.writer import Writer, describe, shown, unreachable
 from jobkit.backend.archive_feed import ArchiveFeed, Entry, Lag
 from jobkit.backend.store import Store
 from jobkit.errors import HistoryUnavailable
@@ -67,6 +69,8 @@ class Archiver:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         log.info("archiver %s: Redis events into %s", self.feed.consumer, shown(self.writer.engine))
+        if not self._schema_ready():
+            return 0  # stopped while the database was away
         backoff = BACKOFF_FIRST
         while not self.stopping:
             try:
@@ -90,6 +94,23 @@ class Archiver:
                 backoff = min(backoff * 2, BACKOFF_CAP)
         log.info("archiver %s stopped: %d events archived", self.feed.consumer, self.archived)
         return 0
+
+    def _schema_ready(self) -> bool:
+        """Create or upgrade the tables, waiting (backing off) while the database cannot
+        be reached, as when it starts after the archiver; False if stopped meanwhile."""
+        backoff = BACKOFF_FIRST
+        while not self.stopping:
+            try:
+                ensure_schema(self.writer.engine)
+                return True
+            except SQLAlchemyError as exc:
+                if not unreachable(exc):
+                    raise
+                log.warning("history database unavailable (%s): retrying in %.1f s",
+                            describe(exc), backoff)  # fmt: skip
+                self._sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_CAP)
+        return False
 
     def step(self) -> bool:
         """One round: read (or take back the held batch), write, acknowledge. Whether it
@@ -209,8 +230,14 @@ def archive_lag(store: Store) -> dict[str, Lag]:
 
 
 def prepare(writer: Writer) -> int:
-    """Create or upgrade the schema; its version."""
-    return ensure_schema(writer.engine)
+    """Create or upgrade the schema; its version. A database that cannot be reached is
+    :class:`HistoryUnavailable` (one line, the password masked)."""
+    try:
+        return ensure_schema(writer.engine)
+    except SQLAlchemyError as exc:
+        if unreachable(exc):
+            raise HistoryUnavailable(f"{shown(writer.engine)}: {describe(exc)}") from None
+        raise
 
 
 def _short_id() -> str:

@@ -55,6 +55,7 @@ column              holds
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -71,6 +72,7 @@ from sqlalchemy import (
     Text,
     select,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from jobkit.errors import ConfigurationError
 
@@ -133,6 +135,9 @@ schema_version = Table(
     Column("version", Integer, primary_key=True, autoincrement=False),
 )
 
+RACE_TRIES = 5  # attempts at creating the schema while other processes may be at it too
+SCHEMA_LOCK = 0x6A6F626B6974  # "jobkit": the advisory lock PostgreSQL's creators take turns on
+
 # version -> the step that upgrades a database at the version before it to this one
 UPGRADES: dict[int, Callable[[Connection], None]] = {}
 
@@ -140,22 +145,41 @@ UPGRADES: dict[int, Callable[[Connection], None]] = {}
 def ensure_schema(engine: Engine) -> int:
     """Create the tables that are missing and upgrade an older schema to
     :data:`SCHEMA_VERSION`, in one transaction; the version now. A database written by a
-    newer jobkit is refused (:class:`~jobkit.errors.ConfigurationError`), never altered."""
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        found = conn.execute(select(schema_version.c.version)).scalars().all()
-        if not found:
-            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-            return SCHEMA_VERSION
-        current = max(found)
-        if current > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"the history database has schema version {current}, newer than this "
-                f"jobkit's {SCHEMA_VERSION}: upgrade jobkit"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            UPGRADES[version](conn)
-        if current < SCHEMA_VERSION:
-            conn.execute(schema_version.delete())
-            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+    newer jobkit is refused (:class:`~jobkit.errors.ConfigurationError`), never altered.
+
+    Archivers started together may all find the tables missing. On PostgreSQL they take
+    turns (a transaction-scoped advisory lock); on SQLite the one that loses the race
+    finds what the other created and tries again, as it would on any database."""
+    for attempt in range(1, RACE_TRIES + 1):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+                return _ensure(conn)
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            raced = isinstance(exc, IntegrityError) or "already exists" in str(exc.orig)
+            if not raced or attempt == RACE_TRIES:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ensure(conn: Connection) -> int:
+    """The tables made or upgraded in ``conn``'s transaction; the version now."""
+    metadata.create_all(conn)
+    found = conn.execute(select(schema_version.c.version)).scalars().all()
+    if not found:
+        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
         return SCHEMA_VERSION
+    current = max(found)
+    if current > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"the history database has schema version {current}, newer than this "
+            f"jobkit's {SCHEMA_VERSION}: upgrade jobkit"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        UPGRADES[version](conn)
+    if current < SCHEMA_VERSION:
+        conn.execute(schema_version.delete())
+        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+    return SCHEMA_VERSION

@@ -70,7 +70,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text[:300]}"
 
 
-def _unreachable(exc: SQLAlchemyError) -> bool:
+def unreachable(exc: SQLAlchemyError) -> bool:
     """Whether ``exc`` says the database is away or busy, not that it refused the data."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -94,7 +94,7 @@ class Writer:
                 self._execute(conn, job_rows, attempt_rows)
             return 0
         except SQLAlchemyError as exc:
-            if _unreachable(exc):
+            if unreachable(exc):
                 raise HistoryUnavailable(describe(exc)) from None
             log.warning("the database refused a batch (%s): writing it row by row", describe(exc))
         skipped = 0
@@ -114,7 +114,7 @@ class Writer:
                 )
             return 0
         except SQLAlchemyError as exc:
-            if _unreachable(exc):
+            if unreachable(exc):
                 raise HistoryUnavailable(describe(exc)) from None
             what = (
                 f"job {job_row['id']}"

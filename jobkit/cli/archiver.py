@@ -45,15 +45,16 @@ def archiver(
     )
     setup_logging(log_level or settings.log_level, settings.log_format)
     writer = Writer(make_engine(database_url(settings.history_url, settings.data_dir)))
-    version = prepare(writer)
     if upgrade:
-        console.print(f"{shown(writer.engine)}: schema version {version}")
+        console.print(f"{shown(writer.engine)}: schema version {prepare(writer)}")
         return
     if prune:
+        prepare(writer)
         if not settings.history_retention:
             console.print("JOBKIT_HISTORY_RETENTION is 0: the archive keeps everything")
             return
         gone_jobs, gone_attempts = writer.prune(settings.history_retention)
         console.print(f"pruned {gone_jobs} jobs and {gone_attempts} attempts")
         return
+    # the archiver makes the schema itself, waiting for a database that is not up yet
     raise typer.Exit(Archiver(connection.connect(settings), writer, settings).run())
