@@ -27,9 +27,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import ProgrammingError
 
 from jobkit import Status
+from jobkit.archive.schema import jobs
+from jobs_example import Echo
 from tests.conftest import REPO_ROOT, Env, clean_env, run_cli, wait_until
+from tests.postgres_server import PASSWORD, PostgresServer
 
 DOCUMENTED_PORT = "8000"
 
@@ -141,10 +146,10 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, command: list[str], redis_url: str) -> subprocess.Popen[bytes]:
+    def start(self, command: list[str], redis_url: str, **more: str) -> subprocess.Popen[bytes]:
         # the commands name console scripts (jobkit, uvicorn): this interpreter's, first
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        env = clean_env(JOBKIT_REDIS_URL=redis_url, PYTHONUNBUFFERED="1", PATH=path)
+        env = clean_env(JOBKIT_REDIS_URL=redis_url, PYTHONUNBUFFERED="1", PATH=path, **more)
         log = self.log_dir / f"{len(self.started)}-{Path(command[0]).name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -228,3 +233,46 @@ def test_the_compose_worker_service_scales(env: Env, processes: Processes) -> No
 
     workers = wait_until(registered, timeout=30, what="both workers to register")
     assert len({w["name"] for w in workers}) == 2
+
+
+def test_the_compose_archivers_keep_the_history_in_postgresql(
+    env: Env, processes: Processes, postgres_server: PostgresServer
+) -> None:
+    """The compose file's archiver service, as many copies as it asks for, started as
+    processes against a real PostgreSQL (the compose URL with the test server's host,
+    port and password): jobs run by the compose worker command land in the archive."""
+    compose, _ = _compose()
+    services = compose["services"]
+    archiver = services["archiver"]
+    assert {"redis", "postgres"} <= set(archiver["depends_on"])
+    documented = compose["x-jobkit"]["environment"]["JOBKIT_HISTORY_URL"]
+    assert "postgresql+psycopg://jobkit:" in documented and "@postgres:5432/jobkit" in documented
+    engine = create_engine(postgres_server.url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    copies = [
+        processes.start(archiver["command"], env.url, JOBKIT_HISTORY_URL=postgres_server.url)
+        for _ in range(archiver["deploy"]["replicas"])
+    ]
+    assert len(copies) == 2
+    processes.start(services["worker"]["command"], env.url)
+    ids = [Echo.dispatch(payload={"n": n}).id for n in range(20)]
+
+    def archived() -> bool:
+        assert all(c.poll() is None for c in copies), processes.logs()
+        query = select(func.count()).where(
+            jobs.c.id.in_(ids), jobs.c.status == Status.SUCCEEDED.value
+        )
+        try:
+            with engine.connect() as conn:
+                return conn.execute(query).scalar() == len(ids)
+        except ProgrammingError:  # no table yet: the archivers are making it
+            return False
+
+    try:
+        wait_until(archived, timeout=60, what="the jobs in the archive")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{processes.logs()}") from None
+    finally:
+        engine.dispose()
+    assert PASSWORD not in processes.logs()
