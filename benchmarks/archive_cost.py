@@ -21,10 +21,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_cost.py`
@@ -41,6 +41,7 @@ from tests.postgres_server import PostgresServer  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 MODES = ("off", "sqlite", "postgresql")
+T = TypeVar("T")
 BATCH = 1000
 TIMEOUT = 300.0
 
@@ -107,12 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     prepare()
-    results: dict[str, list[dict[str, float]]] = {}
-    with ExitStack() as stack:
-        env, postgres = start_servers(stack, not args.no_postgres)
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for mode, history in rounds(args.runs, MODES, postgres, folder):
-            results.setdefault(mode, []).append(one_run(mode, history, args.jobs, env, folder))
+    results = each_mode(
+        args.runs,
+        not args.no_postgres,
+        lambda mode, history, env, folder: one_run(mode, history, args.jobs, env, folder),
+    )
     report = _report(results, args.jobs, args.runs)
     print(json.dumps(report, indent=2) if args.json else _render(report))
     return 0
@@ -126,6 +126,21 @@ def start_servers(stack: ExitStack, postgres: bool) -> tuple[dict[str, str], str
     url = stack.enter_context(PostgresServer()).url if postgres else None
     configure(redis_url=server.url)
     return {**os.environ, "JOBKIT_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}, url
+
+
+def each_mode(
+    runs: int, postgres: bool, run: Callable[[str, str | None, dict[str, str], Path], T]
+) -> dict[str, list[T]]:
+    """``run(mode, history, env, folder)`` for each of :data:`MODES` in turn, ``runs``
+    times (interleaved), on servers of its own (see :func:`start_servers`); the results
+    by mode."""
+    results: dict[str, list[T]] = {}
+    with ExitStack() as stack:
+        env, url = start_servers(stack, postgres)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for mode, history in rounds(runs, MODES, url, folder):
+            results.setdefault(mode, []).append(run(mode, history, env, folder))
+    return results
 
 
 def rounds(

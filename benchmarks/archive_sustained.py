@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -34,14 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_sustained.py`
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.archive_cost import (  # noqa: E402
-    MODES,
-    archived,
-    rounds,
-    start_servers,
-    succeeded_in_redis,
-    wait,
-)
+from benchmarks.archive_cost import archived, each_mode, succeeded_in_redis, wait  # noqa: E402
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.compare import Workers  # noqa: E402
 from benchmarks.procs import prepare  # noqa: E402
@@ -158,12 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         produce(args.rate, args.seconds)
         return 0
     prepare()
-    results: dict[str, list[dict[str, Any]]] = {}
-    with ExitStack() as stack:
-        env, postgres = start_servers(stack, not args.no_postgres)
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for mode, history in rounds(args.runs, MODES, postgres, folder):
-            results.setdefault(mode, []).append(one_run(mode, history, args, env, folder))
+    results = each_mode(
+        args.runs,
+        not args.no_postgres,
+        lambda mode, history, env, folder: one_run(mode, history, args, env, folder),
+    )
     print(f"{args.rate:,} jobs/s offered for {args.seconds:.0f} s, {args.archivers} "
           f"archiver(s), median of {args.runs} run(s) per mode")  # fmt: skip
     print(f"{'mode':<12}{'dispatched/s':>13}{'done/s':>8}{'lag median':>12}{'lag max':>10}"
