@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive.py`
     sys.path.insert(0, str(ROOT))
 
 
-from benchmarks.archive_cost import rounds, start_servers  # noqa: E402
+from benchmarks.archive_cost import rounds, settle, start_servers  # noqa: E402
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.procs import prepare  # noqa: E402
 from jobkit import get_store  # noqa: E402
@@ -66,6 +66,7 @@ def finish_jobs(n: int, env: dict[str, str]) -> None:
     finally:
         os.killpg(proc.pid, 9)
         proc.wait()
+        settle()  # the next run's jobs must not go to its connections (see settle)
 
 
 def archive_all(url: str, settings: Settings, events: int) -> dict[str, float]:

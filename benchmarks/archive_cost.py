@@ -98,6 +98,7 @@ def one_run(
         return out
     finally:
         procs.kill()
+        settle()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,6 +117,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = _report(results, args.jobs, args.runs)
     print(json.dumps(report, indent=2) if args.json else _render(report))
     return 0
+
+
+def settle(timeout: float = 10.0) -> None:
+    """Wait until Redis has let go of the killed processes' connections. One still
+    registered as blocked (an idle worker's BLPOP, its claim sent behind it) would be
+    served by the next run's first dispatch: the claim leases jobs to the dead worker,
+    and they wait out its 30 s lease before another worker may run them."""
+    deadline = time.monotonic() + timeout
+    redis = get_store().redis
+    while time.monotonic() < deadline:
+        if not any("b" in client.get("flags", "") for client in redis.client_list()):
+            return
+        time.sleep(0.01)
+    raise BenchError("Redis still holds blocked connections of killed processes")
 
 
 def start_servers(stack: ExitStack, postgres: bool) -> tuple[dict[str, str], str | None]:

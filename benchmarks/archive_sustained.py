@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_sustained.py`
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.archive_cost import archived, each_mode, succeeded_in_redis, wait  # noqa: E402
+from benchmarks.archive_cost import (  # noqa: E402
+    archived,
+    each_mode,
+    settle,
+    succeeded_in_redis,
+    wait,
+)
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.compare import Workers  # noqa: E402
 from benchmarks.procs import prepare  # noqa: E402
@@ -89,6 +95,7 @@ def one_run(mode: str, history: str | None, args: argparse.Namespace, env: dict[
     fleet = Workers(logs, f"{mode}-worker-{time.monotonic_ns()}")
     feeder = Workers(logs, f"{mode}-producer-{time.monotonic_ns()}")
     with ExitStack() as stop:
+        stop.callback(settle)  # last: once every group below is killed
         for group in (archivers, fleet, feeder):
             stop.callback(group.kill)
         if history is not None:
