@@ -169,10 +169,16 @@ class Fleet:
 
 @pytest.fixture
 def hosts() -> Iterator[Hosts]:
-    """Three hosts; skipped only where the kernel refuses namespaces, saying why."""
+    """Three hosts. Skipped only where the kernel refuses this process network namespaces
+    (a container started without CAP_NET_ADMIN, an unprivileged user): the kernel's own
+    words are given, and how to run the test (as root, or with --cap-add NET_ADMIN)."""
     ok, reason = namespaces_available()
     if not ok:
-        pytest.skip(f"this kernel refuses network namespaces: {reason}")
+        pytest.skip(
+            f"needs network namespaces to stand in for separate machines, which this "
+            f"kernel refuses here ({reason}); run as root, or in a container started with "
+            f"--cap-add NET_ADMIN"
+        )
     with Hosts(HOSTS) as made:
         yield made
     assert all(proc.poll() is not None for proc in made.processes), "a process outlived us"
