@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/archive_cost.py`
 
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
+from benchmarks import compare  # noqa: E402
 from benchmarks.bench_jobs import QUEUE, Stamp  # noqa: E402
 from benchmarks.compare import BenchError, Workers  # noqa: E402
 from benchmarks.procs import log, prepare  # noqa: E402
@@ -119,18 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def settle(timeout: float = 10.0) -> None:
-    """Wait until Redis has let go of the killed processes' connections. One still
-    registered as blocked (an idle worker's BLPOP, its claim sent behind it) would be
-    served by the next run's first dispatch: the claim leases jobs to the dead worker,
-    and they wait out its 30 s lease before another worker may run them."""
-    deadline = time.monotonic() + timeout
-    redis = get_store().redis
-    while time.monotonic() < deadline:
-        if not any("b" in client.get("flags", "") for client in redis.client_list()):
-            return
-        time.sleep(0.01)
-    raise BenchError("Redis still holds blocked connections of killed processes")
+def settle() -> None:
+    """Wait until Redis has let go of the killed processes' connections (see
+    :func:`benchmarks.compare.settle`): the next run's jobs must not go to a dead worker."""
+    if not compare.settle(get_store().redis, timeout=10.0):
+        raise BenchError("Redis still holds blocked connections of killed processes")
 
 
 def start_servers(stack: ExitStack, postgres: bool) -> tuple[dict[str, str], str | None]:

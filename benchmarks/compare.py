@@ -104,6 +104,19 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
             time.sleep(0.005)
 
 
+def settle(client: redis.Redis, timeout: float = 5.0) -> bool:
+    """Wait until Redis has let go of killed workers' connections; whether it has. One
+    still registered as blocked (an idle worker's blocking pop, maybe with a claim
+    pipelined behind it) would be served the next phase's first jobs, and a library with
+    leases would make them wait out a dead worker's lease."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any("b" in c.get("flags", "") for c in client.client_list()):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
@@ -198,21 +211,10 @@ class Bench:
         return env
 
     def flush(self, peer: Peer) -> None:
-        self._settle()
+        if not settle(self.client):
+            log("  note: Redis still holds blocked connections of the last phase's workers")
         self.client.flushall()
         peer.after_flush()
-
-    def _settle(self, timeout: float = 5.0) -> None:
-        """Wait until Redis has let go of the last phase's killed workers: a connection
-        still registered as blocked (an idle worker's blocking pop, maybe with a claim
-        pipelined behind it) would be served the next phase's first jobs, and a
-        library with leases would make them wait out a dead worker's lease."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not any("b" in c.get("flags", "") for c in self.client.client_list()):
-                return
-            time.sleep(0.01)
-        log("  note: Redis still holds blocked connections of the last phase's workers")
 
     def wait_value(self, key: str, workers: Workers, timeout: float) -> float:
         """Block until a value is pushed on ``key``; fail fast if a worker died."""

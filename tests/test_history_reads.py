@@ -29,6 +29,7 @@ from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import Source, Status
 from tests import jobs as test_jobs
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.test_listing import pages_of
 
 
 @pytest.fixture
@@ -187,14 +188,7 @@ def archive_rows(url: str) -> list[dict[str, Any]]:
 
 
 def every_page(query: JobQuery) -> list[list[str]]:
-    pages, cursor = [], None
-    while True:
-        page = archived_page(JobQuery(**{**query.__dict__, "cursor": cursor}))
-        pages.append([item.record.id for item in page.jobs])
-        cursor = page.next_cursor
-        if cursor is None:
-            return pages
-        assert len(pages) < 50, "the cursor does not advance"
+    return pages_of(archived_page, query)
 
 
 def test_archived_listing_with_filters_and_a_cursor(env: Env, history: str) -> None:

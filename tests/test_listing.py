@@ -7,13 +7,13 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
 
 from jobkit.backend.events import Events
-from jobkit.backend.listing import JobQuery, list_jobs, trim_finished
+from jobkit.backend.listing import JobPage, JobQuery, list_jobs, trim_finished
 from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
 from jobkit.models import Status
@@ -21,15 +21,20 @@ from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
 
 
-def all_pages(store: Store, query: JobQuery) -> list[list[str]]:
+def pages_of(read: Callable[[JobQuery], JobPage], query: JobQuery) -> list[list[str]]:
+    """The ids of every page ``read`` gives for ``query``, following its cursor."""
     pages, cursor = [], None
     while True:
-        page = list_jobs(store, JobQuery(**{**query.__dict__, "cursor": cursor}))
+        page = read(JobQuery(**{**query.__dict__, "cursor": cursor}))
         pages.append([item.record.id for item in page.jobs])
         cursor = page.next_cursor
         if cursor is None:
             return pages
         assert len(pages) < 1000, "the cursor does not advance"
+
+
+def all_pages(store: Store, query: JobQuery) -> list[list[str]]:
+    return pages_of(lambda q: list_jobs(store, q), query)
 
 
 def test_every_state_newest_first_with_filters(env: Env, start_worker: StartWorker) -> None:

@@ -101,13 +101,11 @@ class Archiver:
         backoff = BACKOFF_FIRST
         while not self.stopping:
             try:
-                ensure_schema(self.writer.engine)
+                prepare(self.writer)
                 return True
-            except SQLAlchemyError as exc:
-                if not unreachable(exc):
-                    raise
+            except HistoryUnavailable as exc:
                 log.warning("history database unavailable (%s): retrying in %.1f s",
-                            describe(exc), backoff)  # fmt: skip
+                            exc, backoff)  # fmt: skip
                 self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP)
         return False
