@@ -20,7 +20,6 @@ live cursor is refused here (and this one there).
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +28,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from jobkit.archive import DEFAULT_FILE
+from jobkit.backend import cursor
 from jobkit.backend.listing import MAX_LIMIT, JobPage, JobQuery, Listed
 from jobkit.connection import get_settings
 from jobkit.errors import HistoryUnavailable, InvalidQuery
@@ -316,34 +314,21 @@ def _datetime(micros: int) -> datetime:
 
 
 def _encode(query: JobQuery, since_ms: int | None, after: tuple[int, str]) -> str:
-    data = {"v": 1, "archive": 1, "f": query.digest(), "s": since_ms, "k": list(after)}
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+    return cursor.seal(query, since_ms, {"archive": 1, "k": list(after)})
 
 
 def _decode(query: JobQuery) -> tuple[int | None, tuple[int, str] | None]:
     """The ``since`` time and the keyset a cursor carries (the query's own ``since`` and
     none for the first page)."""
-    if not query.cursor:
-        return query.since_ms, None
-    try:
-        raw = query.cursor + "=" * (-len(query.cursor) % 4)
-        data = orjson.loads(base64.urlsafe_b64decode(raw.encode()))
-        at, job_id = data["k"]
-        since = data["s"]
-        if data["v"] != 1 or data["archive"] != 1:
-            raise ValueError("unknown version")
-        if not isinstance(at, int) or not isinstance(job_id, str):
-            raise ValueError("not a keyset")
-        if not (since is None or isinstance(since, int)):
-            raise ValueError("not a time")
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise InvalidQuery(
-            f"not a cursor of the archived listing: {query.cursor[:40]!r} (a cursor of "
-            "the live listing goes without --archived)"
-        ) from None
-    if data["f"] != query.digest():
-        raise InvalidQuery(
-            "this cursor belongs to a listing with other filters (status, queue, name): "
-            "give the same filters as the page it came from"
-        )
-    return since, (at, job_id)
+    foreign = (
+        "not a cursor of the archived listing (a cursor of the live listing goes without "
+        "--archived)"
+    )
+    return cursor.unseal(query, _keyset, foreign)
+
+
+def _keyset(data: dict[str, Any]) -> tuple[int, str]:
+    at, job_id = data["k"]
+    if data["archive"] != 1 or not isinstance(at, int) or not isinstance(job_id, str):
+        raise ValueError("not a keyset of the archive")
+    return at, job_id

@@ -39,7 +39,6 @@ time, so "since 10m" means the same instant on every page.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -49,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 
+from jobkit.backend import cursor
 from jobkit.backend.keys import Shard, split_lane
 from jobkit.errors import InvalidQuery, UnknownQueue
 from jobkit.models import JobRecord, Status
@@ -349,32 +349,21 @@ def _encode(
             positions[s.name] = _DONE
         elif s.pos is not None:
             positions[s.name] = list(s.pos)
-    data = {"v": 1, "f": query.digest(), "s": since_ms, "p": positions}
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+    return cursor.seal(query, since_ms, {"p": positions})
 
 
 def _decode(query: JobQuery) -> tuple[int | None, dict[str, Any]]:
     """The ``since`` time and the streams' positions a cursor carries (the query's own
     ``since`` and none for the first page)."""
-    if not query.cursor:
-        return query.since_ms, {}
-    try:
-        raw = query.cursor + "=" * (-len(query.cursor) % 4)
-        data = orjson.loads(base64.urlsafe_b64decode(raw.encode()))
-        positions: dict[str, Any] = {}
-        for name, p in data["p"].items():
-            positions[str(name)] = _DONE if p == _DONE else (float(p[0]), str(p[1]))
-        since = data["s"]
-        if data["v"] != 1 or not (since is None or isinstance(since, int)):
-            raise ValueError("unknown version")
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise InvalidQuery(f"not a cursor of this listing: {query.cursor[:40]!r}") from None
-    if data["f"] != query.digest():
-        raise InvalidQuery(
-            "this cursor belongs to a listing with other filters (status, queue, name): "
-            "give the same filters as the page it came from"
-        )
-    return since, positions
+    since, positions = cursor.unseal(query, _positions, "not a cursor of this listing")
+    return since, positions or {}
+
+
+def _positions(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        str(name): _DONE if p == _DONE else (float(p[0]), str(p[1]))
+        for name, p in data["p"].items()
+    }
 
 
 def trim_finished(store: Store, queues: Iterable[str], max_age: float, now_ms: int) -> None:
