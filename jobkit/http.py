@@ -42,7 +42,6 @@ from starlette.concurrency import run_in_threadpool
 
 from jobkit import registry
 from jobkit.backend.archive_feed import ArchiveFeed
-from jobkit.backend.listing import DEFAULT_LIMIT, MAX_LIMIT, JobQuery
 from jobkit.backend.store import Store
 from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import get_settings, get_store
@@ -67,6 +66,7 @@ from jobkit.ops.jobs import (
     parse_since,
     parse_statuses,
 )
+from jobkit.ops.listing import DEFAULT_LIMIT, MAX_LIMIT, JobQuery
 from jobkit.ops.metrics import CONTENT_TYPE as METRICS_TYPE
 from jobkit.ops.metrics import render as metrics_text
 

@@ -24,9 +24,9 @@ import jobkit
 import jobkit.http
 from jobkit.archive.reads import archived_page, archived_record
 from jobkit.archive.schema import ensure_schema, jobs
-from jobkit.backend.listing import JobQuery
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import Source, Status
+from jobkit.ops.listing import JobQuery
 from tests import jobs as test_jobs
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
 from tests.test_listing import pages_of
@@ -221,7 +221,7 @@ def test_archived_listing_with_filters_and_a_cursor(env: Env, history: str) -> N
     live = jobkit.get_store()
     test_jobs.Add.dispatch(a=1, b=1)
     test_jobs.Add.dispatch(a=1, b=2)
-    from jobkit.backend.listing import list_jobs
+    from jobkit.ops.listing import list_jobs
 
     live_cursor = list_jobs(live, JobQuery(limit=1)).next_cursor
     assert live_cursor is not None

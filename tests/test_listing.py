@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from jobkit.backend.events import Events
-from jobkit.backend.listing import JobPage, JobQuery, list_jobs, trim_finished
 from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
 from jobkit.models import Status
+from jobkit.ops.listing import JobPage, JobQuery, list_jobs
 from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
 
@@ -134,7 +134,7 @@ def test_finished_entries_older_than_the_records_are_trimmed(env: Env) -> None:
     assert kept.cancel()
     shard = env.keys.shard("default")
     env.client.zadd(shard.finished, {"default:long-gone": 1000})
-    trim_finished(env.store, ["default"], 3600, env.store.now_ms())
+    env.store.trim_finished(["default"], 3600, env.store.now_ms())
     assert env.client.zrange(shard.finished, 0, -1) == [kept.id]
 
 

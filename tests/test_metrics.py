@@ -14,8 +14,8 @@ from jobkit import Status
 from jobkit.archive.archiver import Archiver
 from jobkit.archive.schema import ensure_schema
 from jobkit.archive.writer import Writer, make_engine
-from jobkit.backend.queues import Queues
 from jobkit.connection import get_settings
+from jobkit.ops.queues import Queues
 from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
 

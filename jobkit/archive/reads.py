@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobkit.archive import DEFAULT_FILE
-from jobkit.backend import cursor
-from jobkit.backend.listing import MAX_LIMIT, JobPage, JobQuery, Listed
 from jobkit.connection import get_settings
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import JobError, JobRecord, Source, Status
+from jobkit.ops import cursor
+from jobkit.ops.listing import MAX_LIMIT, JobPage, JobQuery, Listed
 from jobkit.redact import MASK, is_secret_argument
 
 if TYPE_CHECKING:

@@ -134,8 +134,8 @@ def make_client(url: str, options: dict[str, Any]) -> Any:
     )
     if spec.tls:
         sentinel_options.setdefault("ssl", True)
-    sentinel = Sentinel(spec.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(spec.path, **node)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(spec.hosts, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call,unused-ignore]
+    return sentinel.master_for(spec.path, **node)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 # A cluster client asks a node for the slot map and the command table as it is built. In

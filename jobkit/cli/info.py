@@ -8,9 +8,9 @@ from typing import Any
 
 import typer
 
-from jobkit.backend.overview import QueueView, overview
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_store
+from jobkit.ops.overview import QueueView, overview
 
 app = typer.Typer()
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from jobkit.backend.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, ORDER_TIME, JobPage, JobQuery
 from jobkit.cli.common import (
     AsJson,
     Prefix,
@@ -27,6 +26,7 @@ from jobkit.ops.jobs import (
     parse_since,
     parse_statuses,
 )
+from jobkit.ops.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, ORDER_TIME, JobPage, JobQuery
 
 app = typer.Typer()
 

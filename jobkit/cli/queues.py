@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from jobkit.backend.queues import Queues
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
 from jobkit.connection import get_store
+from jobkit.ops.queues import Queues
 
 app = typer.Typer(
     help="Queues: sizes and state; pause, resume, purge.", invoke_without_command=True

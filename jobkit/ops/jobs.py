@@ -15,10 +15,10 @@ from typing import Any
 
 from jobkit import units
 from jobkit.archive.reads import archived_page, archived_record
-from jobkit.backend.listing import LISTABLE, JobPage, JobQuery, list_jobs
 from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
 from jobkit.models import JobRecord, Status
+from jobkit.ops.listing import LISTABLE, JobPage, JobQuery, list_jobs
 
 __all__ = [
     "find_job",

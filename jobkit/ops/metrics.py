@@ -23,9 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from jobkit.backend.archive_feed import ArchiveFeed
-from jobkit.backend.overview import queue_heads
-from jobkit.backend.queues import Queues
 from jobkit.backend.workers import WorkerInfo, WorkerRegistry
+from jobkit.ops.overview import queue_heads
+from jobkit.ops.queues import Queues
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store

@@ -48,10 +48,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 
-from jobkit.backend import cursor
 from jobkit.backend.keys import Shard, split_lane
 from jobkit.errors import InvalidQuery, UnknownQueue
 from jobkit.models import JobRecord, Status
+from jobkit.ops import cursor
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store
@@ -364,10 +364,3 @@ def _positions(data: dict[str, Any]) -> dict[str, Any]:
         str(name): _DONE if p == _DONE else (float(p[0]), str(p[1]))
         for name, p in data["p"].items()
     }
-
-
-def trim_finished(store: Store, queues: Iterable[str], max_age: float, now_ms: int) -> None:
-    """Drop ``finished`` entries older than ``max_age`` seconds: their records are gone."""
-    oldest = now_ms - int(max_age * 1000)
-    store.fan_out(lambda pipe, shard: pipe.zremrangebyscore(shard.finished, "-inf", oldest),
-                  queues)  # fmt: skip

@@ -15,7 +15,7 @@ import orjson
 from jobkit.errors import InvalidQuery
 
 if TYPE_CHECKING:
-    from jobkit.backend.listing import JobQuery
+    from jobkit.ops.listing import JobQuery
 
 T = TypeVar("T")
 VERSION = 1

@@ -18,9 +18,9 @@ import redis
 from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
-from jobkit.backend.queues import Queues
 from jobkit.backend.reads import Counts
 from jobkit.backend.workers import WorkerRegistry
+from jobkit.ops.queues import Queues
 
 if TYPE_CHECKING:
     from jobkit.backend.keys import Shard
