@@ -35,6 +35,12 @@ log = logging.getLogger("jobkit.worker")
 TICK = 0.05  # seconds between checks of timeouts, children's messages and due jobs
 CHECK_EVERY = 1.0  # seconds between looks for cancelled jobs, and at memory and age
 TRIM_EVERY = 60.0  # seconds between trims of the event streams by age
+# A job's end shows in `jobkit workers` at once (its record is checked), so its counts
+# must follow within a second rather than at the next heartbeat: the registry is beaten
+# again this soon after the counts moved. Coalesced, so a worker ending thousands of
+# jobs a second still beats at most 1 / EARLY_BEAT times a second, and nothing is added
+# to a job's own path.
+EARLY_BEAT = 0.25
 
 LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
 
@@ -55,6 +61,9 @@ class Chores:
             # the renewal's reply names the jobs cancelled meanwhile: stopped within a second
             ("renewing leases", self._renew, min(settings.heartbeat, CHECK_EVERY), True),
             ("worker heartbeat", self._beat, settings.heartbeat, True),
+            # an early beat once jobs ended (see EARLY_BEAT); most rounds it sends nothing,
+            # so its success says nothing about Redis: not a Redis chore for the guard
+            ("worker heartbeat after jobs ended", self._beat_if_counted, EARLY_BEAT, False),
             ("checking children's limits", self._check_limits, CHECK_EVERY, False),
             ("trimming old events", self._trim_events, TRIM_EVERY, True),
             ("trimming the finished jobs' index", self._trim_finished, TRIM_EVERY, True),
@@ -64,6 +73,7 @@ class Chores:
         self.marker: str | None = None  # the marker Redis held when we last looked
         self.run_id = ""  # Redis's run_id at first contact ('' if INFO is refused)
         self.lost: set[LeaseKey] = set()  # leases known lost: reported once, not renewed
+        self.beaten = -1  # the jobs counted when the last beat went out (-1: none yet)
 
     def run(self, now: float) -> None:
         """Run every chore that is due; an outage ends the round."""
@@ -241,8 +251,18 @@ class Chores:
     def _check_limits(self) -> None:
         self.sup.settler.check_limits(time.monotonic())
 
+    def _counted(self) -> int:
+        """Every outcome counted so far: it only grows, so a change since the last beat
+        means some job ended (each child's counts move with the worker's)."""
+        return sum(self.sup.counts.values())
+
+    def _beat_if_counted(self) -> None:
+        if self._counted() != self.beaten:
+            self._beat()
+
     def _beat(self) -> None:
         sup = self.sup
+        counted = self._counted()
         # `jobkit workers` checks each job against its record: one that ended since this
         # beat is not shown running
         children = [_child_entry(state) for state in sup.children.values()]
@@ -267,6 +287,7 @@ class Chores:
                 **sup.counts,
             },
         )
+        self.beaten = counted  # only once it went out: a failed beat is tried again
 
 
 def _child_entry(state: ChildState) -> dict[str, Any]:
