@@ -22,10 +22,11 @@ from sqlalchemy import create_engine
 
 import jobkit
 import jobkit.http
-from jobkit.archive.reads import archived_page, archived_record
+from jobkit.archive.reads import archived_record
 from jobkit.archive.schema import ensure_schema, jobs
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import Source, Status
+from jobkit.ops.jobs import archived_page
 from jobkit.ops.listing import JobQuery
 from tests import jobs as test_jobs
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until

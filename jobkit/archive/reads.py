@@ -10,12 +10,12 @@ ran) means no archive: the job stays unknown. SQLite is opened read-only, so a r
 never creates the file nor writes to it; a file with no jobkit tables reads as empty.
 
 **Newest first, by ``changed_at``** (the time of a job's last archived event: when it
-ended, for a finished job), ties by id. The cursor is a keyset, the (``changed_at``,
-``id``) of the page's last row: the next page reads strictly older rows, so paging never
-repeats a row. A job archived again meanwhile (a later event) moves to the top: it is not
-shown twice, and if it had not been listed yet it is missed by this pass. The cursor also
-carries the filters' digest and the resolved ``since``, as the live listing's does, and a
-live cursor is refused here (and this one there).
+ended, for a finished job), ties by id. A page's position is the last row's
+``changed_at`` and how many rows of that very instant were shown: the next page reads
+from that instant on, past those rows, so paging never repeats a row (and the cursor
+stays short whatever the ids: :mod:`jobkit.ops.cursor`). A job archived again meanwhile
+(a later event) moves to the top: it is not shown twice, and if it had not been listed
+yet it is missed by this pass.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobkit.archive import DEFAULT_FILE
 from jobkit.connection import get_settings
-from jobkit.errors import HistoryUnavailable, InvalidQuery
+from jobkit.errors import HistoryUnavailable
 from jobkit.models import JobError, JobRecord, Source, Status
-from jobkit.ops import cursor
-from jobkit.ops.listing import MAX_LIMIT, JobPage, JobQuery, Listed
 from jobkit.redact import MASK, is_secret_argument
 
 if TYPE_CHECKING:
@@ -210,42 +208,53 @@ def _attempt(r: Row[Any]) -> ArchivedAttempt:
     )
 
 
-def archived_page(query: JobQuery, settings: Settings | None = None) -> JobPage:
-    """One page of archived jobs matching ``query``, newest first (see the module doc):
-    the same filters, page size and page shape as the live listing. Raises
-    :class:`InvalidQuery` for a limit out of range or a cursor not of this listing."""
-    if not 1 <= query.limit <= MAX_LIMIT:
-        raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
-    since_ms, after = _decode(query)
+def archived_rows(
+    statuses: frozenset[Status],
+    queues: tuple[str, ...],
+    name: str | None,
+    since_ms: int | None,
+    after: tuple[int, int] | None,
+    limit: int,
+    settings: Settings | None = None,
+) -> tuple[list[tuple[JobRecord, int]], tuple[int, int] | None]:
+    """Up to ``limit`` archived jobs matching the filters, newest change first, each with
+    the time (ms) it is listed by, strictly after the position ``after`` (see the module
+    doc); and the position after them (None: nothing more)."""
     url = history_url(settings)
     if url is None:
-        return JobPage([], None)
-    from sqlalchemy import and_, or_, select
+        return [], None
+    from sqlalchemy import select
 
     from jobkit.archive.schema import jobs as t
 
     where: list[ColumnElement[bool]] = []
-    if query.statuses:
-        where.append(t.c.status.in_(_stored(query.statuses)))
-    if query.queues:
-        where.append(t.c.queue.in_(query.queues))
-    if query.name is not None:
-        where.append(t.c.job_class == query.name)
+    if statuses:
+        where.append(t.c.status.in_(_stored(statuses)))
+    if queues:
+        where.append(t.c.queue.in_(queues))
+    if name is not None:
+        where.append(t.c.job_class == name)
     if since_ms is not None:
         where.append(t.c.changed_at >= _datetime(since_ms * 1000))
+    skip = 0
     if after is not None:
-        at = _datetime(after[0])
-        where.append(or_(t.c.changed_at < at, and_(t.c.changed_at == at, t.c.id < after[1])))
+        where.append(t.c.changed_at <= _datetime(after[0]))
+        skip = after[1]
     select_ = select(t).where(*where).order_by(t.c.changed_at.desc(), t.c.id.desc())
     with _reading(url) as conn:
-        rows = [] if conn is None else conn.execute(select_.limit(query.limit + 1)).all()
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    listed = [Listed(_record(r), _micros(_utc(r.changed_at)) // 1000) for r in rows]
+        query = select_.offset(skip).limit(limit + 1)
+        rows = [] if conn is None else conn.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    listed = [(_record(r), _micros(_utc(r.changed_at)) // 1000) for r in rows]
     if not more:
-        return JobPage(listed, None)
-    last = rows[-1]
-    return JobPage(listed, _encode(query, since_ms, (_micros(_utc(last.changed_at)), last.id)))
+        return listed, None
+    # the next page starts at the last row's instant, past the rows of it shown so far
+    at = _micros(_utc(rows[-1].changed_at))
+    shown = sum(1 for r in rows if _micros(_utc(r.changed_at)) == at)
+    if after is not None and after[0] == at:
+        shown += skip
+    return listed, (at, shown)
 
 
 def _stored(statuses: frozenset[Status]) -> list[str]:
@@ -308,27 +317,3 @@ def _micros(value: datetime | None) -> int:
 
 def _datetime(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-# -- the cursor ---------------------------------------------------------------------------
-
-
-def _encode(query: JobQuery, since_ms: int | None, after: tuple[int, str]) -> str:
-    return cursor.seal(query, since_ms, {"archive": 1, "k": list(after)})
-
-
-def _decode(query: JobQuery) -> tuple[int | None, tuple[int, str] | None]:
-    """The ``since`` time and the keyset a cursor carries (the query's own ``since`` and
-    none for the first page)."""
-    foreign = (
-        "not a cursor of the archived listing (a cursor of the live listing goes without "
-        "--archived)"
-    )
-    return cursor.unseal(query, _keyset, foreign)
-
-
-def _keyset(data: dict[str, Any]) -> tuple[int, str]:
-    at, job_id = data["k"]
-    if data["archive"] != 1 or not isinstance(at, int) or not isinstance(job_id, str):
-        raise ValueError("not a keyset of the archive")
-    return at, job_id

@@ -24,6 +24,10 @@ per queue: ``{p:q}:…``          type    holds
 ``finished``                    zset    succeeded or cancelled job id -> time it ended
                                         (ms); entries older than the records kept are
                                         trimmed by the workers' chores (``jobkit jobs``)
+``created``                     zset    every job the queue holds -> time it was created
+                                        (ms): the listing's one order that no status
+                                        change moves; an entry leaves with its record
+                                        (purge, drain, the finished index's trim)
 ``done:<id>``                   list    completion token; result waiters block on it
 ``waiter:<id>``                 string  present (short TTL) while someone waits for the
                                         job's outcome: only then is a token pushed
@@ -64,6 +68,9 @@ global: ``{p}:…``               type    holds
 ``marker``                      string  written by the first worker, never deleted: a
                                         worker that finds it gone, or changed, knows
                                         Redis lost its data
+``audit``                       stream  every write through the HTTP API: when, what,
+                                        how many jobs, which role (capped)
+``bulk:<id>``                   hash    one bulk action's filters and progress (TTL)
 ==============================  ======  ==============================================
 
 A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged workers; a
@@ -144,6 +151,7 @@ class Shard:
 
     __slots__ = (
         "base",
+        "created",
         "dead",
         "events",
         "finished",
@@ -165,6 +173,7 @@ class Shard:
         self.scheduled = f"{self.base}:scheduled"
         self.dead = f"{self.base}:dead"
         self.finished = f"{self.base}:finished"
+        self.created = f"{self.base}:created"
         self.seq = f"{self.base}:seq"
         self.lanes = f"{self.base}:lanes"
         self.stats = f"{self.base}:stats"
@@ -211,7 +220,16 @@ class Shard:
 class Keys:
     """Key builder for one prefix: the global slot's keys, and each queue's shard."""
 
-    __slots__ = ("_shards", "base", "marker", "prefix", "queues", "sched_wake_pattern", "workers")
+    __slots__ = (
+        "_shards",
+        "audit",
+        "base",
+        "marker",
+        "prefix",
+        "queues",
+        "sched_wake_pattern",
+        "workers",
+    )
 
     def __init__(self, prefix: str = "jobkit") -> None:
         self.prefix = prefix
@@ -219,6 +237,7 @@ class Keys:
         self.queues = f"{self.base}:queues"
         self.workers = f"{self.base}:workers"
         self.marker = f"{self.base}:marker"
+        self.audit = f"{self.base}:audit"
         # every queue's sched:wake channel (a pattern for PSUBSCRIBE)
         self.sched_wake_pattern = "{" + prefix + ":*}:sched:wake"
         self._shards: dict[str, Shard] = {}
@@ -260,3 +279,7 @@ class Keys:
 
     def worker(self, name: str) -> str:
         return f"{self.base}:worker:{name}"
+
+    def bulk(self, action_id: str) -> str:
+        """One bulk action's filters and progress (see :mod:`jobkit.ops.bulk`)."""
+        return f"{self.base}:bulk:{action_id}"

@@ -261,10 +261,3 @@ class Reads:
         """Block until the job's completion token exists (left in place for other waiters)."""
         key = self.keys.of_job(job_id).done(job_id)
         return self._wire.execute("BLMOVE", key, key, "RIGHT", "LEFT", timeout) is not None
-
-    def trim_finished(self, queues: Iterable[str], max_age: float, now_ms: int) -> None:
-        """Drop ``finished`` entries older than ``max_age`` seconds: their records are gone
-        (the workers' chores; ``jobkit jobs`` passes over any left)."""
-        oldest = now_ms - int(max_age * 1000)
-        self.fan_out(lambda pipe, shard: pipe.zremrangebyscore(shard.finished, "-inf", oldest),
-                     queues)  # fmt: skip

@@ -32,6 +32,9 @@ ENQUEUE_CHUNK = 200
 EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
+TRIM_BATCH = 5000  # index entries one trim call drops at most (Redis is not held long)
+TRIM_ROUNDS = 20  # calls per queue per chore at most: the rest waits for the next
+
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 _CANCEL_CODES = {  # cancel.lua's replies
@@ -380,3 +383,15 @@ class Store(Reads, Leasing):
         else:
             calls = [("purge", [self.keys.shard(q).base], []) for q in self.queues()]
         return sum(int(n) for n in self._pipeline(calls))
+
+    def trim_finished(self, queues: Iterable[str], max_age: float, now_ms: int) -> None:
+        """Drop the index entries of jobs that ended over ``max_age`` seconds ago: their
+        records are gone (the workers' chores; ``jobkit jobs`` passes over any left)."""
+        oldest = now_ms - int(max_age * 1000)
+        pending = list(queues)
+        for _ in range(TRIM_ROUNDS):
+            calls = [("trim", [self.keys.shard(q).base], (oldest, TRIM_BATCH)) for q in pending]
+            dropped = self._pipeline(calls) if calls else []
+            pending = [q for q, n in zip(pending, dropped, strict=True) if int(n) >= TRIM_BATCH]
+            if not pending:
+                return

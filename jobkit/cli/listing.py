@@ -26,14 +26,9 @@ from jobkit.ops.jobs import (
     parse_since,
     parse_statuses,
 )
-from jobkit.ops.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, ORDER_TIME, JobPage, JobQuery
+from jobkit.ops.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, JobPage, JobQuery
 
 app = typer.Typer()
-
-_ORDER = "; ".join(
-    f"{' / '.join(s.value for s in LISTABLE if ORDER_TIME[s] == t)} by {t}"
-    for t in dict.fromkeys(ORDER_TIME.values())
-)
 
 Statuses = Annotated[
     str | None,
@@ -72,13 +67,16 @@ def jobs(
     prefix: Prefix = None,
     as_json: AsJson = False,
 ) -> None:
-    """Jobs in any state, newest first, from per-status indexes (never a scan of Redis).
+    """Jobs in any state, newest first, from indexes (never a scan of Redis).
 
-    Pass the printed cursor as --cursor for the next page: it stays valid while jobs move
-    (a job that stays put is never skipped or shown twice; one that moved may show again
-    in its new state).
+    Pass the printed cursor as --cursor for the next page. Every job that existed when
+    the first page was read is listed exactly once, however it moves between pages (as
+    long as it still matches the filters): the order is one that a job keeps.
 
-    Each status is ordered by its own time: {order}.
+    One status group (dead; succeeded and cancelled; scheduled and retrying; running) is
+    ordered by its own time: when they died, ended, are due, started. Anything else
+    (queued, several groups, every status) by when the jobs were created. --since counts
+    by that same time.
 
     With --archived, the jobs the history archive holds (also those Redis has forgotten),
     with the same filters and cursor, ordered by their last archived change."""
@@ -97,9 +95,6 @@ def jobs(
         print_json(page_as_dict(page))
         return
     _table(page, archived)
-
-
-jobs.__doc__ = (jobs.__doc__ or "").replace("{order}", _ORDER)
 
 
 def _table(page: JobPage, archived: bool) -> None:

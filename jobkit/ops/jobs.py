@@ -14,13 +14,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from jobkit import units
-from jobkit.archive.reads import archived_page, archived_record
+from jobkit.archive.reads import archived_record, archived_rows
 from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
 from jobkit.models import JobRecord, Status
-from jobkit.ops.listing import LISTABLE, JobPage, JobQuery, list_jobs
+from jobkit.ops import cursor
+from jobkit.ops.listing import LISTABLE, MAX_LIMIT, JobPage, JobQuery, Listed, list_jobs
+
+ARCHIVE_KIND = "A"  # the archived listing's cursors (the live one's are "L")
 
 __all__ = [
+    "archived_page",
     "find_job",
     "list_page",
     "local_ms",
@@ -44,6 +48,23 @@ def list_page(query: JobQuery, store: Store | None, *, archived: bool = False) -
     if store is None:
         raise ValueError("the live listing reads Redis: pass a store")
     return list_jobs(store, query)
+
+
+def archived_page(query: JobQuery) -> JobPage:
+    """One page of the history archive matching ``query``, newest change first, with the
+    live listing's filters, page size and page shape (read without Redis). Raises
+    :class:`InvalidQuery` for a limit out of range or a cursor not of this listing."""
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
+    foreign = "not a cursor of the archived listing (a cursor of the live listing goes without it)"
+    since_ms, after = cursor.unseal(ARCHIVE_KIND, query, foreign)
+    rows, position = archived_rows(
+        query.statuses, query.queues, query.name, since_ms, after, query.limit
+    )
+    jobs = [Listed(record, at_ms) for record, at_ms in rows]
+    if position is None:
+        return JobPage(jobs, None)
+    return JobPage(jobs, cursor.seal(ARCHIVE_KIND, query, since_ms, position))
 
 
 def parse_statuses(raw: str | None) -> frozenset[Status]:

@@ -1,54 +1,41 @@
-"""Listing jobs in any state, newest first, a page at a time (``jobkit jobs``; the query
-layer the HTTP API can share).
+"""Listing jobs in any state, newest first, a page at a time (``jobkit jobs``,
+``GET /jobs``, the bulk actions).
 
-**Where jobs are found.** Every status has a per-queue index, so a listing never SCANs
-the keyspace: queued jobs are in their lanes' ready sets, running ones in ``running``,
-scheduled and retrying ones in ``scheduled``, dead ones in ``dead``, and succeeded or
-cancelled ones in ``finished`` (keys.py), which the scripts that end a job write with
-one ZADD (a whole batch of ``complete.lua`` in one) and the workers' chores trim of
-entries older than the records kept (:func:`trim_finished`). An entry whose record has
-expired, or whose record now says another status (the job is moving), is passed over.
+**Where jobs are found.** Every job is in its queue's ``created`` index from its creation
+until its record goes (keys.py), scored by when it was created, and every status has an
+index of its own: ``dead`` (by when it died), ``finished`` (succeeded and cancelled, by
+when they ended), ``scheduled`` (scheduled and retrying, by when they are due) and
+``running``. A listing never SCANs the keyspace.
 
-**What "newest" means.** Each status is ordered by one time (:data:`ORDER_TIME`): queued
-by when it became due (its creation, or the retry or revival that queued it again),
-running by when its attempt started, scheduled and retrying by when they are due,
-succeeded, cancelled and dead by when they ended. ``finished``, ``dead`` and
-``scheduled`` are scored by that time already. A ready set is scored by priority band and
-FIFO sequence, not time: adding a time index of ready jobs would cost a ZADD on every
-dispatch and a ZREM on every claim, the hottest path there is, for a view an operator
-opens now and then. So a lane is read in its own order, last in line first (for one
-priority that is newest first), and merged with the rest by its jobs' due times read
-from their records. ``running`` is scored by lease deadlines, which move with every
-renewal, so it is read whole (it holds at most what the workers run, capped at
-:data:`RUNNING_CAP` per queue) and sorted by start time.
+**One order per listing, that a job keeps.** A listing of one status group reads that
+group's index, newest first by its time (the dead by when they died, ...); any other
+listing (several groups, queued jobs, or every status) reads ``created``, newest created
+first. Either way a job's place is (its time, a hash of its id), which moving to another
+status does not change while it is listed: ``created`` keeps its entry whatever the job
+does, and a job that leaves a group's index has left the listing's statuses. So the
+cursor is that place alone, where the page stopped: the next page resumes every queue's
+index strictly after it. A job that existed when the first page was read is listed
+exactly once however it moves meanwhile (as long as it still matches), and a cursor is a
+few dozen characters whatever the number of queues (:mod:`jobkit.ops.cursor`).
 
-**Why the cursor is stable.** Each of those ordered sources (a queue's lane, running,
-scheduled, dead or finished set) is a *stream*, read in an order that does not change
-while a job stays where it is: (score, id) in a sorted set, (start time, id) for running
-jobs. A page merges the streams newest first (as the event reader merges queues) and the
-cursor keeps, per stream, the position of the last entry the page consumed, or that the
-stream was read to its end. The next page resumes every stream strictly after its
-position, whatever moved meanwhile. So a job that stays put is listed exactly once; one
-that moved after it was listed may show again in its new state (if its new place is
-behind that stream's position) or not. Filters (status, name, since) are applied as the
-streams are read, so a page stops after :data:`SCAN_BUDGET` entries read even when it
-is not full: a selective filter never makes one call read everything; ``next_cursor``
-goes on from there. The cursor carries the filters' digest and the resolved ``since``
-time, so "since 10m" means the same instant on every page.
+``running`` is scored by lease deadlines, which move with every renewal: it is read whole
+(it holds at most what the workers run, capped at :data:`RUNNING_CAP` per queue) and
+ordered by start time. Filters (status, name, since) are applied as the indexes are read,
+so a page stops after :data:`SCAN_BUDGET` entries read even when it is not full: a
+selective filter never makes one call read everything; ``next_cursor`` goes on from
+there. An entry whose record has expired, or now says a status the listing does not
+want, is passed over.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis
 
-from jobkit.backend.keys import Shard, split_lane
+from jobkit.backend.keys import Shard
 from jobkit.errors import InvalidQuery, UnknownQueue
 from jobkit.models import JobRecord, Status
 from jobkit.ops import cursor
@@ -65,28 +52,33 @@ LISTABLE = (
     Status.DEAD,
     Status.CANCELLED,
 )
-# the time each status is ordered by (shown in `jobkit jobs --help`)
+# the indexes of one status group, and the time each is ordered by
+_GROUPS = {
+    "dead": frozenset({Status.DEAD}),
+    "finished": frozenset({Status.SUCCEEDED, Status.CANCELLED}),
+    "scheduled": frozenset({Status.SCHEDULED, Status.RETRYING}),
+    "running": frozenset({Status.RUNNING}),
+}
 ORDER_TIME = {
-    Status.QUEUED: "due (created, or queued again)",
-    Status.RUNNING: "started",
-    Status.SCHEDULED: "due",
-    Status.RETRYING: "due",
-    Status.SUCCEEDED: "finished",
-    Status.DEAD: "finished",
-    Status.CANCELLED: "finished",
+    "created": "created",
+    "dead": "finished",
+    "finished": "finished",
+    "scheduled": "due",
+    "running": "started",
 }
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 RUNNING_CAP = 10_000  # running jobs read per queue (they are what the workers run now)
 SCAN_BUDGET = 20_000  # index entries one page reads at most, filtered out or not
-_FIELDS = ("status", "name", "due_at", "created_at", "started_at")
-_DONE = 0  # a stream's position in the cursor once it was read to its end
+MAX_TIES = 100_000  # entries of one score a read may take to see them all
+_FIELDS = ("status", "name", "started_at")
+KIND = "L"  # this listing's cursors (the archive's are "A")
 
 
 @dataclass(frozen=True)
 class JobQuery:
     """What to list: statuses (empty: all), queues (empty: all), a job class name, the
-    earliest time (ms) by each status's order time, a page size and where to go on."""
+    earliest time (ms) by the listing's order time, a page size and where to go on."""
 
     statuses: frozenset[Status] = frozenset()
     queues: tuple[str, ...] = ()
@@ -116,55 +108,56 @@ class JobPage:
     next_cursor: str | None
 
 
-Position = tuple[float, str]  # (score or time, id): where a stream was left
+def index_for(statuses: frozenset[Status]) -> str:
+    """The index a listing of ``statuses`` reads: one group's own, else ``created``."""
+    for kind, group in _GROUPS.items():
+        if statuses and statuses <= group:
+            return kind
+    return "created"
+
+
+def tie(job_id: str) -> int:
+    """The second half of a job's place: a hash of its id (48 bits), which orders the jobs
+    of one millisecond and keeps the cursor short whatever the ids."""
+    return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=6).digest(), "big")
+
+
+Place = tuple[int, int]  # (time in ms, tie): a job's place in the listing's order
 
 
 @dataclass
 class _Entry:
     job_id: str
-    order: Position  # where it sits in its stream (stream order, descending)
-    at_ms: int  # the time it is listed by (merge order)
+    place: Place
     listed: bool  # False: passed over (record gone, moving, or filtered out)
 
 
 @dataclass
 class _Stream:
-    """One ordered source of one queue (see the module doc)."""
+    """One queue's index, read newest first in batches from ``top`` (a score, included)."""
 
     queue: str
-    kind: str  # "queued", "running", "scheduled", "dead" or "finished"
     key: str
-    statuses: frozenset[Status]
-    lane: str = ""
-    pos: Position | None = None  # the last entry consumed
-    read_pos: Position | None = None  # the last entry read
-    more: bool = True  # Redis may hold more entries after read_pos
+    kind: str
+    top: int | None = None
     batch: int = 50
-    buffer: deque[_Entry] = field(default_factory=deque)
+    more: bool = True
+    buffer: list[_Entry] = field(default_factory=list)  # newest first
 
-    @property
-    def name(self) -> str:
-        return f"{self.queue}\t{self.kind}\t{self.lane}"
 
-    @property
-    def by_score(self) -> bool:
-        """Whether the set's score is the order time (so ``since`` bounds the read)."""
-        return self.kind in ("scheduled", "dead", "finished")
+@dataclass(frozen=True)
+class _Match:
+    statuses: frozenset[Status]
+    name: str | None
+    since_ms: int | None
+    after: Place | None  # the cursor's position: only places below it
 
-    def settle(self) -> None:
-        """Consume the entries at the head that are not listed: never shown, they need
-        no turn in the merge, and consuming them moves the position past them."""
-        while self.buffer and not self.buffer[0].listed:
-            self.pos = self.buffer.popleft().order
-
-    def read(self, pipe: Any, since_ms: int | None) -> None:
-        if self.kind == "running":
-            pipe.zrange(self.key, 0, RUNNING_CAP - 1)
-            return
-        top = "+inf" if self.read_pos is None else repr(self.read_pos[0])
-        low = str(since_ms) if since_ms is not None and self.by_score else "-inf"
-        pipe.zrange(self.key, top, low, desc=True, byscore=True, withscores=True,
-                    offset=0, num=self.batch)  # fmt: skip
+    def __call__(self, status: Status | None, name: str | None, at_ms: int) -> bool:
+        return (
+            status in self.statuses
+            and (self.name is None or name == self.name)
+            and (self.since_ms is None or at_ms >= self.since_ms)
+        )
 
 
 def list_jobs(store: Store, query: JobQuery) -> JobPage:
@@ -175,152 +168,111 @@ def list_jobs(store: Store, query: JobQuery) -> JobPage:
     unknown = sorted(set(query.queues) - set(known))
     if unknown:
         raise UnknownQueue(f"no such queue: {', '.join(unknown)} (known: {', '.join(known)})")
-    since_ms, positions = _decode(query)
-    match = _Match(query.statuses or frozenset(LISTABLE), query.name, since_ms)
-    streams = [
-        s
-        for s in _streams(store, query.queues or tuple(known), match.statuses)
-        if positions.get(s.name) != _DONE
-    ]
+    since_ms, after = cursor.unseal(KIND, query, "not a cursor of this listing")
+    kind = index_for(query.statuses)
+    match = _Match(query.statuses or frozenset(LISTABLE), query.name, since_ms, after)
+    streams = [_Stream(q, getattr(store.keys.shard(q), kind), kind) for q in query.queues or known]
     for s in streams:
-        p = positions.get(s.name)
-        if isinstance(p, tuple):
-            s.pos = s.read_pos = p
+        s.top = None if after is None else after[0]
     picked: list[_Entry] = []
+    last: Place | None = None  # the place of the last entry merged, listed or not
     read = 0
-    live = list(streams)
-    while len(picked) < query.limit and read < SCAN_BUDGET:
-        read += _fill(store, [s for s in live if not s.buffer and s.more], match)
-        live = [s for s in live if s.buffer or s.more]
-        ready = [s for s in live if s.buffer]
+    while len(picked) < query.limit:
+        hungry = [s for s in streams if not s.buffer and s.more]
+        if hungry:  # every index must show its next entry before one is picked
+            if read >= SCAN_BUDGET and last is not None:
+                break  # the next page goes on from `last`
+            read += _fill(store, hungry, match)
+            continue
+        ready = [s for s in streams if s.buffer]
         if not ready:
-            if live:
-                continue  # batches that held nothing to list: read on (within budget)
             break
-        head = max(ready, key=lambda s: (s.buffer[0].at_ms, s.buffer[0].job_id))
-        entry = head.buffer.popleft()
-        head.pos = entry.order
-        head.settle()
-        picked.append(entry)
+        head = max(ready, key=lambda s: s.buffer[0].place)
+        entry = head.buffer.pop(0)
+        last = entry.place
+        if entry.listed:
+            picked.append(entry)
     records = store.get_many([e.job_id for e in picked])
-    jobs = [Listed(r, e.at_ms) for e, r in zip(picked, records, strict=True) if r is not None]
-    finished = all(not s.buffer and not s.more for s in streams)
-    return JobPage(jobs, None if finished else _encode(query, since_ms, streams, positions))
-
-
-@dataclass(frozen=True)
-class _Match:
-    statuses: frozenset[Status]
-    name: str | None
-    since_ms: int | None
-
-    def __call__(self, status: Status, name: str | None, at_ms: int) -> bool:
-        return (
-            status in self.statuses
-            and (self.name is None or name == self.name)
-            and (self.since_ms is None or at_ms >= self.since_ms)
-        )
-
-
-def _streams(store: Store, queues: Sequence[str], wanted: frozenset[Status]) -> list[_Stream]:
-    out: list[_Stream] = []
-    lanes = store.tagged_lanes(queues) if Status.QUEUED in wanted else set()
-    for queue in queues:
-        shard = store.keys.shard(queue)
-        if Status.QUEUED in wanted:
-            for lane in [queue, *sorted(x for x in lanes if split_lane(x)[0] == queue)]:
-                out.append(_Stream(queue, "queued", shard.queue_key(lane), _QUEUED, lane))
-        for kind, statuses in _SETS:
-            if statuses & wanted:
-                out.append(_Stream(queue, kind, getattr(shard, kind), statuses))
-    return out
-
-
-_QUEUED = frozenset({Status.QUEUED})
-_SETS = (
-    ("running", frozenset({Status.RUNNING})),
-    ("scheduled", frozenset({Status.SCHEDULED, Status.RETRYING})),
-    ("finished", frozenset({Status.SUCCEEDED, Status.CANCELLED})),
-    ("dead", frozenset({Status.DEAD})),
-)
+    jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
+    done = all(not s.buffer and not s.more for s in streams)
+    if done or last is None:
+        return JobPage(jobs, None)
+    return JobPage(jobs, cursor.seal(KIND, query, since_ms, last))
 
 
 def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
-    """Read the next batch of each of ``streams`` and their records' order fields: two
+    """Read the next batch of each of ``streams`` and their records' fields: two
     pipelines through the store's one fan-out, whatever the number of streams. Returns
     how many index entries were read."""
     if not streams:
         return 0
-    by_queue = _grouped(streams)
-    since = match.since_ms
-    replies = store.fan_out(lambda pipe, shard: _each(by_queue, shard, pipe, since), by_queue)
-    rows: dict[str, list[tuple[_Stream, str, float]]] = {q: [] for q in by_queue}
-    for queue, found in replies.items():
-        for s, reply in zip(by_queue[queue], found, strict=True):
-            rows[queue] += [(s, job_id, score) for job_id, score in _new_entries(s, reply)]
+    by_queue = {s.queue: s for s in streams}
+
+    def read(pipe: Any, shard: Shard) -> None:
+        s = by_queue[shard.queue]
+        if s.kind == "running":
+            pipe.zrange(s.key, 0, RUNNING_CAP - 1)
+            return
+        top = "+inf" if s.top is None else str(s.top)
+        low = "-inf" if match.since_ms is None else str(match.since_ms)
+        pipe.zrange(s.key, top, low, desc=True, byscore=True, withscores=True,
+                    offset=0, num=s.batch)  # fmt: skip
+
+    rows: dict[str, list[tuple[str, int]]] = {}
+    for queue, (reply,) in store.fan_out(read, by_queue).items():
+        rows[queue] = _new_rows(by_queue[queue], reply)
 
     def fields(pipe: Any, shard: Shard) -> None:
-        for _, job_id, _ in rows[shard.queue]:
+        for job_id, _ in rows[shard.queue]:
             pipe.hmget(shard.job(job_id), _FIELDS)
 
-    for queue, found in store.fan_out(fields, by_queue).items():
-        for (s, job_id, score), f in zip(rows[queue], found, strict=True):
-            s.buffer.append(_entry(s, job_id, score, f, match))
-    for s in streams:
-        if s.kind == "running":
-            ordered = sorted(s.buffer, key=lambda e: e.order, reverse=True)
-            s.buffer = deque(e for e in ordered if s.pos is None or e.order < s.pos)
-            s.more = False
-        s.batch = max(s.batch, min(s.batch * 4, 1000))
-        s.settle()
+    for queue, found in store.fan_out(fields, [q for q in rows if rows[q]]).items():
+        s = by_queue[queue]
+        entries = [
+            _entry(s, i, at, f, match) for (i, at), f in zip(rows[queue], found, strict=True)
+        ]
+        entries.sort(key=lambda e: e.place, reverse=True)
+        if match.after is not None:
+            entries = [e for e in entries if e.place < match.after]
+        s.buffer.extend(entries)
     return sum(len(r) for r in rows.values())
 
 
-def _each(by_queue: dict[str, list[_Stream]], shard: Shard, pipe: Any, since: int | None) -> None:
-    for s in by_queue[shard.queue]:
-        s.read(pipe, since)
-
-
-def _grouped(streams: Iterable[_Stream]) -> dict[str, list[_Stream]]:
-    out: dict[str, list[_Stream]] = {}
-    for s in streams:
-        out.setdefault(s.queue, []).append(s)
-    return out
-
-
-def _new_entries(s: _Stream, reply: Any) -> list[tuple[str, float]]:
-    """The entries of a read past the stream's read position (ties at its score included
-    in the read are dropped up to it); ``more`` cleared when the read came back short."""
-    if isinstance(reply, redis.ResponseError):  # an index key of another type: nothing
+def _new_rows(s: _Stream, reply: Any) -> list[tuple[str, int]]:
+    """The (id, score) pairs of a read that are sure to be whole: a full batch may have
+    cut the entries of its last score short, so those are read again from that score on
+    (a batch of nothing but ties is read again four times as large)."""
+    if isinstance(reply, Exception):  # an index key of another type: nothing to list
         s.more = False
         return []
     if s.kind == "running":
-        return [(str(i), 0.0) for i in reply]
-    rows = [(str(i), float(score)) for i, score in reply]
-    s.more = len(rows) >= s.batch
-    after = [(i, sc) for i, sc in rows if s.read_pos is None or (sc, i) < s.read_pos]
-    if rows:
-        s.read_pos = (rows[-1][1], rows[-1][0])
-        if not after and s.more:  # a whole batch of ties with the position: read on
-            s.batch = min(s.batch * 4, 100_000)
-    return after
+        s.more = False
+        return [(str(i), 0) for i in reply]
+    rows = [(str(i), int(score)) for i, score in reply]
+    if len(rows) < s.batch:
+        s.more = False
+        return rows
+    bottom = rows[-1][1]
+    whole = [r for r in rows if r[1] > bottom]
+    if whole:
+        s.top = bottom
+        s.batch = min(s.batch * 4, 1000)
+    elif s.batch < MAX_TIES:
+        s.batch = min(s.batch * 4, MAX_TIES)
+    else:  # more jobs of one millisecond than any dispatch makes: take these, go below
+        s.top, whole = bottom - 1, rows
+    return whole
 
 
-def _entry(s: _Stream, job_id: str, score: float, f: Any, match: _Match) -> _Entry:
+def _entry(s: _Stream, job_id: str, score: int, f: Any, match: _Match) -> _Entry:
     """An index entry with its record's fields: listed only where the record exists, says
-    the status this stream holds (else it is moving, or garbage) and matches."""
-    gone = isinstance(f, redis.ResponseError) or not f or f[0] is None
+    a status this index holds (else it is moving, or garbage) and matches."""
+    gone = isinstance(f, Exception) or not f or f[0] is None
     status = None if gone else _status(f[0])
-    if s.kind == "queued":
-        at = 0 if gone else _ms(f[2]) or _ms(f[3])
-        order = (score, job_id)
-    elif s.kind == "running":
-        at = 0 if gone else _ms(f[4])
-        order = (float(at), job_id)
-    else:
-        at, order = int(score), (score, job_id)
-    listed = status in s.statuses and match(status, None if gone else f[1], at)
-    return _Entry(job_id, order, at, listed)
+    at = (0 if gone else _ms(f[2])) if s.kind == "running" else score
+    held = s.kind == "created" or status in _GROUPS.get(s.kind, frozenset())
+    listed = not gone and held and match(status, f[1], at)
+    return _Entry(job_id, (at, tie(job_id)), listed)
 
 
 def _status(raw: str) -> Status | None:
@@ -335,32 +287,3 @@ def _ms(raw: Any) -> int:
         return int(raw)
     except (TypeError, ValueError):
         return 0
-
-
-# -- the cursor ---------------------------------------------------------------------------
-
-
-def _encode(
-    query: JobQuery, since_ms: int | None, streams: list[_Stream], before: dict[str, Any]
-) -> str:
-    positions: dict[str, Any] = dict(before)
-    for s in streams:
-        if not s.buffer and not s.more:
-            positions[s.name] = _DONE
-        elif s.pos is not None:
-            positions[s.name] = list(s.pos)
-    return cursor.seal(query, since_ms, {"p": positions})
-
-
-def _decode(query: JobQuery) -> tuple[int | None, dict[str, Any]]:
-    """The ``since`` time and the streams' positions a cursor carries (the query's own
-    ``since`` and none for the first page)."""
-    since, positions = cursor.unseal(query, _positions, "not a cursor of this listing")
-    return since, positions or {}
-
-
-def _positions(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        str(name): _DONE if p == _DONE else (float(p[0]), str(p[1]))
-        for name, p in data["p"].items()
-    }

@@ -28,6 +28,7 @@ NAMES = (
     "cron_fire",
     "mark",
     "recount",
+    "trim",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection

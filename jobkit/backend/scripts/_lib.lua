@@ -156,6 +156,19 @@ local function note_finished(base, now, ids)
   end
 end
 
+-- Every job goes in its queue's `created` index (see keys.py) as it is created, scored by
+-- that time: the listing's order that no status change moves, so paging while jobs move
+-- lists each job once. Its entry leaves with its record: purged, drained, or trimmed with
+-- the finished index once the record has expired. One ZADD per 500 jobs; pcall: an index
+-- key of another type (garbage) costs the listing its entries, never the dispatch.
+local function note_created(base, now, ids)
+  for i = 1, #ids, 500 do
+    local a = {'ZADD', base .. ':created'}
+    for j = i, math.min(i + 499, #ids) do a[#a + 1], a[#a + 2] = now, ids[j] end
+    redis.pcall(unpack(a))
+  end
+end
+
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
 local function end_cancelled(base, jk, id, ttl, now)
@@ -204,6 +217,7 @@ local function create_job(base, id, status, due, now, name, lane, params, priori
   else
     redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   end
+  if not placed then note_created(base, now, {id}) end
   redis.call('HSET', jk, 'name', name, 'lane', lane, 'params', params,
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)

@@ -1,5 +1,6 @@
 -- drain: delete every ready job of one queue (`jobkit queues purge`), in all its lanes.
--- KEYS[1]  base "{prefix:queue}"; its lanes set, queue, wake and job keys are built from it
+-- KEYS[1]  base "{prefix:queue}"; its lanes set, queue, wake, created and job keys are built
+--          from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     the queue's name
 -- Returns  how many jobs were deleted
@@ -23,6 +24,7 @@ for _, lane in ipairs(all) do
       if f and f[1] == 'queued' then
         event(base, id, f[2], 'queued', 'purged', f[3])
         redis.call('DEL', jk)
+        redis.pcall('ZREM', base .. ':created', id)
         deleted = deleted + 1
       end
     end

@@ -1,6 +1,6 @@
 -- enqueue: create one or many jobs of one class, queued now or scheduled for later.
--- KEYS[1]  base "{prefix:queue}"; job, queue, wake, seq, scheduled and lanes keys are built from
---          it (and the sched:wake channel, published to when a new earliest delayed job
+-- KEYS[1]  base "{prefix:queue}"; job, queue, wake, seq, scheduled, created and lanes keys
+--          are built from it (and the sched:wake channel, published to when a new earliest delayed job
 --          arrives)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
@@ -77,12 +77,15 @@ if not check then
     end
     add_ready(base, lane, ready)
   end
+  local ids = {}
   for i = 0, n - 1 do
     local id = ARGV[first + 2 * i]
+    ids[i + 1] = id
     create_job(base, id, status, due, now_s, name, lane, ARGV[first + 1 + 2 * i], priority,
       max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
     note_limits(id)
   end
+  if status == 'queued' then note_created(base, now_s, ids) end  -- `placed`: all at once
   if status == 'queued' then wake(base, lane, n) end
   out = status
 else

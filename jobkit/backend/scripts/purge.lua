@@ -1,5 +1,6 @@
 -- purge: delete dead jobs for good.
--- KEYS[1]  base "{prefix:queue}"; dead, job:<id>, corrupt:<id> and done:<id> are built from it
+-- KEYS[1]  base "{prefix:queue}"; dead, created, job:<id>, corrupt:<id> and done:<id> are
+--          built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     ids to purge; none given: every dead job
 -- Returns  number of jobs deleted
@@ -17,6 +18,7 @@ for _, id in ipairs(ids) do
   if f and f[1] == 'dead' then
     event(base, id, f[2], 'dead', 'purged', f[3])
     redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id))
+    redis.pcall('ZREM', base .. ':created', id)
     n = n + 1
   end
   redis.call('ZREM', dead, id)
