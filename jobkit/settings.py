@@ -52,7 +52,8 @@ REDIS_SCHEMES = (
     "rediss+cluster",
 )
 # Fields whose values are never quoted in an error message.
-_SECRET_FIELDS = frozenset({"redis_url", "history_url"})
+_SECRET_FIELDS = frozenset({"redis_url", "history_url", "api_token", "api_read_token"})
+_TOKEN_FIELDS = frozenset({"api_token", "api_read_token"})  # shown as *** whatever they hold
 
 
 class Settings(BaseModel):
@@ -161,11 +162,31 @@ class Settings(BaseModel):
         description="seconds an event read by an archiver may stay unarchived before "
         "another archiver takes it over (one that died)",
     )
+    api_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="the HTTP API's admin token (every read and write, as a bearer token); "
+        "with it or the read token set, every request needs one",
+    )
+    api_read_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="the HTTP API's read-only token (every read, no write)",
+    )
+    audit_maxlen: int = Field(
+        default=10_000,
+        ge=100,
+        le=10_000_000,
+        description="entries the audit log of writes through the HTTP API keeps, about",
+    )
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # repr() and str() show the URL masked: settings end up in logs and tracebacks.
         for name, value in super().__repr_args__():
-            yield name, redacted(value) if name in _SECRET_FIELDS and value else value
+            if name in _TOKEN_FIELDS and value:
+                yield name, "***"
+            else:
+                yield name, redacted(value) if name in _SECRET_FIELDS and value else value
 
     @field_validator("redis_url")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import orjson
 import pytest
 
+from jobkit.backend.batch import trim_finished
 from jobkit.backend.events import Events
 from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
@@ -135,7 +136,7 @@ def test_finished_entries_older_than_the_records_are_trimmed(env: Env) -> None:
     assert kept.cancel()
     shard = env.keys.shard("default")
     env.client.zadd(shard.finished, {"default:long-gone": 1000})
-    env.store.trim_finished(["default"], 3600, env.store.now_ms())
+    trim_finished(env.store, ["default"], 3600, env.store.now_ms())
     assert env.client.zrange(shard.finished, 0, -1) == [kept.id]
 
 

@@ -15,6 +15,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from jobkit.backend import scripts
+from jobkit.backend.batch import CANCEL_CODES
 from jobkit.backend.keys import Keys, fenced, queue_of, split_lane
 from jobkit.backend.leasing import Completion, Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
@@ -32,17 +33,7 @@ ENQUEUE_CHUNK = 200
 EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
-TRIM_BATCH = 5000  # index entries one trim call drops at most (Redis is not held long)
-TRIM_ROUNDS = 20  # calls per queue per chore at most: the rest waits for the next
-
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
-
-_CANCEL_CODES = {  # cancel.lua's replies
-    1: CancelOutcome.CANCELLED,
-    2: CancelOutcome.REQUESTED,
-    0: CancelOutcome.FINISHED,
-    -1: CancelOutcome.UNKNOWN,
-}
 
 
 class Store(Reads, Leasing):
@@ -119,7 +110,9 @@ class Store(Reads, Leasing):
         """
         if not calls:
             return []
-        return self._checked(calls, self._wire.pipeline(self._commands(calls)))
+        return self._checked(
+            calls, self._wire.pipeline(self._commands(calls), repeatable=_again(calls))
+        )
 
     def _checked(self, calls: Sequence[ScriptCall], results: list[Any]) -> list[Any]:
         """``results`` of ``calls``, with the calls Redis refused for want of the script
@@ -127,7 +120,8 @@ class Store(Reads, Leasing):
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             self.load_scripts()
-            again = self._wire.pipeline(self._commands([calls[i] for i in missing]))
+            retried = [calls[i] for i in missing]
+            again = self._wire.pipeline(self._commands(retried), repeatable=_again(retried))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
         return raise_errors(results)
@@ -316,7 +310,7 @@ class Store(Reads, Leasing):
 
     # -- one job by id ------------------------------------------------------------------
 
-    def _job_keys(self, job_id: str) -> list[str]:
+    def job_keys(self, job_id: str) -> list[str]:
         """KEYS of a script on one job: its shard's base and its hash. An id that names
         no queue raises :class:`JobNotFound`: no such job can exist."""
         try:
@@ -344,16 +338,17 @@ class Store(Reads, Leasing):
         action = "dead" if dead else "retry"
         args = (job_id, token, action, delay_ms, reason, error_json, ttl, error_type[:200],
                 error_message[:EVENT_MESSAGE])  # fmt: skip
-        return bool(self._run("fail", self._job_keys(job_id), args))
+        return bool(self._run("fail", self.job_keys(job_id), args))
 
     def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
         """Put a claimed job back in its queue, keeping its place."""
-        return bool(self._run("requeue", self._job_keys(job_id), (job_id, token, int(uncount))))
+        return bool(self._run("requeue", self.job_keys(job_id), (job_id, token, int(uncount))))
 
     def revive(self, job_id: str) -> bool:
-        """Send a dead job back to its queue; False if it is not dead. Raises
-        :class:`InvalidTransition` when its record has no valid lane or priority."""
-        raw = self._run("revive", self._job_keys(job_id), (job_id,))
+        """Send a dead job back to its queue with a fresh attempt budget, or a retrying one
+        back now; False if it is neither. Raises :class:`InvalidTransition` when its
+        record has no valid lane or priority."""
+        raw = self._run("revive", self.job_keys(job_id), (job_id,))
         if isinstance(raw, list):
             raise InvalidTransition(f"job {job_id} cannot be requeued: {raw[1]}")
         return bool(raw)
@@ -362,15 +357,15 @@ class Store(Reads, Leasing):
         """Withdraw a job that has not started, or ask the worker running it to stop it
         (see cancel.lua); a refusal says why."""
         try:
-            keys = self._job_keys(job_id)
+            keys = self.job_keys(job_id)
         except JobNotFound:
             return CancelOutcome.UNKNOWN
-        return _CANCEL_CODES[int(self._run("cancel", keys, (job_id, ttl)))]
+        return CANCEL_CODES[int(self._run("cancel", keys, (job_id, ttl)))]
 
     def end_cancelled(self, job_id: str, token: str, ttl: int) -> bool:
         """End the attempt under ``token`` of a job whose cancel was requested, after its
         child was killed; False if that attempt no longer holds the job."""
-        return bool(self._run("cancelled", self._job_keys(job_id), (job_id, token, ttl)))
+        return bool(self._run("cancelled", self.job_keys(job_id), (job_id, token, ttl)))
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         """Delete dead jobs for good: ``ids``, or every dead job of every queue."""
@@ -384,14 +379,7 @@ class Store(Reads, Leasing):
             calls = [("purge", [self.keys.shard(q).base], []) for q in self.queues()]
         return sum(int(n) for n in self._pipeline(calls))
 
-    def trim_finished(self, queues: Iterable[str], max_age: float, now_ms: int) -> None:
-        """Drop the index entries of jobs that ended over ``max_age`` seconds ago: their
-        records are gone (the workers' chores; ``jobkit jobs`` passes over any left)."""
-        oldest = now_ms - int(max_age * 1000)
-        pending = list(queues)
-        for _ in range(TRIM_ROUNDS):
-            calls = [("trim", [self.keys.shard(q).base], (oldest, TRIM_BATCH)) for q in pending]
-            dropped = self._pipeline(calls) if calls else []
-            pending = [q for q, n in zip(pending, dropped, strict=True) if int(n) >= TRIM_BATCH]
-            if not pending:
-                return
+
+def _again(calls: Sequence[ScriptCall]) -> bool:
+    """Whether ``calls`` may be sent again after a lost reply: only if every one may."""
+    return all(name in scripts.REPEATABLE for name, _, _ in calls)

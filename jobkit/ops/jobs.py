@@ -9,15 +9,18 @@ The live listing and the archived one take the same :class:`JobQuery` and give t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from typing import Any
 
-from jobkit import units
-from jobkit.archive.reads import archived_record, archived_rows
+from jobkit import registry, units
+from jobkit.archive.reads import archived_attempts, archived_record, archived_rows
+from jobkit.backend.events import Events
 from jobkit.backend.store import Store
-from jobkit.errors import InvalidQuery
-from jobkit.models import JobRecord, Status
+from jobkit.connection import get_settings, get_store
+from jobkit.errors import InvalidQuery, InvalidTransition, JobNotFound, UnknownJobError
+from jobkit.handle import JobHandle
+from jobkit.models import CancelOutcome, JobRecord, Source, Status
 from jobkit.ops import cursor
 from jobkit.ops.listing import LISTABLE, MAX_LIMIT, JobPage, JobQuery, Listed, list_jobs
 
@@ -25,12 +28,16 @@ ARCHIVE_KIND = "A"  # the archived listing's cursors (the live one's are "L")
 
 __all__ = [
     "archived_page",
+    "cancel_job",
+    "dispatch_job",
     "find_job",
+    "job_history",
     "list_page",
     "local_ms",
     "page_as_dict",
     "parse_since",
     "parse_statuses",
+    "retry_job",
 ]
 
 
@@ -118,3 +125,52 @@ def page_as_dict(page: JobPage) -> dict[str, Any]:
 def listed_at(ms: int) -> datetime | None:
     """The time a job is listed by (None for none known)."""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
+
+
+def job_history(store: Store, record: JobRecord) -> dict[str, Any]:
+    """What a job went through: ``{"history": [events]}`` from Redis's event stream for a
+    live job, ``{"attempts_archived": [...]}`` for one read from the archive."""
+    if record.source is Source.ARCHIVE:
+        return {"attempts_archived": [a.as_dict() for a in archived_attempts(record.id)]}
+    since = int(record.created_at.timestamp() * 1000) if record.created_at else None
+    return {"history": [e.as_dict() for e in Events(store).of_job(record.id, since_ms=since)]}
+
+
+def retry_job(store: Store, job_id: str) -> JobRecord:
+    """Send a dead job back to its queue with a fresh attempt budget, or a retrying one
+    back now (see revive.lua); the job as it is now. Raises :class:`JobNotFound` for an
+    unknown id and :class:`InvalidTransition` for a job in another state."""
+    if not store.revive(job_id):  # JobNotFound for an id that names no queue
+        rec = store.get(job_id)
+        if rec is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        raise InvalidTransition(
+            f"job {job_id} is {rec.status.value}: only dead or retrying jobs are retried"
+        )
+    rec = store.get(job_id)
+    if rec is None:  # purged in the instant since
+        raise JobNotFound(f"no job {job_id!r}")
+    return rec
+
+
+def cancel_job(store: Store, job_id: str) -> CancelOutcome:
+    """Withdraw a job not started, or have its worker stop a running one (see
+    :meth:`Store.cancel`); a refusal says why."""
+    return store.cancel(job_id, get_settings().result_ttl)
+
+
+def dispatch_job(
+    name: str,
+    params: dict[str, Any],
+    store: Store | None = None,
+    allowed: Collection[str] | None = None,
+    **options: Any,
+) -> JobHandle:
+    """Dispatch the job class registered as ``name`` (one of ``allowed``, if given) with
+    ``params`` and dispatch options (``queue``, ``priority``, ``delay``, ``at``,
+    ``job_id``). Raises :class:`UnknownJobError` for a name not registered (or not
+    allowed), and whatever :meth:`BaseJob.dispatch_params` refuses."""
+    if allowed is not None and name not in allowed:
+        raise UnknownJobError(f"no job named {name!r}")
+    cls = registry.lookup(name)
+    return cls.dispatch_params(params, store=store or get_store(), **options)

@@ -30,7 +30,8 @@ want, is passed over.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -162,6 +163,26 @@ class _Match:
 
 def list_jobs(store: Store, query: JobQuery) -> JobPage:
     """One page of jobs matching ``query``, newest first (see the module doc)."""
+    picked, next_cursor = _page(store, query)
+    records = store.get_many([e.job_id for e in picked])
+    jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
+    return JobPage(jobs, next_cursor)
+
+
+def id_pages(store: Store, query: JobQuery) -> Iterator[list[str]]:
+    """The ids of every job matching ``query``, a page (``query.limit``) at a time, in the
+    listing's order: what a bulk action walks, never holding more than a page."""
+    while True:
+        picked, next_cursor = _page(store, query)
+        if picked:
+            yield [e.job_id for e in picked]
+        if next_cursor is None:
+            return
+        query = replace(query, cursor=next_cursor)
+
+
+def _page(store: Store, query: JobQuery) -> tuple[list[_Entry], str | None]:
+    """The entries of one page and the cursor of the next (see the module doc)."""
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
     known = store.queues()
@@ -192,12 +213,10 @@ def list_jobs(store: Store, query: JobQuery) -> JobPage:
         last = entry.place
         if entry.listed:
             picked.append(entry)
-    records = store.get_many([e.job_id for e in picked])
-    jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
     done = all(not s.buffer and not s.more for s in streams)
     if done or last is None:
-        return JobPage(jobs, None)
-    return JobPage(jobs, cursor.seal(KIND, query, since_ms, last))
+        return picked, None
+    return picked, cursor.seal(KIND, query, since_ms, last)
 
 
 def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:

@@ -21,6 +21,7 @@ import orjson
 import redis
 
 from jobkit import registry
+from jobkit.backend.batch import trim_finished
 from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
 from jobkit.backend.workers import FAILED_OUTCOMES
@@ -159,7 +160,7 @@ class Chores:
         ttls = [cls.result_ttl or 0 for cls in registry.registered().values()]
         longest = max([self.sup.settings.result_ttl, *ttls])
         store = self.sup.store
-        store.trim_finished(self.sup.options.queues, longest, store.now_ms())
+        trim_finished(store, self.sup.options.queues, longest, store.now_ms())
 
     def _mark_started(self) -> None:
         """Tell Redis which attempts began since the last tick (the children's slots show

@@ -1,0 +1,56 @@
+"""Workers as an operator sees them (``jobkit workers``, ``GET /workers``): the live
+registry, each supervisor with its children and what they run now, and what a worker
+has done, read from the event streams, also after it stopped."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobkit.backend.events import Event, Events
+from jobkit.backend.workers import ChildInfo, CurrentJob, WorkerInfo, WorkerRegistry
+
+if TYPE_CHECKING:
+    from jobkit.backend.store import Store
+
+__all__ = [
+    "ChildInfo",
+    "CurrentJob",
+    "WorkerInfo",
+    "live_workers",
+    "prune_workers",
+    "worker_jobs",
+    "worker_view",
+]
+
+
+def live_workers(store: Store) -> list[WorkerInfo]:
+    """Every live worker with its children, most recently seen first; a job a beat names
+    is shown running only while its record says so, and the done / failed counts move
+    as jobs end (see :mod:`jobkit.backend.workers`)."""
+    return WorkerRegistry(store).live()
+
+
+def prune_workers(store: Store, default_heartbeat: float) -> list[str]:
+    """Drop every worker that missed two beats now; the names dropped."""
+    return WorkerRegistry(store).prune(default_heartbeat)
+
+
+def worker_jobs(store: Store, name: str, limit: int = 20) -> list[Event]:
+    """The last ``limit`` attempts worker ``name`` ended, newest first, as far as the
+    events go (also after it stopped)."""
+    return Events(store).of_worker(name, limit)
+
+
+def worker_view(store: Store, name: str, limit: int = 20) -> dict[str, Any] | None:
+    """One worker: ``{"name", "live", "jobs"}``, ``live`` its registry entry (None once it
+    stopped) and ``jobs`` its last attempts; None when neither the registry nor the
+    events know the name."""
+    live = next((w for w in live_workers(store) if w.name == name), None)
+    jobs = worker_jobs(store, name, limit)
+    if live is None and not jobs:
+        return None
+    return {
+        "name": name,
+        "live": None if live is None else live.as_dict(),
+        "jobs": [e.as_dict() for e in jobs],
+    }
