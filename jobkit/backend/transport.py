@@ -40,6 +40,10 @@ from redis.sentinel import Sentinel
 from jobkit.errors import ConfigurationError
 from jobkit.settings import REDIS_SCHEMES
 
+# What Redis out of reach raises (a refused connection, a reply that never came): the
+# layers above the store answer it as "unavailable" (a 503 over HTTP) without naming redis.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
 
 class Mode(str, Enum):
     """The deployment a Redis URL names."""

@@ -9,6 +9,8 @@
 - :mod:`~jobkit.cli.dead`: ``dead list / show / retry / purge``
 - :mod:`~jobkit.cli.scheduler`: ``scheduler``, ``schedules``
 - :mod:`~jobkit.cli.archiver`: ``archiver`` (the history archive)
+- :mod:`~jobkit.cli.serve`: ``serve`` (the HTTP API)
+- :mod:`~jobkit.cli.audit`: ``audit`` (the log of writes through the API)
 - :mod:`~jobkit.cli.embedded`: ``redis start / stop / status``
 
 :mod:`~jobkit.cli.common` holds what they share. A module adds commands to its own
@@ -21,6 +23,7 @@ import typer
 
 from jobkit.cli import (
     archiver,
+    audit,
     common,
     dead,
     embedded,
@@ -29,6 +32,7 @@ from jobkit.cli import (
     listing,
     queues,
     scheduler,
+    serve,
     worker,
     workers,
 )
@@ -38,7 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, jobs, listing, scheduler, archiver):
+for _area in (worker, info, jobs, listing, scheduler, archiver, serve, audit):
     app.add_typer(_area.app)
 app.add_typer(workers.app, name="workers")
 app.add_typer(queues.app, name="queues")

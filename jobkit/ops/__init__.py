@@ -1,2 +1,19 @@
-"""The query layer the CLI and the HTTP API share, so neither re-implements the other:
-:mod:`~jobkit.ops.jobs` finds and lists jobs, live in Redis or in the history archive."""
+"""The one query and command layer under the CLI and the HTTP API, so neither
+re-implements the other, and neither reads Redis's keys itself:
+
+- :mod:`~jobkit.ops.jobs`: one job (find, history, retry, cancel, dispatch) and pages of
+  jobs, live or archived; :mod:`~jobkit.ops.listing` and :mod:`~jobkit.ops.cursor` the
+  listing itself
+- :mod:`~jobkit.ops.overview`, :mod:`~jobkit.ops.queues`, :mod:`~jobkit.ops.stats`: queues
+  at a glance, pause / resume / purge, the fleet's figures
+- :mod:`~jobkit.ops.workers`: live workers and what each has done
+- :mod:`~jobkit.ops.dead`: dead letters
+- :mod:`~jobkit.ops.schedules`: cron schedules, pause / resume / run now
+- :mod:`~jobkit.ops.bulk`: retry, cancel or purge every job matching a filter
+- :mod:`~jobkit.ops.audit`: the log of every write through the API
+- :mod:`~jobkit.ops.metrics`: the fleet for Prometheus
+"""
+
+from jobkit.backend.transport import UNAVAILABLE
+
+__all__ = ["UNAVAILABLE"]
