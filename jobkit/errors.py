@@ -12,6 +12,7 @@
     ├── PayloadTooLarge           params or a result over JOBKIT_MAX_PAYLOAD bytes
     ├── JobNotFound               an id that Redis does not know
     ├── UnknownQueue              a queue no job was sent to and no worker serves
+    ├── UnknownSchedule           a schedule key no loaded job class declares
     ├── JobTimeout                JobHandle.result() waited longer than asked
     ├── JobFailed                 JobHandle.result() on a dead or cancelled job
     ├── InvalidTransition         e.g. retrying a job that is not dead
@@ -85,6 +86,11 @@ class JobNotFound(JobkitError):
 class UnknownQueue(JobkitError, ValueError):
     """A queue named in an operation (pause, resume, purge) that the queue registry does
     not hold: no job was ever sent to it and no worker serves it."""
+
+
+class UnknownSchedule(JobkitError, ValueError):
+    """A cron schedule named in an operation (pause, resume, run now) by a key that no
+    schedule of the loaded job classes has."""
 
 
 class InvalidQuery(JobkitError, ValueError):

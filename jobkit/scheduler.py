@@ -23,7 +23,7 @@ from datetime import datetime
 
 import redis
 
-from jobkit.backend.schedules import FireResult, ScheduleStore, WakeListener
+from jobkit.backend.schedules import FireResult, ScheduleStore, SlotOutcome, WakeListener
 from jobkit.backend.store import Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan, plan
@@ -204,14 +204,17 @@ class Scheduler:
 
     def _report(self, b: BoundSchedule, r: FireResult, now: float) -> None:
         when = datetime.fromtimestamp(r.slot, b.cron.zone).isoformat()
-        if r.code == 1:
+        if r.code is SlotOutcome.FIRED:
             late = now - r.slot
             kind = "catch-up " if late > b.cron.grace else ""
             log.info("schedule %s: fired %sslot %s as %s", b.key, kind, when, r.job_id)
-        elif r.code == 0:
+        elif r.code is SlotOutcome.PAUSED:  # only the scheduler that moved the cursor hears this
+            log.info("schedule %s: paused, slot %s skipped", b.key, when)
+        elif r.code is SlotOutcome.HANDLED:
             log.debug(
-                "schedule %s: slot %s already handled (%s)", b.key, when, r.detail or "job expired"
-            )
+                "schedule %s: slot %s already handled (%s)",
+                b.key, when, r.detail or "no job: expired, or skipped",
+            )  # fmt: skip
         else:  # Redis time is behind ours (failover to a host with another clock): retry
             self.next_at[b.key] = min(self.next_at[b.key], float(r.slot))
             log.warning(

@@ -211,3 +211,52 @@ def test_a_job_whose_hand_back_reply_is_lost_is_never_run_by_the_child(
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: LoseReply) -> None:
+    from jobkit.ops.schedules import find_schedule, run_schedule_now
+    from jobkit.schedule import collect
+    from tests import sched_jobs
+
+    bound = find_schedule(collect([sched_jobs.TickSkip]), "tests.sched_jobs.TickSkip#eu")
+    env.store.load_scripts()
+    env.store.register_queues([sched_jobs.CRON_QUEUE])  # so the reply lost is the script's
+    worker = _other_store(env)
+    claimed: list[Claimed] = []
+    # it runs, a worker claims the job, the reply is lost: sent again, it finds the job
+    lose_reply(lambda: claimed.extend(worker.claim("w1", 30_000, 1, [[sched_jobs.CRON_QUEUE]])))
+
+    job_id = run_schedule_now(env.store, bound)
+
+    assert [c.id for c in claimed] == [job_id]
+    shard = env.keys.shard(sched_jobs.CRON_QUEUE)
+    state = env.client.hgetall(shard.schedule(bound.key))
+    assert (state["runs_now"], state["last_job"]) == ("1", job_id)
+    assert env.client.hget(env.keys.job(job_id), "status") == "running"  # not reset
+    assert env.client.zcard(env.keys.queue(sched_jobs.CRON_QUEUE)) == 0
+    assert env.client.zcard(shard.running) == 1
+
+
+def test_a_resent_pause_or_resume_changes_the_schedule_once(
+    env: Env, lose_reply: LoseReply
+) -> None:
+    from jobkit.ops.schedules import find_schedule, pause_schedule, resume_schedule
+    from jobkit.schedule import collect
+    from tests import sched_jobs
+
+    bound = find_schedule(collect([sched_jobs.TickOnce]), "tests.sched_jobs.TickOnce")
+    key = env.keys.shard(sched_jobs.CRON_QUEUE).schedule(bound.key)
+    env.store.load_scripts()
+    lose_reply()
+    pause_schedule(env.store, bound)  # paused, reply lost, sent again: found paused
+    paused = env.client.hget(key, "paused")
+    assert paused is not None
+    assert pause_schedule(env.store, bound) is False
+    assert env.client.hget(key, "paused") == paused  # since the first pause
+    lose_reply()
+    resume_schedule(env.store, bound)
+    assert env.client.hget(key, "paused") is None
+    resumed = env.client.hget(key, "resumed_at")
+    assert resumed is not None and int(resumed) >= int(paused)
+    assert resume_schedule(env.store, bound) is False
+    assert env.client.hget(key, "resumed_at") == resumed

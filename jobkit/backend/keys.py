@@ -54,7 +54,10 @@ per queue: ``{p:q}:…``          type    holds
                                         what ``jobkit archiver`` has read and archived
 ``schedule:<key>``              hash    one cron schedule of a job class of this queue:
                                         cursor (last handled slot), last and next fire
-                                        times, last job id, fired / skipped counts
+                                        times, last job id, fired / skipped counts;
+                                        ``paused`` (ms) while paused, ``resumed_at`` (ms)
+                                        of the last resume (no slot due before it
+                                        fires), ``runs_now`` (jobs run by hand)
 ``sched:wake``                  pubsub  channel: a delayed job due before any other of
                                         the queue was added (not a key; no data)
 ==============================  ======  ==============================================

@@ -3,10 +3,13 @@ command of the scheduler is issued here, on top of a :class:`~jobkit.backend.sto
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from enum import IntEnum
+from typing import Any
 
+import orjson
 from redis.client import PubSub
 from redis.cluster import RedisCluster
 
@@ -16,14 +19,23 @@ from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
 
 
+class SlotOutcome(IntEnum):
+    """What cron_fire did with one slot (its reply's codes: see its header)."""
+
+    FIRED = 1  # its job was enqueued
+    PAUSED = 2  # skipped: it fell due while the schedule was paused
+    HANDLED = 0  # already handled, by this scheduler or another
+    NOT_DUE = -1  # not due yet by Redis time
+
+
 @dataclass(frozen=True, slots=True)
 class FireResult:
     """What the cron_fire script did with one slot."""
 
     slot: int
     job_id: str
-    code: int  # 1 enqueued, 0 already handled, -1 not due yet by Redis time
-    detail: str  # 'queued', the existing job's status, or ms to wait
+    code: SlotOutcome
+    detail: str  # 'queued', 'paused', the existing job's status, or ms to wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,14 @@ class ScheduleState:
     next_slot: int | None
     fired: int
     skipped: int
+    paused_at: float | None  # set while paused (cron_pause.lua)
+    resumed_at: float | None  # the last resume: no slot due before it fires
+    runs_now: int  # jobs enqueued by run-now (cron_run.lua)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the schedule is paused: due slots are skipped, not enqueued."""
+        return self.paused_at is not None
 
     @classmethod
     def from_hash(cls, key: str, h: dict[str, str]) -> ScheduleState:
@@ -45,17 +65,70 @@ class ScheduleState:
             raw = h.get(field)
             return int(raw) if raw else None
 
-        fired_ms = num("last_fired_at")
+        def seconds(field: str) -> float | None:
+            ms = num(field)
+            return None if ms is None else ms / 1000
+
         return cls(
             key=key,
             cursor=num("cursor"),
             last_slot=num("last_slot"),
             last_job=h.get("last_job") or None,
-            last_fired_at=None if fired_ms is None else fired_ms / 1000,
+            last_fired_at=seconds("last_fired_at"),
             next_slot=num("next_slot"),
             fired=num("fired") or 0,
             skipped=num("skipped") or 0,
+            paused_at=seconds("paused"),
+            resumed_at=seconds("resumed_at"),
+            runs_now=num("runs_now") or 0,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LastJob:
+    """What a schedule's last job's record says of it (None fields: not recorded)."""
+
+    status: str
+    reason: str | None  # why it is dead (exception, timeout, ...)
+    error: str | None  # its last error's type and message, cut short
+    finished_at: float | None  # epoch seconds
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[str | None]) -> LastJob | None:
+        status, reason, error, finished = fields
+        if not status:
+            return None
+        return cls(status, reason or None, _error_line(error), _ms(finished))
+
+
+def _ms(raw: str | None) -> float | None:
+    try:
+        return int(raw or "") / 1000
+    except ValueError:
+        return None
+
+
+ERROR_CHARS = 200
+
+
+def _error_line(raw: str | None) -> str | None:
+    """``Type: message`` of a job's recorded error (JSON; the traceback left out)."""
+    if not raw:
+        return None
+    try:
+        error = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:ERROR_CHARS]
+    if not isinstance(error, dict):
+        return str(error)[:ERROR_CHARS]
+    line = ": ".join(str(error[k]) for k in ("type", "message") if error.get(k))
+    return line[:ERROR_CHARS] or None
+
+
+def run_now_id(bound: BoundSchedule) -> str:
+    """A fresh id for a run-now job of ``bound``: its slots' form with ``now-<128 random
+    bits>`` for the slot, so it never takes a slot's id (all digits) nor another run's."""
+    return f"{bound.job.queue}:cron:{bound.key}:now-{os.urandom(16).hex()}"
 
 
 class WakeListener:
@@ -184,11 +257,37 @@ class ScheduleStore:
         out = []
         for (bound, _, plan), raw in zip(items, self.store.run_scripts(calls), strict=True):
             results = [
-                FireResult(slot, bound.job_id(slot), int(code), str(detail))
+                FireResult(slot, bound.job_id(slot), SlotOutcome(int(code)), str(detail))
                 for slot, code, detail in zip(plan.fire, raw[1::2], raw[2::2], strict=False)
             ]
             out.append((bool(raw[0]), results))
         return out
+
+    def _call(self, bound: BoundSchedule) -> list[str]:
+        """The keys of a script about ``bound``: its queue's shard, then its hash."""
+        return [self.keys.shard(bound.job.queue).base, self._key(bound)]
+
+    def pause(self, bound: BoundSchedule) -> bool:
+        """Pause ``bound``: its due slots are skipped (the cursor moves past them) until
+        it is resumed; False if it was paused already."""
+        return bool(self.store.run_script("cron_pause", self._call(bound), ("pause",)))
+
+    def resume(self, bound: BoundSchedule) -> bool:
+        """Resume ``bound``: its next slot fires, none of the pause's; False if it was
+        not paused."""
+        return bool(self.store.run_script("cron_pause", self._call(bound), ("resume",)))
+
+    def run_now(self, bound: BoundSchedule, job: NewJob) -> str:
+        """Enqueue ``bound``'s job now, outside its slots, under a fresh id (see
+        :func:`run_now_id`), and record it as the schedule's last run; ``job`` carries
+        its fields (its own id goes unused). The id of the job created."""
+        job_id = run_now_id(bound)
+        args: list[Any] = [bound.key, job_id]
+        args.extend((job.name, job.lane, job.params_json, job.priority,
+                     job.max_attempts, job.timeout, job.result_ttl, job.limits))  # fmt: skip
+        # a reply saying the id exists is this call's own, sent again after a lost reply
+        self.store.run_script("cron_run", self._call(bound), args)
+        return job_id
 
     def states(self, schedules: Sequence[BoundSchedule]) -> list[ScheduleState]:
         """The stored state of each schedule (empty fields for one never run)."""
@@ -198,11 +297,16 @@ class ScheduleStore:
         replies = pipe.execute()
         return [ScheduleState.from_hash(b.key, h) for b, h in zip(schedules, replies, strict=True)]
 
-    def job_statuses(self, ids: Sequence[str]) -> list[str | None]:
-        """The status of each job id (None where the hash is gone)."""
-        known = [i for i in ids if queue_of(i) is not None]
+    def last_jobs(self, ids: Sequence[str | None]) -> list[LastJob | None]:
+        """What the record of each job id says (None where there is no id, or its record
+        is gone: a finished job's expires after its result_ttl)."""
+        known = [i for i in ids if i and queue_of(i) is not None]
         pipe = self.store.redis.pipeline(transaction=False)
         for job_id in known:
-            pipe.hget(self.keys.job(job_id), "status")
-        found = dict(zip(known, pipe.execute() if known else [], strict=True))
-        return [cast(str | None, found.get(i)) for i in ids]
+            pipe.hmget(self.keys.job(job_id), "status", "reason", "error", "finished_at")
+        replies = pipe.execute(raise_on_error=False) if known else []
+        found = {
+            job_id: LastJob.from_fields(reply) if isinstance(reply, list) else None
+            for job_id, reply in zip(known, replies, strict=True)
+        }
+        return [found.get(i) if i else None for i in ids]

@@ -26,6 +26,8 @@ NAMES = (
     "pause",
     "drain",
     "cron_fire",
+    "cron_pause",
+    "cron_run",
     "mark",
     "recount",
     "trim",
@@ -37,7 +39,8 @@ NAMES = (
 # other script may be sent again, because running it twice has the effect of running it
 # once: each one's header says how (an id that exists is not created again, a claim
 # answers with what the same request leased, a fencing token says the outcome is recorded
-# already, ...). tests/test_resend.py runs them twice against these claims.
+# already, a pause or resume found done is left so, a run-now finds the job it created,
+# ...). tests/test_resend.py runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
