@@ -12,7 +12,7 @@
 local sk, action = KEYS[2], ARGV[1]
 expect_types(sk, 'hash')
 if action == 'pause' then
-  if redis.call('HEXISTS', sk, 'paused') == 1 then return 0 end
+  if redis.call('HGET', sk, 'paused') then return 0 end
   redis.call('HSET', sk, 'paused', now_ms())
   return 1
 end
