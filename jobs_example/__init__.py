@@ -1,7 +1,9 @@
 """Example jobs: run a worker with `jobkit worker -A jobs_example -q high,default,low`.
 
-Every job the example API (`jobs_example.web`) dispatches is defined here, so that command
-registers it; this module does not import FastAPI, so a worker needs no web stack.
+Every job the example apps dispatch is registered by that one `-A jobs_example`: the
+classes below (for `jobs_example.web`), and the modules imported at the end, one per
+example app (`reliable`, `flask_app`, `tasks`, `pg_system`; see docs/examples.md). None
+of them imports a web framework, so a worker needs no web stack.
 """
 
 from __future__ import annotations
@@ -131,3 +133,7 @@ class Heartbeat(BaseJob):
 
     def perform(self) -> str:
         return "alive"
+
+
+# Each example app's jobs, registered with these (they import nothing from here).
+from jobs_example import flask_jobs, pg_jobs, reliable_jobs, tasks_jobs  # noqa: E402, F401
