@@ -232,6 +232,9 @@ def test_unknown_keys_and_missing_modules_are_one_line_errors(env: Env) -> None:
         assert line.startswith("error: unknown schedule 'tests.sched_jobs.Nope' (schedules: ")
         assert ONCE in line
     assert env.client.dbsize() == 0  # nothing written for them
+    # the modules may also be given before the subcommand
+    before = run_cli("schedules", "-A", APP, "pause", ONCE, url=env.url)
+    assert before.returncode == 0 and before.stdout.strip() == f"schedule {ONCE} paused"
     no_app = run_cli("schedules", "pause", ONCE, url=env.url)
     assert no_app.returncode == 2 and "-A" in no_app.stderr
     with pytest.raises(UnknownSchedule, match="unknown schedule 'x'"):
