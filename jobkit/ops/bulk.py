@@ -164,7 +164,7 @@ def _run(
         tracker.write(action_id, {"state": "failed", "error": str(exc)[:500],
                                   "finished_ms": store.now_ms()})  # fmt: skip
         return
-    tracker.write(action_id, {"state": "done", "finished_ms": store.now_ms()})
     record(store, role, f"bulk {request.action.value} done", request.describe(), done,
            f"id {action_id}, {failed} refused", client)  # fmt: skip
+    tracker.write(action_id, {"state": "done", "finished_ms": store.now_ms()})
     log.info("bulk %s %s: %d done, %d failed", request.action, action_id, done, failed)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from jobkit import registry
+from jobkit import names, registry
 from jobkit.backend.store import Store
 from jobkit.connection import describe_failure
 from jobkit.models import Status
@@ -92,6 +92,9 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
     def queue_write(name: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:
         q = Queues(store_of())
         action = request.url.path.rsplit("/", 1)[-1]
+        names.queue(name)  # a name outside the alphabet: 422
+        if name not in store_of().queues():  # a name in the path: not found
+            raise HTTPException(404, f"no queue {name!r}")
         if action == "purge":
             deleted = q.purge(name)
             audit(request, role, "purge queue", name, deleted)
