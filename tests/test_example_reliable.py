@@ -185,7 +185,6 @@ def test_a_job_stuck_on_its_second_attempt_fails_without_a_third(service: Servic
     assert view == {"job_id": job_id, "status": "failed", "result": None, "attempts": 2}
 
 
-@pytest.mark.slow
 def test_a_worker_killed_mid_job_loses_nothing(service: Service) -> None:
     """No job is lost if a worker dies mid-processing: SIGKILL the worker running it
     (supervisor and children); the job stays processing until its lease T lapses, then
