@@ -43,6 +43,7 @@ from jobkit.settings import REDIS_SCHEMES
 # What Redis out of reach raises (a refused connection, a reply that never came): the
 # layers above the store answer it as "unavailable" (a 503 over HTTP) without naming redis.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+RedisError = redis.RedisError  # anything Redis refused or failed at, UNAVAILABLE included
 
 
 class Mode(str, Enum):

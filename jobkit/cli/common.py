@@ -7,13 +7,13 @@ import sys
 from typing import Annotated, Any
 
 import orjson
-import redis
 import typer
 
 from jobkit.connection import configure, describe_failure, get_settings
 from jobkit.errors import JobkitError
 from jobkit.logs import LogFormat
 from jobkit.logs import setup_logging as setup_logging  # every command logs the same way
+from jobkit.ops import RedisError
 
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
@@ -111,10 +111,10 @@ def run(app: typer.Typer) -> None:
     """Run ``app``: jobkit errors and Redis failures print plainly and exit 2."""
     try:
         app()
-    except (JobkitError, redis.RedisError) as exc:
+    except (JobkitError, RedisError) as exc:
         # markup off: messages quote text such as "[SSL: CERTIFICATE_VERIFY_FAILED]"; no
         # wrapping: a URL in it stays whole
-        message = describe_failure(exc) if isinstance(exc, redis.RedisError) else str(exc)
+        message = describe_failure(exc) if isinstance(exc, RedisError) else str(exc)
         console.print(
             f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True
         )

@@ -18,7 +18,7 @@ from jobkit.cli.common import (
 )
 from jobkit.cli.jobs import job
 from jobkit.connection import get_store
-from jobkit.errors import JobkitError
+from jobkit.ops.dead import dead_jobs, purge_dead, retry_dead
 
 app = typer.Typer(help="Inspect, retry and purge dead-lettered jobs.", no_args_is_help=True)
 
@@ -32,8 +32,7 @@ def dead_list(
 ) -> None:
     """Dead-lettered jobs, newest first."""
     connect(redis_url, prefix)
-    store = get_store()
-    records = [r for r in store.get_many(store.dead_ids(limit)) if r is not None]
+    records = dead_jobs(get_store(), limit)
     if as_json:
         print_json([r.as_dict() for r in records])
         return
@@ -67,20 +66,14 @@ def dead_retry(
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:
-    """Send dead jobs back to their queues with a fresh attempt budget."""
+    """Send dead jobs back to their queues with a fresh attempt budget (exit code 1 if
+    any could not be: not dead, unknown, or its record cannot be queued)."""
     connect(redis_url, prefix)
-    store = get_store()
-    ids = store.dead_ids(limit=10**9) if all_ else list(job_ids or [])
-    if not ids:
+    if not job_ids and not all_:
         raise typer.BadParameter("give job ids or --all")
-    revived = 0
-    for job_id in ids:
-        try:
-            revived += store.revive(job_id)
-        except JobkitError as exc:
-            console.print(f"error: {exc}", style="red")
-    console.print(f"requeued {revived} of {len(ids)} job(s)")
-    if revived < len(ids):
+    revived, asked = retry_dead(get_store(), None if all_ else list(job_ids or []))
+    console.print(f"requeued {revived} of {asked} job(s)")
+    if revived < asked:
         raise typer.Exit(1)
 
 
@@ -95,5 +88,5 @@ def dead_purge(
     connect(redis_url, prefix)
     if not job_ids and not all_:
         raise typer.BadParameter("give job ids or --all")
-    purged = get_store().purge([] if all_ else list(job_ids or []))
+    purged = purge_dead(get_store(), None if all_ else list(job_ids or []))
     console.print(f"purged {purged} dead job(s)")

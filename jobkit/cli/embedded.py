@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from jobkit.backend.embedded import embedded_running, ensure_embedded, stop_embedded
 from jobkit.cli.common import console, setup_logging
 from jobkit.connection import get_settings
+from jobkit.ops.embedded import embedded_running, ensure_embedded, stop_embedded
 
 app = typer.Typer(help="The embedded Redis of this project folder.", no_args_is_help=True)
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from jobkit.archive.reads import ArchivedAttempt, archived_attempts
-from jobkit.backend.events import Event, Events
 from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
-from jobkit.connection import get_settings, get_store
+from jobkit.connection import get_store
 from jobkit.models import CancelOutcome, JobRecord, Source
-from jobkit.ops.jobs import find_job
+from jobkit.ops.jobs import (
+    ArchivedAttempt,
+    Event,
+    attempts_of,
+    cancel_job,
+    events_of,
+    find_job,
+)
 
 app = typer.Typer()
 
@@ -54,10 +59,9 @@ def job(
             console.print(f"job {job_id}: unknown")
         raise typer.Exit(1)
     if rec.source is Source.ARCHIVE:
-        _show_archived(rec, archived_attempts(job_id), as_json)
+        _show_archived(rec, attempts_of(rec), as_json)
         return
-    since = int(rec.created_at.timestamp() * 1000) if rec.created_at else None
-    history = Events(store).of_job(job_id, since_ms=since)
+    history = events_of(store, rec)
     if as_json:
         print_json({**rec.as_dict(), "history": [e.as_dict() for e in history]})
         return
@@ -109,7 +113,7 @@ def cancel(job_ids: list[str], redis_url: RedisUrl = None, prefix: Prefix = None
     store = get_store()
     refused = 0
     for job_id in job_ids:
-        outcome = store.cancel(job_id, get_settings().result_ttl)
+        outcome = cancel_job(store, job_id)
         refused += not outcome
         console.print(f"job {job_id}: {_said(outcome, job_id)}")
     if refused:

@@ -7,8 +7,6 @@ from datetime import datetime
 
 import typer
 
-from jobkit.backend.events import Events
-from jobkit.backend.workers import CurrentJob, WorkerInfo, WorkerRegistry
 from jobkit.cli.common import (
     AsJson,
     Prefix,
@@ -20,6 +18,7 @@ from jobkit.cli.common import (
     print_json,
 )
 from jobkit.connection import get_settings, get_store
+from jobkit.ops.workers import CurrentJob, WorkerInfo, live_workers, prune_workers, worker_jobs
 
 app = typer.Typer(
     help="Live workers: where they run, what they run now, what they have done.",
@@ -99,7 +98,7 @@ def workers(
     if ctx.invoked_subcommand is not None:
         return
     connect(redis_url, prefix)
-    rows = WorkerRegistry(get_store()).live()
+    rows = live_workers(get_store())
     if as_json:
         print_json([w.as_dict() for w in rows])
         return
@@ -111,7 +110,7 @@ def prune(redis_url: RedisUrl = None, prefix: Prefix = None) -> None:
     """Remove workers that missed two heartbeats now, rather than when their entries
     expire (their jobs are requeued as any dead worker's, when the leases lapse)."""
     connect(redis_url, prefix)
-    pruned = WorkerRegistry(get_store()).prune(get_settings().heartbeat)
+    pruned = prune_workers(get_store(), get_settings().heartbeat)
     console.print(f"pruned {len(pruned)} stale worker(s)" + (": " if pruned else ""))
     for name in pruned:
         console.print(f"  {name}")
@@ -128,7 +127,7 @@ def show(
     """The last jobs worker NAME ran (id, class, outcome, duration, when), newest first;
     also after it stopped, for as long as the events are kept (JOBKIT_EVENTS_MAX_AGE)."""
     connect(redis_url, prefix)
-    done = Events(get_store()).of_worker(name, limit)
+    done = worker_jobs(get_store(), name, limit)
     if as_json:
         print_json([e.as_dict() for e in done])
         return

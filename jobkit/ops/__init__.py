@@ -14,6 +14,7 @@ re-implements the other, and neither reads Redis's keys itself:
 - :mod:`~jobkit.ops.metrics`: the fleet for Prometheus
 """
 
-from jobkit.backend.transport import UNAVAILABLE
+from jobkit.backend.store import Store
+from jobkit.backend.transport import UNAVAILABLE, RedisError
 
-__all__ = ["UNAVAILABLE"]
+__all__ = ["UNAVAILABLE", "RedisError", "Store"]

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from jobkit import registry, units
-from jobkit.archive.reads import archived_attempts, archived_record, archived_rows
-from jobkit.backend.events import Events
+from jobkit.archive.reads import ArchivedAttempt, archived_attempts, archived_record, archived_rows
+from jobkit.backend.events import Event, Events
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import InvalidQuery, InvalidTransition, JobNotFound, UnknownJobError
@@ -27,9 +27,13 @@ from jobkit.ops.listing import LISTABLE, MAX_LIMIT, JobPage, JobQuery, Listed, l
 ARCHIVE_KIND = "A"  # the archived listing's cursors (the live one's are "L")
 
 __all__ = [
+    "ArchivedAttempt",
+    "Event",
     "archived_page",
+    "attempts_of",
     "cancel_job",
     "dispatch_job",
+    "events_of",
     "find_job",
     "job_history",
     "list_page",
@@ -127,13 +131,23 @@ def listed_at(ms: int) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
 
 
+def events_of(store: Store, record: JobRecord) -> list[Event]:
+    """Every state change of a job Redis holds, oldest first, as far as the events go."""
+    since = int(record.created_at.timestamp() * 1000) if record.created_at else None
+    return Events(store).of_job(record.id, since_ms=since)
+
+
+def attempts_of(record: JobRecord) -> list[ArchivedAttempt]:
+    """The archived attempts of a job (empty without an archive)."""
+    return archived_attempts(record.id)
+
+
 def job_history(store: Store, record: JobRecord) -> dict[str, Any]:
     """What a job went through: ``{"history": [events]}`` from Redis's event stream for a
     live job, ``{"attempts_archived": [...]}`` for one read from the archive."""
     if record.source is Source.ARCHIVE:
-        return {"attempts_archived": [a.as_dict() for a in archived_attempts(record.id)]}
-    since = int(record.created_at.timestamp() * 1000) if record.created_at else None
-    return {"history": [e.as_dict() for e in Events(store).of_job(record.id, since_ms=since)]}
+        return {"attempts_archived": [a.as_dict() for a in attempts_of(record)]}
+    return {"history": [e.as_dict() for e in events_of(store, record)]}
 
 
 def retry_job(store: Store, job_id: str) -> JobRecord:

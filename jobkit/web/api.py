@@ -40,11 +40,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from jobkit.backend.store import Store
 from jobkit.connection import get_store
 from jobkit.job import BaseJob
 from jobkit.models import CancelOutcome, Status
-from jobkit.ops import bulk
+from jobkit.ops import Store, bulk
 from jobkit.ops.audit import record
 from jobkit.ops.jobs import (
     cancel_job,

@@ -12,10 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from jobkit import names, registry
-from jobkit.backend.store import Store
 from jobkit.connection import describe_failure
 from jobkit.models import Status
-from jobkit.ops import UNAVAILABLE
+from jobkit.ops import UNAVAILABLE, Store
 from jobkit.ops.audit import audit_entries
 from jobkit.ops.dead import dead_jobs
 from jobkit.ops.jobs import retry_job
