@@ -26,7 +26,7 @@ from jobkit.cli.common import (
 from jobkit.schedule import BoundSchedule, collect
 
 if TYPE_CHECKING:
-    from jobkit.backend.store import Store
+    from jobkit.ops import Store
 
 app = typer.Typer()
 schedules_app = typer.Typer(
