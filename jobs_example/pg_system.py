@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
+import redis
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,6 +125,12 @@ class CreateJob(BaseModel):
 async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
     """A refused request: its 4xx, and why, as FastAPI says it (``{"detail": ...}``)."""
     return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+@app.exception_handler(redis.RedisError)
+async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    """Redis out of reach: nothing was stored; the client may try again."""
+    return JSONResponse({"detail": "the job store cannot be reached"}, status_code=503)
 
 
 def _create(body: bytes) -> dict[str, str]:

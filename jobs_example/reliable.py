@@ -22,6 +22,7 @@ import sys
 import uuid
 from typing import Any
 
+import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 import jobkit
 from jobkit.backend.keys import job_id as jobkit_id
+from jobkit.errors import HistoryUnavailable
 from jobs_example import launch
 from jobs_example.refusals import BadInput, dispatch, parse
 from jobs_example.reliable_jobs import QUEUE, ProcessPayload
@@ -62,6 +64,19 @@ class CreateJob(BaseModel):
 async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
     """A refused request: its 4xx, and why, as FastAPI says it (``{"detail": ...}``)."""
     return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+@app.exception_handler(redis.RedisError)
+async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    """Redis out of reach: nothing was stored; the client may try again."""
+    return JSONResponse({"detail": "the job store cannot be reached"}, status_code=503)
+
+
+@app.exception_handler(HistoryUnavailable)
+async def history_down(request: Request, exc: HistoryUnavailable) -> JSONResponse:
+    """An id Redis does not hold is looked up in the history archive, when one is
+    configured (``JOBKIT_HISTORY_URL``); it could not be read."""
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 def _create(body: bytes) -> dict[str, str]:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -153,6 +154,12 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
     """A refused payload: 422 (413 when too large), nothing written."""
     return _errors(exc.status, exc.detail)
+
+
+@app.exception_handler(redis.RedisError)
+async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    """Redis out of reach: nothing was stored; the client may try again."""
+    return _errors(503, "the job store cannot be reached")
 
 
 @app.exception_handler(RequestValidationError)

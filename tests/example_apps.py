@@ -215,12 +215,18 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def stop_launcher(apps: Apps, launcher: subprocess.Popen[bytes], timeout: float = 40) -> None:
-    """SIGTERM the launcher as a service manager would, and check it exits 0 with every
-    process it started gone."""
+def stop_launcher(
+    apps: Apps, launcher: subprocess.Popen[bytes], *, ctrl_c: bool = False, timeout: float = 40
+) -> None:
+    """Stop the launcher as a service manager would (SIGTERM to it alone) or, with
+    ``ctrl_c``, as a terminal's Ctrl-C does (SIGINT to its whole process group), and
+    check it exits 0 with every process it started gone."""
     children = descendants(launcher.pid)
     assert children, f"the launcher started nothing:\n{apps.logs()}"
-    launcher.send_signal(signal.SIGTERM)
+    if ctrl_c:
+        os.killpg(launcher.pid, signal.SIGINT)
+    else:
+        launcher.send_signal(signal.SIGTERM)
     try:
         code = launcher.wait(timeout)
     except subprocess.TimeoutExpired:

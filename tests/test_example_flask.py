@@ -150,7 +150,7 @@ def test_the_documented_command_serves_the_documented_curl_lines(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """``python -m jobs_example.flask_app`` as docs/examples.md writes it starts Flask
-    and the gpu worker; its curl lines work as written; SIGTERM stops it all."""
+    and the gpu worker; its curl lines work as written; a Ctrl-C stops it all."""
     url = redis_url(redis_server, LAUNCHER_DB)
     redis.Redis.from_url(url).flushdb()
     port = free_port()
@@ -171,6 +171,6 @@ def test_the_documented_command_serves_the_documented_curl_lines(
 
         view = poll(done, apps, what="the documented job to end")
         assert view["status"] == "succeeded" and view["result"]["model"] == "churn", view
-        stop_launcher(apps, launcher)
+        stop_launcher(apps, launcher, ctrl_c=True)
     finally:
         apps.stop()
