@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import typer
-
 from jobkit.cli import (
     archiver,
     audit,
@@ -36,8 +34,9 @@ from jobkit.cli import (
     worker,
     workers,
 )
+from jobkit.cli.common import typer_app
 
-app = typer.Typer(
+app = typer_app(
     help="jobkit: typed, reliable background jobs on Redis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -7,9 +7,17 @@ from typing import Annotated
 
 import typer
 
-from jobkit.cli.common import LogFormatOption, LogLevel, Prefix, RedisUrl, console, setup_logging
+from jobkit.cli.common import (
+    LogFormatOption,
+    LogLevel,
+    Prefix,
+    RedisUrl,
+    console,
+    setup_logging,
+    typer_app,
+)
 
-app = typer.Typer()
+app = typer_app()
 
 
 @app.command()

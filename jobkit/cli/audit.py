@@ -6,11 +6,20 @@ from typing import Annotated
 
 import typer
 
-from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.cli.common import (
+    AsJson,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    print_json,
+    typer_app,
+)
 from jobkit.connection import get_store
 from jobkit.ops.audit import audit_entries
 
-app = typer.Typer()
+app = typer_app()
 
 
 @app.command()

@@ -15,6 +15,13 @@ from jobkit.logs import LogFormat
 from jobkit.logs import setup_logging as setup_logging  # every command logs the same way
 from jobkit.ops import RedisError
 
+
+def typer_app(**options: Any) -> typer.Typer:
+    """A command group as every jobkit command is made: help text is plain (no markup: it
+    quotes names and ids), and a docstring's lines are joined and wrapped to the terminal."""
+    return typer.Typer(rich_markup_mode=None, **options)
+
+
 RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="overrides JOBKIT_REDIS_URL")]
 Prefix = Annotated[str | None, typer.Option("--prefix", help="key prefix (JOBKIT_PREFIX)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

@@ -15,12 +15,13 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    typer_app,
 )
 from jobkit.cli.jobs import job
 from jobkit.connection import get_store
 from jobkit.ops.dead import dead_jobs, purge_dead, retry_dead
 
-app = typer.Typer(help="Inspect, retry and purge dead-lettered jobs.", no_args_is_help=True)
+app = typer_app(help="Inspect, retry and purge dead-lettered jobs.", no_args_is_help=True)
 
 JobIds = Annotated[list[str] | None, typer.Argument()]
 AllDead = Annotated[bool, typer.Option("--all", help="every dead job")]

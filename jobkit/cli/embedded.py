@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
-from jobkit.cli.common import console, setup_logging
+from jobkit.cli.common import console, setup_logging, typer_app
 from jobkit.connection import get_settings
 from jobkit.ops.embedded import embedded_running, ensure_embedded, stop_embedded
 
-app = typer.Typer(help="The embedded Redis of this project folder.", no_args_is_help=True)
+app = typer_app(help="The embedded Redis of this project folder.", no_args_is_help=True)
 
 
 @app.command("start")

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
-
-from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.cli.common import (
+    AsJson,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    print_json,
+    typer_app,
+)
 from jobkit.connection import get_store
 from jobkit.ops.overview import QueueView, overview
 
-app = typer.Typer()
+app = typer_app()
 
 
 def _n(value: int | None) -> str:

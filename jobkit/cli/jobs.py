@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.cli.common import (
+    AsJson,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    print_json,
+    typer_app,
+)
 from jobkit.connection import get_store
 from jobkit.models import CancelOutcome, JobRecord, Source
 from jobkit.ops.jobs import (
@@ -16,7 +25,7 @@ from jobkit.ops.jobs import (
     find_job,
 )
 
-app = typer.Typer()
+app = typer_app()
 
 
 def show_record(rec: JobRecord, as_json: bool, *, header: bool = True) -> None:

@@ -16,6 +16,7 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    typer_app,
 )
 from jobkit.connection import get_store
 from jobkit.ops.jobs import (
@@ -28,7 +29,7 @@ from jobkit.ops.jobs import (
 )
 from jobkit.ops.listing import DEFAULT_LIMIT, LISTABLE, MAX_LIMIT, JobPage, JobQuery
 
-app = typer.Typer()
+app = typer_app()
 
 Statuses = Annotated[
     str | None,

@@ -6,13 +6,20 @@ from typing import Annotated
 
 import typer
 
-from jobkit.cli.common import AsJson, Prefix, RedisUrl, Table, connect, console, print_json
+from jobkit.cli.common import (
+    AsJson,
+    Prefix,
+    RedisUrl,
+    Table,
+    connect,
+    console,
+    print_json,
+    typer_app,
+)
 from jobkit.connection import get_store
 from jobkit.ops.queues import Queues
 
-app = typer.Typer(
-    help="Queues: sizes and state; pause, resume, purge.", invoke_without_command=True
-)
+app = typer_app(help="Queues: sizes and state; pause, resume, purge.", invoke_without_command=True)
 
 Queue = Annotated[str, typer.Argument(help="the queue's name")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]

@@ -22,14 +22,15 @@ from jobkit.cli.common import (
     id_column,
     print_json,
     setup_logging,
+    typer_app,
 )
 from jobkit.schedule import BoundSchedule, collect
 
 if TYPE_CHECKING:
     from jobkit.ops import Store
 
-app = typer.Typer()
-schedules_app = typer.Typer(
+app = typer_app()
+schedules_app = typer_app(
     help="Cron schedules: next and last runs; pause, resume, run now.",
     invoke_without_command=True,
 )

@@ -8,10 +8,18 @@ from typing import Annotated
 
 import typer
 
-from jobkit.cli.common import LogFormatOption, LogLevel, Prefix, RedisUrl, console, setup_logging
+from jobkit.cli.common import (
+    LogFormatOption,
+    LogLevel,
+    Prefix,
+    RedisUrl,
+    console,
+    setup_logging,
+    typer_app,
+)
 from jobkit.errors import ConfigurationError
 
-app = typer.Typer()
+app = typer_app()
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 

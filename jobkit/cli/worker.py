@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from jobkit import names, registry, units
-from jobkit.cli.common import LogFormatOption, Prefix, RedisUrl, setup_logging
+from jobkit.cli.common import LogFormatOption, Prefix, RedisUrl, setup_logging, typer_app
 from jobkit.connection import configure, get_settings
 from jobkit.errors import InvalidName
 
-app = typer.Typer()
+app = typer_app()
 
 
 QUEUES_HINT = "'-q' / '--queues'"

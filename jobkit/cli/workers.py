@@ -16,11 +16,12 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    typer_app,
 )
 from jobkit.connection import get_settings, get_store
 from jobkit.ops.workers import CurrentJob, WorkerInfo, live_workers, prune_workers, worker_jobs
 
-app = typer.Typer(
+app = typer_app(
     help="Live workers: where they run, what they run now, what they have done.",
     invoke_without_command=True,
 )
