@@ -19,14 +19,15 @@ import sys
 
 import redis
 from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, NotFound, UnsupportedMediaType
 
 import jobkit
 from jobkit.backend.keys import queue_of
-from jobkit.errors import HistoryUnavailable
+from jobkit.errors import HistoryUnavailable, JobkitError, PayloadTooLarge
 from jobs_example import launch
 from jobs_example.flask_jobs import QUEUE, TAGS, RetrainModel
-from jobs_example.refusals import BadInput, dispatch, json_object
+from jobs_example.refusals import BadInput, dispatch, errors_of, json_object
 
 log = logging.getLogger("jobs_example.flask_app")
 
@@ -80,10 +81,21 @@ def bad_input(exc: BadInput) -> tuple[Response, int]:
     return _error(exc.status, "refused", exc.detail)
 
 
-@app.errorhandler(HistoryUnavailable)
-def history_down(exc: HistoryUnavailable) -> tuple[Response, int]:
-    """The history archive (``JOBKIT_HISTORY_URL``, when set) could not be read."""
-    return _error(503, "history unavailable", str(exc))
+@app.errorhandler(ValidationError)
+def invalid(exc: ValidationError) -> tuple[Response, int]:
+    """A pydantic refusal that did not come through :func:`dispatch`: still a 422."""
+    return _error(422, "refused", errors_of(exc))
+
+
+@app.errorhandler(JobkitError)
+def jobkit_refused(exc: JobkitError) -> tuple[Response, int]:
+    """jobkit's errors: the history archive (``JOBKIT_HISTORY_URL``, when set) out of
+    reach is a 503, params over the size limit a 413, any other refusal a 422."""
+    if isinstance(exc, HistoryUnavailable):
+        return _error(503, "history unavailable", str(exc))
+    if isinstance(exc, PayloadTooLarge):
+        return _error(413, "refused", str(exc))
+    return _error(422, "refused", str(exc))
 
 
 @app.errorhandler(redis.RedisError)

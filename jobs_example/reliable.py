@@ -33,7 +33,7 @@ from jobkit.backend.keys import job_id as jobkit_id
 from jobkit.errors import HistoryUnavailable
 from jobs_example import launch
 from jobs_example.refusals import BadInput, dispatch, parse
-from jobs_example.reliable_jobs import QUEUE, ProcessPayload
+from jobs_example.reliable_jobs import MAX_WORK_SECONDS, QUEUE, ProcessPayload
 
 # jobkit's statuses in the exercise's words
 STATUSES = {
@@ -46,8 +46,24 @@ STATUSES = {
     jobkit.Status.CANCELLED: "failed",
 }
 DEFAULT_T = 10.0  # the exercise's "stuck in processing longer than T seconds"
-# the simulated work of each job, in seconds (the exercise: "sleep is fine")
-WORK_SECONDS = float(os.environ.get("RELIABLE_WORK_SECONDS", "1.0"))
+
+
+def _work_seconds() -> float:
+    """The simulated work of each job (the exercise: "sleep is fine"), checked at start:
+    a value the job's params refuse would make every POST a 422."""
+    raw = os.environ.get("RELIABLE_WORK_SECONDS", "1.0")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WORK_SECONDS:
+        raise RuntimeError(
+            f"RELIABLE_WORK_SECONDS must be seconds from 0 to {MAX_WORK_SECONDS:g}, not {raw!r}"
+        )
+    return seconds
+
+
+WORK_SECONDS = _work_seconds()
 
 app = FastAPI(title="reliable queue (jobkit example)")
 

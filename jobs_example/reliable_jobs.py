@@ -29,6 +29,7 @@ from jobkit import BaseJob, Retry
 
 QUEUE = "reliable"
 MAX_ATTEMPTS = 2
+MAX_WORK_SECONDS = 30.0
 
 
 class ProcessPayload(BaseJob):
@@ -44,7 +45,7 @@ class ProcessPayload(BaseJob):
         model_config = ConfigDict(extra="forbid")
 
         payload: dict[str, Any]
-        seconds: float = Field(default=1.0, ge=0, le=30)
+        seconds: float = Field(default=1.0, ge=0, le=MAX_WORK_SECONDS)
 
     params: Params  # BaseJob types it BaseModel: narrowed for the reads below
 

@@ -209,10 +209,10 @@ def test_the_documented_command_starts_each_queue_with_its_workers(
         keys = Keys(PREFIX)
 
         def registered() -> dict[str, int] | None:
-            found = {}
+            found: dict[str, int] = {}
             for name in client.zrange(keys.workers, 0, -1):
-                worker = client.hgetall(keys.worker(name))
-                found[worker.get("queues", "")] = int(worker.get("concurrency", 0))
+                worker = client.hgetall(keys.worker(str(name)))
+                found[str(worker.get("queues", ""))] = int(worker.get("concurrency", 0))
             return found if len(found) == len(QUEUES) else None
 
         workers = poll(registered, apps, what="a worker per queue")
