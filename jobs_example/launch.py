@@ -80,6 +80,7 @@ class Launcher:
         self.procs: list[tuple[Service, subprocess.Popen[bytes]]] = []
         self.stop_signal: int | None = None
         self._print = threading.Lock()
+        self._readers: list[threading.Thread] = []
 
     def say(self, text: str) -> None:
         """A line of the launcher's own, never torn by a child's line."""
@@ -117,9 +118,11 @@ class Launcher:
             )
             self.procs.append((service, proc))
             assert proc.stdout is not None
-            threading.Thread(
+            reader = threading.Thread(
                 target=self._copy, args=(service.name, proc.stdout), daemon=True
-            ).start()
+            )
+            reader.start()
+            self._readers.append(reader)
 
     def _alive(self) -> list[tuple[Service, subprocess.Popen[bytes]]]:
         return [(s, p) for s, p in self.procs if p.poll() is None]
@@ -149,6 +152,8 @@ class Launcher:
         self._kill_all()
         for _, proc in self.procs:
             proc.wait()
+        for reader in self._readers:  # their last lines before the launcher's own
+            reader.join(timeout=2)
 
     def run(self, ready: tuple[str, int], banner: str) -> int:
         """Start everything, print ``banner`` once the app answers on ``ready`` (host,

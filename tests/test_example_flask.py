@@ -46,6 +46,8 @@ class Service:
     client: redis.Redis
 
     def finished(self, job: str) -> dict[str, Any]:
+        """Poll ``GET /task/<job>`` until the job has ended; its last answer."""
+
         def terminal() -> dict[str, Any] | None:
             view: dict[str, Any] = httpx.get(f"{self.base}/task/{job}", timeout=10).json()
             return view if view["status"] in TERMINAL else None
@@ -58,6 +60,7 @@ class Service:
 def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
+    """The app and its jobkit processes, shared by the module's tests; killed at its end."""
     url = redis_url(redis_server, DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()

@@ -53,6 +53,7 @@ class Service:
     engine: Engine
 
     def create(self, body: dict[str, Any]) -> str:
+        """``POST /create-jobs/`` with ``body``; the job id of its document-shaped answer."""
         response = httpx.post(f"{self.base}/create-jobs/", json=body, timeout=10)
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -61,9 +62,12 @@ class Service:
         return job_id
 
     def status(self, job_id: str) -> httpx.Response:
+        """``GET /job-status/{job_id}``."""
         return httpx.get(f"{self.base}/job-status/{job_id}", timeout=10)
 
     def finished(self, job_id: str) -> dict[str, Any]:
+        """Poll ``GET /job-status`` until the job is completed or failed."""
+
         def terminal() -> dict[str, Any] | None:
             view: dict[str, Any] = self.status(job_id).json()
             return view if view["status"] in TERMINAL else None
@@ -72,10 +76,12 @@ class Service:
         return result
 
     def scalar(self, sql: str, **params: Any) -> Any:
+        """The first column of the first row of ``sql``, in PostgreSQL."""
         with self.engine.connect() as conn:
             return conn.execute(text(sql), params).scalar()
 
     def archived(self, job_id: str, status: str) -> None:
+        """Wait until the archiver has written the job with ``status``."""
         sql = "SELECT count(*) FROM jobkit_jobs WHERE id = :id AND status = :status"
         poll(lambda: self.scalar(sql, id=job_id, status=status), self.apps, what="the archive")
 
@@ -93,6 +99,7 @@ def service(
     postgres_server: PostgresServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
+    """The app and its jobkit processes, shared by the module's tests; killed at its end."""
     url = redis_url(redis_server, DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()

@@ -57,9 +57,11 @@ class Service:
     workers: list[Any] = field(default_factory=list)
 
     def get(self, job_id: str) -> httpx.Response:
+        """``GET /jobs/{job_id}``."""
         return httpx.get(f"http://127.0.0.1:{self.port}/jobs/{job_id}", timeout=10)
 
     def post(self, content: bytes | str) -> httpx.Response:
+        """``POST /jobs`` with ``content`` as the JSON body."""
         headers = {"Content-Type": "application/json"}
         return httpx.post(
             f"http://127.0.0.1:{self.port}/jobs", content=content, headers=headers, timeout=30
@@ -94,6 +96,7 @@ class Service:
 def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
+    """The app and its jobkit processes, shared by the module's tests; killed at its end."""
     url = redis_url(redis_server, DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()

@@ -41,6 +41,7 @@ VIEW_KEYS = {
 
 
 def fibonacci(n: int) -> int:
+    """The n-th Fibonacci number, to check the job's."""
     a, b = 0, 1
     for _ in range(n):
         a, b = b, a + b
@@ -56,6 +57,7 @@ class Service:
     client: redis.Redis
 
     def create(self, queue_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/jobs`` (201 expected); the created job."""
         body = {"job": {"queue_id": queue_id, "payload": payload}}
         response = httpx.post(f"{self.base}/api/jobs", json=body, timeout=10)
         assert response.status_code == 201, response.text
@@ -63,6 +65,8 @@ class Service:
         return data
 
     def finished(self, job_id: str) -> dict[str, Any]:
+        """Poll ``GET /api/jobs/{id}`` until the job has ended."""
+
         def terminal() -> dict[str, Any] | None:
             view: dict[str, Any] = httpx.get(f"{self.base}/api/jobs/{job_id}").json()["data"]
             return view if view["status"] in TERMINAL else None
@@ -75,6 +79,7 @@ class Service:
 def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
+    """The app and its jobkit processes, shared by the module's tests; killed at its end."""
     url = redis_url(redis_server, DB)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
