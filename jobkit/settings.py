@@ -188,6 +188,18 @@ class Settings(BaseModel):
             else:
                 yield name, redacted(value) if name in _SECRET_FIELDS and value else value
 
+    @field_validator("api_token", "api_read_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, token: Any) -> Any:
+        # compose files pass ${JOBKIT_API_TOKEN:-}: an empty variable means no token
+        return None if isinstance(token, str) and not token.strip() else token
+
+    @model_validator(mode="after")
+    def _two_roles(self) -> Settings:
+        if self.api_token is not None and self.api_token == self.api_read_token:
+            raise ValueError("JOBKIT_API_TOKEN and JOBKIT_API_READ_TOKEN must differ")
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _usable_url(cls, url: str | None) -> str | None:

@@ -1,12 +1,16 @@
-"""A small web app that dispatches the example jobs (defined in `jobs_example`, so the
-documented worker command, `jobkit worker -A jobs_example`, runs them).
+"""jobkit's API mounted in an app of your own (FastAPI): ``jobkit.http.router()`` for
+every jobkit route, and a route of the app's own that dispatches with
+``jobkit.http.dispatch_request`` (its refusals answer as the router's do: a 4xx with a JSON
+body). The jobs are defined in `jobs_example`, so the documented worker command,
+`jobkit worker -A jobs_example`, runs them.
 
     uvicorn jobs_example.web:app --port 8000
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
          -d '{"payload": {"x": 1}}'                      # -> {"job_id": "...", ...}
     curl localhost:8000/jobs/<job_id>                    # queued -> running -> succeeded
-    curl -X POST localhost:8000/jobs/jobs_example.Add -d '{"a": 1, "b": 2}' \\
-         -H 'content-type: application/json'
+
+For the reliable-queue exercise's own contract (UUIDs, ``done``), see
+``jobs_example.reliable``; for the whole API with roles and an audit log, ``jobkit serve``.
 """
 
 from __future__ import annotations
