@@ -143,31 +143,27 @@ local function notify_done(base, id, ttl)
   if redis.call('EXISTS', waiter_key(base, id)) == 1 then push_done(base, id, ttl) end
 end
 
--- Jobs that just ended succeeded or cancelled go in their queue's `finished` index (see
--- keys.py), scored by the time they ended, so `jobkit jobs` finds them without a SCAN;
--- the workers' chores drop entries older than the records kept. One ZADD per 500 jobs
--- (a whole batch of complete.lua in one). pcall: an index key of another type (garbage)
--- costs the listing its entries, never the transition.
-local function note_finished(base, now, ids)
+-- Add ids to one of the listing's indexes (see keys.py), all scored `now`: one ZADD per
+-- 500 jobs (a whole batch of complete.lua in one). pcall: an index key of another type
+-- (garbage) costs the listing its entries, never the transition.
+local function note_in(index, now, ids)
   for i = 1, #ids, 500 do
-    local a = {'ZADD', base .. ':finished'}
+    local a = {'ZADD', index}
     for j = i, math.min(i + 499, #ids) do a[#a + 1], a[#a + 2] = now, ids[j] end
     redis.pcall(unpack(a))
   end
 end
 
--- Every job goes in its queue's `created` index (see keys.py) as it is created, scored by
--- that time: the listing's order that no status change moves, so paging while jobs move
--- lists each job once. Its entry leaves with its record: purged, drained, or trimmed with
--- the finished index once the record has expired. One ZADD per 500 jobs; pcall: an index
--- key of another type (garbage) costs the listing its entries, never the dispatch.
-local function note_created(base, now, ids)
-  for i = 1, #ids, 500 do
-    local a = {'ZADD', base .. ':created'}
-    for j = i, math.min(i + 499, #ids) do a[#a + 1], a[#a + 2] = now, ids[j] end
-    redis.pcall(unpack(a))
-  end
-end
+-- Jobs that just ended succeeded or cancelled go in their queue's `finished` index,
+-- scored by the time they ended, so `jobkit jobs` finds them without a SCAN; the workers'
+-- chores drop entries older than the records kept (trim.lua).
+local function note_finished(base, now, ids) note_in(base .. ':finished', now, ids) end
+
+-- Every job goes in its queue's `created` index as it is created, scored by that time:
+-- the listing's order that no status change moves, so paging while jobs move lists each
+-- job once. Its entry leaves with its record: purged, drained, or trimmed with the
+-- finished index once the record has expired.
+local function note_created(base, now, ids) note_in(base .. ':created', now, ids) end
 
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
