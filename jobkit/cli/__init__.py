@@ -4,6 +4,7 @@
 - :mod:`~jobkit.cli.jobs`: ``job``, ``cancel``
 - :mod:`~jobkit.cli.listing`: ``jobs`` (any state, paged)
 - :mod:`~jobkit.cli.info`: ``info``
+- :mod:`~jobkit.cli.top`: ``top`` (``info`` redrawn in place, with the workers)
 - :mod:`~jobkit.cli.workers`: ``workers``, ``workers prune``
 - :mod:`~jobkit.cli.queues`: ``queues``, ``queues pause / resume / purge``
 - :mod:`~jobkit.cli.dead`: ``dead list / show / retry / purge``
@@ -31,6 +32,7 @@ from jobkit.cli import (
     queues,
     scheduler,
     serve,
+    top,
     worker,
     workers,
 )
@@ -41,7 +43,7 @@ app = typer_app(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, jobs, listing, scheduler, archiver, serve, audit):
+for _area in (worker, info, top, jobs, listing, scheduler, archiver, serve, audit):
     app.add_typer(_area.app)
 app.add_typer(workers.app, name="workers")
 app.add_typer(queues.app, name="queues")

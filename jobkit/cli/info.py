@@ -4,7 +4,9 @@ archive's lag; totals."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from jobkit.cli.common import (
     AsJson,
@@ -21,8 +23,19 @@ from jobkit.ops.overview import QueueView, overview
 
 app = typer_app()
 
+# shared with jobkit top, which is this overview redrawn
+Interval = Annotated[
+    float,
+    typer.Option("--interval", "-d", min=0.5, help="seconds between two reads (0.5 at least)"),
+]
+Iterations = Annotated[
+    int | None,
+    typer.Option("--iterations", "-n", min=1, help="draw this many frames, then exit"),
+]
 
-def _n(value: int | None) -> str:
+
+def number(value: int | None) -> str:
+    """A count as a table shows it: "?" where its key was unreadable."""
     return "?" if value is None else str(value)
 
 
@@ -30,13 +43,15 @@ def _rate(rates: dict[str, float]) -> str:
     return " / ".join(f"{rates[w]:g}" for w in ("1m", "5m", "15m"))
 
 
-def _lag(events: int | None, lost: bool) -> str:
+def lag(events: int | None, lost: bool) -> str:
+    """The archive's lag as a table shows it: "-" where no archiver reads the queue."""
     if events is None:
         return "-"
     return f"{events} (some lost)" if lost else str(events)
 
 
-def _waited(seconds: float | None) -> str:
+def waited(seconds: float | None) -> str:
+    """How long the next job waited, in the unit that reads best."""
     if seconds is None:
         return "-"
     if seconds < 120:
@@ -45,12 +60,31 @@ def _waited(seconds: float | None) -> str:
 
 
 @app.command()
-def info(redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False) -> None:
+def info(
+    redis_url: RedisUrl = None,
+    prefix: Prefix = None,
+    as_json: AsJson = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="redraw every --interval seconds, as jobkit top")
+    ] = False,
+    interval: Interval = 2.0,
+    iterations: Iterations = None,
+) -> None:
     """Per queue: ready, running, scheduled, retrying and dead jobs, how long the job next
     in line has waited, jobs done and failed per minute over the last 1/5/15 minutes
     (from the events kept), the workers serving it, and the history archive's lag (events
     jobkit archiver has not archived yet; "-" where no archiver reads the queue); then
-    totals for the fleet."""
+    totals for the fleet. With --watch: jobkit top, redrawn until Ctrl-C or q."""
+    if watch:
+        if as_json:
+            raise typer.BadParameter("prints once: leave out --watch", param_hint="--json")
+        # imported here: jobkit top builds on this module's formatting
+        from jobkit.cli.top import watch as watch_view
+
+        watch_view(redis_url, prefix, interval, iterations)
+        return
+    if iterations is not None:
+        raise typer.BadParameter("draws frames with --watch only", param_hint="--iterations")
     connect(redis_url, prefix)
     store = get_store()
     seen = overview(store)
@@ -79,16 +113,17 @@ def _table(views: list[QueueView], fleet: dict[str, Any]) -> object:
     for v in views:
         table.add_row(
             v.queue + (" (paused)" if v.paused else ""),
-            _n(v.ready), _n(v.running), _n(v.scheduled), _n(v.retrying), _n(v.dead),
-            _waited(v.next_waited_s), _rate(v.per_minute["done"]),
-            _rate(v.per_minute["failed"]), str(len(v.workers)), _lag(v.archive_lag, v.archive_lost),
+            number(v.ready), number(v.running), number(v.scheduled), number(v.retrying),
+            number(v.dead),
+            waited(v.next_waited_s), _rate(v.per_minute["done"]),
+            _rate(v.per_minute["failed"]), str(len(v.workers)), lag(v.archive_lag, v.archive_lost),
         )  # fmt: skip
     rates = fleet["per_minute"] or {"done": {}, "failed": {}}
     table.add_row(
-        "all", str(fleet["ready"]), _n(fleet["running"]), str(fleet["scheduled"]),
-        str(fleet["retrying"]), _n(fleet["dead"]), "",
+        "all", str(fleet["ready"]), number(fleet["running"]), str(fleet["scheduled"]),
+        str(fleet["retrying"]), number(fleet["dead"]), "",
         _rate(rates["done"]) if rates.get("done") else "",
         _rate(rates["failed"]) if rates.get("failed") else "", str(fleet["workers"]),
-        _lag(fleet["archive_lag"], False), style="bold",
+        lag(fleet["archive_lag"], False), style="bold",
     )  # fmt: skip
     return table
