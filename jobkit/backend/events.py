@@ -28,6 +28,10 @@ BATCH = 1000  # entries read per round trip
 # an attempt that ended: what a worker "has done"
 ENDINGS = frozenset({"succeeded", "retrying", "dead", "cancelled"})
 WINDOWS = (60, 300, 900)  # seconds: the rates' 1, 5 and 15 minutes
+# an attempt that left `running` for its queue without failing: handed back unstarted by
+# its worker (prefetched ahead), requeued by a worker shutting down, or leased and never
+# begun (reap.lua)
+NOT_FAILED = frozenset({"handed_back", "requeued", "unstarted"})
 
 
 class Event(NamedTuple):
@@ -150,6 +154,18 @@ class Events:
             else:
                 low = "(" + last
 
+    def between(
+        self,
+        queue: str,
+        start: str | None = None,
+        end: str | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> Iterator[Event]:
+        """The events of one queue between the stream ids ``start`` and ``end`` (both
+        included; ``(`` before an id excludes it; None: no bound), read lazily in batches."""
+        return self._stream(queue, newest_first, start, end)
+
     def of_job(self, job_id: str, since_ms: int | None = None) -> list[Event]:
         """Every event of one job, oldest first, from ``since_ms`` (its creation) on."""
         queue = job_id.partition(":")[0]
@@ -210,7 +226,7 @@ class Rates:
         hits = tuple(1 if age <= w else 0 for w in WINDOWS)
         if event.to_status == "succeeded":
             self.done = _add(self.done, hits)
-        elif event.to_status != "cancelled" and event.reason != "unstarted":
+        elif failed(event):
             self.failed = _add(self.failed, hits)
 
     def per_minute(self) -> dict[str, dict[str, float]]:
@@ -223,6 +239,16 @@ class Rates:
             }
             for kind, counts in (("done", self.done), ("failed", self.failed))
         }
+
+
+def failed(event: Event) -> bool:
+    """Whether an event ends an attempt that failed: it left `running` for anything but
+    success or a cancel, and not as a hand-back (:data:`NOT_FAILED`)."""
+    return (
+        event.ended_attempt
+        and event.to_status not in ("succeeded", "cancelled")
+        and event.reason not in NOT_FAILED
+    )
 
 
 def _add(a: tuple[int, int, int], b: tuple[int, ...]) -> tuple[int, int, int]:

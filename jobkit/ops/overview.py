@@ -10,6 +10,7 @@ reader, so a cluster is asked per master as one node is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,14 @@ class Overview:
     counts: Counts
 
 
-def overview(store: Store) -> Overview:
-    """Every queue at a glance (see the module doc)."""
+PerMinute = Callable[[str], dict[str, dict[str, float]]]
+
+
+def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
+    """Every queue at a glance (see the module doc). ``per_minute(queue)`` gives a queue's
+    rates where the caller keeps them already (the dashboard's
+    :class:`~jobkit.ops.throughput.Throughput`); without it they are read from the last
+    15 minutes of events."""
     lanes = store.known_lanes()
     sizes = store.queue_sizes(lanes)
     counts = store.counts()
@@ -73,7 +80,9 @@ def overview(store: Store) -> Overview:
     now_ms = store.now_ms()
     heads = queue_heads(store, lanes)
     split = _retrying(store, queues)
-    rates = Events(store).rates(now_ms, queues)
+    if per_minute is None:
+        rates = Events(store).rates(now_ms, queues)
+        per_minute = lambda queue: rates.get(queue, Rates()).per_minute()  # noqa: E731
     lag = ArchiveFeed(store, "info").lag(queues)
     problems: list[str] = []
     try:
@@ -99,7 +108,7 @@ def overview(store: Store) -> Overview:
                 dead=state.dead,
                 paused=state.paused,
                 next_waited_s=None if oldest is None else max(0.0, (now_ms - oldest) / 1000),
-                per_minute=rates.get(state.queue, Rates()).per_minute(),
+                per_minute=per_minute(state.queue),
                 workers=sorted(serving.get(state.queue, [])),
                 archive_lag=lag[state.queue].behind if state.queue in lag else None,
                 archive_lost=state.queue in lag and lag[state.queue].lost,

@@ -18,6 +18,7 @@ __all__ = [
     "WorkerInfo",
     "live_workers",
     "prune_workers",
+    "recent_workers",
     "worker_jobs",
     "worker_view",
 ]
@@ -54,3 +55,13 @@ def worker_view(store: Store, name: str, limit: int = 20) -> dict[str, Any] | No
         "live": None if live is None else live.as_dict(),
         "jobs": [e.as_dict() for e in jobs],
     }
+
+
+def recent_workers(store: Store, events: int = 5000) -> list[tuple[str, float]]:
+    """Workers the newest ``events`` events name, with when each last ended an attempt
+    (epoch s), newest first: also those that stopped since (the registry forgets them)."""
+    seen: dict[str, float] = {}
+    for event in Events(store).recent(events):
+        if event.ended_attempt and event.worker and event.worker not in seen:
+            seen[event.worker] = event.at_ms / 1000
+    return sorted(seen.items(), key=lambda item: item[1], reverse=True)
