@@ -47,9 +47,11 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            # first: switching to WAL takes a lock, and archivers starting together on a
+            # new file would otherwise fail it at once ("database is locked")
+            cursor.execute("PRAGMA busy_timeout=5000")  # several archivers, one file
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")  # several archivers, one file
             # 64 MiB of pages (default 2): upserts land all over the id index (ids are
             # random), and a cache that holds it saves reads from the OS
             cursor.execute("PRAGMA cache_size=-65536")
