@@ -166,11 +166,34 @@ class Events:
         included; ``(`` before an id excludes it; None: no bound), read lazily in batches."""
         return self._stream(queue, newest_first, start, end)
 
-    def of_job(self, job_id: str, since_ms: int | None = None) -> list[Event]:
-        """Every event of one job, oldest first, from ``since_ms`` (its creation) on."""
+    def of_job(
+        self,
+        job_id: str,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        scan: int | None = None,
+    ) -> list[Event]:
+        """Every event of one job, oldest first, from ``since_ms`` (its creation) to
+        ``until_ms`` (its end, for one that ended; None: now), looking at no more than
+        ``scan`` entries of its queue's stream (None: no bound). The stream holds every
+        queue's job, so a busy queue makes the window's read long: the bounds keep a
+        page's read short."""
+        return self.job_events(job_id, since_ms, until_ms, scan)[0]
+
+    def job_events(
+        self, job_id: str, since_ms: int | None, until_ms: int | None, scan: int | None
+    ) -> tuple[list[Event], bool]:
+        """:meth:`of_job`, and whether the scan bound cut the read short."""
         queue = job_id.partition(":")[0]
         start = str(since_ms) if since_ms is not None else None
-        return [e for e in self._walk([queue], False, start) if e.id == job_id]
+        end = str(until_ms) if until_ms is not None else None
+        found: list[Event] = []
+        for read, event in enumerate(self._walk([queue], False, start, end), 1):
+            if event.id == job_id:
+                found.append(event)
+            if scan is not None and read >= scan:
+                return found, True
+        return found, False
 
     def of_worker(self, name: str, limit: int = 20) -> list[Event]:
         """The last ``limit`` attempts worker ``name`` ended (its children lease under

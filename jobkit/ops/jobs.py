@@ -20,7 +20,7 @@ from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import InvalidQuery, InvalidTransition, JobNotFound, UnknownJobError
 from jobkit.handle import JobHandle
-from jobkit.models import CancelOutcome, JobRecord, Source, Status
+from jobkit.models import TERMINAL_STATUSES, CancelOutcome, JobRecord, Source, Status
 from jobkit.ops import cursor
 from jobkit.ops.listing import LISTABLE, MAX_LIMIT, JobPage, JobQuery, Listed, list_jobs
 
@@ -131,10 +131,18 @@ def listed_at(ms: int) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
 
 
-def events_of(store: Store, record: JobRecord) -> list[Event]:
-    """Every state change of a job Redis holds, oldest first, as far as the events go."""
+EVENT_SCAN = 50_000  # stream entries a job's history reads at most (its queue's others too)
+
+
+def events_of(store: Store, record: JobRecord, scan: int | None = EVENT_SCAN) -> list[Event]:
+    """Every state change of a job Redis holds, oldest first, as far as the events go:
+    read between its creation and its end (a job that ended), at most ``scan`` entries of
+    its queue's stream."""
     since = int(record.created_at.timestamp() * 1000) if record.created_at else None
-    return Events(store).of_job(record.id, since_ms=since)
+    until = None
+    if record.status in TERMINAL_STATUSES and record.finished_at is not None:
+        until = int(record.finished_at.timestamp() * 1000) + 1000  # events of its end
+    return Events(store).of_job(record.id, since_ms=since, until_ms=until, scan=scan)
 
 
 def attempts_of(record: JobRecord) -> list[ArchivedAttempt]:
