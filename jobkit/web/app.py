@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from jobkit.web.api import router
+from jobkit.web.dashboard import mount
 from jobkit.web.errors import status_of
 
 API_PREFIX = "/api"
@@ -33,6 +34,7 @@ def create_app(title: str = "jobkit") -> FastAPI:
         app.add_api_route(
             route, _endpoint(api, route), include_in_schema=False, response_model=None
         )
+    mount(app)  # the dashboard, at /
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
