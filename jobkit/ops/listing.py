@@ -73,6 +73,7 @@ RUNNING_CAP = 10_000  # running jobs read per queue (they are what the workers r
 SCAN_BUDGET = 20_000  # index entries one page reads at most, filtered out or not
 MAX_TIES = 100_000  # entries of one score a read may take to see them all
 _FIELDS = ("status", "name", "started_at")
+_ANY = ("queued", None, None)  # the fields of an entry listed without reading its record
 KIND = "L"  # this listing's cursors (the archive's are "A")
 
 
@@ -152,6 +153,10 @@ class _Match:
     name: str | None
     since_ms: int | None
     after: Place | None  # the cursor's position: only places below it
+
+    def everything(self) -> bool:
+        """Whether every status and class is wanted (no record needs reading to tell)."""
+        return self.name is None and self.statuses == frozenset(LISTABLE)
 
     def __call__(self, status: Status | None, name: str | None, at_ms: int) -> bool:
         return (
@@ -245,7 +250,13 @@ def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
         for job_id, _ in rows[shard.queue]:
             pipe.hmget(shard.job(job_id), _FIELDS)
 
-    for queue, found in store.fan_out(fields, [q for q in rows if rows[q]]).items():
+    if streams[0].kind == "created" and match.everything():
+        # nothing to filter by: every entry is listed, and one whose record expired drops
+        # out when the page's records are read (a page may come out a job short)
+        found_by_queue = {q: [_ANY] * len(r) for q, r in rows.items() if r}
+    else:
+        found_by_queue = store.fan_out(fields, [q for q in rows if rows[q]])
+    for queue, found in found_by_queue.items():
         s = by_queue[queue]
         entries = [
             _entry(s, i, at, f, match) for (i, at), f in zip(rows[queue], found, strict=True)
