@@ -10,7 +10,8 @@ free words, every part ANDed.
 queues' indexes are merged newest first, a batch at a time; each batch's ``status``,
 ``name``, ``params`` and ``error`` fields come in one round trip (HMGET per job) and
 are matched here. The walk stops at ``limit`` matches or after :data:`LIVE_BUDGET` jobs
-examined, and the result says how far it looked. An ``id:`` that is a whole id is read
+examined (:data:`ARCHIVED_BUDGET` when the archive was searched as well: it holds all
+but the newest jobs), and the result says how far it looked. An ``id:`` that is a whole id is read
 directly instead.
 
 **Archive** (when one is configured): one SQL query with the same filters
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from jobkit.backend.store import Store
 
 LIVE_BUDGET = 20_000  # live jobs one search examines at most
+# ... when the archive was searched too: it holds every job an archiver has read, so the
+# live walk only needs to reach the newest ones it may not have yet (its lag)
+ARCHIVED_BUDGET = 2_000
 MAX_QUERY = 500  # characters a search may be
 QUALIFIERS = ("class", "status", "queue", "error", "id")
 FIELDS = ("status", "name", "params", "error")  # what matching a live job reads
@@ -171,19 +175,17 @@ def search(
 ) -> SearchResult:
     """Jobs matching ``query`` (text is parsed by :func:`parse_search`), newest created
     first, at most ``limit`` (1 to 1000), live and archived (see the module doc);
-    ``budget`` live jobs examined at most (:data:`LIVE_BUDGET` unless given)."""
+    ``budget`` live jobs examined at most (:data:`LIVE_BUDGET`, or :data:`ARCHIVED_BUDGET`
+    once the archive was searched, unless given)."""
     q = parse_search(query) if isinstance(query, str) else query
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {limit}")
-    budget = LIVE_BUDGET if budget is None else budget
     total = _live_total(store)
     configured = history_url() is not None
     if q.job_id is not None and queue_of(q.job_id) is not None:
         found = _by_id(store, q, q.job_id, configured, total)
         if found is not None:
             return found
-    walk = _walk(store, q, limit, budget)
-    live = {r.id: r for r in walk.matched}
     archive, why, hits = ("none", "", [])
     if configured:
         try:
@@ -191,6 +193,10 @@ def search(
             archive = "searched"
         except HistoryUnavailable as exc:
             archive, why = "unavailable", str(exc)
+    if budget is None:  # the archive holds all but the newest: Redis need not be walked far
+        budget = ARCHIVED_BUDGET if archive == "searched" else LIVE_BUDGET
+    walk = _walk(store, q, limit, budget)
+    live = {r.id: r for r in walk.matched}
     jobs = [(r, _ms(r)) for r in live.values()]
     jobs += _archived_hits(store, q, [(r, at) for r, at in hits if r.id not in live])
     jobs.sort(key=lambda pair: (pair[1], pair[0].id), reverse=True)
