@@ -69,6 +69,10 @@
       var xs = (payload.buckets || []).map(function (iso) { return Date.parse(iso) / 1000; });
       var group = payload[el.getAttribute("data-group") || "queues"] || {};
       var names = Object.keys(group);
+      if (el.getAttribute("data-group") === "classes") {  // the 8 busiest: a chart stays readable
+        names.sort(function (a, b) { return (group[b].runs || 0) - (group[a].runs || 0); });
+        names = names.slice(0, 8);
+      }
       var data = [xs];
       var series = [{}];
       names.forEach(function (n, i) {
@@ -80,7 +84,7 @@
       });
       el.textContent = "";
       new uPlot({ width: Math.max(260, el.clientWidth), height: 200, series: series,
-                  scales: { x: { time: true } },
+                  scales: { x: { time: true } }, legend: { live: false },
                   axes: [{}, { label: el.getAttribute("data-label") || "" }] }, data, el);
     });
   }
