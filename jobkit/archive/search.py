@@ -26,8 +26,10 @@ and params values are compared exactly.
 SQLite with ``json_extract(params, '$."a"."b"')`` (only where ``json_valid``). Either
 way the value is compared as text: ``42`` matches the number 42 and the string "42";
 ``true``, ``false`` and ``null`` also match those JSON values. Path parts are object
-keys (on PostgreSQL a number also indexes an array). A params text that is not JSON
-makes PostgreSQL refuse the whole query (jobkit only ever writes JSON there).
+keys (on PostgreSQL a number also indexes an array). A ``LIKE`` of the value's text
+comes first, so only the rows whose JSON text holds it are parsed (a number is found
+as it is written: ``1e3`` is not ``1000``). A params text that is not JSON makes
+PostgreSQL refuse the whole query (jobkit only ever writes JSON there).
 """
 
 from __future__ import annotations
@@ -187,6 +189,9 @@ def conditions(f: Filters, dialect: str) -> list[ColumnElement[bool]]:
         found += [_contains(t.c.params, text, dialect) for text in texts]
         where.append(or_(*found))
     for path, value in f.params:
+        # the value's text is in the params' JSON text wherever it matches: a LIKE
+        # first, so the JSON is parsed only for the rows it lets through
+        where.append(_contains(t.c.params, json_escaped(value), dialect))
         where.append(_param_is(path.split("."), value, dialect))
     return where
 
