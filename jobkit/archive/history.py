@@ -30,9 +30,9 @@ and aggregates it: a hash aggregate on PostgreSQL (given the ``work_mem`` to cho
 one, see :func:`read_flows`), a sort on SQLite, which has no other way to group. Python
 sees only the groups, about queues x classes x buckets x the bins in use. On the
 machine ``benchmarks/search_history.py`` was run on (two shared cores), a day of a
-million-job week (about 140,000 jobs and as many attempts) took about 0.3 s on
-PostgreSQL and 0.5 s on SQLite, the whole week about 1.7 s and 3.5 s: some 0.8 and 2
-microseconds per row in the window.
+million-job week (about 140,000 jobs and as many attempts) took 0.25 s on PostgreSQL
+and 0.47 s on SQLite, the whole week 1.6 s and 3.7 s: some 0.8 and 1.8 microseconds
+per row in the window.
 """
 
 from __future__ import annotations
