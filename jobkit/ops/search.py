@@ -10,8 +10,9 @@ free words, every part ANDed.
 queues' indexes are merged newest first, a batch at a time; each batch's ``status``,
 ``name``, ``params`` and ``error`` fields come in one round trip (HMGET per job) and
 are matched here. The walk stops at ``limit`` matches or after :data:`LIVE_BUDGET` jobs
-examined (:data:`ARCHIVED_BUDGET` when the archive was searched as well: it holds all
-but the newest jobs), and the result says how far it looked. An ``id:`` that is a whole id is read
+examined (with the archive searched as well and an archiver reading every queue, only
+as far as the archivers' lag, at least :data:`ARCHIVED_BUDGET`: the archive holds the
+rest), and the result says how far it looked. An ``id:`` that is a whole id is read
 directly instead.
 
 **Archive** (when one is configured): one SQL query with the same filters
@@ -21,43 +22,30 @@ record is the one shown, and only if it matches (the archive's copy may be older
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobkit.archive.reads import archived_record, history_url
 from jobkit.archive.search import Seen, matches, search_archive
+from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.keys import Shard, job_id, queue_of
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import JobError, JobRecord, Source, Status
-from jobkit.ops.listing import LISTABLE, MAX_LIMIT, index_for
+from jobkit.ops.listing import MAX_LIMIT, index_for
+from jobkit.ops.search_query import SearchQuery, parse_search
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store
 
+__all__ = ["LIVE_BUDGET", "SearchQuery", "SearchResult", "parse_search", "search"]
+
 LIVE_BUDGET = 20_000  # live jobs one search examines at most
-# ... when the archive was searched too: it holds every job an archiver has read, so the
-# live walk only needs to reach the newest ones it may not have yet (its lag)
+# ... at least, when the archive was searched too and an archiver reads every queue: it
+# holds every job the archivers have read, so the walk need reach only as far as their
+# lag (see _archived_budget)
 ARCHIVED_BUDGET = 2_000
-MAX_QUERY = 500  # characters a search may be
-QUALIFIERS = ("class", "status", "queue", "error", "id")
 FIELDS = ("status", "name", "params", "error")  # what matching a live job reads
-_QUALIFIER = re.compile(r"([A-Za-z][A-Za-z_]*):(.*)", re.DOTALL)
-_PARAMS = re.compile(r"params\.([^=:]*)(?:[=:](.*))?", re.DOTALL | re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    """A parsed search (:func:`parse_search`); every part given must match."""
-
-    words: tuple[str, ...] = ()  # each in the params or the error, ignoring case
-    job_class: str | None = None  # exact, or a prefix with a trailing *
-    statuses: frozenset[Status] = frozenset()
-    queue: str | None = None
-    error: str | None = None  # in the error's type or message, ignoring case
-    params: tuple[tuple[str, str], ...] = ()  # (dotted path, value as text)
-    job_id: str | None = None  # a whole id, or the start of one
 
 
 @dataclass(frozen=True)
@@ -72,111 +60,13 @@ class SearchResult:
     note: str  # one sentence on how far it looked
 
 
-def parse_search(text: str) -> SearchQuery:
-    """The query in ``text``: words and ``name:value`` qualifiers, quoted as a shell
-    quotes (``error:"connection refused"``; a token that starts with a quote is a word,
-    ``"a:b"``). Raises :class:`InvalidQuery` for an unknown qualifier, an empty value,
-    a qualifier given twice, a bad status or a text over :data:`MAX_QUERY` characters."""
-    if len(text) > MAX_QUERY:
-        raise InvalidQuery(f"a search is at most {MAX_QUERY} characters, not {len(text)}")
-    if "\x00" in text:
-        raise InvalidQuery("a search cannot hold a NUL character")
-    words: list[str] = []
-    params: list[tuple[str, str]] = []
-    given: dict[str, str] = {}
-    for token, quoted in _tokens(text):
-        by_path = None if quoted else _PARAMS.fullmatch(token)
-        named = None if quoted or by_path else _QUALIFIER.fullmatch(token)
-        if by_path:
-            params.append(_param(by_path.group(1), by_path.group(2)))
-        elif named:
-            key, value = named.group(1).lower(), named.group(2)
-            if key not in QUALIFIERS:
-                known = ", ".join(f"{q}:" for q in QUALIFIERS)
-                raise InvalidQuery(f"unknown qualifier {named.group(1)}: (known: {known} and "
-                                   f"params.<path>=; quote a word that holds a colon)")  # fmt: skip
-            if not value.strip():
-                raise InvalidQuery(f"{key}: needs a value")
-            if key in given:
-                raise InvalidQuery(f"{key}: is given twice")
-            given[key] = value
-        elif token:
-            words.append(token)
-    job_class = given.get("class")
-    if job_class == "*":
-        raise InvalidQuery("class:* names no class: give the start of one, as in class:app.*")
-    return SearchQuery(
-        words=tuple(words),
-        job_class=job_class,
-        statuses=_statuses(given["status"]) if "status" in given else frozenset(),
-        queue=given.get("queue"),
-        error=given.get("error"),
-        params=tuple(params),
-        job_id=given.get("id"),
-    )
-
-
-def _tokens(text: str) -> list[tuple[str, bool]]:
-    """``text`` split at whitespace outside quotes, quotes removed, a backslash taking
-    the next character as it is; each token with whether it started with a quote."""
-    tokens: list[tuple[str, bool]] = []
-    chars: list[str] = []
-    in_token = starts_quoted = False
-    quote: str | None = None
-    rest = iter(text)
-    for ch in rest:
-        if quote is not None:
-            if ch == quote:
-                quote = None
-            else:
-                chars.append(next(rest, ch) if ch == "\\" and quote == '"' else ch)
-        elif ch.isspace():
-            if in_token:
-                tokens.append(("".join(chars), starts_quoted))
-            chars, in_token = [], False
-        else:
-            if not in_token:
-                in_token, starts_quoted = True, ch in "\"'"
-            if ch in "\"'":
-                quote = ch
-            else:
-                chars.append(next(rest, ch) if ch == "\\" else ch)
-    if quote is not None:
-        raise InvalidQuery(f"a {quote} quote is not closed")
-    if in_token:
-        tokens.append(("".join(chars), starts_quoted))
-    return tokens
-
-
-def _param(path: str, value: str | None) -> tuple[str, str]:
-    shown = f"params.{path}"
-    parts = path.split(".")
-    if not path or not all(parts):
-        raise InvalidQuery(f"{shown}: a params path is keys joined by dots, as in params.a.b=1")
-    if any('"' in p for p in parts):
-        raise InvalidQuery(f"{shown}: a params key cannot hold a double quote")
-    if not value:
-        raise InvalidQuery(f"{shown} needs a value: {shown}=<value>")
-    return path, value
-
-
-def _statuses(raw: str) -> frozenset[Status]:
-    known = {s.value: s for s in LISTABLE}
-    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-    wrong = ", ".join(repr(n) for n in names if n not in known)
-    if wrong or not names:
-        what = f"{wrong} is not a status" if wrong else "names no status"
-        raise InvalidQuery(f"status:{raw}: {what} (use {', '.join(known)})")
-    return frozenset(known[n] for n in names)
-
-
 def search(
     store: Store, query: str | SearchQuery, limit: int = 50, *, budget: int | None = None
 ) -> SearchResult:
     """Jobs matching ``query`` (text is parsed by :func:`parse_search`), newest created
     first, at most ``limit`` (1 to 1000), live and archived (see the module doc);
-    ``budget`` live jobs examined at most (:data:`LIVE_BUDGET`, or :data:`ARCHIVED_BUDGET`
-    once the archive was searched, unless given)."""
+    ``budget`` live jobs examined at most (:data:`LIVE_BUDGET`, or the archivers' lag
+    once the archive was searched: see :func:`_archived_budget`; unless given)."""
     q = parse_search(query) if isinstance(query, str) else query
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {limit}")
@@ -193,8 +83,8 @@ def search(
             archive = "searched"
         except HistoryUnavailable as exc:
             archive, why = "unavailable", str(exc)
-    if budget is None:  # the archive holds all but the newest: Redis need not be walked far
-        budget = ARCHIVED_BUDGET if archive == "searched" else LIVE_BUDGET
+    if budget is None:
+        budget = _archived_budget(store) if archive == "searched" else LIVE_BUDGET
     walk = _walk(store, q, limit, budget)
     live = {r.id: r for r in walk.matched}
     jobs = [(r, _ms(r)) for r in live.values()]
@@ -203,6 +93,19 @@ def search(
     complete = walk.stopped == "end"
     note = _live_note(walk, total, limit) + _archive_note(archive, why)
     return SearchResult([r for r, _ in jobs[:limit]], walk.looked, total, archive, complete, note)
+
+
+def _archived_budget(store: Store) -> int:
+    """How far to walk Redis when the archive was searched: as far as the archivers are
+    behind (each job they have not archived yet is at least one event they have not
+    read), at least :data:`ARCHIVED_BUDGET`; the whole :data:`LIVE_BUDGET` when a queue
+    has no archiver reading it, or lost events to the archive."""
+    queues = store.queues()
+    lag = ArchiveFeed(store, "search").lag(queues)
+    if set(queues) - set(lag) or any(x.lost for x in lag.values()):
+        return LIVE_BUDGET
+    behind = sum(x.behind for x in lag.values())
+    return min(LIVE_BUDGET, max(ARCHIVED_BUDGET, behind))
 
 
 def _by_id(
