@@ -188,11 +188,36 @@ class WorkerProcess:
         os.kill(self.pid, signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL to the whole process group, then reap the supervisor."""
+        """SIGKILL to the whole process group, reap the supervisor, and have Redis drop
+        the group's connections at once. An idle child's blocking pop, with its claim
+        pipelined behind it, stays registered in Redis until Redis reads the closed
+        socket; a job dispatched in between (the next test's) would be leased to the
+        dead worker and wait out its lease."""
+        addresses = self._redis_addresses()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
+        if addresses:
+            client = make_client(self.url, {"decode_responses": True})
+            try:
+                for address in addresses:
+                    with contextlib.suppress(redis.RedisError):
+                        client.execute_command("CLIENT", "KILL", "ADDR", address)
+            finally:
+                client.close()
+
+    def _redis_addresses(self) -> list[str]:
+        """The local addresses of the group's TCP connections (Redis's "addr" of each)."""
+        import psutil
+
+        found = []
+        for pid in [self.pid, *self.group_pids()]:
+            with contextlib.suppress(psutil.Error):
+                for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                    if conn.raddr and conn.status == psutil.CONN_ESTABLISHED:
+                        found.append(f"{conn.laddr.ip}:{conn.laddr.port}")
+        return found
 
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)

@@ -92,3 +92,16 @@ class PostgresServer(Managed):
             pass  # already stopped
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def reset_database(url: str) -> None:
+    """Empty the test server's database: every table, view and index of the public
+    schema gone, whoever made them (a test app's view on jobkit's tables, say)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        engine.dispose()

@@ -33,7 +33,7 @@ from tests.example_apps import (
     redis_url,
     stop_launcher,
 )
-from tests.postgres_server import PASSWORD, PostgresServer
+from tests.postgres_server import PASSWORD, PostgresServer, reset_database
 from tests.redis_server import RedisServer, free_port
 
 DB, LAUNCHER_DB = 7, 8
@@ -128,6 +128,7 @@ def service(
         apps.stop()
         client.close()
         engine.dispose()
+        reset_database(postgres_server.url)  # its view and tables go with it
 
 
 def test_a_truncation_is_answered_from_postgresql_once_redis_forgets_it(

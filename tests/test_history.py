@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import create_engine
 
 import jobkit
-from jobkit.archive.schema import attempts, ensure_schema, jobs, metadata
+from jobkit.archive.schema import attempts, ensure_schema, jobs
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.ops.history import history, percentile
+from tests.postgres_server import reset_database
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -31,9 +32,9 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = f"sqlite:///{tmp_path / 'history.db'}"
     else:
         url = request.getfixturevalue("postgres_server").url
+    if request.param == "postgresql":
+        reset_database(url)  # also what other tests made on jobkit's tables (views)
     engine = create_engine(url)
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
     ensure_schema(engine)
     engine.dispose()
     jobkit.configure(history_url=url, data_dir=tmp_path)

@@ -192,7 +192,7 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
             cursor = page.next_cursor
             if cursor is None:
                 break
-            time.sleep(0.02)  # let jobs move between pages
+            time.sleep(0.05)  # let jobs move between pages
     finally:
         stop.set()
         producer.join(10)
@@ -206,7 +206,7 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
     assert not twice, f"{len(twice)} jobs were listed twice: {twice[:5]}"
     after = {r.id: r.status for r in store.get_many(list(before)) if r is not None}
     finished = [i for i in moved if before[i] is Status.QUEUED and after[i] is Status.SUCCEEDED]
-    assert len(finished) >= 5, f"too few jobs went from queued to succeeded: {len(finished)}"
+    assert len(finished) >= 3, f"too few jobs went from queued to succeeded: {len(finished)}"
 
 
 def jobkit_cancel(store: Store, job_id: str) -> None:

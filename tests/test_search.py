@@ -24,12 +24,13 @@ from sqlalchemy import create_engine
 
 import jobkit
 from jobkit.archive.reads import archived_record
-from jobkit.archive.schema import ensure_schema, jobs, metadata
+from jobkit.archive.schema import ensure_schema, jobs
 from jobkit.errors import InvalidQuery
 from jobkit.models import Source, Status
 from jobkit.ops import search as search_module
 from jobkit.ops.search import SearchQuery, parse_search, search
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.postgres_server import reset_database
 from tests.search_jobs import ReportDaily, SyncAccount
 
 APP = ("-A", "tests.search_jobs")
@@ -228,9 +229,9 @@ def archive(request: pytest.FixtureRequest, env: Env, tmp_path: Path) -> Iterato
         url = f"sqlite:///{tmp_path / 'history.db'}"
     else:
         url = request.getfixturevalue("postgres_server").url
+    if request.param == "postgresql":
+        reset_database(url)  # also what other tests made on jobkit's tables (views)
     engine = create_engine(url)
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
     ensure_schema(engine)
     engine.dispose()
     jobkit.configure(redis_url=env.url, lease=LEASE, heartbeat=HEARTBEAT, history_url=url)
