@@ -6,9 +6,10 @@ fifty.
                                    [--viewers 50] [--seconds 20]
 
 Starts its own redis-server and a `jobkit serve` (the archive: SQLite in a temporary
-folder, filled with plain inserts into jobkit's own tables). Fills Redis with ``--jobs``
-jobs: 40 % ready (no worker on their queue), 40 % run to success and 20 % dead-lettered by
-a worker that then stops. Times ``--requests`` GETs each of the overview, a jobs page, a
+folder). Fills Redis with ``--jobs`` jobs: 40 % ready (no worker on their queue), 40 % run
+to success and 20 % dead-lettered by a worker that then stops; a `jobkit archiver` archives
+them all, and ``--rows`` older jobs are added to the archive with plain inserts into
+jobkit's own tables. Times ``--requests`` GETs each of the overview, a jobs page, a
 jobs page filtered by class, a search, and a job's page (a different job each time, old
 and new), then, with no worker running, reads Redis's commands processed per second
 while one page holds the live stream open, then while ``--viewers`` do. Prints p50 / p95
@@ -83,6 +84,32 @@ def fill_redis(url: str, n: int, env: dict[str, str]) -> list[str]:
     return ids
 
 
+def archive_redis(url: str, path: Path, env: dict[str, str]) -> None:
+    """Run `jobkit archiver` over everything Redis holds, as a fleet's archivers would
+    have: the dashboard's search then walks Redis only as far as their lag."""
+    import jobkit
+    from jobkit.backend.archive_feed import ArchiveFeed
+
+    jobkit.configure(redis_url=url)
+    archiver = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "archiver", "--log-level", "WARNING"],
+        cwd=ROOT, env={**env, "JOBKIT_HISTORY_URL": f"sqlite:///{path}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    store = jobkit.get_store()
+    try:
+        while True:
+            time.sleep(2)
+            lag = ArchiveFeed(store, "bench").lag()
+            behind = sum(x.behind for x in lag.values())
+            log(f"  {behind:,} events to archive")
+            if lag and len(lag) == len(store.queues()) and behind == 0:
+                return
+    finally:
+        os.killpg(archiver.pid, 9)
+        archiver.wait()
+
+
 def fill_archive(path: Path, rows: int) -> None:
     """``rows`` archived jobs (and an attempt each) over the last 7 days, inserted in
     batches straight into jobkit's tables."""
@@ -91,7 +118,7 @@ def fill_archive(path: Path, rows: int) -> None:
     from jobkit.archive.schema import attempts, ensure_schema, jobs
 
     engine = create_engine(f"sqlite:///{path}")
-    ensure_schema(engine)
+    ensure_schema(engine)  # made already by the archiver
     now = datetime.now(timezone.utc)
     classes = [f"app.jobs.Class{i}" for i in range(20)]
     rng = random.Random(7)
@@ -209,7 +236,9 @@ def main() -> None:
         log(f"filling Redis with {args.jobs:,} jobs")
         ids = fill_redis(redis.url, args.jobs, env)
         history = Path(tmp) / "history.db"
-        log(f"filling the archive with {args.rows:,} rows")
+        log("archiving them (jobkit archiver, until it has read every event)")
+        archive_redis(redis.url, history, env)
+        log(f"adding {args.rows:,} older rows to the archive")
         fill_archive(history, args.rows)
         port = free_port()
         serve = subprocess.Popen(

@@ -16,6 +16,7 @@ could run nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -58,6 +59,18 @@ class Dashboard:
         self.prefix = prefix.rstrip("/")
         self._store = store
         self.broadcaster = Broadcaster(self.store, self.fragments, interval)
+        self._cache: dict[Any, tuple[float, Any]] = {}
+
+    def cached(self, key: Any, ttl: float, read: Callable[[], Any]) -> Any:
+        """``read()``, or what it gave for ``key`` less than ``ttl`` seconds ago (the
+        history's aggregates take a database a second or more over a week: viewers share
+        one read a minute)."""
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < ttl:
+            return hit[1]
+        value = read()
+        self._cache[key] = (time.monotonic(), value)
+        return value
 
     def store(self) -> Store:
         return self._store or get_store()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from jobkit.web.dashboard import Dashboard
 
 PAGE = 20  # jobs a table shows
+HISTORY_TTL = 60.0  # seconds a history read serves every viewer
 HISTORY_SPANS = [(6, "6 hours"), (24, "24 hours"), (72, "3 days"), (168, "7 days"),
                  (720, "30 days")]  # fmt: skip
 
@@ -157,7 +158,8 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
         hours = min((h for h, _ in HISTORY_SPANS), key=lambda h: abs(h - hours))
         data, error = None, ""
         try:
-            data = read_history(hours, _bucket(hours))
+            data = dash.cached(("history", hours), HISTORY_TTL,
+                               lambda: read_history(hours, _bucket(hours)))  # fmt: skip
         except HistoryUnavailable as exc:
             error = str(exc)
         return dash.page(request, "history.html", "history", "History", data=data,
