@@ -1,87 +1,39 @@
-"""The job state machine and the records read back from Redis, named once."""
+"""The records read back from Redis (a job, its error) and the ones written to it (a new
+job, a claimed one). The state machine's names live in :mod:`jobkit.status`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, NamedTuple
 
 import orjson
 
 from jobkit.backend.keys import split_lane
+from jobkit.status import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    CancelOutcome,
+    DeadReason,
+    Outcome,
+    Source,
+    Status,
+)
 
-
-class Status(str, Enum):
-    """Where a job is in its life.
-
-    ``scheduled -> queued -> running -> succeeded | retrying -> queued ... | dead``;
-    ``unknown`` is what a handle reports for an id Redis does not hold.
-    """
-
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-ACTIVE_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.RETRYING})
-TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
-
-
-class DeadReason(str, Enum):
-    """Why a job ended in the dead-letter set."""
-
-    EXCEPTION = "exception"
-    TIMEOUT = "timeout"
-    MEMORY = "memory"  # its child grew past --max-memory while running it, and was killed
-    CRASHED = "crashed"
-    INVALID_PAYLOAD = "invalid_payload"
-    UNKNOWN_JOB = "unknown_job"
-    INVALID_RESULT = "invalid_result"
-    INVALID_RECORD = "invalid_record"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class CancelOutcome(str, Enum):
-    """What a cancel did (``JobHandle.cancel()``, ``jobkit cancel``, the HTTP route).
-
-    True for the two that stop the job, false for the refusals, so ``if handle.cancel():``
-    reads as it did when cancel returned a bool."""
-
-    CANCELLED = "cancelled"  # it had not started: withdrawn, it never runs
-    REQUESTED = "requested"  # it runs: its worker kills it within about a second
-    FINISHED = "finished"  # refused: it has finished already
-    UNKNOWN = "unknown"  # refused: no such job (never was, or its record expired)
-
-    def __bool__(self) -> bool:
-        return self in _STOPS
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_STOPS = frozenset({CancelOutcome.CANCELLED, CancelOutcome.REQUESTED})
-
-
-class Source(str, Enum):
-    """Where a job's record was read: Redis, or the SQL history archive once Redis no
-    longer holds the job (its record expired, or was purged)."""
-
-    REDIS = "redis"
-    ARCHIVE = "archive"
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "CancelOutcome",
+    "Claimed",
+    "DeadReason",
+    "JobError",
+    "JobRecord",
+    "NewJob",
+    "Outcome",
+    "Source",
+    "Status",
+    "ms_to_datetime",
+]
 
 
 def ms_to_datetime(raw: str | None) -> datetime | None:

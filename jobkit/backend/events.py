@@ -20,18 +20,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
+from jobkit.status import NOT_FAILED, Status
+
 if TYPE_CHECKING:
     from jobkit.backend.keys import Shard
     from jobkit.backend.store import Store
 
 BATCH = 1000  # entries read per round trip
 # an attempt that ended: what a worker "has done"
-ENDINGS = frozenset({"succeeded", "retrying", "dead", "cancelled"})
+ENDINGS = frozenset({Status.SUCCEEDED, Status.RETRYING, Status.DEAD, Status.CANCELLED})
 WINDOWS = (60, 300, 900)  # seconds: the rates' 1, 5 and 15 minutes
-# an attempt that left `running` for its queue without failing: handed back unstarted by
-# its worker (prefetched ahead), requeued by a worker shutting down, or leased and never
-# begun (reap.lua)
-NOT_FAILED = frozenset({"handed_back", "requeued", "unstarted"})
+
 
 
 class Event(NamedTuple):

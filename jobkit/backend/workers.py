@@ -15,8 +15,11 @@ import orjson
 
 from jobkit.backend.keys import queue_of
 from jobkit.backend.store import Store
+from jobkit.status import CHILD_OUTCOMES, Outcome
+from jobkit.status import FAILED_OUTCOMES as FAILED
 
-FAILED_OUTCOMES = ("retrying", "dead", "lost")  # an attempt that did not succeed
+# an attempt that did not succeed, in the order the counts are shown
+FAILED_OUTCOMES = tuple(o.value for o in CHILD_OUTCOMES if o in FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,7 @@ class WorkerRegistry:
             for c in _json_list(h.get("children"))
             if isinstance(c, dict)
         ]
-        counts = {k: _int(h.get(k)) or 0 for k in ("succeeded", *FAILED_OUTCOMES)}
+        counts = {k: _int(h.get(k)) or 0 for k in (Outcome.SUCCEEDED.value, *FAILED_OUTCOMES)}
         last_seen = _float(h.get("last_seen"))
         return WorkerInfo(
             name=h["name"],
@@ -187,7 +190,7 @@ class WorkerRegistry:
             started_at=_float(h.get("started_at")),
             last_seen=None if last_seen is None else last_seen / 1000,
             rss_mb=_float(h.get("rss_mb")),
-            done=counts["succeeded"],
+            done=counts[Outcome.SUCCEEDED.value],
             failed=sum(counts[k] for k in FAILED_OUTCOMES),
             counts=counts,
             jobs=current(_json_list(h.get("jobs"))),

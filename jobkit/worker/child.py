@@ -29,7 +29,7 @@ from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
 from jobkit.models import Claimed
 from jobkit.settings import Settings
-from jobkit.worker.execute import LOST, Executor, Success
+from jobkit.worker.execute import LOST, SUCCEEDED, Executor, Success
 from jobkit.worker.handback import IDLE_BLOCK, STOP_POLL, HandBack
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
@@ -351,4 +351,4 @@ class Child(HandBack):
         if done:
             self.executor.report([d for _, d in done], flags)
             outcomes = zip(done, flags, strict=True)
-            self.link.done([(h, "succeeded" if ok else LOST) for (h, _), ok in outcomes])
+            self.link.done([(h, SUCCEEDED if ok else LOST) for (h, _), ok in outcomes])

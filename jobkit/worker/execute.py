@@ -22,12 +22,15 @@ from jobkit.logs import job_line
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import Decision
 from jobkit.settings import Settings
+from jobkit.status import Outcome
 
 log = logging.getLogger("jobkit.worker")
 
 T = TypeVar("T")
 
-SUCCEEDED, RETRYING, DEAD, LOST = "succeeded", "retrying", "dead", "lost"
+SUCCEEDED, RETRYING, DEAD, LOST = (
+    Outcome.SUCCEEDED, Outcome.RETRYING, Outcome.DEAD, Outcome.LOST
+)  # fmt: skip
 STARTED = "started"  # not an outcome: what a job's first log line says
 
 

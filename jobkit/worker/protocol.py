@@ -26,11 +26,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from jobkit.status import CHILD_OUTCOMES
+
 log = logging.getLogger("jobkit.worker")
 
 CLAIMED, DONE, RELEASED = "C", "D", "R"
 RETIRED = 75  # exit code of a child that ran its --max-jobs-per-child jobs: replaced at once
-OUTCOMES = ("succeeded", "retrying", "dead", "lost")
+OUTCOMES = tuple(o.value for o in CHILD_OUTCOMES)  # what a DONE line may say
 _ENCODING, _ERRORS = "utf-8", "surrogatepass"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "\\": "\\"}

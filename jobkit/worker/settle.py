@@ -23,6 +23,7 @@ from jobkit.errors import UnknownJobError
 from jobkit.logs import job_line
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import NO_RETRY
+from jobkit.status import Outcome
 from jobkit.worker.execute import record_failure
 from jobkit.worker.limits import ChildState, KillReason, rss_bytes
 from jobkit.worker.protocol import Held
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobkit.worker")
 
-CANCELLED = "cancelled"  # an outcome counted beside the children's (see protocol.OUTCOMES)
+CANCELLED = Outcome.CANCELLED.value  # counted beside the children's (protocol.OUTCOMES)
 REQUEUED, CRASHED = "requeued", "crashed"  # what log lines say became of an attempt
 
 
