@@ -13,8 +13,10 @@ from jobkit.connection import configure, get_settings, get_store
 from jobkit.errors import (
     ConfigurationError,
     DispatchError,
+    HistoryUnavailable,
     InvalidLimit,
     InvalidName,
+    InvalidQuery,
     InvalidTransition,
     JobFailed,
     JobkitError,
@@ -23,23 +25,28 @@ from jobkit.errors import (
     NotDurable,
     PayloadTooLarge,
     RegistryError,
+    ReplyLost,
     RetryLater,
     SerializationError,
     UnknownJobError,
+    UnknownQueue,
+    UnknownSchedule,
 )
 from jobkit.handle import JobHandle
 from jobkit.job import BaseJob, NoParams, get_job
-from jobkit.models import (
+from jobkit.models import JobError
+from jobkit.retry import Retry
+from jobkit.schedule import Cron, cron
+from jobkit.settings import Settings
+from jobkit.status import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     CancelOutcome,
     DeadReason,
-    JobError,
+    Outcome,
+    Source,
     Status,
 )
-from jobkit.retry import Retry
-from jobkit.schedule import Cron, cron
-from jobkit.settings import Settings
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -50,8 +57,10 @@ __all__ = [
     "Cron",
     "DeadReason",
     "DispatchError",
+    "HistoryUnavailable",
     "InvalidLimit",
     "InvalidName",
+    "InvalidQuery",
     "InvalidTransition",
     "JobError",
     "JobFailed",
@@ -61,14 +70,19 @@ __all__ = [
     "JobkitError",
     "NoParams",
     "NotDurable",
+    "Outcome",
     "PayloadTooLarge",
     "RegistryError",
+    "ReplyLost",
     "Retry",
     "RetryLater",
     "SerializationError",
     "Settings",
+    "Source",
     "Status",
     "UnknownJobError",
+    "UnknownQueue",
+    "UnknownSchedule",
     "configure",
     "cron",
     "get_job",

@@ -20,6 +20,8 @@
     ├── HistoryUnavailable        the history archive's database could not be read
     ├── SerializationError        a result or payload that is not JSON
     ├── NotDurable                a durable dispatch that too few replicas acknowledged
+    ├── ReplyLost                 a call that may not be sent twice lost its reply: it may
+    │                             or may not have run (also a redis ConnectionError)
     └── RetryLater                raised by perform() to ask for another attempt later
 
 ``pydantic.ValidationError`` is raised as is for invalid params (a keyword that is
@@ -157,3 +159,10 @@ class RetryLater(JobkitError):
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
         super().__init__(reason or f"retry in {seconds:g}s")
         self.delay = seconds
+
+
+class ReplyLost(JobkitError):
+    """The connection failed after a call that may not be sent twice went out (retry,
+    purge, cancel, drain): it may or may not have run. Look at the job before trying again.
+    What jobkit raises is also a ``redis.ConnectionError``, so code that handles Redis
+    going away handles this too."""

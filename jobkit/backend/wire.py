@@ -43,6 +43,8 @@ from redis.exceptions import (
     ReadOnlyError,
 )
 
+from jobkit import errors
+
 Command = Sequence[Any]
 
 
@@ -62,9 +64,10 @@ class UndecodableReply(redis.ResponseError):
     in its place like an error reply, so the replies after it stay in step."""
 
 
-class ReplyLost(redis.ConnectionError):
+class ReplyLost(redis.ConnectionError, errors.ReplyLost):
     """The connection failed after a command that may not be sent twice went out: it may
-    or may not have run. (A ConnectionError, so outage handling applies as usual.)"""
+    or may not have run. A redis ConnectionError, so outage handling applies as usual, and
+    the public :class:`jobkit.ReplyLost` of the one exception tree."""
 
 
 def _reply_error(message: str) -> redis.RedisError:
