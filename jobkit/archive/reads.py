@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobkit.archive import DEFAULT_FILE
+from jobkit.archive import DEFAULT_FILE, require
 from jobkit.connection import get_settings
 from jobkit.errors import HistoryUnavailable
 from jobkit.models import JobError, JobRecord, Source, Status
@@ -55,7 +55,11 @@ def history_url(settings: Settings | None = None) -> str | None:
     url = settings.history_url
     if not url:
         default = settings.data_dir / DEFAULT_FILE
-        return f"sqlite:///{default}" if default.is_file() else None
+        if not default.is_file():
+            return None
+        require("reading the history archive")
+        return f"sqlite:///{default}"
+    require("JOBKIT_HISTORY_URL")
     path = _sqlite_path(url)
     return None if path is not None and not path.is_file() else url
 

@@ -42,6 +42,9 @@ def archiver(
     """Archive every job's history into SQL (JOBKIT_HISTORY_URL; unset: SQLite under
     JOBKIT_DATA_DIR). Run as many as you like. Stops cleanly on SIGTERM / Ctrl-C."""
     from jobkit import connection
+    from jobkit.archive import require
+
+    require("jobkit archiver")
     from jobkit.archive.archiver import Archiver, prepare
     from jobkit.archive.writer import Writer, database_url, make_engine, shown
 
