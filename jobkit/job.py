@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobkit import job_limits, names, registry
+from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
-from jobkit.models import NewJob
+from jobkit.models import JobSpec, NewJob
 from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
 from jobkit.schedule import Cron, bind_schedules
@@ -218,7 +219,7 @@ class BaseJob:
         # a job id names its queue (the shard it lives in): "<queue>:<key>", the key the
         # caller's or 128 random bits (as uuid4, but cheaper)
         key = job_id or os.urandom(16).hex()
-        return NewJob(f"{queue or cls.queue}:{key}", params_json, *spec)
+        return NewJob(make_job_id(queue or cls.queue, key), params_json, spec)
 
     @classmethod
     def _spec(
@@ -228,11 +229,11 @@ class BaseJob:
         at: datetime | None,
         queue: str | None,
         priority: int | None,
-    ) -> tuple[Any, ...]:
-        """What every job of one dispatch call shares, as :meth:`NewJob.spec` orders it."""
+    ) -> JobSpec:
+        """What every job of one dispatch call shares."""
         # the usual case, no option given, without a check or conversion: the hot path
         queue = cls.queue if queue is None else names.queue(queue)
-        return (
+        return JobSpec(
             cls.name,
             lane_name(queue, cls.tags) if cls.tags else queue,
             cls.priority if priority is None else _priority(priority),
@@ -318,8 +319,8 @@ class BaseJob:
         spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
         payloads = codec.encode_many(models, get_settings().max_payload)
         randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
-        head = f"{queue or cls.queue}:"  # a job id names its queue: its shard
-        ids = [head + randoms[i : i + 32] for i in range(0, len(randoms), 32)]
+        home = queue or cls.queue  # a job id names its queue: its shard
+        ids = [make_job_id(home, randoms[i : i + 32]) for i in range(0, len(randoms), 32)]
         store = store or get_store()
         statuses = store.enqueue_fresh(spec, ids, payloads)
         return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]

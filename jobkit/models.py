@@ -28,6 +28,7 @@ __all__ = [
     "DeadReason",
     "JobError",
     "JobRecord",
+    "JobSpec",
     "NewJob",
     "Outcome",
     "Source",
@@ -205,9 +206,25 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+class JobSpec(NamedTuple):
+    """What every job of one dispatch call shares (a class, its options): enqueue.lua
+    takes it once per call, as :class:`jobkit.backend.calls.EnqueueArgs` sends it. The
+    queue is the lane's part before '|'."""
+
+    name: str
+    lane: str
+    priority: int
+    delay_ms: int
+    at_ms: int  # 0: none
+    max_attempts: int
+    timeout: float  # seconds; 0: none
+    result_ttl: int
+    limits: str  # see jobkit.job_limits: '' for a class with none
+
+
 class NewJob(NamedTuple):
-    """What the enqueue script needs to create one job (the queue is the lane's part
-    before '|'): its id and params, then what :meth:`spec` gives.
+    """One job to create: its id and params, and the spec it shares with the jobs of
+    its dispatch call.
 
     A NamedTuple rather than a frozen dataclass: dispatch builds one per call, and a
     tuple is built several times faster.
@@ -215,19 +232,35 @@ class NewJob(NamedTuple):
 
     id: str
     params_json: str | bytes
-    name: str
-    lane: str
-    priority: int
-    delay_ms: int
-    at_ms: int
-    max_attempts: int
-    timeout: float
-    result_ttl: int
-    limits: str  # see jobkit.job_limits: '' for a class with none
+    spec: JobSpec
 
-    def spec(self) -> tuple[Any, ...]:
-        """What enqueue.lua takes once per call for all the jobs sharing it."""
-        return self[2:]
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def lane(self) -> str:
+        return self.spec.lane
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    @property
+    def max_attempts(self) -> int:
+        return self.spec.max_attempts
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    @property
+    def result_ttl(self) -> int:
+        return self.spec.result_ttl
+
+    @property
+    def limits(self) -> str:
+        return self.spec.limits
 
 
 class Claimed(NamedTuple):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from jobkit.backend.calls import RecountArgs
 from jobkit.backend.events import Event, parse
 from jobkit.backend.keys import ARCHIVE_GROUP, Shard
 from jobkit.backend.wire import UndecodableReply
@@ -187,7 +188,7 @@ class ArchiveFeed:
         """Set the group's count of entries read right, once it has read all of
         ``queue``'s stream (see ``recount.lua``); whether it was wrong."""
         shard = self.store.keys.shard(queue)
-        return bool(self.store.run_script("recount", [shard.base], (ARCHIVE_GROUP,)))
+        return bool(self.store.run_script("recount", [shard.base], RecountArgs(ARCHIVE_GROUP)))
 
 
 def _lag(queue: str, group: dict[str, Any], stream: dict[str, Any]) -> Lag:

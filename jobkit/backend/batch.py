@@ -9,8 +9,9 @@ error reaches the caller, which reports the batch as not known to have run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jobkit.backend.calls import CancelArgs, ReviveArgs, TrimArgs
 from jobkit.backend.keys import queue_of
 from jobkit.models import CancelOutcome
 
@@ -33,29 +34,29 @@ def trim_finished(store: Store, queues: Iterable[str], max_age: float, now_ms: i
     oldest = now_ms - int(max_age * 1000)
     pending = list(queues)
     for _ in range(TRIM_ROUNDS):
-        calls = [("trim", [store.keys.shard(q).base], (oldest, TRIM_BATCH)) for q in pending]
+        calls = [
+            ("trim", [store.keys.shard(q).base], TrimArgs(oldest, TRIM_BATCH)) for q in pending
+        ]
         dropped = store.run_scripts(calls) if calls else []
         pending = [q for q, n in zip(pending, dropped, strict=True) if int(n) >= TRIM_BATCH]
         if not pending:
             return
 
 
-def _calls(store: Store, script: str, ids: Sequence[str], *args: Any) -> list[ScriptCall]:
-    return [(script, store.job_keys(i), (i, *args)) for i in ids]
-
-
 def revive_many(store: Store, ids: Sequence[str]) -> list[bool]:
     """:meth:`Store.revive` for each of ``ids`` (ids that name no queue: False); a job
     whose record cannot be queued again counts as not revived."""
     known = [i for i in ids if queue_of(i) is not None]
-    replies = dict(zip(known, store.run_scripts(_calls(store, "revive", known)), strict=True))
+    calls: list[ScriptCall] = [("revive", store.job_keys(i), ReviveArgs(i)) for i in known]
+    replies = dict(zip(known, store.run_scripts(calls), strict=True))
     return [replies.get(i) == 1 for i in ids]
 
 
 def cancel_many(store: Store, ids: Sequence[str], ttl: int) -> list[CancelOutcome]:
     """:meth:`Store.cancel` for each of ``ids``."""
     known = [i for i in ids if queue_of(i) is not None]
-    replies = dict(zip(known, store.run_scripts(_calls(store, "cancel", known, ttl)), strict=True))
+    calls: list[ScriptCall] = [("cancel", store.job_keys(i), CancelArgs(i, ttl)) for i in known]
+    replies = dict(zip(known, store.run_scripts(calls), strict=True))
     return [CANCEL_CODES[int(replies[i])] if i in replies else CancelOutcome.UNKNOWN for i in ids]
 
 

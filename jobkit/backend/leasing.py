@@ -17,6 +17,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import redis
 
+from jobkit.backend.calls import (
+    ClaimArgs,
+    ClaimReply,
+    Completion,
+    HeartbeatArgs,
+    MarkArgs,
+    PromoteArgs,
+    PromoteReply,
+    ReapArgs,
+    pairs,
+)
 from jobkit.backend.keys import Keys
 from jobkit.backend.wire import Inflight, UndecodableReply, raise_errors
 from jobkit.models import Claimed
@@ -26,10 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobkit.backend.store")
 
-_STRICT = 4  # where claim.lua's strict flag sits in its ARGV
 T = TypeVar("T")
-
-Completion = tuple[str, str, "str | bytes", int]  # id, token, result JSON, ttl
 
 
 class Lease(IntEnum):
@@ -48,8 +56,20 @@ class Refill(NamedTuple):
     calls: list[ScriptCall]
     done: int  # how many completions it carries
     order: list[int]  # the completions' places in the caller's list, in the calls' order
-    claim: tuple[str, int, int, tuple[tuple[str, ...], ...]]
+    claim: tuple[ClaimArgs, tuple[tuple[str, ...], ...]]  # the first queue's, every queue's
     inflight: Inflight
+
+
+def promoted(replies: Iterable[Sequence[Any]]) -> tuple[int, int]:
+    """promote.lua's replies of several queues as one: (moved, ms until the next due job
+    of any of them, or -1)."""
+    moved, wait = 0, -1
+    for raw in replies:
+        reply = PromoteReply.parse(raw)
+        moved += reply.promoted
+        if reply.wait_ms >= 0:
+            wait = reply.wait_ms if wait < 0 else min(wait, reply.wait_ms)
+    return moved, wait
 
 
 def by_shard(keys: Keys, items: Sequence[T], job_id: Callable[[T], str]) -> dict[str, list[int]]:
@@ -98,12 +118,15 @@ class Leasing:
     ) -> list[Claimed]:
         base = self.keys.lane(lanes[0]).base
         return self._claimed(
-            self._lease(base, _claim_args(worker, lease_ms, want, self._request_id(), lanes))
+            self._lease(base, ClaimArgs.of(worker, lease_ms, want, self._request_id(), lanes))
         )
 
     def _claimed(self, raw: list[Any]) -> list[Claimed]:
         """The jobs of a claim's reply; notes when a job it held back by a rate may run."""
-        jobs, rate_wait_ms = _parse_claimed(raw)
+        reply = ClaimReply.parse(raw)
+        if reply.skipped:
+            _warn_skipped(reply.skipped)
+        jobs, rate_wait_ms = reply.jobs, reply.rate_wait_ms
         if rate_wait_ms > 0:
             now = time.monotonic()
             due = now + rate_wait_ms / 1000
@@ -119,28 +142,26 @@ class Leasing:
             return timeout
         return max(0.005, min(timeout, due - time.monotonic()))
 
-    def _lease(self, base: str, args: list[Any]) -> Any:
+    def _lease(self, base: str, args: ClaimArgs) -> Any:
         """Run a claim; if its reply is lost (a timeout: Redis may have run it), send the
         same request once more: its id makes Redis answer with the jobs it leased the
         first time instead of stranding them until their leases lapse."""
         try:
-            reply = self._run("claim", [base], args)
+            reply = self._run("claim", [base], args.argv())
         except UndecodableReply as exc:
             reply = exc
         except (redis.ConnectionError, redis.TimeoutError):
-            reply = self._run("claim", [base], args)
+            reply = self._run("claim", [base], args.argv())
         return self._decodable(reply, base, args)
 
-    def _decodable(self, reply: Any, base: str, args: Sequence[Any]) -> Any:
+    def _decodable(self, reply: Any, base: str, args: ClaimArgs) -> Any:
         """``reply`` of the claim sent with ``args``, unless it could not be decoded (a
         job whose id, name or params are not UTF-8: garbage some other client wrote).
         Then the same request goes again in strict mode: Redis dead-letters such jobs
         (invalid_record) and answers with the others, which it leased the first time."""
         if not isinstance(reply, UndecodableReply):
             return reply
-        strict = list(args)
-        strict[_STRICT] = 1
-        return self._run("claim", [base], strict)
+        return self._run("claim", [base], args.strictly().argv())
 
     def send_refill(
         self,
@@ -155,9 +176,9 @@ class Leasing:
         other queues, if the first had too few), so the caller runs a job meanwhile."""
         calls, order = self._completions(done)
         lanes = groups[0]
-        args = _claim_args(worker, lease_ms, want, self._request_id(), lanes)
-        calls.append(("claim", [self.keys.lane(lanes[0]).base], args))
-        claim = (worker, lease_ms, want, tuple(tuple(g) for g in groups))
+        args = ClaimArgs.of(worker, lease_ms, want, self._request_id(), lanes)
+        calls.append(("claim", [self.keys.lane(lanes[0]).base], args.argv()))
+        claim = (args, tuple(tuple(g) for g in groups))
         return Refill(calls, len(done), order, claim, self._wire.send(self._commands(calls)))
 
     def finish_refill(self, refill: Refill) -> tuple[list[bool], list[Claimed]]:
@@ -170,12 +191,13 @@ class Leasing:
             raw = self._wire.collect(refill.inflight)
         except (redis.ConnectionError, redis.TimeoutError):
             raw = self._wire.pipeline(self._commands(refill.calls))
-        _, (base,), args = refill.calls[-1]
+        _, (base,), _ = refill.calls[-1]
+        args, groups = refill.claim
         raw[-1] = self._decodable(raw[-1], base, args)
         replies = self._checked(refill.calls, raw)
         flags = _flags_in_order(replies[:-1], refill.order, refill.done)
         jobs = self._claimed(replies[-1])
-        worker, lease_ms, want, groups = refill.claim
+        worker, lease_ms, want = args.worker, args.lease_ms, args.want
         if len(jobs) < want and len(groups) > 1:  # the first queue had too few
             jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
         return flags, jobs
@@ -194,8 +216,8 @@ class Leasing:
         soon as the wait returns); the others are asked after, if it had too few."""
         first = groups[0]
         base = self.keys.lane(first[0]).base
-        args = _claim_args(worker, lease_ms, want, self._request_id(), first)
-        calls: list[ScriptCall] = [("claim", [base], args)]
+        args = ClaimArgs.of(worker, lease_ms, want, self._request_id(), first)
+        calls: list[ScriptCall] = [("claim", [base], args.argv())]
         timeout = self._idle_timeout(timeout)
         try:
             replies = self._wire.wait_then(
@@ -225,7 +247,7 @@ class Leasing:
 
     def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
         """Record success; False if the lease was lost (the result is discarded)."""
-        return self.complete_many([(job_id, token, result_json, ttl)])[0]
+        return self.complete_many([Completion(job_id, token, result_json, ttl)])[0]
 
     def complete_many(self, done: Sequence[Completion]) -> list[bool]:
         """Record several successes, one script call per shard in one round trip; one
@@ -246,7 +268,8 @@ class Leasing:
         calls: list[ScriptCall] = []
         order: list[int] = []
         for base, places in by_shard(self.keys, held, lambda h: h[0]).items():
-            calls.append(("heartbeat", [base], [lease_ms, *(x for i in places for x in held[i])]))
+            args = HeartbeatArgs(lease_ms).argv(held[i] for i in places)
+            calls.append(("heartbeat", [base], args))
             order += places
         codes = _flags_in_order(self._pipeline(calls), order, len(held), cast=int)
         return [Lease(c) for c in codes]
@@ -262,7 +285,7 @@ class Leasing:
 
     def _mark(self, what: str, held: Sequence[tuple[str, str]]) -> None:
         calls: list[ScriptCall] = [
-            ("mark", [base], [what, *(x for i in places for x in held[i])])
+            ("mark", [base], MarkArgs(what).argv(held[i] for i in places))
             for base, places in by_shard(self.keys, held, lambda h: h[0]).items()
         ]
         if calls:
@@ -273,30 +296,17 @@ class Leasing:
     ) -> list[tuple[str, str]]:
         """Settle expired leases in ``queues``; (id, outcome) pairs (see reap.lua)."""
         calls: list[ScriptCall] = [
-            ("reap", [self.keys.shard(q).base], (max_crashes, limit)) for q in queues
+            ("reap", [self.keys.shard(q).base], ReapArgs(max_crashes, limit)) for q in queues
         ]
-        out: list[tuple[str, str]] = []
-        for raw in self._pipeline(calls):
-            out += [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
-        return out
+        return [pair for raw in self._pipeline(calls) for pair in pairs(raw)]
 
     def promote(self, queues: Iterable[str], limit: int = 500) -> tuple[int, int]:
         """Queue due scheduled jobs of ``queues``; (moved, ms until the next due one of
         any of them, or -1)."""
-        calls: list[ScriptCall] = [("promote", [self.keys.shard(q).base], (limit,)) for q in queues]
-        moved, wait = 0, -1
-        for n, ms in self._pipeline(calls):
-            moved += int(n)
-            if int(ms) >= 0:
-                wait = int(ms) if wait < 0 else min(wait, int(ms))
-        return moved, wait
-
-
-def _claim_args(
-    worker: str, lease_ms: int, want: int, request: str, lanes: Sequence[str]
-) -> list[Any]:
-    """claim.lua's ARGV for one queue's lanes (one group)."""
-    return [worker, lease_ms, want, request, 0, 1, len(lanes), *lanes]  # see _STRICT
+        calls: list[ScriptCall] = [
+            ("promote", [self.keys.shard(q).base], PromoteArgs(limit)) for q in queues
+        ]
+        return promoted(self._pipeline(calls))
 
 
 def _flags_in_order(
@@ -311,30 +321,6 @@ def _flags_in_order(
     for place, flag in zip(order, flat, strict=True):
         out[place] = flag
     return out
-
-
-def _parse_claimed(raw: list[Any]) -> tuple[list[Claimed], int]:
-    """The jobs of a claim's reply, and the ms until a job it held back by a rate may
-    be claimed (0: none)."""
-    # claim.lua validated every field it returns (attempts and timeout are numbers)
-    rate_wait_ms = 0
-    if len(raw) % 7:  # a last element: the rate's wait, queue keys of another type skipped
-        *raw, (rate_wait_ms, *skipped) = raw
-        if skipped:
-            _warn_skipped(skipped)
-    jobs = [
-        Claimed(
-            raw[i],
-            str(raw[i + 1]),
-            raw[i + 2],
-            raw[i + 3],
-            int(raw[i + 4]),
-            float(raw[i + 5] or 0),
-            raw[i + 6],
-        )
-        for i in range(0, len(raw), 7)
-    ]
-    return jobs, int(rate_wait_ms)
 
 
 _SKIP_WARN_EVERY = 60.0  # seconds between warnings about one unusable queue key

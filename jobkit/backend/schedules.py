@@ -13,10 +13,25 @@ import orjson
 from redis.client import PubSub
 from redis.cluster import RedisCluster
 
+from jobkit.backend.calls import (
+    CronFireArgs,
+    CronFireReply,
+    CronJob,
+    CronPauseArgs,
+    CronRunArgs,
+    PromoteArgs,
+)
 from jobkit.backend.keys import queue_of
+from jobkit.backend.leasing import promoted as promoted_in
 from jobkit.backend.store import ScriptCall, Store
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan
+
+
+def cron_job(job: NewJob) -> CronJob:
+    """The fields of ``job`` every slot's job of a schedule shares."""
+    return CronJob(job.name, job.lane, job.params_json, job.priority, job.max_attempts,
+                   job.timeout, job.result_ttl, job.limits)  # fmt: skip
 
 
 class SlotOutcome(IntEnum):
@@ -203,7 +218,9 @@ class ScheduleStore:
 
         Returns (moved, ms until the next scheduled entry of any or -1, Redis time in s).
         """
-        calls = [("promote", [self.keys.shard(queue).base], (limit,)) for queue in queues]
+        calls: list[ScriptCall] = [
+            ("promote", [self.keys.shard(queue).base], PromoteArgs(limit)) for queue in queues
+        ]
         if isinstance(self.store.redis, RedisCluster):
             promoted = self.store.run_scripts(calls)
             sec, usec = self.store.redis.time()  # refused in a cluster pipeline: no key
@@ -213,11 +230,7 @@ class ScheduleStore:
                 self.store.queue_script(pipe, name, keys, args)
             pipe.time()
             *promoted, (sec, usec) = pipe.execute()
-        moved, wait = 0, -1
-        for n, ms in promoted:
-            moved += int(n)
-            if int(ms) >= 0:
-                wait = int(ms) if wait < 0 else min(wait, int(ms))
+        moved, wait = promoted_in(promoted)
         return moved, wait, sec + usec / 1_000_000
 
     def _key(self, bound: BoundSchedule) -> str:
@@ -247,20 +260,19 @@ class ScheduleStore:
         """:meth:`fire` for several schedules in one round trip (one script call each)."""
         calls: list[ScriptCall] = []
         for bound, job, plan in items:
-            args: list[Any] = [bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire)]
-            args.extend((job.name, job.lane, job.params_json, job.priority,
-                         job.max_attempts, job.timeout, job.result_ttl, job.limits))  # fmt: skip
-            for slot in plan.fire:
-                args.extend((slot, bound.job_id(slot)))
+            head = CronFireArgs(bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire),
+                                cron_job(job))  # fmt: skip
+            args = head.argv((slot, bound.job_id(slot)) for slot in plan.fire)
             keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]
             calls.append(("cron_fire", keys, args))
         out = []
         for (bound, _, plan), raw in zip(items, self.store.run_scripts(calls), strict=True):
+            reply = CronFireReply.parse(raw)
             results = [
-                FireResult(slot, bound.job_id(slot), SlotOutcome(int(code)), str(detail))
-                for slot, code, detail in zip(plan.fire, raw[1::2], raw[2::2], strict=False)
+                FireResult(slot, bound.job_id(slot), SlotOutcome(code), detail)
+                for slot, (code, detail) in zip(plan.fire, reply.results, strict=False)
             ]
-            out.append((bool(raw[0]), results))
+            out.append((reply.advanced, results))
         return out
 
     def _call(self, bound: BoundSchedule) -> list[str]:
@@ -270,21 +282,20 @@ class ScheduleStore:
     def pause(self, bound: BoundSchedule) -> bool:
         """Pause ``bound``: its due slots are skipped (the cursor moves past them) until
         it is resumed; False if it was paused already."""
-        return bool(self.store.run_script("cron_pause", self._call(bound), ("pause",)))
+        return bool(self.store.run_script("cron_pause", self._call(bound), CronPauseArgs("pause")))
 
     def resume(self, bound: BoundSchedule) -> bool:
         """Resume ``bound``: its next slot fires, none of the pause's; False if it was
         not paused."""
-        return bool(self.store.run_script("cron_pause", self._call(bound), ("resume",)))
+        args = CronPauseArgs("resume")
+        return bool(self.store.run_script("cron_pause", self._call(bound), args))
 
     def run_now(self, bound: BoundSchedule, job: NewJob) -> str:
         """Enqueue ``bound``'s job now, outside its slots, under a fresh id (see
         :func:`run_now_id`), and record it as the schedule's last run; ``job`` carries
         its fields (its own id goes unused). The id of the job created."""
         job_id = run_now_id(bound)
-        args: list[Any] = [bound.key, job_id]
-        args.extend((job.name, job.lane, job.params_json, job.priority,
-                     job.max_attempts, job.timeout, job.result_ttl, job.limits))  # fmt: skip
+        args = CronRunArgs(bound.key, job_id, cron_job(job)).argv()
         # a reply saying the id exists is this call's own, sent again after a lost reply
         self.store.run_script("cron_run", self._call(bound), args)
         return job_id

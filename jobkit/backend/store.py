@@ -16,13 +16,23 @@ from redis.exceptions import NoScriptError
 
 from jobkit.backend import scripts
 from jobkit.backend.batch import CANCEL_CODES
+from jobkit.backend.calls import (
+    CancelArgs,
+    CancelledArgs,
+    Completion,
+    EnqueueArgs,
+    EnqueueReply,
+    FailArgs,
+    RequeueArgs,
+    ReviveArgs,
+)
 from jobkit.backend.keys import Keys, fenced, queue_of, split_lane
-from jobkit.backend.leasing import Completion, Lease, Leasing, Refill, by_shard
+from jobkit.backend.leasing import Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
 from jobkit.backend.transport import Transport, transport_for
 from jobkit.backend.wire import Head, raise_errors
 from jobkit.errors import ConfigurationError, InvalidTransition, JobNotFound, NotDurable
-from jobkit.models import CancelOutcome, NewJob
+from jobkit.models import CancelOutcome, JobSpec, NewJob
 
 __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
 
@@ -188,24 +198,23 @@ class Store(Reads, Leasing):
     # -- dispatch -----------------------------------------------------------------------
 
     def enqueue_fresh(
-        self, spec: tuple[Any, ...], ids: Sequence[str], params_json: Iterable[str | bytes]
+        self, spec: JobSpec, ids: Sequence[str], params_json: Iterable[str | bytes]
     ) -> list[str]:
-        """Create jobs that share ``spec`` (see :meth:`NewJob.spec`) under fresh random
-        ids; their statuses. One script call per chunk, each sent as soon as it is built,
-        all replies read at the end: one round trip, with Redis and the caller at work at
-        once."""
+        """Create jobs that share ``spec`` under fresh random ids; their statuses. One
+        script call per chunk, each sent as soon as it is built, all replies read at the
+        end: one round trip, with Redis and the caller at work at once."""
         calls: list[ScriptCall] = []
         payloads = iter(params_json)
-        base = self.keys.lane(spec[1]).base
-        first = self._register_first(spec[1])
+        base = self.keys.lane(spec.lane).base
+        first = self._register_first(spec.lane)
 
         def produce() -> Iterator[tuple[Any, ...]]:
             yield from first
             for start in range(0, len(ids), ENQUEUE_CHUNK):
                 chunk = ids[start : start + ENQUEUE_CHUNK]
-                args: list[Any] = [len(chunk), *spec, 0]
-                for job_id in chunk:
-                    args += (job_id, next(payloads))
+                args = EnqueueArgs(len(chunk), spec, 0).argv(
+                    (job_id, next(payloads)) for job_id in chunk
+                )
                 calls.append(("enqueue", [base], args))
                 yield self._commands(calls[-1:])[0]
 
@@ -224,12 +233,12 @@ class Store(Reads, Leasing):
         random: Redis then skips looking it up (an existing id is only possible when the
         caller chose it). All but the id and params is packed once per class and options."""
         flag = 1 if check else 0
-        spec = job.spec()
+        spec = job.spec
         first = self._register_first(job.lane)
         if first or not self._packs_enqueue:  # the registry first, in the same round trip
             shard = self.keys.lane(job.lane)
-            calls: list[ScriptCall] = [("enqueue", [shard.base],
-                                        [1, *spec, flag, job.id, job.params_json])]  # fmt: skip
+            args = EnqueueArgs(1, spec, flag).argv([(job.id, job.params_json)])
+            calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
             if self._wait is not None:
                 # a job that exists was written by another connection, which this one's
                 # WAIT does not cover; a write that changes nothing (INCRBY 0) makes it
@@ -247,9 +256,8 @@ class Store(Reads, Leasing):
                     self._heads.clear()
                 sha = self._scripts["enqueue"].sha
                 base = self.keys.lane(job.lane).base
-                head = self._heads[key] = Head(
-                    ("EVALSHA", sha, 2, *fenced([base]), 1, *spec, flag), 2
-                )
+                fixed = EnqueueArgs(1, spec, flag).argv(())  # then the job's id and params
+                head = self._heads[key] = Head(("EVALSHA", sha, 2, *fenced([base]), *fixed), 2)
             command = head.command(job.id, job.params_json)
             try:
                 raw = self._wire.execute_packed(command)
@@ -258,21 +266,23 @@ class Store(Reads, Leasing):
                 raw = self._wire.execute_packed(command)
         if not check:  # a fresh id: created, and the reply is its status
             return True, str(raw)
-        return bool(raw[0]), str(raw[1])
+        reply = EnqueueReply.parse(raw, job.id)
+        return reply.created, reply.status
 
     def enqueue_unique(self, job: NewJob) -> tuple[bool, str, str]:
         """Create one job of a ``unique`` class unless an equal one is active: (created,
         status, id of the job holding the params' lock: this one or the equal one)."""
         shard = self.keys.lane(job.lane)
         first = self._register_first(job.lane)
-        calls: list[ScriptCall] = [("enqueue", [shard.base],
-                                    [1, *job.spec(), 1, job.id, job.params_json])]  # fmt: skip
+        args = EnqueueArgs(1, job.spec, 1).argv([(job.id, job.params_json)])
+        calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
         if self._wait is not None:  # see enqueue: the holder may be another's write
             raw = self._durably(first, calls, [job.id], [("INCRBY", shard.seq, 0)])[0]
         else:
             replies = self._wire.pipeline([*first, *self._commands(calls)])
             raw = self._checked(calls, replies[len(first) :])[0]
-        return bool(raw[0]), str(raw[1]), str(raw[2])
+        reply = EnqueueReply.parse(raw, job.id)
+        return reply.created, reply.status, reply.holder
 
     def _durably(
         self,
@@ -336,19 +346,20 @@ class Store(Reads, Leasing):
         message (its first :data:`EVENT_MESSAGE` characters) go into the attempt's event
         too, so each attempt's error outlives the next attempt's."""
         action = "dead" if dead else "retry"
-        args = (job_id, token, action, delay_ms, reason, error_json, ttl, error_type[:200],
-                error_message[:EVENT_MESSAGE])  # fmt: skip
+        args = FailArgs(job_id, token, action, delay_ms, reason, error_json, ttl,
+                        error_type[:200], error_message[:EVENT_MESSAGE])  # fmt: skip
         return bool(self._run("fail", self.job_keys(job_id), args))
 
     def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
         """Put a claimed job back in its queue, keeping its place."""
-        return bool(self._run("requeue", self.job_keys(job_id), (job_id, token, int(uncount))))
+        args = RequeueArgs(job_id, token, int(uncount))
+        return bool(self._run("requeue", self.job_keys(job_id), args))
 
     def revive(self, job_id: str) -> bool:
         """Send a dead job back to its queue with a fresh attempt budget, or a retrying one
         back now; False if it is neither. Raises :class:`InvalidTransition` when its
         record has no valid lane or priority."""
-        raw = self._run("revive", self.job_keys(job_id), (job_id,))
+        raw = self._run("revive", self.job_keys(job_id), ReviveArgs(job_id))
         if isinstance(raw, list):
             raise InvalidTransition(f"job {job_id} cannot be requeued: {raw[1]}")
         return bool(raw)
@@ -360,12 +371,13 @@ class Store(Reads, Leasing):
             keys = self.job_keys(job_id)
         except JobNotFound:
             return CancelOutcome.UNKNOWN
-        return CANCEL_CODES[int(self._run("cancel", keys, (job_id, ttl)))]
+        return CANCEL_CODES[int(self._run("cancel", keys, CancelArgs(job_id, ttl)))]
 
     def end_cancelled(self, job_id: str, token: str, ttl: int) -> bool:
         """End the attempt under ``token`` of a job whose cancel was requested, after its
         child was killed; False if that attempt no longer holds the job."""
-        return bool(self._run("cancelled", self.job_keys(job_id), (job_id, token, ttl)))
+        args = CancelledArgs(job_id, token, ttl)
+        return bool(self._run("cancelled", self.job_keys(job_id), args))
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         """Delete dead jobs for good: ``ids``, or every dead job of every queue."""

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import orjson
 
+from jobkit.backend.calls import WorkerArgs
 from jobkit.backend.keys import queue_of
 from jobkit.backend.store import Store
 from jobkit.status import CHILD_OUTCOMES, Outcome
@@ -100,20 +101,17 @@ class WorkerRegistry:
         self.store = store
 
     def beat(self, name: str, ttl: int, fields: dict[str, Any]) -> None:
-        flat: list[Any] = []
-        for key, value in fields.items():
-            flat.extend((key, value))
-        self.store.run_script("worker", [self.store.keys.base], (name, "beat", ttl, *flat))
+        args = WorkerArgs(name, "beat", ttl).argv(fields.items())
+        self.store.run_script("worker", [self.store.keys.base], args)
 
     def gone(self, name: str) -> None:
-        self.store.run_script("worker", [self.store.keys.base], (name, "gone", 0))
+        self.store.run_script("worker", [self.store.keys.base], WorkerArgs(name, "gone", 0))
 
     def prune(self, default_heartbeat: float) -> list[str]:
         """Drop every worker that missed two beats (``default_heartbeat``: the interval
         of one whose hash names none); the names dropped."""
-        pruned = self.store.run_script(
-            "worker", [self.store.keys.base], ("", "prune", default_heartbeat)
-        )
+        args = WorkerArgs("", "prune", default_heartbeat)
+        pruned = self.store.run_script("worker", [self.store.keys.base], args)
         return [str(n) for n in pruned]
 
     def all(self) -> list[dict[str, str]]:

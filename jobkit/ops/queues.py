@@ -8,10 +8,12 @@ workers' side, and on a Redis Cluster lives on the master that claims from the q
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobkit import names
+from jobkit.backend.calls import DrainArgs, PauseArgs
 from jobkit.backend.keys import Shard, split_lane
 from jobkit.backend.reads import Counts
 from jobkit.backend.store import Store
@@ -76,20 +78,20 @@ class Queues:
     def pause(self, queue: str) -> bool:
         """Stop every worker claiming from ``queue`` (dispatch still works); False if it
         was paused already."""
-        return bool(self._run("pause", queue, "pause"))
+        return bool(self._run("pause", queue, PauseArgs("pause", queue)))
 
     def resume(self, queue: str) -> bool:
         """Let workers claim from ``queue`` again; False if it was not paused."""
-        return bool(self._run("pause", queue, "resume"))
+        return bool(self._run("pause", queue, PauseArgs("resume", queue)))
 
     def purge(self, queue: str) -> int:
         """Delete every ready job of ``queue`` (running, scheduled and dead jobs stay);
         how many were deleted."""
-        return int(self._run("drain", queue))
+        return int(self._run("drain", queue, DrainArgs(queue)))
 
-    def _run(self, script: str, queue: str, *args: str) -> Any:
+    def _run(self, script: str, queue: str, args: Sequence[Any]) -> Any:
         names.queue(queue)
         if queue not in self.store.queues():
             known = ", ".join(self.store.queues()) or "none yet"
             raise UnknownQueue(f"unknown queue {queue!r} (known queues: {known})")
-        return self.store.run_script(script, [self.store.keys.shard(queue).base], (*args, queue))
+        return self.store.run_script(script, [self.store.keys.shard(queue).base], args)

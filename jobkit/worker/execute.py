@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from jobkit import registry
+from jobkit.backend.calls import Completion
 from jobkit.backend.store import Store
 from jobkit.errors import PayloadTooLarge, UnknownJobError
 from jobkit.logs import job_line
@@ -261,5 +262,5 @@ class Success(NamedTuple):
     elapsed: float
     finished: float  # monotonic
 
-    def completion(self) -> tuple[str, str, bytes, int]:
-        return (self.job.id, self.job.token, self.payload, self.ttl)
+    def completion(self) -> Completion:
+        return Completion(self.job.id, self.job.token, self.payload, self.ttl)

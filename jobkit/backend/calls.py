@@ -1,0 +1,374 @@
+"""One typed face per Lua script: the record of its ARGV and the parser of its reply. This
+is the only place a script's field order is written in Python; each ``.lua`` header's
+``ARGV`` and ``Returns`` signature lines say the same names, and
+``tests/…/test_calls.py`` holds the two to each other, so a change on one side that
+forgets the other fails a test.
+
+A header's signature is the text of its ``ARGV`` line (continued over lines that end
+with a comma) and of its ``Returns`` line up to a colon: names separated by commas;
+``*(a, b)`` a group repeated to the end; ``[a, *b]`` an element that may come last, a
+list of ``a`` then the rest as ``b``. Args are NamedTuples (a tuple is what a script call
+takes, and it is built fastest: dispatch builds one per call), sent as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from jobkit.models import Claimed, JobSpec
+
+# -- creating jobs ------------------------------------------------------------------------
+
+
+class EnqueueArgs(NamedTuple):
+    """enqueue.lua: what the N jobs of one call share, then (id, params) per job."""
+
+    n: int
+    spec: JobSpec
+    check: int  # 1: ids the caller chose (or a unique class): each looked up first
+
+    def argv(self, jobs: Iterable[tuple[str, str | bytes]]) -> list[Any]:
+        out: list[Any] = [self.n, *self.spec, self.check]
+        for job in jobs:
+            out += job
+        return out
+
+
+ENQUEUE_ARGV = ("n", *JobSpec._fields, "check")
+ENQUEUE_EACH = ("id", "params")
+
+
+class EnqueueReply(NamedTuple):
+    """enqueue.lua's answer for one job (``check`` 1): created or not, its status, and for
+    a unique class the id of the job holding the params' lock."""
+
+    created: bool
+    status: str
+    holder: str
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any], job_id: str) -> EnqueueReply:
+        holder = str(raw[2]) if len(raw) > 2 else job_id
+        return cls(bool(raw[0]), str(raw[1]), holder)
+
+
+class CronJob(NamedTuple):
+    """The fields cron_fire.lua and cron_run.lua give each job they create."""
+
+    name: str
+    lane: str
+    params: str | bytes
+    priority: int
+    max_attempts: int
+    timeout: float
+    result_ttl: int
+    limits: str
+
+
+class CronFireArgs(NamedTuple):
+    """cron_fire.lua: one schedule's plan, the fields its slots' jobs share, then
+    (slot, job id) per slot to fire."""
+
+    key: str
+    next_slot: int
+    skip_to: int
+    missed: int
+    n: int
+    job: CronJob
+
+    def argv(self, slots: Iterable[tuple[int, str]]) -> list[Any]:
+        out: list[Any] = [self.key, self.next_slot, self.skip_to, self.missed, self.n, *self.job]
+        for slot in slots:
+            out += slot
+        return out
+
+
+CRON_FIRE_ARGV = ("key", "next_slot", "skip_to", "missed", "n", *CronJob._fields)
+CRON_FIRE_EACH = ("slot", "id")
+
+
+class CronFireReply(NamedTuple):
+    """cron_fire.lua's answer: whether this call moved the cursor, then per slot looked
+    at, a code and a detail."""
+
+    advanced: bool
+    results: list[tuple[int, str]]  # (code, detail)
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any]) -> CronFireReply:
+        codes, details = raw[1::2], raw[2::2]
+        return cls(bool(raw[0]), [(int(c), str(d)) for c, d in zip(codes, details, strict=False)])
+
+
+class CronRunArgs(NamedTuple):
+    """cron_run.lua: the schedule, the fresh job's id and its fields."""
+
+    key: str
+    id: str
+    job: CronJob
+
+    def argv(self) -> list[Any]:
+        return [self.key, self.id, *self.job]
+
+
+CRON_RUN_ARGV = ("key", "id", *CronJob._fields)
+
+
+class CronPauseArgs(NamedTuple):
+    """cron_pause.lua."""
+
+    action: str  # 'pause' | 'resume'
+
+
+# -- claiming and leases ------------------------------------------------------------------
+
+
+class ClaimArgs(NamedTuple):
+    """claim.lua, for one queue's lanes (one group: this worker asks queues one by one)."""
+
+    worker: str
+    lease_ms: int
+    want: int
+    request: str
+    strict: int  # 1: dead-letter jobs whose id, name or params are not UTF-8 (see claim.lua)
+    groups: int
+    size: int  # lanes in the group
+    lanes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, worker: str, lease_ms: int, want: int, request: str,
+           lanes: Sequence[str]) -> ClaimArgs:  # fmt: skip
+        return cls(worker, lease_ms, want, request, 0, 1, len(lanes), tuple(lanes))
+
+    def argv(self) -> list[Any]:
+        return [*self[:7], *self.lanes]
+
+    def strictly(self) -> ClaimArgs:
+        return self._replace(strict=1)
+
+
+CLAIM_ARGV = ClaimArgs._fields[:6]
+CLAIM_EACH = ("size", "lanes")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimReply:
+    """claim.lua's answer: the jobs leased, the ms until a job held back by its class's
+    rate may be claimed (0: none), and queue keys of another type it skipped."""
+
+    jobs: list[Claimed]
+    rate_wait_ms: int
+    skipped: list[str]
+
+    @classmethod
+    def parse(cls, raw: list[Any]) -> ClaimReply:
+        # claim.lua validated every field it returns (attempts and timeout are numbers)
+        width = len(Claimed._fields)
+        rate_wait_ms, skipped = 0, []
+        if len(raw) % width:  # the last element: the rate's wait, keys skipped
+            *raw, (rate_wait_ms, *skipped) = raw
+        jobs = [
+            Claimed(raw[i], str(raw[i + 1]), raw[i + 2], raw[i + 3], int(raw[i + 4]),
+                    float(raw[i + 5] or 0), raw[i + 6])
+            for i in range(0, len(raw), width)
+        ]  # fmt: skip
+        return cls(jobs, int(rate_wait_ms), [str(k) for k in skipped])
+
+
+CLAIM_RETURNS_EACH = Claimed._fields
+CLAIM_RETURNS_TAIL = ("rate_wait_ms", "*skipped")
+
+
+class Completion(NamedTuple):
+    """complete.lua, per job: one call carries many."""
+
+    id: str
+    token: str
+    result: str | bytes
+    ttl: int
+
+
+class HeartbeatArgs(NamedTuple):
+    """heartbeat.lua: the lease, then (id, token) per held job."""
+
+    lease_ms: int
+
+    def argv(self, held: Iterable[tuple[str, str]]) -> list[Any]:
+        out: list[Any] = [self.lease_ms]
+        for pair in held:
+            out += pair
+        return out
+
+
+class MarkArgs(NamedTuple):
+    """mark.lua: what to mark, then (id, token) per attempt."""
+
+    what: str  # 'started' | 'crashed'
+
+    def argv(self, held: Iterable[tuple[str, str]]) -> list[Any]:
+        out: list[Any] = [self.what]
+        for pair in held:
+            out += pair
+        return out
+
+
+class ReapArgs(NamedTuple):
+    """reap.lua."""
+
+    max_crashes: int
+    limit: int
+
+
+def pairs(raw: Sequence[Any]) -> list[tuple[str, str]]:
+    """A flat reply of pairs (reap.lua's id, outcome) as pairs."""
+    return [(str(raw[i]), str(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+
+class PromoteArgs(NamedTuple):
+    """promote.lua."""
+
+    limit: int
+
+
+class PromoteReply(NamedTuple):
+    """promote.lua's answer: jobs promoted, and ms until the next due one (-1: none)."""
+
+    promoted: int
+    wait_ms: int
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any]) -> PromoteReply:
+        return cls(int(raw[0]), int(raw[1]))
+
+
+# -- one job ------------------------------------------------------------------------------
+
+
+class FailArgs(NamedTuple):
+    """fail.lua: end an attempt in failure, retried or dead."""
+
+    id: str
+    token: str
+    action: str  # 'retry' | 'dead'
+    delay_ms: int
+    reason: str
+    error: str | bytes
+    ttl: int
+    error_type: str
+    message: str
+
+
+class RequeueArgs(NamedTuple):
+    """requeue.lua."""
+
+    id: str
+    token: str
+    uncount: int
+
+
+class ReviveArgs(NamedTuple):
+    """revive.lua."""
+
+    id: str
+
+
+class CancelArgs(NamedTuple):
+    """cancel.lua."""
+
+    id: str
+    ttl: int
+
+
+class CancelledArgs(NamedTuple):
+    """cancelled.lua."""
+
+    id: str
+    token: str
+    ttl: int
+
+
+# -- queues, indexes, workers ---------------------------------------------------------------
+
+
+class PauseArgs(NamedTuple):
+    """pause.lua."""
+
+    action: str  # 'pause' | 'resume'
+    queue: str
+
+
+class DrainArgs(NamedTuple):
+    """drain.lua."""
+
+    queue: str
+
+
+class TrimArgs(NamedTuple):
+    """trim.lua."""
+
+    oldest: int
+    limit: int
+
+
+class RecountArgs(NamedTuple):
+    """recount.lua."""
+
+    group: str
+
+
+class WorkerArgs(NamedTuple):
+    """worker.lua: a worker's beat, leaving, or the prune of stale ones."""
+
+    name: str
+    action: str  # 'beat' | 'gone' | 'prune'
+    ttl: float
+
+    def argv(self, fields: Iterable[tuple[str, Any]] = ()) -> list[Any]:
+        out: list[Any] = list(self)
+        for pair in fields:
+            out += pair
+        return out
+
+
+@dataclass(frozen=True)
+class Face:
+    """What a script's header must say: its ARGV names (fixed, then each repeated
+    group's), and its reply's (fixed, each repeated group's, an optional last element)."""
+
+    argv: tuple[str, ...] = ()
+    each: tuple[str, ...] = ()
+    returns: tuple[str, ...] = ()
+    returns_each: tuple[str, ...] = ()
+    returns_tail: tuple[str, ...] = ()
+
+
+_FLAG = ("flag",)  # a 1 / 0 answer, or a code: each script's header says what it means
+FACES: dict[str, Face] = {
+    "enqueue": Face(ENQUEUE_ARGV, ENQUEUE_EACH, returns=("reply",)),
+    "claim": Face(
+        CLAIM_ARGV, CLAIM_EACH, returns_each=CLAIM_RETURNS_EACH, returns_tail=CLAIM_RETURNS_TAIL
+    ),
+    "complete": Face(each=Completion._fields, returns_each=_FLAG),
+    "fail": Face(FailArgs._fields, returns=_FLAG),
+    "heartbeat": Face(HeartbeatArgs._fields, ("id", "token"), returns_each=("code",)),
+    "mark": Face(MarkArgs._fields, ("id", "token"), returns_each=_FLAG),
+    "reap": Face(ReapArgs._fields, returns_each=("id", "outcome")),
+    "promote": Face(PromoteArgs._fields, returns=PromoteReply._fields),
+    "requeue": Face(RequeueArgs._fields, returns=_FLAG),
+    "revive": Face(ReviveArgs._fields, returns=("code",)),
+    "purge": Face(each=("id",), returns=("count",)),
+    "cancel": Face(CancelArgs._fields, returns=("code",)),
+    "cancelled": Face(CancelledArgs._fields, returns=_FLAG),
+    "worker": Face(WorkerArgs._fields, ("field", "value"), returns=("pruned",)),
+    "pause": Face(PauseArgs._fields, returns=_FLAG),
+    "drain": Face(DrainArgs._fields, returns=("count",)),
+    "cron_fire": Face(
+        CRON_FIRE_ARGV, CRON_FIRE_EACH, returns=("advanced",), returns_each=("code", "detail")
+    ),
+    "cron_pause": Face(CronPauseArgs._fields, returns=_FLAG),
+    "cron_run": Face(CRON_RUN_ARGV, returns=("created", "status")),
+    "recount": Face(RecountArgs._fields, returns=_FLAG),
+    "trim": Face(TrimArgs._fields, returns=("count",)),
+}
