@@ -3,8 +3,9 @@
 -- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (its queue, scheduled and done:<id> are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     id, result_ttl seconds (how long the cancelled record is kept)
--- Returns  1 cancelled; 2 requested (it runs: `cancel` = ttl is set in its hash, its
+-- ARGV     id, ttl
+--          id, result_ttl seconds (how long the cancelled record is kept)
+-- Returns  code: 1 cancelled; 2 requested (it runs: `cancel` = ttl is set in its hash, its
 --          supervisor sees it through heartbeat.lua, kills the child and ends the attempt
 --          with cancelled.lua; should the attempt end otherwise and the job be queued
 --          again, claim.lua cancels it instead of leasing it); 0 refused, it has finished;

@@ -2,8 +2,9 @@
 -- supervisor has killed the child that ran it.
 -- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>   (running is built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     id, token, result_ttl seconds (used if the request lost its own)
--- Returns  1 ended cancelled (now, or by this same call sent before and its reply lost),
+-- ARGV     id, token, ttl
+--          id, token, result_ttl seconds (used if the request lost its own)
+-- Returns  flag: 1 ended cancelled (now, or by this same call sent before and its reply lost),
 --          0 refused (another attempt holds the job, or this one ended otherwise)
 -- Invariant: only the holder of the current token ends the attempt, and the job leaves
 -- `running` for no queue: it never runs again.

@@ -2,12 +2,14 @@
 -- KEYS[1]  base "{prefix:queue}"; queue, wake, job, running, dead, stats and claim:<request>
 --          keys are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     worker name, lease_ms, N, request id ('' = none), strict (1: the client could
+-- ARGV     worker, lease_ms, want, request, strict, groups, *(size, lanes)
+--          worker name, lease_ms, N, request id ('' = none), strict (1: the client could
 --          not decode the reply to this request: dead-letter, as invalid_record, every job
 --          whose id, name or params are not UTF-8 text, and answer with the others),
 --          G (number of lane groups), then G groups of (count, lane...) in the order the
 --          worker checks its queues
--- Returns  flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
+-- Returns  *(id, token, name, params_json, attempts, timeout, lane), [rate_wait_ms, *skipped]:
+--          flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
 --          only if a job was held back by its class's rate limit or a lane's queue key
 --          holds another type (skipped, so the other lanes are still served), one more
 --          element: {ms until a job held back by a rate may be claimed (0: none), the

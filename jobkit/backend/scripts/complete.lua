@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"; job:<id>, running, finished, stats, waiter:<id> and
 --          done:<id> are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
--- Returns  one flag per job: 1 recorded (now, or by this same call sent before and its
+-- ARGV     *(id, token, result, ttl)
+--          groups of 4: id, token, result JSON, result_ttl seconds (one or many jobs)
+-- Returns  *(flag): one flag per job: 1 recorded (now, or by this same call sent before and its
 --          reply lost), 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
 -- A success clears the reason and error of earlier attempts: they no longer describe it.

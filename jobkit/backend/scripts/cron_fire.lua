@@ -3,12 +3,15 @@
 -- KEYS[2]  schedule:<key> hash: cursor (last handled slot), last_slot, last_job,
 --          last_fired_at, next_slot, fired, skipped; paused / resumed_at (cron_pause.lua)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
+-- ARGV     key, next_slot, skip_to, missed, n, name, lane, params, priority, max_attempts,
+--          timeout, result_ttl, limits, *(slot, id)
+--          schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
 --          fields every slot shares: name, lane, params JSON, priority, max_attempts,
 --          timeout seconds, result_ttl seconds, limits ('' for none; a slot's job is
 --          unique by its id, so only concurrency and rate apply); then N pairs (slot epoch
 --          seconds, job id), oldest slot first
--- Returns  {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
+-- Returns  advanced, *(code, detail):
+--          {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
 --          cursor. code 1 enqueued (detail 'queued'); 2 skipped, as the slot fell due
 --          while the schedule was paused (detail 'paused'); 0 already handled by this or
 --          another scheduler (detail: that job's status or ''); -1 not due yet by Redis

@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}" of the schedule's job class's queue
 -- KEYS[2]  schedule:<key> hash (see cron_fire.lua): its paused and resumed_at fields
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     action ('pause' | 'resume')
--- Returns  1 if the schedule's state changed, 0 if it was already so
+-- ARGV     action
+--          action ('pause' | 'resume')
+-- Returns  flag: 1 if the schedule's state changed, 0 if it was already so
 -- Invariant: while `paused` is set (the Redis time it was paused, ms), cron_fire.lua
 -- enqueues nothing for due slots, only moves the cursor past them; a resume clears it
 -- and sets `resumed_at` (ms), before which cron_fire fires no slot, so resuming never

@@ -2,10 +2,12 @@
 -- KEYS[1]  base "{prefix:queue}"; job, queue, wake and lanes keys are built from it
 -- KEYS[2]  schedule:<key> hash (see cron_fire.lua): last_job, last_fired_at, runs_now
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     schedule key, job id (a fresh one, never a slot's: see ScheduleStore.run_now),
+-- ARGV     key, id, name, lane, params, priority, max_attempts, timeout, result_ttl, limits
+--          schedule key, job id (a fresh one, never a slot's: see ScheduleStore.run_now),
 --          then the 8 job fields cron_fire.lua takes: name, lane, params JSON, priority,
 --          max_attempts, timeout seconds, result_ttl seconds, limits ('' for none)
--- Returns  {1, 'queued'} when it created the job; {0, status} when the id exists already
+-- Returns  created, status:
+--          {1, 'queued'} when it created the job; {0, status} when the id exists already
 --          (this call sent again after a lost reply: nothing is written twice)
 -- Invariant: the job is created exactly as a slot's (create_job, then the same fields as
 -- cron_fire.lua) and the schedule records it as its last run, together; the cursor is

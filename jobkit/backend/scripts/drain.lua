@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"; its lanes set, queue, wake, created and job keys are built
 --          from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     the queue's name
--- Returns  how many jobs were deleted
+-- ARGV     queue
+--          the queue's name
+-- Returns  count: how many jobs were deleted
 -- Invariant: only jobs waiting in a ready set are touched: running, scheduled and dead
 -- jobs, and their leases, are left as they are. A ready set's entry whose record is not a
 -- queued job (garbage, or a job that moved on) leaves the set, its record untouched.

@@ -3,12 +3,14 @@
 --          are built from it (and the sched:wake channel, published to when a new earliest delayed job
 --          arrives)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
+-- ARGV     n, name, lane, priority, delay_ms, at_ms, max_attempts, timeout, result_ttl,
+--          limits, check, *(id, params)
+--          N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
 --          max_attempts, timeout seconds (0 = none), result_ttl seconds, limits ('' for
 --          none: see jobkit/job_limits.py), check (1: an id that exists is reported with
 --          its status, for caller-chosen ids and unique classes; 0: ids are fresh
 --          random), then N pairs: id, params JSON
--- Returns  with check 1: N pairs {created 1|0, status}, triples {created, status, id of
+-- Returns  reply: with check 1: N pairs {created 1|0, status}, triples {created, status, id of
 --          the job holding the params' lock} for a unique class (check is 1 for them);
 --          with check 0 every job is created with the same status, so just that status
 --          (a smaller reply for a big batch).

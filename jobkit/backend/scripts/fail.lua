@@ -3,10 +3,11 @@
 --          (running, scheduled, seq, stats, dead, queue, wake, done and the sched:wake
 --          channel are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
+-- ARGV     id, token, action, delay_ms, reason, error, ttl, error_type, message
+--          id, token, action ('retry' | 'dead'), delay_ms, reason, error JSON,
 --          result_ttl seconds (how long waiters' wake token lives), the error's type
 --          and its message cut short (for the event: each attempt keeps its own error)
--- Returns  1 applied (now, or by this same call sent before and its reply lost),
+-- Returns  flag: 1 applied (now, or by this same call sent before and its reply lost),
 --          0 refused (stale token or job no longer running)
 -- Invariant: the job leaves `running` for exactly one of queue, scheduled or dead; a
 -- record that cannot be put back in its queue goes to dead (reason invalid_record).

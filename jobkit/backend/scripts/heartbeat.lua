@@ -1,8 +1,9 @@
 -- heartbeat: extend the leases a worker still holds.
 -- KEYS[1]  base "{prefix:queue}"; running and job:<id> are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     lease_ms, then pairs (id, token)
--- Returns  one code per pair: 1 extended; 2 this token's attempt already ended (the job
+-- ARGV     lease_ms, *(id, token)
+--          lease_ms, then pairs (id, token)
+-- Returns  *(code): one code per pair: 1 extended; 2 this token's attempt already ended (the job
 --          left `running` under this very lease: completed, failed, requeued, reaped),
 --          nothing to renew and nothing lost; 0 lost (another attempt holds the lease,
 --          or the job is gone); 3 extended, and its cancel was requested (cancel.lua)

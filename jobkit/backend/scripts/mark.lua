@@ -2,8 +2,9 @@
 -- the child running them die.
 -- KEYS[1]  base "{prefix:queue}"; job:<id> and running are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     what ('started' | 'crashed'), then pairs (id, token)
--- Returns  one flag per pair: 1 marked, 0 not held under that token any more
+-- ARGV     what, *(id, token)
+--          what ('started' | 'crashed'), then pairs (id, token)
+-- Returns  *(flag): one flag per pair: 1 marked, 0 not held under that token any more
 -- Invariant: a lapsed lease counts as a crash only for an attempt marked started (see
 -- reap.lua); 'crashed' marks it and ends its lease now, so the next reap counts the crash
 -- without waiting for the lease to run out.

@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"; its paused flag, lanes set, queue and wake keys are built
 --          from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     action ('pause' | 'resume'), the queue's name
--- Returns  1 if the queue's state changed, 0 if it was already so
+-- ARGV     action, queue
+--          action ('pause' | 'resume'), the queue's name
+-- Returns  flag: 1 if the queue's state changed, 0 if it was already so
 -- Invariant: while `paused` exists, claim.lua leases nothing from this queue (and drops
 -- its wake tokens, so idle workers do not spin on them); resuming wakes one idle worker
 -- per lane that holds ready jobs, so work restarts at once, not at the next idle poll.

@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"; scheduled, seq, job, queue, wake, dead and stats keys are
 --          built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     limit per call
--- Returns  {promoted count, ms until the next due entry or -1 if none}
+-- ARGV     limit
+--          limit per call
+-- Returns  promoted, wait_ms: {promoted count, ms until the next due entry or -1 if none}
 -- Invariant: a job is in `scheduled` or in its queue, never both; promotion is idempotent.
 -- A due job whose record cannot be queued goes to `dead` (reason invalid_record) alone.
 local base = KEYS[1]

@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"; dead, created, job:<id>, corrupt:<id> and done:<id> are
 --          built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     ids to purge; none given: every dead job
--- Returns  number of jobs deleted
+-- ARGV     *(id)
+--          ids to purge; none given: every dead job
+-- Returns  count: number of jobs deleted
 -- Invariant: only jobs whose status is 'dead' are ever deleted here (with the corrupt
 -- record an invalid one was found as, if any).
 local base = KEYS[1]

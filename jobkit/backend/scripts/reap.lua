@@ -2,8 +2,10 @@
 -- KEYS[1]  base "{prefix:queue}"; running, job, queue, wake, dead, stats, waiter and done keys
 --          are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     max_crashes (default when the job has none), limit per call
--- Returns  flat list of pairs (id, outcome): 'requeued' or 'dead' (a crash counted),
+-- ARGV     max_crashes, limit
+--          max_crashes (default when the job has none), limit per call
+-- Returns  *(id, outcome):
+--          flat list of pairs (id, outcome): 'requeued' or 'dead' (a crash counted),
 --          'returned' (it never started: back to its queue, no attempt used), 'invalid'
 --          (its record cannot be trusted: dead, reason invalid_record) or 'dropped'. An
 --          id that is not UTF-8 text is given as '<id not UTF-8>' (the reply is decoded).

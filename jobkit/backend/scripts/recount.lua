@@ -2,8 +2,9 @@
 -- entries their group has read to the count of entries ever added: its lag is then 0.
 -- KEYS[1]  base "{prefix:queue}" (the events stream is built from it)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     the archivers' group name
--- Returns  1 if the count was set, 0 if it was right already, or the group is behind (or
+-- ARGV     group
+--          the archivers' group name
+-- Returns  flag: 1 if the count was set, 0 if it was right already, or the group is behind (or
 --          missing)
 -- Why: when entries were trimmed before the group read them, Redis (7.0) leaves the
 -- group's entries-read short of entries-added for good, so its lag would never fall back

@@ -2,8 +2,9 @@
 -- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (running, queue, wake, dead and stats are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     id, token, uncount (1: the attempt never really ran, take it back)
--- Returns  1 requeued (now, or by this same call sent before and its reply lost),
+-- ARGV     id, token, uncount
+--          id, token, uncount (1: the attempt never really ran, take it back)
+-- Returns  flag: 1 requeued (now, or by this same call sent before and its reply lost),
 --          0 refused (stale token or job no longer running)
 -- Invariant: the job keeps its FIFO place; it is never both queued and running. A job
 -- handed back unrun shows no worker and no start time.

@@ -4,7 +4,8 @@
 --          (dead, scheduled, seq, queue, wake and done:<id> are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     id
--- Returns  1 requeued, 0 refused (the job is neither dead nor retrying), -1 refused (its
+--          id
+-- Returns  code: 1 requeued, 0 refused (the job is neither dead nor retrying), -1 refused (its
 --          record has no valid lane or priority to queue it with; the message says which)
 -- Invariant: a job is in `dead` exactly while its status is 'dead', and in `scheduled`
 -- exactly while it is 'scheduled' or 'retrying'. A dead job starts over (attempts and

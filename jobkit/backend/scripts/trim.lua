@@ -1,8 +1,9 @@
 -- trim: drop the listing's index entries of jobs whose records have expired.
 -- KEYS[1]  base "{prefix:queue}"; finished and created are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     oldest (ms: `finished` entries that ended before it go), limit per call
--- Returns  how many entries of `finished` were dropped (below limit: none older is left)
+-- ARGV     oldest, limit
+--          oldest (ms: `finished` entries that ended before it go), limit per call
+-- Returns  count: how many entries of `finished` were dropped (below limit: none older is left)
 -- Invariant: an id leaves `finished` and `created` together, so the creation index never
 -- keeps a job the finished index let go of. Sent twice, the second finds less to drop.
 local base = KEYS[1]

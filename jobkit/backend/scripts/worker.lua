@@ -1,10 +1,11 @@
 -- worker: a worker's heartbeat into the registry, its goodbye, or a prune of stale ones.
 -- KEYS[1]  base "{prefix}" (the global slot); workers zset and worker:<name> hash are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     name, action ('beat' | 'gone' | 'prune'), ttl seconds, then field/value pairs
+-- ARGV     name, action, ttl, *(field, value)
+--          name, action ('beat' | 'gone' | 'prune'), ttl seconds, then field/value pairs
 --          ('prune': no name; ttl is the default beat interval of a worker whose hash
 --          names none)
--- Returns  number of stale workers pruned ('prune': their names)
+-- Returns  pruned: number of stale workers pruned ('prune': their names)
 -- Invariant: `workers` lists exactly the workers whose hash has not expired. A worker is
 -- stale once it missed two beats (its hash's `heartbeat` field says how often it beats):
 -- a prune drops it then, before its hash expires; its jobs are reaped as any dead
