@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pytest
 
 from jobkit.backend.keys import Keys, job_id, lane_name, queue_of, split_lane, worker_lanes
@@ -52,14 +55,59 @@ def test_lanes_live_in_their_queues_shard_and_the_rest_in_the_global_slot() -> N
     assert Keys().base == "{jobkit}"
 
 
-def test_keys_match_the_lua_prelude() -> None:
-    """The scripts build keys with the same suffixes (jobkit/backend/scripts/_lib.lua)."""
+def lua_key_helpers() -> dict[str, Callable[..., str]]:
+    """The key helpers of the scripts' prelude (_lib.lua), as Python functions: each
+    ``local function x_key(base[, arg]) return base .. 'suffix'[ .. arg] end``."""
     from jobkit.backend import scripts
 
     lib = scripts.source("enqueue")
-    for suffix in ("':job:'", "':queue:'", "':wake:'", "':done:'", "':waiter:'", "':seq'"):
-        assert suffix in lib
-    assert "':scheduled'" in lib and "':lanes'" in lib
+    found: dict[str, Callable[..., str]] = {}
+    pattern = (
+        r"local function (\w+_key)\(base(?:, (\w+))?\) return base \.\. '([^']*)'(?: \.\. \w+)? end"
+    )
+    for name, arg, suffix in re.findall(pattern, lib):
+        if arg:
+            found[name] = lambda base, x, s=suffix: base + s + x
+        else:
+            found[name] = lambda base, s=suffix: base + s
+    return found
+
+
+def test_the_scripts_build_every_key_as_keys_py_does() -> None:
+    """Whole keys, built by each helper of the prelude and by keys.py, are the same."""
+    k = Keys("app")
+    s = k.shard("images")
+    helpers = lua_key_helpers()
+    assert len(helpers) >= 20
+    for name, build in helpers.items():
+        attr = name if name == "queue_key" else name.removesuffix("_key")
+        if attr in ("workers", "worker"):  # the global slot's
+            want = getattr(k, attr)
+            assert build(k.base, *(["host.1"] if attr == "worker" else [])) == (
+                want("host.1") if attr == "worker" else want
+            ), name
+            continue
+        python = getattr(s, attr)
+        if callable(python):
+            assert build(s.base, "images:x|y") == python("images:x|y"), name
+        else:
+            assert build(s.base) == python, name
+
+
+def test_no_script_builds_a_key_but_through_the_prelude() -> None:
+    """Outside the prelude's key helpers, no script appends a suffix to a key itself."""
+    from importlib.resources import files
+
+    for entry in files("jobkit.backend.scripts").iterdir():
+        if not entry.name.endswith(".lua"):
+            continue
+        for line in entry.read_text(encoding="utf-8").splitlines():
+            code = line.split("--", 1)[0]
+            if re.match(r"local function \w+_key\(", code):
+                continue
+            inline = re.findall(r"(\w+(?:\[\d\])?) \.\. ':", code)
+            # claim.lua compares a job id's queue part: a prefix of an id, not a key
+            assert inline in ([], ["queue"]), f"{entry.name}: {line.strip()}"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,30 @@
 -- uses; a job whose record cannot be trusted is dead-lettered alone (invalid_record)
 -- and the rest of the batch goes on.
 
+-- Every key a script writes or reads, built from its KEYS[1] base by one helper named as
+-- jobkit/backend/keys.py names it (tests/…/test_keys.py compares each with keys.py's).
+local function running_key(base) return base .. ':running' end
+local function scheduled_key(base) return base .. ':scheduled' end
+local function dead_key(base) return base .. ':dead' end
+local function finished_key(base) return base .. ':finished' end
+local function created_key(base) return base .. ':created' end
+local function seq_key(base) return base .. ':seq' end
+local function lanes_key(base) return base .. ':lanes' end
+local function stats_key(base) return base .. ':stats' end
+local function paused_key(base) return base .. ':paused' end
+local function sched_wake_key(base) return base .. ':sched:wake' end
+local function events_key(base) return base .. ':events' end
+local function rate_key(base) return base .. ':rate' end
+local function workers_key(base) return base .. ':workers' end  -- the global slot's
+local function worker_key(base, name) return base .. ':worker:' .. name end
+local function job_key(base, id) return base .. ':job:' .. id end
+local function corrupt_key(base, id) return base .. ':corrupt:' .. id end
+local function claim_key(base, req) return base .. ':claim:' .. req end
+local function queue_key(base, lane) return base .. ':queue:' .. lane end
+local function wake_key(base, lane) return base .. ':wake:' .. lane end
+local function done_key(base, id) return base .. ':done:' .. id end
+local function waiter_key(base, id) return base .. ':waiter:' .. id end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -29,7 +53,7 @@ local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
 -- (garbage) costs the record, never the transition.
 local function event(base, id, class, from, to, attempt, worker, ms, reason, etype, emsg)
   if EVENTS_MAXLEN == '0' then return end
-  local a = {'XADD', base .. ':events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
+  local a = {'XADD', events_key(base), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
     'class', class or '', 'from', from, 'to', to, 'attempt', attempt or 0}
   -- the rest only when there is something to say: most events have no reason
   if worker and worker ~= '' then a[#a + 1], a[#a + 2] = 'worker', worker end
@@ -48,13 +72,6 @@ local function ran_ms(now, started)
   return tonumber(now) - s
 end
 
-local function job_key(base, id) return base .. ':job:' .. id end
-local function corrupt_key(base, id) return base .. ':corrupt:' .. id end
-local function claim_key(base, req) return base .. ':claim:' .. req end
-local function queue_key(base, lane) return base .. ':queue:' .. lane end
-local function wake_key(base, lane) return base .. ':wake:' .. lane end
-local function done_key(base, id) return base .. ':done:' .. id end
-local function waiter_key(base, id) return base .. ':waiter:' .. id end
 
 -- Higher priority first, then FIFO by sequence: one zset score carries both.
 local function ready_score(priority, seq)
@@ -86,7 +103,7 @@ local function push_ready(base, id, lane, priority, seq)
   wake(base, lane, 1)
 end
 
-local function next_seq(base) return redis.call('INCR', base .. ':seq') end
+local function next_seq(base) return redis.call('INCR', seq_key(base)) end
 
 -- -- limits (jobkit/job_limits.py) --------------------------------------------------------
 -- A limited job carries `limits` = "<concurrency>,<interval ms>,<unique ms>" in its hash
@@ -157,13 +174,13 @@ end
 -- Jobs that just ended succeeded or cancelled go in their queue's `finished` index,
 -- scored by the time they ended, so `jobkit jobs` finds them without a SCAN; the workers'
 -- chores drop entries older than the records kept (trim.lua).
-local function note_finished(base, now, ids) note_in(base .. ':finished', now, ids) end
+local function note_finished(base, now, ids) note_in(finished_key(base), now, ids) end
 
 -- Every job goes in its queue's `created` index as it is created, scored by that time:
 -- the listing's order that no status change moves, so paging while jobs move lists each
 -- job once. Its entry leaves with its record: purged, drained, or trimmed with the
 -- finished index once the record has expired.
-local function note_created(base, now, ids) note_in(base .. ':created', now, ids) end
+local function note_created(base, now, ids) note_in(created_key(base), now, ids) end
 
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
@@ -185,11 +202,11 @@ end
 -- named in keys.py) only when this entry is due before every other: otherwise they
 -- already sleep until an earlier due time.
 local function schedule_at(base, id, due)
-  local sched = base .. ':scheduled'
+  local sched = scheduled_key(base)
   local head = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
   redis.call('ZADD', sched, due, id)
   if head[1] == nil or due < tonumber(head[2]) then
-    redis.call('PUBLISH', base .. ':sched:wake', due)
+    redis.call('PUBLISH', sched_wake_key(base), due)
   end
 end
 
@@ -232,7 +249,7 @@ end
 -- A lane with tags ("queue|tag,...") is recorded, so `--tags '*'` workers can find it.
 -- (pcall: a lanes key of another type costs those workers the lane, not the dispatch.)
 local function note_lane(base, lane)
-  if string.find(lane, '|', 1, true) then redis.pcall('SADD', base .. ':lanes', lane) end
+  if string.find(lane, '|', 1, true) then redis.pcall('SADD', lanes_key(base), lane) end
 end
 
 -- -- validation -------------------------------------------------------------------------
@@ -335,6 +352,6 @@ local function invalid_record(base, id, why, now)
   redis.call('PERSIST', jk)
   -- pcall: with the dead set or the counters garbage too, the job is still dead on its
   -- own record (and `jobkit info` names the unreadable key)
-  redis.pcall('ZADD', base .. ':dead', now, id)
-  redis.pcall('HINCRBY', base .. ':stats', 'dead', 1)
+  redis.pcall('ZADD', dead_key(base), now, id)
+  redis.pcall('HINCRBY', stats_key(base), 'dead', 1)
 end

@@ -34,7 +34,7 @@ local MAX_HELD = 64
 local base, worker = KEYS[1], ARGV[1]
 local lease_ms, want, req = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local strict, groups = ARGV[5] == '1', tonumber(ARGV[6])
-local running = base .. ':running'
+local running = running_key(base)
 expect_types(running, 'zset')  -- before the first pop: leases must have somewhere to go
 local out = {}
 local skipped = {}  -- queue keys of another type: named in the reply, not served
@@ -113,7 +113,7 @@ local function admit(id, name, limits)
   if full[name] then return false end
   local c, interval = parse_limits(limits)
   if not c then return true end
-  local ak, rk = active_key(base, name), base .. ':rate'
+  local ak, rk = active_key(base, name), rate_key(base)
   local function usable(key, want_type)
     local t = key_type(key)
     return t == 'none' or t == want_type
@@ -182,7 +182,7 @@ local function take(id, lane, score)
 end
 
 -- a paused queue (`jobkit queues pause`) leases nothing; its wake tokens are dropped below
-local paused = redis.call('EXISTS', base .. ':paused') == 1
+local paused = redis.call('EXISTS', paused_key(base)) == 1
 local pos = 7
 for g = 1, groups do
   local count = tonumber(ARGV[pos])

@@ -35,7 +35,7 @@ for i = 1, #ARGV, 4 do
 end
 -- in chunks: unpack() of a very large batch would overflow Lua's C stack
 for i = 1, #finished, 1000 do
-  redis.call('ZREM', base .. ':running', unpack(finished, i, math.min(i + 999, #finished)))
+  redis.call('ZREM', running_key(base), unpack(finished, i, math.min(i + 999, #finished)))
 end
 note_finished(base, now, finished)
 for j, id in ipairs(finished) do
@@ -58,5 +58,5 @@ for i = 1, #finished, 1000 do
   end
 end
 -- pcall: a counters key of another type costs the counts (`jobkit info` names the key)
-if #finished > 0 then redis.pcall('HINCRBY', base .. ':stats', 'succeeded', #finished) end
+if #finished > 0 then redis.pcall('HINCRBY', stats_key(base), 'succeeded', #finished) end
 return out

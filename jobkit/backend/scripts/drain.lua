@@ -10,7 +10,7 @@
 -- queued job (garbage, or a job that moved on) leaves the set, its record untouched.
 -- Not sent twice after a lost reply: the count would hide the first run.
 local base, queue = KEYS[1], ARGV[1]
-local lanes = base .. ':lanes'
+local lanes = lanes_key(base)
 expect_types(lanes, 'set')
 local all = redis.call('SMEMBERS', lanes)
 all[#all + 1] = queue
@@ -25,7 +25,7 @@ for _, lane in ipairs(all) do
       if f and f[1] == 'queued' then
         event(base, id, f[2], 'queued', 'purged', f[3])
         redis.call('DEL', jk)
-        redis.pcall('ZREM', base .. ':created', id)
+        redis.pcall('ZREM', created_key(base), id)
         deleted = deleted + 1
       end
     end

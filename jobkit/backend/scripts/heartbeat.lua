@@ -10,7 +10,7 @@
 -- Invariant: only the current token holder can keep a job in `running` alive.
 local base = KEYS[1]
 local lease_ms = tonumber(ARGV[1])
-local running = base .. ':running'  -- of another type: the first ZADD fails, nothing written
+local running = running_key(base)  -- of another type: the first ZADD fails, nothing written
 local deadline = now_ms() + lease_ms
 local out = {}
 for i = 2, #ARGV, 2 do

@@ -9,7 +9,7 @@
 -- reap.lua); 'crashed' marks it and ends its lease now, so the next reap counts the crash
 -- without waiting for the lease to run out.
 local base, what = KEYS[1], ARGV[1]
-local running = base .. ':running'
+local running = running_key(base)
 expect_types(running, 'zset')
 local out = {}
 for i = 2, #ARGV, 2 do

@@ -10,7 +10,7 @@
 -- per lane that holds ready jobs, so work restarts at once, not at the next idle poll.
 -- Running it twice has the effect of running it once.
 local base, action, queue = KEYS[1], ARGV[1], ARGV[2]
-local flag, lanes = base .. ':paused', base .. ':lanes'
+local flag, lanes = paused_key(base), lanes_key(base)
 expect_types(flag, 'string', lanes, 'set')
 if action == 'pause' then
   if redis.call('EXISTS', flag) == 1 then return 0 end

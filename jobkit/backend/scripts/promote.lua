@@ -9,9 +9,9 @@
 -- A due job whose record cannot be queued goes to `dead` (reason invalid_record) alone.
 local base = KEYS[1]
 local limit = tonumber(ARGV[1])
-local sched = base .. ':scheduled'
-expect_types(sched, 'zset', base .. ':seq', 'string', base .. ':dead', 'zset',
-  base .. ':stats', 'hash')
+local sched = scheduled_key(base)
+expect_types(sched, 'zset', seq_key(base), 'string', dead_key(base), 'zset',
+  stats_key(base), 'hash')
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
 local moved = 0

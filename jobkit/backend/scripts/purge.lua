@@ -8,7 +8,7 @@
 -- Invariant: only jobs whose status is 'dead' are ever deleted here (with the corrupt
 -- record an invalid one was found as, if any).
 local base = KEYS[1]
-local dead = base .. ':dead'
+local dead = dead_key(base)
 expect_types(dead, 'zset')
 local ids = ARGV
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, -1) end
@@ -19,7 +19,7 @@ for _, id in ipairs(ids) do
   if f and f[1] == 'dead' then
     event(base, id, f[2], 'dead', 'purged', f[3])
     redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id))
-    redis.pcall('ZREM', base .. ':created', id)
+    redis.pcall('ZREM', created_key(base), id)
     n = n + 1
   end
   redis.call('ZREM', dead, id)

@@ -17,8 +17,8 @@
 local MAX_UNSTARTED = 10
 local base = KEYS[1]
 local default_crashes, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local running = base .. ':running'
-expect_types(running, 'zset', base .. ':dead', 'zset', base .. ':stats', 'hash')
+local running = running_key(base)
+expect_types(running, 'zset', dead_key(base), 'zset', stats_key(base), 'hash')
 local now = now_ms()
 local out = {}
 local seen = {}  -- lane -> problem with its keys (false: none), looked up once per call
@@ -70,8 +70,8 @@ for _, id in ipairs(expired) do
         redis.call('HSET', jk, 'status', 'dead', 'reason', 'crashed', 'finished_at', now)
         event(base, id, f[12], 'running', 'dead', f[2], f[13], ran_ms(now, f[14]), 'crashed')
         redis.call('PERSIST', jk)
-        redis.call('ZADD', base .. ':dead', now, id)
-        redis.call('HINCRBY', base .. ':stats', 'dead', 1)
+        redis.call('ZADD', dead_key(base), now, id)
+        redis.call('HINCRBY', stats_key(base), 'dead', 1)
         notify_done(base, id, tonumber(f[7]) or 86400)
         outcome = 'dead'
       else

@@ -12,7 +12,7 @@
 -- group's last delivered id is the stream's last id (nothing waits), checked here, in the
 -- same script, so an archiver that reads meanwhile is never moved back.
 -- Running it twice has the effect of running it once.
-local events, group = KEYS[1] .. ':events', ARGV[1]
+local events, group = events_key(KEYS[1]), ARGV[1]
 if redis.call('TYPE', events).ok ~= 'stream' then return 0 end
 local function field(list, name)
   for i = 1, #list, 2 do

@@ -8,12 +8,12 @@
 -- keeps a job the finished index let go of. Sent twice, the second finds less to drop.
 local base = KEYS[1]
 local oldest, limit = ARGV[1], tonumber(ARGV[2])
-local finished = base .. ':finished'
+local finished = finished_key(base)
 local ids = redis.pcall('ZRANGEBYSCORE', finished, '-inf', oldest, 'LIMIT', 0, limit)
 if ids['err'] or #ids == 0 then return 0 end  -- garbage under the index's name: nothing
 for i = 1, #ids, 1000 do
   local last = math.min(i + 999, #ids)
   redis.call('ZREM', finished, unpack(ids, i, last))
-  redis.pcall('ZREM', base .. ':created', unpack(ids, i, last))
+  redis.pcall('ZREM', created_key(base), unpack(ids, i, last))
 end
 return #ids

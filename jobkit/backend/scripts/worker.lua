@@ -12,13 +12,13 @@
 -- worker's, when their leases lapse. A worker pruned by mistake (it was only slow) is
 -- back whole with its next beat, which writes every field.
 local base, name, action, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-local zk = base .. ':workers'
+local zk = workers_key(base)
 if action == 'prune' then
   expect_types(zk, 'zset')
   local now, pruned = now_ms(), {}
   local seen = redis.call('ZRANGE', zk, 0, -1, 'WITHSCORES')
   for i = 1, #seen, 2 do
-    local wk = base .. ':worker:' .. seen[i]
+    local wk = worker_key(base, seen)[i]
     local every = tonumber(redis.pcall('HGET', wk, 'heartbeat')) or ttl
     if redis.call('EXISTS', wk) == 0 or now - tonumber(seen[i + 1]) > 2000 * every then
       redis.call('DEL', wk)
@@ -28,7 +28,7 @@ if action == 'prune' then
   end
   return pruned
 end
-local wk = base .. ':worker:' .. name
+local wk = worker_key(base, name)
 expect_types(zk, 'zset', wk, 'hash')
 if action == 'gone' then
   redis.call('DEL', wk)
