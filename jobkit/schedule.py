@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from pydantic import ValidationError
 
+from jobkit.backend.keys import job_id
+
 if TYPE_CHECKING:
     from croniter import croniter
 
@@ -262,7 +264,7 @@ class BoundSchedule:
 
     def job_id(self, slot: int) -> str:
         """The deterministic id of the job for ``slot``."""
-        return f"{self.job.queue}:cron:{self.key}:{slot}"
+        return job_id(self.job.queue, f"cron:{self.key}:{slot}")
 
 
 def _content_hash(c: Cron) -> str:

@@ -21,6 +21,7 @@ from jobkit.backend.calls import (
     CronRunArgs,
     PromoteArgs,
 )
+from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import queue_of
 from jobkit.backend.leasing import promoted as promoted_in
 from jobkit.backend.store import ScriptCall, Store
@@ -143,7 +144,7 @@ def _error_line(raw: str | None) -> str | None:
 def run_now_id(bound: BoundSchedule) -> str:
     """A fresh id for a run-now job of ``bound``: its slots' form with ``now-<128 random
     bits>`` for the slot, so it never takes a slot's id (all digits) nor another run's."""
-    return f"{bound.job.queue}:cron:{bound.key}:now-{os.urandom(16).hex()}"
+    return make_job_id(bound.job.queue, f"cron:{bound.key}:now-{os.urandom(16).hex()}")
 
 
 class WakeListener:
