@@ -21,10 +21,9 @@ import types
 from collections.abc import Sequence
 from datetime import datetime
 
-import redis
-
 from jobkit.backend.schedules import FireResult, ScheduleStore, SlotOutcome, WakeListener
 from jobkit.backend.store import Store
+from jobkit.backend.transport import RedisError
 from jobkit.models import NewJob
 from jobkit.schedule import BoundSchedule, Plan, plan
 from jobkit.worker.outage import Guard
@@ -96,7 +95,7 @@ class Scheduler:
             if self._wake is None:
                 self._wake = WakeListener(self.store)  # before planning: no wake-up lost
             delay = self.step()
-        except redis.RedisError as exc:  # an outage, or Redis refusing writes (OOM, ...)
+        except RedisError as exc:  # an outage, or Redis refusing writes (OOM, ...)
             # one line per retry with back-off, no traceback (see jobkit.worker.outage)
             self._close_wake()
             self._sleep(self._trouble.failed(SCHEDULING, exc))
@@ -105,14 +104,14 @@ class Scheduler:
         self._trouble.failures.recovered(SCHEDULING)
         try:
             self.wait(delay)
-        except redis.RedisError as exc:  # the wake-up channel broke: plan again at once
+        except RedisError as exc:  # the wake-up channel broke: plan again at once
             self._close_wake()
             self._trouble.failed(SCHEDULING, exc)
 
     def _close_wake(self) -> None:
         wake, self._wake = self._wake, None
         if wake is not None:
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(RedisError):
                 wake.close()
 
     def _sleep(self, seconds: float) -> None:

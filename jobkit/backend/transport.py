@@ -44,6 +44,10 @@ from jobkit.settings import REDIS_SCHEMES
 # layers above the store answer it as "unavailable" (a 503 over HTTP) without naming redis.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 RedisError = redis.RedisError  # anything Redis refused or failed at, UNAVAILABLE included
+ResponseError = redis.ResponseError  # Redis refused a command (a key of another type, ...)
+# what a long-running process (worker, scheduler, archiver) rides out: any Redis failure,
+# the cluster client's own (not RedisErrors), and a reply that is not text
+TROUBLE = (redis.RedisError, RedisClusterException, UnicodeDecodeError)
 
 
 class Mode(str, Enum):

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jobkit.backend.archive_feed import ArchiveFeed
+from jobkit.backend.transport import ResponseError
 from jobkit.backend.workers import WorkerInfo, WorkerRegistry
 from jobkit.ops.overview import queue_heads
 from jobkit.ops.queues import Queues
@@ -51,7 +51,7 @@ class FleetCollector(Collector):
         lags = ArchiveFeed(store, "metrics").lag([s.queue for s in states])
         try:
             live = WorkerRegistry(store).live()
-        except redis.ResponseError:  # a registry key of another type: no worker samples
+        except ResponseError:  # a registry key of another type: no worker samples
             live = None
 
         jobs = GaugeMetricFamily("jobkit_queue_jobs", "Jobs in the queue by state now",

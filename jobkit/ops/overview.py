@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
 from jobkit.backend.reads import Counts
+from jobkit.backend.transport import ResponseError
 from jobkit.backend.workers import WorkerRegistry
 from jobkit.ops.queues import Queues
 
@@ -87,7 +86,7 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
     problems: list[str] = []
     try:
         live = WorkerRegistry(store).live()
-    except redis.ResponseError as exc:  # a registry key of another type: named, not fatal
+    except ResponseError as exc:  # a registry key of another type: named, not fatal
         live = []
         problems.append(f"{store.keys.workers} ({exc})")
     serving: dict[str, list[str]] = {q: [] for q in queues}

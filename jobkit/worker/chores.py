@@ -18,12 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-import redis
 
 from jobkit import registry
 from jobkit.backend.batch import trim_finished
 from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
+from jobkit.backend.transport import RedisError, ResponseError
 from jobkit.backend.workers import FAILED_OUTCOMES
 from jobkit.worker.limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
@@ -112,7 +112,7 @@ class Chores:
             self.marker = self._mark()
         try:
             self.run_id = str(store.redis.info("server").get("run_id", ""))
-        except redis.ResponseError:
+        except ResponseError:
             self.run_id = ""  # INFO may be refused (ACL): the marker still tells
         self._warn_about_redis()
         store.load_scripts()
@@ -124,7 +124,7 @@ class Chores:
             config = client.config_get("maxmemory-policy")
             config.update(client.config_get("appendonly"))
             config.update(client.config_get("save"))
-        except redis.ResponseError:
+        except ResponseError:
             return  # CONFIG is often disabled on managed Redis: nothing to check
         if config.get("maxmemory-policy", "noeviction") != "noeviction":
             log.warning(
@@ -228,7 +228,7 @@ class Chores:
     def _cause(self) -> str:
         try:
             run_id = str(self.sup.store.redis.info("server").get("run_id", ""))
-        except redis.RedisError:
+        except RedisError:
             run_id = ""
         if self.run_id and run_id and run_id != self.run_id:
             self.run_id = run_id

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
-import redis
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from jobkit import registry
 from jobkit.backend.calls import Completion
 from jobkit.backend.store import Store
+from jobkit.backend.transport import UNAVAILABLE
 from jobkit.errors import PayloadTooLarge, UnknownJobError
 from jobkit.logs import job_line
 from jobkit.models import Claimed, DeadReason, JobError
@@ -51,7 +51,7 @@ def to_json(value: Any) -> bytes:
 def persistently(fn: Callable[[], T], give_up_after: float) -> T:
     """Call ``fn``, riding out a Redis outage for up to ``give_up_after`` seconds."""
     for attempt in Retrying(
-        retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+        retry=retry_if_exception_type(UNAVAILABLE),
         wait=wait_exponential(multiplier=0.05, max=2.0),
         stop=stop_after_delay(give_up_after),
         before_sleep=lambda s: log.warning(
@@ -173,7 +173,7 @@ class Executor:
         outcome was being recorded: the supervisor stops renewing, the reaper takes over."""
         try:
             return self.run(job)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             log.error(
                 "job %s %s: outcome not recorded (%s)",
                 job.name,

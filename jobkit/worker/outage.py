@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-from redis.exceptions import RedisClusterException
+from jobkit.backend.transport import TROUBLE as TROUBLE
+from jobkit.backend.transport import UNAVAILABLE
 
 OUTAGE_FIRST = 0.1  # seconds before the first retry after an outage begins
 OUTAGE_CAP = 5.0  # the longest wait between two retries while Redis is away
@@ -34,12 +34,10 @@ FAILURE_CAP = 5.0  # ... up to this, so it recovers within seconds once fixed
 RELOG_FIRST = 10.0  # a failure kind is logged again after this, then twice as late ...
 RELOG_CAP = 600.0  # ... up to once per this
 
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
-# What a round trip may raise for causes outside this process: an error from Redis, or a
-# reply that is not UTF-8 (an id or name a hostile writer put there) and cannot be read
-# redis-py's cluster client raises its own RedisClusterException (no RedisError) when no
-# node answers at all: an outage like any other
-TROUBLE = (redis.RedisError, RedisClusterException, UnicodeDecodeError)
+UNREACHABLE = UNAVAILABLE  # Redis out of reach (see jobkit.backend.transport)
+# TROUBLE: what a round trip may raise for causes outside this process: an error from
+# Redis (or the cluster client's own, when no node answers at all: an outage like any
+# other), or a reply that is not UTF-8 (an id or name a hostile writer put there)
 
 
 def describe(exc: BaseException) -> str:
