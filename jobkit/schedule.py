@@ -262,6 +262,11 @@ class BoundSchedule:
     cron: Cron
     job: type[BaseJob]
 
+    @property
+    def queue(self) -> str:
+        """The queue its jobs go to: the job class's (its state lives in that shard)."""
+        return self.job.queue
+
     def job_id(self, slot: int) -> str:
         """The deterministic id of the job for ``slot``."""
         return job_id(self.job.queue, f"cron:{self.key}:{slot}")

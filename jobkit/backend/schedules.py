@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.client import PubSub
@@ -26,7 +26,6 @@ from jobkit.backend.keys import queue_of
 from jobkit.backend.leasing import promoted as promoted_in
 from jobkit.backend.store import ScriptCall, Store
 from jobkit.models import NewJob
-from jobkit.schedule import BoundSchedule, Plan
 
 
 def cron_job(job: NewJob) -> CronJob:
@@ -141,10 +140,39 @@ def _error_line(raw: str | None) -> str | None:
     return line[:ERROR_CHARS] or None
 
 
+class BoundSchedule(Protocol):
+    """What this module needs of a schedule (:class:`jobkit.schedule.BoundSchedule`):
+    the store layer does not import the job layer above it."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def queue(self) -> str: ...
+
+    def job_id(self, slot: int) -> str: ...
+
+
+class Plan(Protocol):
+    """What cron_fire needs of a round's plan (:class:`jobkit.schedule.Plan`)."""
+
+    @property
+    def next(self) -> int: ...
+
+    @property
+    def skip_to(self) -> int: ...
+
+    @property
+    def missed(self) -> int: ...
+
+    @property
+    def fire(self) -> Sequence[int]: ...
+
+
 def run_now_id(bound: BoundSchedule) -> str:
     """A fresh id for a run-now job of ``bound``: its slots' form with ``now-<128 random
     bits>`` for the slot, so it never takes a slot's id (all digits) nor another run's."""
-    return make_job_id(bound.job.queue, f"cron:{bound.key}:now-{os.urandom(16).hex()}")
+    return make_job_id(bound.queue, f"cron:{bound.key}:now-{os.urandom(16).hex()}")
 
 
 class WakeListener:
@@ -237,7 +265,7 @@ class ScheduleStore:
     def _key(self, bound: BoundSchedule) -> str:
         """A schedule's state lives in its job class's queue's shard, with the jobs it
         enqueues: one slot for cron_fire."""
-        return self.keys.shard(bound.job.queue).schedule(bound.key)
+        return self.keys.shard(bound.queue).schedule(bound.key)
 
     def cursors(self, schedules: Sequence[BoundSchedule]) -> dict[str, int | None]:
         """The last handled slot of each schedule, by key (None: never handled)."""
@@ -264,7 +292,7 @@ class ScheduleStore:
             head = CronFireArgs(bound.key, plan.next, plan.skip_to, plan.missed, len(plan.fire),
                                 cron_job(job))  # fmt: skip
             args = head.argv((slot, bound.job_id(slot)) for slot in plan.fire)
-            keys = [self.keys.shard(bound.job.queue).base, self._key(bound)]
+            keys = [self.keys.shard(bound.queue).base, self._key(bound)]
             calls.append(("cron_fire", keys, args))
         out = []
         for (bound, _, plan), raw in zip(items, self.store.run_scripts(calls), strict=True):
@@ -278,7 +306,7 @@ class ScheduleStore:
 
     def _call(self, bound: BoundSchedule) -> list[str]:
         """The keys of a script about ``bound``: its queue's shard, then its hash."""
-        return [self.keys.shard(bound.job.queue).base, self._key(bound)]
+        return [self.keys.shard(bound.queue).base, self._key(bound)]
 
     def pause(self, bound: BoundSchedule) -> bool:
         """Pause ``bound``: its due slots are skipped (the cursor moves past them) until
