@@ -15,7 +15,6 @@ import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
-from tests.managed import Managed
 from tests.server_process import (
     LOOPBACK,
     Address,
@@ -25,6 +24,7 @@ from tests.server_process import (
     stop_all,
     wait_for,
 )
+from tests.support.managed import Managed
 
 SLOTS = 16384
 WAIT_TIMEOUT = 30.0

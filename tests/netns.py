@@ -33,7 +33,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.managed import Managed
+from tests.support.managed import Managed
 
 IP = "ip"
 SUBNET_PREFIX = "10.213"  # 10.213.k.0/24, k picked per run among those not in use

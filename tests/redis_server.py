@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.managed import Managed
+from tests.support.managed import Managed
 
 START_TIMEOUT = 10.0
 STOP_GRACE = 5.0
