@@ -15,7 +15,8 @@ import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
-from tests.server_process import (
+from tests.support.managed import Managed
+from tests.support.server_process import (
     LOOPBACK,
     Address,
     ServerProcess,
@@ -24,7 +25,6 @@ from tests.server_process import (
     stop_all,
     wait_for,
 )
-from tests.support.managed import Managed
 
 SLOTS = 16384
 WAIT_TIMEOUT = 30.0

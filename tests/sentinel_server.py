@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 from redis.sentinel import Sentinel
 
-from tests.server_process import Address, ServerProcess, command, stop_all, wait_for
 from tests.support.managed import Managed
+from tests.support.server_process import Address, ServerProcess, command, stop_all, wait_for
 
 WAIT_TIMEOUT = 30.0
 

@@ -15,7 +15,7 @@ from redis.crc import key_slot
 
 from tests.cluster_server import ClusterServers
 from tests.sentinel_server import SentinelSet
-from tests.server_process import Address
+from tests.support.server_process import Address
 
 
 def running_cluster() -> Iterator[ClusterServers]:

@@ -43,7 +43,7 @@ from tests.conftest import PREFIX, StartWorker, job_status, wait_until
 from tests.redis_server import RedisServer
 from tests.sched_jobs import CRON_QUEUE
 from tests.sentinel_server import SentinelSet
-from tests.server_process import Address, node_client
+from tests.support.server_process import Address, node_client
 from tests.test_worker_log_level import _process
 
 KEYS = Keys(PREFIX)
