@@ -607,7 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             client = redis.Redis.from_url(args.redis_url, decode_responses=True)
             report = run(args, args.redis_url, client)
         else:
-            from tests.redis_server import RedisServer
+            from tests.support.redis_server import RedisServer
 
             with RedisServer() as server:
                 client = server.client(decode_responses=True)

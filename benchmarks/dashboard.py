@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/dashboard.py`
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.procs import log, percentile, prepare  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 
 JOBS_MODULE = "tests.dash_jobs"
 

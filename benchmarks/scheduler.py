@@ -195,7 +195,7 @@ def main() -> int:
 
     import redis
 
-    from tests.redis_server import RedisServer
+    from tests.support.redis_server import RedisServer
 
     rows = []
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="jk-bench-") as tmp:

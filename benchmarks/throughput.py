@@ -63,7 +63,7 @@ from benchmarks.procs import (  # noqa: E402
 from jobkit import JobTimeout, configure, get_store  # noqa: E402
 from jobkit.backend import scripts  # noqa: E402
 from jobkit.cli.worker import worker as worker_command  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 BATCH = 1000  # jobs per dispatch_many() call in the batched variant
 LATENCY_JOBS = 500

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import REPO_ROOT, clean_env, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 DOCS = REPO_ROOT / "docs" / "examples.md"
 _ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")

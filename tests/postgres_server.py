@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.redis_server import free_port
 from tests.support.managed import Managed
+from tests.support.redis_server import free_port
 
 USER = "postgres"
 PASSWORD = "pg-Pw_7x"

@@ -23,7 +23,7 @@ from jobkit.settings import LONGEST_BLOCK, MIN_SOCKET_TIMEOUT, Settings, load_se
 from jobkit.worker.child import IDLE_BLOCK
 from tests import jobs
 from tests.conftest import REPO_ROOT, StartWorker, clean_env, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 SECRET = "hunter2-Zq9"
 

@@ -31,7 +31,7 @@ from jobkit.ops.queues import Queues
 from tests import dash_jobs
 from tests.conftest import REPO_ROOT, wait_until
 from tests.example_apps import Apps
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 ADMIN = "dash-admin-token-0123456789"
 READ = "dash-read-token-0123456789"

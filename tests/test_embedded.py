@@ -20,7 +20,7 @@ from jobkit.backend.embedded import (
     stop_embedded,
 )
 from jobkit.errors import ConfigurationError
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture

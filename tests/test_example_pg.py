@@ -34,7 +34,7 @@ from tests.example_apps import (
     stop_launcher,
 )
 from tests.postgres_server import PASSWORD, PostgresServer, reset_database
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 DB, LAUNCHER_DB = 7, 8
 SECTION = "FastAPI and PostgreSQL"

@@ -35,7 +35,7 @@ from tests.example_apps import (
     redis_url,
     stop_launcher,
 )
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 T = 2.0  # the lease, the document's T, short for the tests
 HEARTBEAT = 0.4

@@ -29,7 +29,7 @@ from tests.example_apps import (
     redis_url,
     stop_launcher,
 )
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 DB, LAUNCHER_DB = 5, 6
 SECTION = "Phoenix task runner"

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from stress.proxy import FaultProxy
 from stress.replies import complete_replies, offset_after
 from tests.conftest import wait_until
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from jobkit import BaseJob, Retry, Status
 from jobkit.models import JobRecord
 from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, Env, StartWorker, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 

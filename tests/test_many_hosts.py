@@ -40,8 +40,8 @@ from tests.cluster_server import ClusterServers
 from tests.conftest import PREFIX, REPO_ROOT, clean_env, run_cli, wait_until
 from tests.hosts_jobs import Slow, Where
 from tests.netns import Hosts, Side, namespaces_available
-from tests.redis_server import RedisServer
 from tests.servers import spread_names
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 

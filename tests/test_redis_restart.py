@@ -11,7 +11,7 @@ import jobkit
 from jobkit import Status
 from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture

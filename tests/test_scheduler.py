@@ -21,8 +21,8 @@ import redis
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from tests import sched_jobs
-from tests.redis_server import RedisServer
 from tests.sched_jobs import CRON_QUEUE
+from tests.support.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS = Keys("jobkit")

@@ -37,7 +37,7 @@ from tests.conftest import (
     run_cli,
     wait_until,
 )
-from tests.redis_server import RedisServer, Tls
+from tests.support.redis_server import RedisServer, Tls
 from tests.tls import KEY_PASSPHRASE, Pki, make_pki
 
 # What the README tells operators to give jobkit's ACL user, verbatim (see

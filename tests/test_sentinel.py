@@ -40,9 +40,9 @@ from jobkit.connection import connect
 from jobkit.settings import load_settings
 from tests import jobs
 from tests.conftest import PREFIX, StartWorker, job_status, wait_until
-from tests.redis_server import RedisServer
 from tests.sched_jobs import CRON_QUEUE
 from tests.sentinel_server import SentinelSet
+from tests.support.redis_server import RedisServer
 from tests.support.server_process import Address, node_client
 from tests.test_worker_log_level import _process
 

@@ -25,7 +25,7 @@ from jobkit.models import Status
 from tests import jobs, serve_jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
 from tests.example_apps import Apps
-from tests.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port
 
 ADMIN = "admin-token-0123456789abcdef"
 READ = "read-token-0123456789abcdef"

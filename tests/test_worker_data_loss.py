@@ -10,7 +10,7 @@ import pytest
 import jobkit
 from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 LOST = "Redis lost its data"
 

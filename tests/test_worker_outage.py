@@ -12,7 +12,7 @@ import jobkit
 from jobkit import Status
 from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 from tests.test_worker_log_level import _process
 
 

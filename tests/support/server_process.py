@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.redis_server import find_redis_server, spawn
+from tests.support.redis_server import find_redis_server, spawn
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 10.0
