@@ -1,6 +1,6 @@
 """The Redis Cluster a ``--cluster`` run works on, and its fault: a master killed.
 
-Three masters and three replicas (``tests.cluster_server.ClusterServers``: one
+Three masters and three replicas (``tests.support.cluster_server.ClusterServers``: one
 ``redis-server --cluster-enabled yes`` per node, each in a process group of its own, a
 2 s ``cluster-node-timeout`` so a replica takes over within seconds). No fault proxy
 can sit in front of a cluster: its MOVED replies name the nodes' real ports, so every
@@ -29,8 +29,8 @@ from pathlib import Path
 from redis.crc import key_slot
 
 from jobkit.backend.keys import Keys
-from tests.cluster_server import ClusterServers
 from tests.servers import spread_names
+from tests.support.cluster_server import ClusterServers
 
 log = logging.getLogger("stress")
 

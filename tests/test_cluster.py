@@ -38,7 +38,6 @@ from jobkit.backend.wire import ReplyLost
 from jobkit.connection import connect
 from jobkit.worker.outage import TROUBLE
 from tests import jobs
-from tests.cluster_server import ClusterServers
 from tests.conftest import (
     HEARTBEAT,
     LEASE,
@@ -51,6 +50,7 @@ from tests.conftest import (
 )
 from tests.sched_jobs import CRON_QUEUE
 from tests.servers import spread_names
+from tests.support.cluster_server import ClusterServers
 from tests.test_listing import check_paging_while_jobs_move
 from tests.test_scheduler import Proc
 

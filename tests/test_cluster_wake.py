@@ -11,9 +11,9 @@ import time
 from jobkit.backend.cluster import ClusterWire
 from jobkit.backend.keys import Keys
 from jobkit.backend.transport import make_client
-from tests.cluster_server import ClusterServers
 from tests.conftest import PREFIX
 from tests.servers import spread_names
+from tests.support.cluster_server import ClusterServers
 
 WAIT = 2.0  # what an idle worker child blocks for
 
