@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from redis.crc import key_slot
 
-from tests.sentinel_server import SentinelSet
 from tests.support.cluster_server import ClusterServers
+from tests.support.sentinel_server import SentinelSet
 from tests.support.server_process import Address
 
 

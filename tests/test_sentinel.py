@@ -41,8 +41,8 @@ from jobkit.settings import load_settings
 from tests import jobs
 from tests.conftest import PREFIX, StartWorker, job_status, wait_until
 from tests.sched_jobs import CRON_QUEUE
-from tests.sentinel_server import SentinelSet
 from tests.support.redis_server import RedisServer
+from tests.support.sentinel_server import SentinelSet
 from tests.support.server_process import Address, node_client
 from tests.test_worker_log_level import _process
 
