@@ -63,10 +63,10 @@ from benchmarks.compare import BenchError, Workers  # noqa: E402
 from benchmarks.procs import log, percentile, prepare, timed  # noqa: E402
 from jobkit import JobHandle, JobTimeout, configure, get_store  # noqa: E402
 from jobkit.backend.keys import Keys  # noqa: E402
-from tests.servers import spread_names  # noqa: E402
 from tests.support.cluster_server import ClusterServers  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.server_process import Address, node_client  # noqa: E402
+from tests.support.servers import spread_names  # noqa: E402
 
 BATCH = 1000  # jobs per dispatch_many() call
 WARMUP = 100  # dispatch() calls before the timed ones

@@ -29,8 +29,8 @@ from pathlib import Path
 from redis.crc import key_slot
 
 from jobkit.backend.keys import Keys
-from tests.servers import spread_names
 from tests.support.cluster_server import ClusterServers
+from tests.support.servers import spread_names
 
 log = logging.getLogger("stress")
 

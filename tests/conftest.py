@@ -23,10 +23,10 @@ from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from jobkit.models import Status
 from tests.postgres_server import PostgresServer
-from tests.servers import running_cluster, running_sentinels
 from tests.support.cluster_server import ClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.sentinel_server import SentinelSet
+from tests.support.servers import running_cluster, running_sentinels
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LEASE = 1.5

@@ -49,8 +49,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.sched_jobs import CRON_QUEUE
-from tests.servers import spread_names
 from tests.support.cluster_server import ClusterServers
+from tests.support.servers import spread_names
 from tests.test_listing import check_paging_while_jobs_move
 from tests.test_scheduler import Proc
 

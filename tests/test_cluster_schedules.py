@@ -10,8 +10,8 @@ from jobkit.backend.schedules import ScheduleStore
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from tests import jobs
-from tests.servers import spread_names
 from tests.support.cluster_server import ClusterServers
+from tests.support.servers import spread_names
 
 PREFIX = "schedcluster"
 

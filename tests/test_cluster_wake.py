@@ -12,8 +12,8 @@ from jobkit.backend.cluster import ClusterWire
 from jobkit.backend.keys import Keys
 from jobkit.backend.transport import make_client
 from tests.conftest import PREFIX
-from tests.servers import spread_names
 from tests.support.cluster_server import ClusterServers
+from tests.support.servers import spread_names
 
 WAIT = 2.0  # what an idle worker child blocks for
 

@@ -39,9 +39,9 @@ from jobkit import Status, get_job
 from tests.conftest import PREFIX, REPO_ROOT, clean_env, run_cli, wait_until
 from tests.hosts_jobs import Slow, Where
 from tests.netns import Hosts, Side, namespaces_available
-from tests.servers import spread_names
 from tests.support.cluster_server import ClusterServers
 from tests.support.redis_server import RedisServer
+from tests.support.servers import spread_names
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ import redis
 from redis.cluster import RedisCluster as ClusterClient
 
 from tests.conftest import wait_until
-from tests.servers import key_in_slot, spread_names
 from tests.support.cluster_server import SLOTS, ClusterServers
 from tests.support.sentinel_server import SentinelSet
 from tests.support.server_process import command, node_client
+from tests.support.servers import key_in_slot, spread_names
 
 PREFIX = "jobkit"
 FAILOVER_LIMIT = 10.0
