@@ -38,7 +38,7 @@ from benchmarks.compare import BenchError, Workers  # noqa: E402
 from benchmarks.procs import log, prepare  # noqa: E402
 from jobkit import configure, get_store  # noqa: E402
 from jobkit.archive.schema import jobs as jobs_table  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.support.postgres_server import PostgresServer  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 MODES = ("off", "sqlite", "postgresql")

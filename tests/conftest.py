@@ -22,8 +22,8 @@ from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from jobkit.models import Status
-from tests.postgres_server import PostgresServer
 from tests.support.cluster_server import ClusterServers
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.sentinel_server import SentinelSet
 from tests.support.servers import running_cluster, running_sentinels

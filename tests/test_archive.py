@@ -35,7 +35,7 @@ from jobkit.archive.writer import Writer, make_engine
 from jobkit.backend.archive_feed import ArchiveFeed
 from tests import jobs as test_jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
-from tests.postgres_server import DATABASE, PASSWORD, PostgresServer
+from tests.support.postgres_server import DATABASE, PASSWORD, PostgresServer
 
 
 class History:

@@ -33,7 +33,7 @@ from tests.example_apps import (
     redis_url,
     stop_launcher,
 )
-from tests.postgres_server import PASSWORD, PostgresServer, reset_database
+from tests.support.postgres_server import PASSWORD, PostgresServer, reset_database
 from tests.support.redis_server import RedisServer, free_port
 
 DB, LAUNCHER_DB = 7, 8

@@ -17,7 +17,7 @@ import jobkit
 from jobkit.archive.schema import attempts, ensure_schema, jobs
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.ops.history import history, percentile
-from tests.postgres_server import reset_database
+from tests.support.postgres_server import reset_database
 
 NOW = datetime(2026, 3, 10, 12, 30, tzinfo=timezone.utc)
 H = timedelta(hours=1)

@@ -30,8 +30,8 @@ from jobkit.models import Source, Status
 from jobkit.ops import search as search_module
 from jobkit.ops.search import SearchQuery, parse_search, search
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
-from tests.postgres_server import reset_database
 from tests.search_jobs import ReportDaily, SyncAccount
+from tests.support.postgres_server import reset_database
 
 APP = ("-A", "tests.search_jobs")
 SYNC = "tests.search_jobs.SyncAccount"
