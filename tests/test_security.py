@@ -38,7 +38,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.support.redis_server import RedisServer, Tls
-from tests.tls import KEY_PASSPHRASE, Pki, make_pki
+from tests.support.tls import KEY_PASSPHRASE, Pki, make_pki
 
 # What the README tells operators to give jobkit's ACL user, verbatim (see
 # test_readme_gives_the_tested_acl_rule): its keys and channel, the commands jobkit sends
