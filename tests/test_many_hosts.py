@@ -1,7 +1,7 @@
 """Workers on many hosts: a host cut off the network loses its jobs to the others, and
 its late results are refused when it comes back.
 
-Each host is a network namespace (:mod:`tests.netns`) running one ``jobkit worker``
+Each host is a network namespace (:mod:`tests.support.netns`) running one ``jobkit worker``
 supervisor; Redis runs in the root namespace, on the bridge all hosts share. Host 1 is
 cut off while it runs jobs. It cannot renew their leases, so they lapse and the reapers of
 hosts 2 and 3 requeue them; hosts 2 and 3 run them again and record their results. Host
@@ -38,8 +38,8 @@ import jobkit
 from jobkit import Status, get_job
 from tests.conftest import PREFIX, REPO_ROOT, clean_env, run_cli, wait_until
 from tests.hosts_jobs import Slow, Where
-from tests.netns import Hosts, Side, namespaces_available
 from tests.support.cluster_server import ClusterServers
+from tests.support.netns import Hosts, Side, namespaces_available
 from tests.support.redis_server import RedisServer
 from tests.support.servers import spread_names
 
