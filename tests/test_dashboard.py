@@ -30,7 +30,7 @@ from jobkit.ops import Store
 from jobkit.ops.queues import Queues
 from tests import dash_jobs
 from tests.conftest import REPO_ROOT, wait_until
-from tests.example_apps import Apps
+from tests.support.example_apps import Apps
 from tests.support.redis_server import RedisServer, free_port
 
 ADMIN = "dash-admin-token-0123456789"

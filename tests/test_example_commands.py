@@ -28,7 +28,7 @@ from sqlalchemy.exc import ProgrammingError
 from jobkit import Status
 from jobkit.archive.schema import jobs
 from tests.conftest import REPO_ROOT, run_cli
-from tests.example_apps import Apps, curl, poll
+from tests.support.example_apps import Apps, curl, poll
 from tests.support.postgres_server import PASSWORD, PostgresServer
 from tests.support.redis_server import RedisServer, find_redis_server, free_port
 

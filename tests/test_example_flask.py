@@ -20,7 +20,7 @@ import redis
 from jobkit.backend.keys import Keys
 from jobs_example.flask_jobs import QUEUE
 from tests.conftest import PREFIX
-from tests.example_apps import (
+from tests.support.example_apps import (
     Apps,
     curl,
     doc_curls,

@@ -23,7 +23,7 @@ from jobkit.backend.keys import Keys
 from jobkit.schedule import bind_schedules
 from jobs_example.pg_jobs import TruncateTable
 from tests.conftest import PREFIX
-from tests.example_apps import (
+from tests.support.example_apps import (
     Apps,
     curl,
     doc_block,

@@ -26,7 +26,7 @@ from jobkit.backend.keys import Keys
 from jobkit.backend.keys import job_id as jobkit_id
 from jobs_example.reliable_jobs import QUEUE, ProcessPayload
 from tests.conftest import PREFIX
-from tests.example_apps import (
+from tests.support.example_apps import (
     Apps,
     curl,
     doc_curls,

@@ -24,7 +24,7 @@ from jobkit.backend.store import Store
 from jobkit.models import Status
 from tests import jobs, serve_jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
-from tests.example_apps import Apps
+from tests.support.example_apps import Apps
 from tests.support.redis_server import RedisServer, free_port
 
 ADMIN = "admin-token-0123456789abcdef"
