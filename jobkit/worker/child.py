@@ -5,12 +5,34 @@ It never renews leases itself: the supervisor does, so a job that hogs this proc
 the supervisor which jobs it holds over a pipe (one write per batch) and which ones it
 is running in shared-memory :class:`~jobkit.worker.slot.Slots` (no syscall per job).
 
-``threads`` runner threads run jobs. A runner low on unstarted jobs sends the finished
-results and the next claim in one request, runs its job, then reads the answer; an idle
-runner waits for work with the claim queued behind its BLPOP. Each claimed job still has
-its own lease and token. A housekeeping thread (:mod:`~jobkit.worker.keeper`) bounds
-how long a result waits for its batch and hands unstarted jobs back when every runner is
-stuck in a long job, so prefetch never starves a short job behind a long one.
+``threads`` runner threads run jobs; a housekeeping thread (:mod:`~jobkit.worker.keeper`)
+bounds how long a result waits for its batch and hands unstarted jobs back when every
+runner is stuck in a long job, so prefetch never starves a short job behind a long one.
+What they share, the refill in flight included, is a :class:`~jobkit.worker.hold.Hold`:
+its transitions are the only code that changes it. Each claimed job has its own lease
+and token.
+
+A runner goes round these states (:meth:`Child._run_jobs`, one block each; ``take``
+decides, under the lock, and waits while there is nothing to do)::
+
+    take --RUN (a job; enough left)-------------------> run -> report --------> take
+         --RUN_AHEAD (a job; running low)--> send -> run -> report -> collect -> take
+         --CLAIM (no job, no refill out)--> send -> read (none came: wait) ---> take
+         --TAKE_OVER (no job; a refill parked)---------------------> read ----> take
+         --EXIT (closing)
+
+* send: the pending results and a claim for more, in one request, not waited for;
+  RUN_AHEAD parks it (see :mod:`~jobkit.worker.hold`) before its job, so one round trip
+  records the last jobs and claims the next while this one runs;
+* run: the job, its failure recorded at once; report: a success waits in the hold for
+  the next send (or the keeper's flush), anything else goes to the supervisor now;
+* collect: read the parked refill, unless an idle runner or the keeper took it over;
+* read: record what the refill's results became and take in the jobs it claimed; after
+  a CLAIM that found none, block in Redis (BLPOP) until work is announced, the next
+  claim queued behind the wait.
+
+Should a send fail (Redis away), the results stay pending and the job runs all the same;
+an idle runner backs off before it takes again.
 """
 
 from __future__ import annotations
@@ -27,10 +49,20 @@ from collections.abc import Mapping, Sequence
 from jobkit.backend.keys import every_tag_lanes
 from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
-from jobkit.models import Claimed
 from jobkit.settings import Settings
-from jobkit.worker.execute import LOST, SUCCEEDED, Executor, Success
-from jobkit.worker.handback import IDLE_BLOCK, STOP_POLL, HandBack
+from jobkit.worker.execute import LOST, SUCCEEDED, Executor
+from jobkit.worker.handback import HandBack
+from jobkit.worker.hold import (
+    CLAIM,
+    EXIT,
+    IDLE_BLOCK,
+    RUN,
+    RUN_AHEAD,
+    STOP_POLL,
+    Hold,
+    Runner,
+    Sent,
+)
 from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
@@ -44,7 +76,6 @@ log = logging.getLogger("jobkit.worker")
 LANES_REFRESH = 1.0  # seconds between looks for new tagged lanes (``--tags '*'``)
 FAILED = 70  # exit code of a child one of whose threads died: the supervisor replaces it
 
-Sent = tuple[Refill, list[Done]]  # a refill request, and the results it records
 CLAIMING = "claiming jobs"
 
 
@@ -75,35 +106,26 @@ class Child(HandBack):
         self.slots = slots
         self.threads = slots.count
         self.prefetch = max(1, prefetch)
-        # with fewer unstarted jobs than this, a runner asks for more before its next job
-        # (not with prefetch 1: then a child holds one job at a time)
-        self.low_water = prefetch // 2 if prefetch > 1 else 0
         self.log_jobs = log_jobs
         self.lease_ms = int(settings.lease * 1000)
-        self.stopping = False  # set by SIGTERM, or when a thread of ours died
+        # written by the SIGTERM handler and by died() (any thread), lone stores, read by
+        # the main thread; the runners stop at the hold's `closing`
+        self.stopping = False  # SIGTERM, or a thread of ours died
         self.failed = False  # a thread died: exit with FAILED
-        self.max_jobs, self.ran = max_jobs, 0  # retire after max_jobs jobs (0: never)
         self.parent = os.getppid()
         self.guard = Guard(log)  # Redis trouble: logged once per retry or kind, backed off
-        self.cond = threading.Condition()
-        # all below guarded by `cond`
-        self.batch: deque[Entry] = deque()  # claimed, not started
-        self.pending: list[Done] = []  # finished, result not yet recorded
-        self.started = [0.0] * self.threads  # monotonic start per runner thread, 0 idle
-        self.refilling = False  # one runner is claiming (or waiting for work) for all
-        self.sent: Sent | None = None  # a refill whose sender runs a job: anyone may read it
-        self.blocking = False  # ... and is blocked waiting for work
-        self.drained = False  # a woken runner's claim emptied the queue: no refill yet
-        self.block_id = 0  # Redis's id for the connection of the runner waiting for work
-        self.closing = False  # no runner takes another job
-        self.waiting = 0  # threads in cond.wait(): only then does a change notify
-        self.keeper_asleep = False  # the housekeeper waits for `kick`: only then is it set
-        self.kick = threading.Event()  # wakes the housekeeper when there is something to watch
+        self.hold = Hold(self.threads, self.prefetch, max_jobs)
         self.store: Store
         self.executor: Executor
 
+    @property
+    def batch(self) -> deque[Entry]:
+        """The jobs claimed and not started (the hold's)."""
+        return self.hold.batch
+
     def _on_term(self, signum: int, frame: types.FrameType | None) -> None:
-        self.stopping = self.closing = True  # no runner takes another job (see _wind_down)
+        self.stopping = True
+        self.hold.close()  # no runner takes another job (see _wind_down)
 
     def run(self) -> int:
         """Serve until SIGTERM; the exit code (0, or FAILED when a thread of ours died).
@@ -129,8 +151,10 @@ class Child(HandBack):
         ]
         for thread in threads:
             thread.start()
+        hold = self.hold
         try:
-            while not self.stopping:
+            # the hold closes by itself after the last of --max-jobs-per-child jobs
+            while not self.stopping and not hold.closing:
                 if os.getppid() != self.parent:  # the lifeline's third net
                     orphaned()
                 time.sleep(STOP_POLL)
@@ -139,7 +163,7 @@ class Child(HandBack):
             stop_keeper.set()
         if self.failed:
             return FAILED
-        return RETIRED if self.max_jobs and self.ran >= self.max_jobs else 0
+        return RETIRED if hold.max_jobs and hold.jobs_run >= hold.max_jobs else 0
 
     def died(self, what: str) -> None:
         """A thread of ours died: stop, so the supervisor replaces this child (and
@@ -152,15 +176,18 @@ class Child(HandBack):
 
     def _runner(self, index: int) -> None:
         try:
-            self._run_jobs(index)
+            executor = (
+                self.executor
+                if index == 0
+                else Executor(self.store, self.settings, log_jobs=self.log_jobs)
+            )
+            self._run_jobs(Runner(index, executor))
         except BrokenPipeError:
             orphaned()  # the supervisor is gone
         except BaseException:
             self.died(f"runner thread {index}")
         finally:
-            with self.cond:
-                self.started[index] = 0.0
-                self._wake()
+            self.hold.left(index)
 
     def _trouble(self, what: str, exc: Exception, *, pause: bool) -> None:
         """A Redis call failed: logged (once per retry or kind); with ``pause``, wait."""
@@ -168,82 +195,84 @@ class Child(HandBack):
         if pause:
             time.sleep(delay)
 
-    def _wake(self, *, watch: bool = False) -> None:
-        """With ``cond`` held: the state changed (with ``watch``: in a way the housekeeper
-        watches). Runs per job, so only threads that wait are woken."""
-        if self.waiting:
-            self.cond.notify_all()
-        if watch and self.keeper_asleep:
-            self.keeper_asleep = False
-            self.kick.set()
-
-    def _wait(self, timeout: float) -> None:
-        """With ``cond`` held: wait for :meth:`_wake`, at most ``timeout`` seconds."""
-        self.waiting += 1
-        try:
-            self.cond.wait(timeout)
-        finally:
-            self.waiting -= 1
-
-    def _run_jobs(self, index: int) -> None:
-        executor = (
-            self.executor
-            if index == 0
-            else Executor(self.store, self.settings, log_jobs=self.log_jobs)
-        )
+    def _run_jobs(self, me: Runner) -> None:
+        """A runner thread: the states of the module docstring, until the child closes.
+        A state is the local ``step``; nothing is built per job."""
+        hold, slots, executor, index = self.hold, self.slots, me.executor, me.index
+        sent: Sent | None  # the refill this runner sends or reads
         while True:
-            ahead = False  # this thread asks for the next batch
-            takeover: Sent | None = None  # ... or reads one a busy thread asked for
-            with self.cond:
-                while True:
-                    if self.closing:
-                        return
-                    if self.batch:
-                        job: Entry | None = self.batch.popleft()
-                        self.started[index] = time.monotonic()
-                        # running low: ask for more now, read the answer after this job;
-                        # not when a wake-up's claim just found the queue empty
-                        if self.drained:
-                            self.drained = False
-                        elif not self.refilling and len(self.batch) < self.low_water:
-                            self.refilling = ahead = True
-                        break
-                    if not self.refilling:
-                        self.refilling, job, ahead = True, None, True
-                        break
-                    if self.sent is not None:
-                        takeover, self.sent, job = self.sent, None, None
-                        break
-                    self._wait(IDLE_BLOCK)
-            if takeover is not None:
-                self.finish(takeover, wait=False)
-                continue
-            sent: Sent | None = None
-            if ahead:
-                try:
-                    sent = self._send_refill()
-                except TROUBLE as exc:
-                    self._trouble(CLAIMING, exc, pause=job is None)
-                    with self.cond:
-                        self.refilling = False
-                        self._wake()
-            if job is None:
+            step = hold.take(me)  # take
+            if step is RUN:
+                sent = None
+            elif step is RUN_AHEAD:  # send
+                sent = self._send_refill(idle=False)
+                if sent is not None:  # an idle runner (or the keeper) may read it meanwhile
+                    hold.park(sent)
+            elif step is CLAIM:  # send, read
+                sent = self._send_refill(idle=True)
                 if sent is not None:
                     self.finish(sent, wait=True)
                 continue
-            if sent is not None:
-                with self.cond:  # an idle thread (or the housekeeper) may read it meanwhile
-                    self.sent = sent
-                    self._wake(watch=True)
-            self._run_claimed(index, executor, job)
-            if sent is not None:
-                with self.cond:
-                    mine, self.sent = self.sent, None
-                if mine is not None:
-                    self.finish(mine, wait=False)
+            elif step is EXIT:
+                return
+            else:  # TAKE_OVER, read: a refill whose sender is busy in its job
+                sent, me.sent = me.sent, None
+                if sent is not None:
+                    self.finish(sent, wait=False)
+                continue
+            # run
+            handle, job = me.job
+            slots.post(index, handle, hold.started[index])
+            try:
+                outcome = executor.run_or_lost(job)
+            except TROUBLE as exc:  # Redis refused to record it: its lease will lapse
+                self.guard.failed("recording a job's outcome", exc)
+                outcome = LOST
+            slots.clear(index)
+            # report: a success is recorded with the next batch, the rest was already
+            if hold.ended(outcome, index, handle):
+                self.link.done([(handle, outcome)])
+            # collect, unless another thread took the parked refill over
+            if sent is not None and (sent := hold.unpark()) is not None:
+                self.finish(sent, wait=False)
+
+    # -- the refill: Redis calls ----------------------------------------------------------
+
+    def _refresh_lanes(self) -> None:
+        """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
+        now = time.monotonic()
+        if now - self.lanes_checked >= LANES_REFRESH:
+            self.lanes_checked = now
+            queues = [g[0] for g in self.groups]
+            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes(queues))
+            self.lanes = [lane for g in self.groups for lane in g]
+
+    def _send_refill(self, *, idle: bool) -> Sent | None:
+        """send: the pending results and a claim for the next batch in one request. On
+        Redis trouble None: the refill is given up (after a back-off when ``idle``)."""
+        hold = self.hold
+        done = None
+        try:
+            if self.all_tags:
+                self._refresh_lanes()
+            done = hold.results()
+            refill = self.store.send_refill(
+                [d.completion() for _, d in done],
+                self.worker,
+                self.lease_ms,
+                max(1, self.prefetch - len(hold.batch)),  # a glance, no lock: a guess anyway
+                self.order.arrange(self.groups),
+            )
+            return refill, done
+        except TROUBLE as exc:
+            hold.put_back(done)  # not recorded yet: kept for the next try
+            self._trouble(CLAIMING, exc, pause=idle)
+            hold.refilled()
+            return None
 
     def finish(self, sent: Sent, *, wait: bool) -> None:
-        """Finish a refill (see :meth:`_finish_refill`); Redis trouble is backed off."""
+        """read: take in a refill's outcome (see :meth:`_finish_refill`), then there is
+        none out; Redis trouble is backed off."""
         try:
             self._finish_refill(*sent, wait=wait)
         except TROUBLE as exc:
@@ -252,79 +281,25 @@ class Child(HandBack):
             self.guard.outage.recovered()
             self.guard.failures.recovered(CLAIMING)
         finally:
-            with self.cond:
-                self.refilling = self.blocking = False
-                self._wake()
-
-    def _run_claimed(self, index: int, executor: Executor, entry: Entry) -> None:
-        handle, job = entry
-        self.slots.post(index, handle, self.started[index])
-        try:
-            outcome = executor.run_or_lost(job)
-        except TROUBLE as exc:  # Redis refused to record it: its lease will lapse
-            self.guard.failed("recording a job's outcome", exc)
-            outcome = LOST
-        self.slots.clear(index)
-        with self.cond:
-            self.started[index] = 0.0
-            self.ran += 1
-            if self.ran == self.max_jobs:  # its last: the others are handed back
-                self.stopping = self.closing = True
-            if isinstance(outcome, Success):  # recorded later, with its batch
-                self.pending.append((handle, outcome))
-                self._wake(watch=True)
-                return
-            self._wake()
-        self.link.done([(handle, outcome)])
-
-    def _refresh_lanes(self) -> None:
-        """With ``--tags '*'``: pick up lanes of tags first seen since the last look."""
-        now = time.monotonic()
-        if self.all_tags and now - self.lanes_checked >= LANES_REFRESH:
-            self.lanes_checked = now
-            queues = [g[0] for g in self.groups]
-            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes(queues))
-            self.lanes = [lane for g in self.groups for lane in g]
-
-    def _send_refill(self) -> Sent:
-        """Send the pending results and a claim for the next batch in one request."""
-        self._refresh_lanes()
-        with self.cond:
-            done, self.pending = self.pending, []
-            want = max(1, self.prefetch - len(self.batch))
-        try:
-            refill = self.store.send_refill(
-                [d.completion() for _, d in done],
-                self.worker,
-                self.lease_ms,
-                want,
-                self.order.arrange(self.groups),
-            )
-        except TROUBLE:
-            with self.cond:  # not recorded yet: keep them for the next try
-                self.pending[:0] = done
-            raise
-        return refill, done
+            self.hold.refilled()
 
     def _finish_refill(self, refill: Refill, done: list[Done], *, wait: bool) -> None:
         """Take in what a refill claimed; with nothing at all to run (``wait``), block
         until new work is announced."""
+        hold = self.hold
         try:
             flags, jobs = self.store.finish_refill(refill)
         except TROUBLE:
-            with self.cond:  # not known to be recorded: try again (a rerun is fenced)
-                self.pending[:0] = done
+            hold.put_back(done)  # not known to be recorded: try again (a rerun is fenced)
             raise
         # one write tells the supervisor both what finished and what we now hold
         self.report(done, flags)
-        if jobs:
-            self._take(jobs)
+        if jobs:  # leased: the supervisor renews them from now on
+            hold.took(self.link.claimed(jobs), drained=False)
             return
-        with self.cond:
-            if self.closing or not wait or self.batch:
-                return
-            self.blocking = True
-        self.block_id = self.store.connection_id()
+        if not wait or not hold.block():
+            return
+        hold.blocked_on(self.store.connection_id())
         jobs = self.store.wait_and_claim(
             self.lanes,
             IDLE_BLOCK,
@@ -333,18 +308,8 @@ class Child(HandBack):
             self.prefetch,
             self.order.arrange(self.groups),
         )
-        if jobs:
-            self._take(jobs, drained=len(jobs) < self.prefetch)
-
-    def _take(self, jobs: Sequence[Claimed], *, drained: bool = False) -> None:
-        """Jobs just leased: the supervisor renews them from now on; runners start them.
-        ``drained``: the claim took all there was: start one before asking for more."""
-        entries = self.link.claimed(jobs)
-        with self.cond:
-            self.drained = drained
-            self.batch.extend(entries)
-            # one job for one runner: it starts now, nothing is left for the housekeeper
-            self._wake(watch=self.threads > 1 or len(self.batch) > 1)
+        if jobs:  # the claim took all there was: start one before asking for more
+            hold.took(self.link.claimed(jobs), drained=len(jobs) < self.prefetch)
 
     def report(self, done: Sequence[Done], flags: Sequence[bool]) -> None:
         """Log recorded completions and tell the supervisor (a refused one is lost)."""

@@ -1,14 +1,14 @@
 """How a worker child gives jobs back: unstarted jobs returned to their queue (when every
 runner is stuck in a long job, and on the way out), and the wind-down that lets running
-jobs finish and records the results still pending. Mixed into :class:`~.child.Child`."""
+jobs finish and records the results still pending. Mixed into :class:`~.child.Child`;
+what it takes from the child's :class:`~jobkit.worker.hold.Hold`, or puts back, goes
+through the hold's transitions."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 
 import redis
@@ -16,13 +16,11 @@ import redis
 from jobkit.backend.store import Store
 from jobkit.settings import Settings
 from jobkit.worker.execute import persistently
+from jobkit.worker.hold import IDLE_BLOCK, NONE, STOP_POLL, WAITING, Hold
 from jobkit.worker.link import Done, Entry, Link
 from jobkit.worker.outage import TROUBLE
 
 log = logging.getLogger("jobkit.worker")
-
-IDLE_BLOCK = 2.0  # seconds an idle child blocks on Redis before checking on its parent
-STOP_POLL = 0.1  # seconds between checks for SIGTERM and a vanished supervisor
 
 
 class HandBack:
@@ -31,16 +29,8 @@ class HandBack:
     settings: Settings
     store: Store
     link: Link
-    cond: threading.Condition
-    batch: deque[Entry]
-    pending: list[Done]
-    started: list[float]
-    closing: bool
-    blocking: bool
-    refilling: bool
-    block_id: int
+    hold: Hold
 
-    def _wait(self, timeout: float) -> None: ...
     def report(self, done: Sequence[Done], flags: Sequence[bool]) -> None: ...
 
     def release(self, entries: Sequence[Entry]) -> None:
@@ -57,8 +47,7 @@ class HandBack:
                 given.append((handle, job))  # from the moment it is sent
                 self.store.requeue(job.id, job.token, uncount=True)
         except TROUBLE:
-            with self.cond:
-                self.batch.extendleft(reversed(entries[len(given) :]))
+            self.hold.put_back(unstarted=entries[len(given) :])
             raise
         finally:
             self.link.released([handle for handle, _ in given])
@@ -67,17 +56,18 @@ class HandBack:
         """On the way out: let running jobs finish, record finished results, hand back
         what never started. A runner blocked waiting for work is woken, as its wait ends
         in a claim; one stuck retrying an unreachable Redis is not waited for long."""
+        hold = self.hold
         deadline = time.monotonic() + IDLE_BLOCK + 1.0
-        with self.cond:
-            self.closing = True
-            self.cond.notify_all()
-            while any(self.started) or (self.refilling and time.monotonic() < deadline):
-                if self.blocking:
+        with hold.cond:  # re-entrant: the transitions below take it again
+            hold.close()
+            hold.cond.notify_all()
+            while any(hold.started) or (hold.refill is not NONE and time.monotonic() < deadline):
+                if hold.refill is WAITING:
                     with contextlib.suppress(redis.RedisError):
-                        self.store.unblock(self.block_id)
-                self._wait(STOP_POLL)
-            done, self.pending = self.pending, []
-            unstarted, self.batch = list(self.batch), deque()
+                        self.store.unblock(hold.block_id)
+                hold.wait(STOP_POLL)
+            done = hold.results()
+            unstarted = hold.unstarted()
         try:
             if done:
                 flags = persistently(

@@ -13,7 +13,8 @@ from jobkit.worker.link import Done, Entry
 from jobkit.worker.outage import TROUBLE
 
 if TYPE_CHECKING:
-    from jobkit.worker.child import Child, Sent
+    from jobkit.worker.child import Child
+    from jobkit.worker.hold import Sent
 
 FLUSH_AFTER = 0.005  # a finished job's result waits at most this long for its batch
 RELEASE_AFTER = 0.1  # a job running this long sends the unstarted prefetch back
@@ -21,7 +22,8 @@ IDLE_WAIT = 0.1  # seconds the idle housekeeper sleeps between looks at ``stop``
 
 
 class Keeper:
-    """The housekeeping of one child (see the module docstring)."""
+    """The housekeeping of one child (see the module docstring). It changes the child's
+    :class:`~jobkit.worker.hold.Hold` through the hold's transitions only."""
 
     def __init__(self, child: Child, stop: threading.Event) -> None:
         self.child = child
@@ -37,38 +39,25 @@ class Keeper:
             self.child.died("housekeeping thread")
 
     def _loop(self) -> None:
-        child = self.child
+        child, hold = self.child, self.child.hold
         while not self.stop.is_set():
-            with child.cond:
-                idle = not child.pending and not child.batch and child.sent is None
-                child.keeper_asleep = idle
-            if idle:  # nothing to flush or release: sleep until a runner has something
-                child.kick.wait(IDLE_WAIT)
-                child.kick.clear()
+            if hold.nothing_to_watch():  # sleep until a runner has something for us
+                hold.kick.wait(IDLE_WAIT)
+                hold.kick.clear()
                 continue
             time.sleep(FLUSH_AFTER / 2)
             now = time.monotonic()
-            flush: list[Done] = []
-            release: list[Entry] = []
             takeover: Sent | None = None
-            with child.cond:
-                if child.pending and now - child.pending[0][1].finished >= FLUSH_AFTER:
-                    flush, child.pending = child.pending, []
+            with hold.cond:  # one look at both (the hold's lock is re-entrant)
+                flush = hold.results_due(now, FLUSH_AFTER)
                 # every runner is stuck in a long job: let other workers have the prefetch,
                 # including what a runner asked for just before its job
-                busy_since = [t for t in child.started if t]
-                stuck = len(busy_since) == child.threads and now - max(busy_since) > RELEASE_AFTER
-                if stuck and child.sent is not None:
-                    takeover, child.sent = child.sent, None
+                if hold.stuck(now, RELEASE_AFTER):
+                    takeover = hold.unpark()
             if takeover is not None:
                 child.finish(takeover, wait=False)  # may take a while: look again after
-            with child.cond:
-                busy_since = [t for t in child.started if t]
-                now = time.monotonic()
-                stuck = len(busy_since) == child.threads and now - max(busy_since) > RELEASE_AFTER
-                if stuck and child.batch:
-                    release = list(child.batch)
-                    child.batch.clear()
+            with hold.cond:
+                release = hold.unstarted() if hold.stuck(time.monotonic(), RELEASE_AFTER) else []
             self._hand_over(flush, release)
 
     def _hand_over(self, flush: list[Done], release: list[Entry]) -> None:
@@ -80,9 +69,7 @@ class Keeper:
                 try:
                     flags = child.store.complete_many([d.completion() for _, d in flush])
                 except TROUBLE:
-                    with child.cond:
-                        child.pending[:0] = flush
-                        child.batch.extendleft(reversed(release))
+                    child.hold.put_back(flush, release)
                     raise
                 child.report(flush, flags)
             if release:
