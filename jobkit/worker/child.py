@@ -31,8 +31,16 @@ decides, under the lock, and waits while there is nothing to do)::
   a CLAIM that found none, block in Redis (BLPOP) until work is announced, the next
   claim queued behind the wait.
 
-Should a send fail (Redis away), the results stay pending and the job runs all the same;
-an idle runner backs off before it takes again.
+Should a send or a read fail (Redis away, a script refused), the results stay pending,
+to go with a later batch; a job taken runs all the same, and a runner without one backs
+off (see :mod:`~jobkit.worker.outage`) before it takes again.
+
+The hold closes, and each runner leaves at its next take (EXIT), on SIGTERM (the worker
+stops, or the supervisor recycles this child: ``--max-child-age``, ``--max-memory``
+between jobs) or after the last of ``--max-jobs-per-child`` jobs. The main thread then
+winds down (:mod:`~jobkit.worker.handback`): it lets running jobs finish, wakes a
+runner waiting for work, records the pending results and hands the unstarted jobs back,
+and the child exits 0, ``RETIRED`` (its jobs all run) or ``FAILED`` (a thread died).
 """
 
 from __future__ import annotations
