@@ -262,7 +262,7 @@ def start_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
         name = f"w{len(started) + 1}-{os.getpid()}-{time.monotonic_ns()}"
         args = [
             sys.executable, "-m", "jobkit", "worker",
-            "-A", "tests.jobs",
+            "-A", "tests.support.jobs",
             "-q", queues,
             "-c", str(concurrency),
             "--lease", str(lease),

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from jobkit import BaseJob
-from tests.jobs import r
+from tests.support.jobs import r
 
 QUEUE = "limits"
 

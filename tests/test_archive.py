@@ -33,8 +33,8 @@ from jobkit.archive.schema import (
 )
 from jobkit.archive.writer import Writer, make_engine
 from jobkit.backend.archive_feed import ArchiveFeed
-from tests import jobs as test_jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.support import jobs as test_jobs
 from tests.support.postgres_server import DATABASE, PASSWORD, PostgresServer
 
 
@@ -150,7 +150,7 @@ def test_jobs_run_by_workers_appear_with_their_fields(
     wait_until(lambda: _all_done(history, [*added, flaky]), 30, 0.2, proc.text())
     rows = {r["id"]: r for r in history.rows(jobs)}
     one = rows[added[3]]
-    assert one["queue"] == "default" and one["job_class"] == "tests.jobs.Add"
+    assert one["queue"] == "default" and one["job_class"] == "tests.support.jobs.Add"
     assert '"a":3' in one["params"].replace(" ", "") and one["result"] == "4"
     assert one["attempts"] == 1 and one["worker"] and one["duration_ms"] is not None
     assert one["created_at"] <= one["started_at"] <= one["finished_at"]

@@ -31,7 +31,7 @@ def cli(args: str) -> str:
 
 def test_without_the_extra_jobkit_works_and_the_archive_says_what_to_install(env: Env) -> None:
     plain = without_sqlalchemy(
-        "from tests import jobs\nimport jobkit\n"
+        "from tests.support import jobs\nimport jobkit\n"
         "h = jobs.Add.dispatch(a=1, b=2)\n"
         "assert jobkit.get_job('default:no-such-job').status.value == 'unknown'\n"
         "print(h.status.value)",

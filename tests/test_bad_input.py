@@ -9,8 +9,8 @@ import pydantic
 import pytest
 
 from jobkit import DeadReason, JobFailed, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker
+from tests.support import jobs
 
 
 def _all_keys(env: Env) -> dict[str, Any]:
@@ -70,9 +70,9 @@ def test_corrupt_payload_and_unknown_job_are_dead_lettered(
     env: Env, start_worker: StartWorker
 ) -> None:
     worker = start_worker()
-    _insert_job(env, "default:corrupt", "tests.jobs.Add", "{not json")
-    _insert_job(env, "default:wrong-type", "tests.jobs.Add", '{"a": "x", "b": 1}')
-    _insert_job(env, "default:unknown", "tests.jobs.NoSuchJob", "{}")
+    _insert_job(env, "default:corrupt", "tests.support.jobs.Add", "{not json")
+    _insert_job(env, "default:wrong-type", "tests.support.jobs.Add", '{"a": "x", "b": 1}')
+    _insert_job(env, "default:unknown", "tests.support.jobs.NoSuchJob", "{}")
 
     corrupt = jobs.Add.dispatch(a=0, b=0, job_id="corrupt")  # a handle on the inserted job
     for job_id, reason in [
@@ -94,7 +94,7 @@ def test_corrupt_payload_and_unknown_job_are_dead_lettered(
     unknown = jobs.Add.dispatch(a=0, b=0, job_id="unknown")
     assert unknown.error is not None
     assert unknown.error.type == "UnknownJobError"
-    assert "tests.jobs.NoSuchJob" in unknown.error.message
+    assert "tests.support.jobs.NoSuchJob" in unknown.error.message
 
     # the worker is unharmed
     assert jobs.Add.dispatch(a=4, b=5).result(timeout=20) == 9

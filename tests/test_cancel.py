@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from jobkit import CancelOutcome, JobFailed, JobHandle, Status
 from jobs_example.web import app
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def test_a_cancelled_job_never_runs(env: Env, start_worker: StartWorker) -> None:
@@ -80,7 +80,7 @@ def test_a_running_job_cancelled_is_stopped_not_retried_and_its_child_replaced(
     assert env.client.zcard(env.keys.shard("default").scheduled) == 0
     assert handle.cancel() is CancelOutcome.FINISHED
     log = worker.log_text()
-    assert f"job tests.jobs.CountOnce {handle.id} cancelled: killing child {child}" in log
+    assert f"job tests.support.jobs.CountOnce {handle.id} cancelled: killing child {child}" in log
     assert "died unexpectedly" not in log
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def test_info_counts_ready_scheduled_and_done_jobs(env: Env) -> None:
@@ -41,7 +41,7 @@ def test_workers_shows_what_a_worker_runs_now(env: Env, start_worker: StartWorke
     assert row["queues"] == ["default"]
     assert row["state"] == "running"
     [running] = row["jobs"]
-    assert (running["id"], running["name"]) == (handle.id, "tests.jobs.Sleepy")
+    assert (running["id"], running["name"]) == (handle.id, "tests.support.jobs.Sleepy")
     assert isinstance(running["since"], float)
 
 

@@ -37,7 +37,6 @@ from jobkit.backend.transport import make_client
 from jobkit.backend.wire import ReplyLost
 from jobkit.connection import connect
 from jobkit.worker.outage import TROUBLE
-from tests import jobs
 from tests.conftest import (
     HEARTBEAT,
     LEASE,
@@ -49,6 +48,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.sched_jobs import CRON_QUEUE
+from tests.support import jobs
 from tests.support.cluster_server import ClusterServers
 from tests.support.servers import spread_names
 from tests.test_listing import check_paging_while_jobs_move

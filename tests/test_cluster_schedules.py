@@ -9,7 +9,7 @@ import time
 from jobkit.backend.schedules import ScheduleStore
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
-from tests import jobs
+from tests.support import jobs
 from tests.support.cluster_server import ClusterServers
 from tests.support.servers import spread_names
 

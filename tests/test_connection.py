@@ -21,8 +21,8 @@ from jobkit.connection import connect, redacted
 from jobkit.handle import _WAIT_SLICE
 from jobkit.settings import LONGEST_BLOCK, MIN_SOCKET_TIMEOUT, Settings, load_settings
 from jobkit.worker.child import IDLE_BLOCK
-from tests import jobs
 from tests.conftest import REPO_ROOT, StartWorker, clean_env, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
 SECRET = "hunter2-Zq9"

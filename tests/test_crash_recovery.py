@@ -9,8 +9,8 @@ import pytest
 
 from jobkit import DeadReason, JobFailed, Status
 from jobkit.backend.store import Lease
-from tests import jobs
 from tests.conftest import LEASE, Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_sigkilled_worker_job_is_requeued_and_completed_once(
@@ -111,7 +111,7 @@ def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: Start
         k.job(job_id),
         mapping={
             "id": job_id,
-            "name": "tests.jobs.Add",
+            "name": "tests.support.jobs.Add",
             "lane": "default",
             "queue": "default",
             "params": orjson.dumps({"a": 20, "b": 22}).decode(),

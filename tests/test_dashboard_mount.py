@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from jobkit.web.dashboard import mount
-from tests import jobs
 from tests.conftest import Env
+from tests.support import jobs
 
 
 def test_mounted_under_a_prefix(env: Env) -> None:

@@ -30,8 +30,8 @@ from jobkit.errors import (
     SerializationError,
 )
 from jobkit.settings import load_settings
-from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env
+from tests.support import jobs
 
 MiB = 1024 * 1024
 
@@ -206,7 +206,7 @@ def test_worker_refuses_bad_queues_and_tags_and_does_not_start(
     env: Env, args: tuple[str, ...], message: str
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "jobkit", "worker", "-A", "tests.jobs", *args],
+        [sys.executable, "-m", "jobkit", "worker", "-A", "tests.support.jobs", *args],
         cwd=REPO_ROOT,
         env=clean_env(JOBKIT_REDIS_URL=env.url, COLUMNS="200"),
         capture_output=True,

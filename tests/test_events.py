@@ -13,8 +13,8 @@ import redis
 import jobkit
 from jobkit import JobFailed
 from jobkit.backend.events import Event, Events
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def changes(history: list[Event]) -> list[tuple[str, str]]:
@@ -34,7 +34,7 @@ def test_every_state_change_of_a_job_is_an_event(env: Env, start_worker: StartWo
         ("queued", "running"),
         ("running", "succeeded"),
     ]
-    assert {e.job_class for e in history} == {"tests.jobs.Flaky"}
+    assert {e.job_class for e in history} == {"tests.support.jobs.Flaky"}
     assert {e.queue for e in history} == {"default"}
     assert [e.attempt for e in history] == [0, 1, 1, 1, 2, 2]
     failed, succeeded = history[2], history[5]
@@ -108,7 +108,7 @@ def test_a_worker_s_last_jobs_are_shown_after_it_stopped(
     assert out.returncode == 0, out.stderr
     shown = orjson.loads(out.stdout)
     assert shown[0]["id"] == failing.id and shown[0]["to"] == "dead"
-    assert shown[0]["class"] == "tests.jobs.NeedsFlag"
+    assert shown[0]["class"] == "tests.support.jobs.NeedsFlag"
     assert {e["id"] for e in shown if e["to"] == "succeeded"} == {h.id for h in handles}
     assert all(e["duration_ms"] is not None and e["at"] for e in shown)
     limited = orjson.loads(run_cli("workers", "show", worker.name, "-n", "2", "--json",

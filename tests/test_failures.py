@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from jobkit import DeadReason, JobFailed, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def test_retry_with_backoff_then_success(env: Env, start_worker: StartWorker) -> None:
@@ -61,7 +61,7 @@ def test_exhausted_job_is_dead_lettered_and_managed_by_the_cli(
     assert [e["id"] for e in entries] == [handle.id]
     assert entries[0]["status"] == "dead"
     assert entries[0]["reason"] == "exception"
-    assert entries[0]["name"] == "tests.jobs.NeedsFlag"
+    assert entries[0]["name"] == "tests.support.jobs.NeedsFlag"
 
     shown = run_cli("dead", "show", handle.id, "--json", url=env.url)
     assert shown.returncode == 0, shown.stderr

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from jobkit import DeadReason, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def _dead_invalid(env: Env, job_id: str) -> str:

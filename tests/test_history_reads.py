@@ -28,8 +28,8 @@ from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import Source, Status
 from jobkit.ops.jobs import archived_page
 from jobkit.ops.listing import JobQuery
-from tests import jobs as test_jobs
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.support import jobs as test_jobs
 from tests.test_listing import pages_of
 
 
@@ -92,7 +92,7 @@ def test_a_job_past_its_redis_ttl_is_still_reported_by_get_job(
     assert found.status is Status.SUCCEEDED and found.source == "archive"
     assert found.result(timeout=1) == 5
     assert found.attempts == 1 and found.record is not None
-    assert found.record.name == "tests.jobs.Add" and found.record.finished_at is not None
+    assert found.record.name == "tests.support.jobs.Add" and found.record.finished_at is not None
 
     shown = cli("job", handle.id, "--json", env=env, history=history)
     assert shown.returncode == 0, shown.stderr
@@ -154,13 +154,13 @@ def archive_rows(url: str) -> list[dict[str, Any]]:
     rows = []
     for i, (queue, cls, status) in enumerate(
         [
-            ("default", "tests.jobs.Add", "succeeded"),
-            ("default", "tests.jobs.Add", "dead"),
-            ("images", "tests.jobs.Add", "succeeded"),
-            ("default", "tests.jobs.Sleepy", "succeeded"),
-            ("images", "tests.jobs.Sleepy", "cancelled"),
-            ("default", "tests.jobs.Add", "succeeded"),
-            ("default", "tests.jobs.Add", "succeeded"),
+            ("default", "tests.support.jobs.Add", "succeeded"),
+            ("default", "tests.support.jobs.Add", "dead"),
+            ("images", "tests.support.jobs.Add", "succeeded"),
+            ("default", "tests.support.jobs.Sleepy", "succeeded"),
+            ("images", "tests.support.jobs.Sleepy", "cancelled"),
+            ("default", "tests.support.jobs.Add", "succeeded"),
+            ("default", "tests.support.jobs.Add", "succeeded"),
         ]
     ):
         at = T0 + timedelta(minutes=min(i, 5))  # the last two at the same time
@@ -205,11 +205,11 @@ def test_archived_listing_with_filters_and_a_cursor(env: Env, history: str) -> N
     assert succeeded == ["default:job6", "default:job5", "default:job3", "images:job2",
                          "default:job0"]  # fmt: skip
     assert listed(queues=("images",)) == ["images:job4", "images:job2"]
-    assert listed(name="tests.jobs.Sleepy") == ["images:job4", "default:job3"]
+    assert listed(name="tests.support.jobs.Sleepy") == ["images:job4", "default:job3"]
     since = int((T0 + timedelta(minutes=3)).timestamp() * 1000)
     assert listed(since_ms=since) == newest[:4]
     both = listed(statuses=frozenset({Status.SUCCEEDED, Status.DEAD}), queues=("default",),
-                  name="tests.jobs.Add", since_ms=since - 120_000)  # fmt: skip
+                  name="tests.support.jobs.Add", since_ms=since - 120_000)  # fmt: skip
     assert both == ["default:job6", "default:job5", "default:job1"]
     page = archived_page(JobQuery(limit=1))
     first = page.jobs[0]
@@ -246,7 +246,7 @@ def test_jobs_archived_on_the_command_line(env: Env, history: str) -> None:
     assert [j["id"] for j in more["jobs"]] == ["default:job3", "default:job0"]
     assert more["next_cursor"] is None
 
-    table = cli("jobs", "--archived", "--name", "tests.jobs.Sleepy", "--since",
+    table = cli("jobs", "--archived", "--name", "tests.support.jobs.Sleepy", "--since",
                 "2026-01-01T00:02:00", env=env, history=history)  # fmt: skip
     assert table.returncode == 0, table.stderr
     assert "history archive" in table.stdout
@@ -259,7 +259,7 @@ def test_the_http_listing_live_and_archived(env: Env, history: str) -> None:
     archive_rows(history)
     http = api()
     params: dict[str, Any] = {"archived": 1, "status": "succeeded,dead", "queue": "default",
-                              "name": "tests.jobs.Add", "since": "2026-01-01T00:00:00",
+                              "name": "tests.support.jobs.Add", "since": "2026-01-01T00:00:00",
                               "limit": 2}  # fmt: skip
     first = http.get("/jobs", params=params)
     assert first.status_code == 200, first.text

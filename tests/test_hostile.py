@@ -29,8 +29,8 @@ from pydantic import BaseModel
 import jobkit
 from jobkit import BaseJob, Retry, Status
 from jobkit.models import JobRecord
-from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, Env, StartWorker, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 import jobkit.http
 from jobkit import Status
 from jobs_example.web import app
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_post_a_job_then_poll_it_to_its_result(env: Env, start_worker: StartWorker) -> None:
@@ -85,7 +85,7 @@ def _post(api: TestClient, path: str, body: bytes, **query: Any) -> Any:
 )  # fmt: skip
 def test_a_body_that_is_not_a_json_object_is_422(env: Env, api: TestClient, body: bytes) -> None:
     before = env.client.dbsize()
-    response = _post(api, "/jobs/tests.jobs.Add", body)
+    response = _post(api, "/jobs/tests.support.jobs.Add", body)
     assert response.status_code == 422, response.text
     assert env.client.dbsize() == before
 
@@ -112,7 +112,7 @@ def test_an_option_out_of_range_is_422(
     env: Env, api: TestClient, query: dict[str, Any], word: str
 ) -> None:
     before = env.client.dbsize()
-    response = _post(api, "/jobs/tests.jobs.Add", b'{"a": 1, "b": 2}', **query)
+    response = _post(api, "/jobs/tests.support.jobs.Add", b'{"a": 1, "b": 2}', **query)
     assert response.status_code == 422, response.text
     assert word in response.text
     assert env.client.dbsize() == before
@@ -121,7 +121,7 @@ def test_an_option_out_of_range_is_422(
 @pytest.mark.parametrize("option", ["delay", "queue", "priority", "job_id", "store", "at"])
 def test_params_named_like_options_are_422_not_500(env: Env, api: TestClient, option: str) -> None:
     before = env.client.dbsize()
-    response = api.post("/jobs/tests.jobs.Label", json={"label": "x", option: 5})
+    response = api.post("/jobs/tests.support.jobs.Label", json={"label": "x", option: 5})
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"] == [option]
@@ -130,7 +130,7 @@ def test_params_named_like_options_are_422_not_500(env: Env, api: TestClient, op
 
 
 def test_params_that_keep_extra_keys_may_be_named_like_options(env: Env, api: TestClient) -> None:
-    response = api.post("/jobs/tests.jobs.Loose", json={"delay": 60, "queue": "x"})
+    response = api.post("/jobs/tests.support.jobs.Loose", json={"delay": 60, "queue": "x"})
     assert response.status_code == 202, response.text
     assert response.json()["status"] == Status.QUEUED.value  # the param did not delay it
     assert api.get(f"/jobs/{response.json()['job_id']}").json()["params"] == {
@@ -141,11 +141,12 @@ def test_params_that_keep_extra_keys_may_be_named_like_options(env: Env, api: Te
 
 
 def test_unknown_params_and_jobs_are_4xx(env: Env, api: TestClient) -> None:
-    response = api.post("/jobs/tests.jobs.Label", json={"label": "x", "dealy": 5})
+    response = api.post("/jobs/tests.support.jobs.Label", json={"label": "x", "dealy": 5})
     assert response.status_code == 422
     assert "did you mean the option 'delay'?" in response.json()["detail"][0]["msg"]
-    assert api.post("/jobs/tests.jobs.Nothing", json={}).status_code == 404
-    assert api.post("/jobs/tests.jobs.Hang", json={}).status_code == 404  # not on the router
+    assert api.post("/jobs/tests.support.jobs.Nothing", json={}).status_code == 404
+    hang = api.post("/jobs/tests.support.jobs.Hang", json={})
+    assert hang.status_code == 404  # not on the router
     assert api.post("/jobs/bad%0Aname", json={}).status_code == 404
 
 
@@ -153,14 +154,14 @@ def test_params_the_worker_could_not_read_are_422(env: Env, api: TestClient) -> 
     deep: Any = 1
     for _ in range(220):
         deep = [deep]
-    response = api.post("/jobs/tests.jobs.Loose", json={"deep": deep})
+    response = api.post("/jobs/tests.support.jobs.Loose", json={"deep": deep})
     assert response.status_code == 422
     assert "would not be readable by a worker" in response.text
     assert env.client.dbsize() == 0
 
 
 def test_oversized_params_are_413(env: Env, api: TestClient) -> None:
-    response = api.post("/jobs/tests.jobs.Label", json={"label": "x" * (5 * 1024 * 1024)})
+    response = api.post("/jobs/tests.support.jobs.Label", json={"label": "x" * (5 * 1024 * 1024)})
     assert response.status_code == 413
     assert "JOBKIT_MAX_PAYLOAD" in response.json()["detail"]
     assert env.client.dbsize() == 0
@@ -168,14 +169,14 @@ def test_oversized_params_are_413(env: Env, api: TestClient) -> None:
 
 def test_a_good_request_with_every_option(env: Env, api: TestClient) -> None:
     response = _post(
-        api, "/jobs/tests.jobs.Add", b'{"a": 1, "b": 2}',
+        api, "/jobs/tests.support.jobs.Add", b'{"a": 1, "b": 2}',
         delay=30, queue="other", priority=5, job_id="order-42:v1",
     )  # fmt: skip
     assert response.status_code == 202, response.text
     assert response.json() == {"job_id": "other:order-42:v1", "status": Status.SCHEDULED.value}
     view = api.get("/jobs/other:order-42:v1").json()
     assert (view["queue"], view["priority"], view["params"]) == ("other", 5, {"a": 1, "b": 2})
-    empty = _post(api, "/jobs/tests.jobs.Loose", b"")  # no body: no params
+    empty = _post(api, "/jobs/tests.support.jobs.Loose", b"")  # no body: no params
     assert empty.status_code == 202
 
 

@@ -11,8 +11,8 @@ import redis
 import jobkit
 from jobkit import Status
 from jobkit.backend import scripts
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_dispatch_runs_in_a_worker_and_returns_the_result(
@@ -28,7 +28,7 @@ def test_dispatch_runs_in_a_worker_and_returns_the_result(
     assert handle.error is None
     rec = handle.record
     assert rec is not None
-    assert rec.name == "tests.jobs.Add"
+    assert rec.name == "tests.support.jobs.Add"
     assert rec.started_at is not None and rec.finished_at is not None
     assert rec.finished_at >= rec.started_at
     assert env.stats().get("succeeded") == 1
@@ -55,7 +55,7 @@ def test_get_job_finds_a_dispatched_job(env: Env) -> None:
     found = jobkit.get_job(dispatched.id)
     assert found.status is Status.QUEUED
     assert found.record is not None
-    assert found.record.name == "tests.jobs.Add"
+    assert found.record.name == "tests.support.jobs.Add"
 
 
 def test_dispatch_many_all_succeed(env: Env, start_worker: StartWorker) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobkit import DeadReason, JobFailed, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_job_over_its_timeout_is_killed_and_the_worker_goes_on(
@@ -69,7 +69,7 @@ def test_a_child_over_max_memory_mid_job_is_killed_and_the_job_retried(
     assert first and first not in worker.child_pids()
     assert handle.attempts == 2
     assert env.stats().get("failed") == 1
-    assert "150 MB running tests.jobs.HogOnce" in worker.log_text()
+    assert "150 MB running tests.support.jobs.HogOnce" in worker.log_text()
     assert jobs.WhoAmI.dispatch().result(timeout=20)["ppid"] == worker.pid
 
 

@@ -18,8 +18,8 @@ from jobkit.backend.store import Store
 from jobkit.errors import InvalidQuery
 from jobkit.models import Status
 from jobkit.ops.listing import JobPage, JobQuery, list_jobs
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def pages_of(read: Callable[[JobQuery], JobPage], query: JobQuery) -> list[list[str]]:
@@ -70,7 +70,7 @@ def test_every_state_newest_first_with_filters(env: Env, start_worker: StartWork
     assert sorted(succeeded) == sorted(h.id for h in done)  # (one batch may end in one ms)
     assert listed(statuses=frozenset({Status.DEAD, Status.RUNNING})) == [running.id, dead.id]
     assert sorted(listed(queues=("idle",))) == sorted([waiting.id, withdrawn.id])
-    assert listed(name="tests.jobs.NeedsFlag") == [dead.id]
+    assert listed(name="tests.support.jobs.NeedsFlag") == [dead.id]
     since = page.jobs[-1].at_ms + 1  # all but the oldest
     newer = [item.record.id for item in page.jobs if item.at_ms >= since]
     assert listed(since_ms=since) == newer and 0 < len(newer) < len(expected)
@@ -128,7 +128,7 @@ def test_a_cursor_belongs_to_its_filters(env: Env) -> None:
     page = list_jobs(env.store, JobQuery(limit=1))
     assert page.next_cursor
     with pytest.raises(InvalidQuery, match="other filters"):
-        list_jobs(env.store, JobQuery(name="tests.jobs.Add", cursor=page.next_cursor))
+        list_jobs(env.store, JobQuery(name="tests.support.jobs.Add", cursor=page.next_cursor))
 
 
 def test_finished_entries_older_than_the_records_are_trimmed(env: Env) -> None:

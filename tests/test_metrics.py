@@ -16,8 +16,8 @@ from jobkit.archive.schema import ensure_schema
 from jobkit.archive.writer import Writer, make_engine
 from jobkit.connection import get_settings
 from jobkit.ops.queues import Queues
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def scrape(http: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -12,8 +12,8 @@ from collections import Counter
 from typing import Any
 
 from jobkit import Status
-from tests import jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, run_cli, wait_until
+from tests.support import jobs
 
 
 def _json(*args: str, env: Env) -> Any:
@@ -52,7 +52,7 @@ def test_workers_json_has_real_types_children_and_drops_a_finished_job_at_once(
     assert isinstance(row["done"], int) and isinstance(row["failed"], int)
     assert isinstance(row["rss_mb"], float) and isinstance(row["started_at"], float)
     [job] = row["jobs"]
-    assert (job["id"], job["name"]) == (handle.id, "tests.jobs.Sleepy")
+    assert (job["id"], job["name"]) == (handle.id, "tests.support.jobs.Sleepy")
     assert isinstance(job["since"], float)
     assert sorted(c["pid"] for c in row["children"]) == sorted(worker.child_pids())
     assert [c["jobs"] for c in row["children"] if c["jobs"]] == [[job]]

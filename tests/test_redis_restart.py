@@ -9,8 +9,8 @@ import redis
 
 import jobkit
 from jobkit import Status
-from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
 

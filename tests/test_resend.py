@@ -15,8 +15,8 @@ from jobkit.backend import scripts
 from jobkit.backend.store import Store
 from jobkit.backend.wire import ReplyLost, _Link
 from jobkit.models import Claimed
-from tests import jobs
 from tests.conftest import Env
+from tests.support import jobs
 
 LoseReply = Callable[..., None]
 

@@ -6,8 +6,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from jobkit import Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_delay_runs_after_the_delay(env: Env, start_worker: StartWorker) -> None:

@@ -26,7 +26,7 @@ import redis
 import jobkit
 from jobkit.backend.keys import Keys
 from jobkit.models import Status
-from tests import jobs, sched_jobs
+from tests import sched_jobs
 from tests.conftest import (
     HEARTBEAT,
     LEASE,
@@ -37,6 +37,7 @@ from tests.conftest import (
     run_cli,
     wait_until,
 )
+from tests.support import jobs
 from tests.support.redis_server import RedisServer, Tls
 from tests.support.tls import KEY_PASSPHRASE, Pki, make_pki
 

@@ -38,9 +38,9 @@ from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
 from jobkit.connection import connect
 from jobkit.settings import load_settings
-from tests import jobs
 from tests.conftest import PREFIX, StartWorker, job_status, wait_until
 from tests.sched_jobs import CRON_QUEUE
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 from tests.support.sentinel_server import SentinelSet
 from tests.support.server_process import Address, node_client

@@ -22,8 +22,9 @@ import jobkit
 from jobkit.backend.audit import AuditLog
 from jobkit.backend.store import Store
 from jobkit.models import Status
-from tests import jobs, serve_jobs
+from tests import serve_jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
+from tests.support import jobs
 from tests.support.example_apps import Apps
 from tests.support.redis_server import RedisServer, free_port
 
@@ -65,7 +66,7 @@ class Served:
 
 
 def serve_command(port: int, *extra: str) -> list[str]:
-    return ["python", "-m", "jobkit", "serve", "-A", "tests.jobs", "-A", "tests.serve_jobs",
+    return ["python", "-m", "jobkit", "serve", "-A", "tests.support.jobs", "-A", "tests.serve_jobs",
             "--port", str(port), *extra]  # fmt: skip
 
 
@@ -133,10 +134,10 @@ def test_health_metrics_and_the_openapi_page(fleet: Served) -> None:
 
 def _writes(job_id: str) -> list[tuple[str, Any]]:
     """Every write route, with a body that would be accepted."""
-    add = {"name": "tests.jobs.Add", "params": {"a": 1, "b": 1}}
+    add = {"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1}}
     return [
         ("/api/jobs", add),
-        ("/api/jobs/tests.jobs.Add", {"a": 1, "b": 1}),
+        ("/api/jobs/tests.support.jobs.Add", {"a": 1, "b": 1}),
         ("/api/jobs/bulk", {"action": "cancel"}),
         (f"/api/jobs/{job_id}/cancel", None),
         (f"/api/jobs/{job_id}/retry", None),
@@ -183,13 +184,14 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     fleet: Served, start_worker: StartWorker
 ) -> None:
     admin = fleet.client(ADMIN)
-    made = admin.post("/api/jobs", json={"name": "tests.jobs.Add", "params": {"a": 2, "b": 3},
+    made = admin.post("/api/jobs", json={"name": "tests.support.jobs.Add",
+                                         "params": {"a": 2, "b": 3},
                                          "priority": 5, "job_id": "sum-1"})  # fmt: skip
     assert made.status_code == 202 and made.json() == {"id": "default:sum-1", "status": "queued"}
-    later = admin.post("/api/jobs", json={"name": "tests.jobs.Add", "params": {"a": 1, "b": 1},
-                                          "delay": 600})  # fmt: skip
+    later = admin.post("/api/jobs", json={"name": "tests.support.jobs.Add",
+                                          "params": {"a": 1, "b": 1}, "delay": 600})  # fmt: skip
     assert later.json()["status"] == "scheduled"
-    at = admin.post("/api/jobs", json={"name": "tests.jobs.Add", "params": {"a": 1, "b": 1},
+    at = admin.post("/api/jobs", json={"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1},
                                        "at": "2099-01-01T00:00:00Z"})  # fmt: skip
     assert at.json()["status"] == "scheduled"
     named = admin.post("/api/jobs/tests.serve_jobs.Doomed", json={"n": 7})
@@ -275,36 +277,41 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
         ("GET", "/api/jobs/no-queue-in-this-id", None, 404),
         ("POST", "/api/jobs", {"name": "no.such.Job", "params": {}}, 404),
         ("POST", "/api/jobs/no.such.Job", {}, 404),
-        ("POST", "/api/jobs", b'{"name": "tests.jobs.Add", "params": {"a": NaN}}', 422),
+        ("POST", "/api/jobs", b'{"name": "tests.support.jobs.Add", "params": {"a": NaN}}', 422),
         ("POST", "/api/jobs", b"[1, 2]", 422),
         ("POST", "/api/jobs", b"{not json", 422),
-        ("POST", "/api/jobs", {"name": "tests.jobs.Add", "params": {"a": "x", "b": 1}}, 422),
-        ("POST", "/api/jobs", {"name": "tests.jobs.Add", "params": {}, "dealy": 5}, 422),
         (
             "POST",
             "/api/jobs",
-            {"name": "tests.jobs.Add", "params": {"a": 1, "b": 1}, "delay": -1},
+            {"name": "tests.support.jobs.Add", "params": {"a": "x", "b": 1}},
+            422,
+        ),
+        ("POST", "/api/jobs", {"name": "tests.support.jobs.Add", "params": {}, "dealy": 5}, 422),
+        (
+            "POST",
+            "/api/jobs",
+            {"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1}, "delay": -1},
             422,
         ),
         (
             "POST",
             "/api/jobs",
-            {"name": "tests.jobs.Add", "params": {"a": 1, "b": 1}, "queue": "bad queue!"},
+            {"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1}, "queue": "bad queue!"},
             422,
         ),
         (
             "POST",
             "/api/jobs",
-            {"name": "tests.jobs.Add", "params": {"a": 1, "b": 1}, "job_id": "x" * 500},
+            {"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1}, "job_id": "x" * 500},
             422,
         ),
         (
             "POST",
             "/api/jobs",
-            {"name": "tests.jobs.Add", "params": {"a": 1, "b": 1}, "priority": 10**9},
+            {"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1}, "priority": 10**9},
             422,
         ),
-        ("POST", "/api/jobs/tests.jobs.Add", {"a": 1, "b": 1, "c": 1}, 422),
+        ("POST", "/api/jobs/tests.support.jobs.Add", {"a": 1, "b": 1, "c": 1}, 422),
         ("POST", "/api/jobs/default:no-such-job/retry", None, 404),
         ("POST", "/api/jobs/default:no-such-job/cancel", None, 404),
         ("POST", "/api/dead/default:no-such-job/retry", None, 404),

@@ -7,8 +7,8 @@ import signal
 import time
 
 from jobkit import Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_sigterm_lets_the_running_job_finish(env: Env, start_worker: StartWorker) -> None:

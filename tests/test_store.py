@@ -10,8 +10,8 @@ import pytest
 import redis
 
 import jobkit
-from tests import jobs
 from tests.conftest import Env
+from tests.support import jobs
 
 
 def test_a_lost_script_cache_never_strands_a_claimed_batch(env: Env) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from jobkit import DeadReason, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_threads_run_jobs_of_one_child_side_by_side(env: Env, start_worker: StartWorker) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from jobkit.ops.workers import live_workers
-from tests import jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, run_cli, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
 HEADER = re.compile(r"^jobkit \S+ .*read( \d\d:\d\d:\d\d)?, (retrying )?every [\d.]+s", re.M)

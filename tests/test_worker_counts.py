@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from jobkit.backend.store import Store
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 HEARTBEAT = 5.0  # so the regular beat cannot be what shows the counts in time
 LEASE = 15.0

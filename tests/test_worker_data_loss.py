@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 import jobkit
-from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
 LOST = "Redis lost its data"

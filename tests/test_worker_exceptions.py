@@ -7,8 +7,8 @@ import time
 import pytest
 
 from jobkit import BaseJob, DeadReason, JobFailed, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 from tests.test_worker_ids import insert_job
 
 KINDS = ["SystemExit", "KeyboardInterrupt", "GeneratorExit", "Unusual"]
@@ -47,7 +47,7 @@ def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
     left running with its lease renewed forever."""
     worker = start_worker(concurrency=1)
     [first] = worker.child_pids()
-    insert_job(env, "default:breaker", "tests.jobs.BreaksItsRunner", '{"counter": "tries"}')
+    insert_job(env, "default:breaker", "tests.support.jobs.BreaksItsRunner", '{"counter": "tries"}')
 
     wait_until(
         lambda: env.status("default:breaker") is Status.DEAD, timeout=30, what="the job dead"

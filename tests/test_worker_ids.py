@@ -11,8 +11,8 @@ import time
 import redis
 
 from jobkit import DeadReason, Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def insert_job(
@@ -63,8 +63,10 @@ def test_long_multibyte_ids_keep_timeouts_and_crash_counts(
     worker = start_worker(concurrency=1)
     for char in ("é", "界"):  # two bytes, three bytes in UTF-8
         hang, crash = "default:" + char * 199 + "h", "default:" + char * 199 + "c"
-        insert_job(env, hang, "tests.jobs.Hang", '{"marker": "m"}', timeout=0.5, max_attempts=1)
-        insert_job(env, crash, "tests.jobs.Crash", f'{{"counter": "crashes-{char}"}}')
+        insert_job(
+            env, hang, "tests.support.jobs.Hang", '{"marker": "m"}', timeout=0.5, max_attempts=1
+        )
+        insert_job(env, crash, "tests.support.jobs.Crash", f'{{"counter": "crashes-{char}"}}')
         innocent = jobs.Add.dispatch(a=2, b=3)
 
         assert _wait_final(env, hang) is Status.DEAD
@@ -102,9 +104,11 @@ WEIRD = [
 def test_ids_and_names_with_newlines_tabs_and_odd_text(env: Env, start_worker: StartWorker) -> None:
     worker = start_worker(concurrency=2)
     for i, weird in enumerate(WEIRD):
-        insert_job(env, f"default:{weird}-{i}", "tests.jobs.Add", f'{{"a": {i}, "b": 1}}')
-        insert_job(env, f"default:name-{i}", f"tests.jobs.Add{weird}", '{"a": 0, "b": 0}')
-    insert_job(env, "default:a slow\none", "tests.jobs.Hang", '{"marker": "m"}', timeout=0.5)
+        insert_job(env, f"default:{weird}-{i}", "tests.support.jobs.Add", f'{{"a": {i}, "b": 1}}')
+        insert_job(env, f"default:name-{i}", f"tests.support.jobs.Add{weird}", '{"a": 0, "b": 0}')
+    insert_job(
+        env, "default:a slow\none", "tests.support.jobs.Hang", '{"marker": "m"}', timeout=0.5
+    )
 
     for i, weird in enumerate(WEIRD):
         assert _wait_final(env, f"default:{weird}-{i}") is Status.SUCCEEDED
@@ -137,7 +141,7 @@ def test_an_id_that_is_not_utf8_does_not_take_the_child_down(
         bad = b"default:not utf-8 \xff\xfe"
         job_key = env.keys.shard("default").job("").encode() + bad
         seq = int(env.client.incr(env.keys.shard("default").seq))
-        fields = {"name": "tests.jobs.Add", "lane": "default", "params": '{"a": 1, "b": 2}'}
+        fields = {"name": "tests.support.jobs.Add", "lane": "default", "params": '{"a": 1, "b": 2}'}
         raw.hset(job_key, mapping={**fields, "priority": 0, "seq": seq, "status": "queued",
                                    "max_attempts": 3, "timeout": 0, "result_ttl": 3600,
                                    "created_at": int(time.time() * 1000)})  # fmt: skip

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from jobkit.backend import scripts
 from jobkit.backend.store import Lease
-from tests import jobs
 from tests.conftest import Env, StartWorker
+from tests.support import jobs
 
 
 def _heartbeat(env: Env, job_id: str, token: str) -> int:

@@ -15,8 +15,8 @@ import pytest
 
 from jobkit import JobFailed
 from jobkit.logs import JOB_FIELDS, JsonFormatter
-from tests import jobs
 from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.support import jobs
 
 BASE_FIELDS = {"time", "level", "logger", "message"}
 
@@ -48,12 +48,12 @@ def test_worker_json_lines_carry_each_job_s_fields(env: Env, start_worker: Start
     assert {"started", "succeeded"} <= seen.keys()
     for line in seen.values():
         assert set(JOB_FIELDS) <= line.keys()
-        assert line["job_class"] == "tests.jobs.Add"
+        assert line["job_class"] == "tests.support.jobs.Add"
         assert line["queue"] == "default" and line["attempt"] == 1
     assert seen["succeeded"]["duration"] >= 0 and seen["succeeded"]["level"] == "INFO"
     assert seen["started"]["duration"] is None
     dead = job_lines(lines, failing.id)["dead"]
-    assert dead["job_class"] == "tests.jobs.Hang" and dead["duration"] >= 0.5
+    assert dead["job_class"] == "tests.support.jobs.Hang" and dead["duration"] >= 0.5
     assert dead["level"] == "ERROR" and dead["logger"] == "jobkit.worker"
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import jobs
 from tests.conftest import REPO_ROOT, Env, clean_env, run_cli, wait_until
+from tests.support import jobs
 
 
 @contextlib.contextmanager
@@ -44,11 +44,13 @@ def _levels(log: Path) -> set[str]:
 
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_an_unknown_log_level_is_an_error(env: Env, command: str) -> None:
-    done = run_cli(command, "-A", "tests.jobs", "--log-level", "LOUD", url=env.url, timeout=30)
+    done = run_cli(
+        command, "-A", "tests.support.jobs", "--log-level", "LOUD", url=env.url, timeout=30
+    )
     assert done.returncode == 2
     assert "unknown log level 'LOUD'" in done.stdout + done.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "jobkit", command, "-A", "tests.jobs"],
+        [sys.executable, "-m", "jobkit", command, "-A", "tests.support.jobs"],
         cwd=REPO_ROOT,
         env=clean_env(JOBKIT_REDIS_URL=env.url, JOBKIT_LOG_LEVEL="verbose", COLUMNS="200"),
         capture_output=True,
@@ -61,7 +63,7 @@ def test_an_unknown_log_level_is_an_error(env: Env, command: str) -> None:
 
 
 def test_worker_log_level_comes_from_the_setting(env: Env, tmp_path: Path) -> None:
-    args = ["worker", "-A", "tests.jobs", "--lease", "1.5", "--heartbeat", "0.3"]
+    args = ["worker", "-A", "tests.support.jobs", "--lease", "1.5", "--heartbeat", "0.3"]
     quiet = tmp_path / "quiet.log"
     with _process(args, quiet, JOBKIT_REDIS_URL=env.url, JOBKIT_LOG_LEVEL="warning"):
         assert jobs.Add.dispatch(a=1, b=2).result(timeout=20) == 3

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from jobkit import Status
-from tests import jobs
 from tests.conftest import LEASE, REPO_ROOT, Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def _alive(pid: int) -> bool:

@@ -10,8 +10,8 @@ import pytest
 
 import jobkit
 from jobkit import Status
-from tests import jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
+from tests.support import jobs
 from tests.support.redis_server import RedisServer
 from tests.test_worker_log_level import _process
 
@@ -34,7 +34,7 @@ def test_worker_and_scheduler_wait_for_redis_at_start(
 ) -> None:
     worker = start_worker(url=down_server.url, concurrency=2, ready=False)
     sched_log = tmp_path / "scheduler.log"
-    sched_args = ["scheduler", "-A", "tests.jobs"]
+    sched_args = ["scheduler", "-A", "tests.support.jobs"]
     with _process(sched_args, sched_log, JOBKIT_REDIS_URL=down_server.url):
         time.sleep(2)
         children = sorted(worker.child_pids())

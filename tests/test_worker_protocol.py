@@ -64,7 +64,7 @@ def test_bytes_fed_in_any_pieces_read_the_same() -> None:
 def test_malformed_lines_are_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
     held: dict[str, str] = {}
     counts = _counts()
-    good = protocol.claimed(1, "job-1", "1", 1, 0.0, "tests.jobs.Add")
+    good = protocol.claimed(1, "job-1", "1", 1, 0.0, "tests.support.jobs.Add")
     bad = [
         b"garbage without tabs\n",
         b"X\t5\tan unknown kind\n",
@@ -84,7 +84,9 @@ def test_malformed_lines_are_logged_and_skipped(caplog: pytest.LogCaptureFixture
     try:
         with caplog.at_level(logging.ERROR, logger="jobkit.worker"):
             assert state.job("9") is None  # logged once and dropped: it cannot get better
-            assert state.jobs() == [("1", protocol.Held("job-1", "1", 1, 0.0, "tests.jobs.Add"))]
+            assert state.jobs() == [
+                ("1", protocol.Held("job-1", "1", 1, 0.0, "tests.support.jobs.Add"))
+            ]
         assert "9" not in state.held
     finally:
         state.slots.close()

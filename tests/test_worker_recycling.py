@@ -10,8 +10,8 @@ import pytest
 from jobkit.errors import ConfigurationError
 from jobkit.logs import LogFormat
 from jobkit.settings import load_settings
-from tests import jobs
 from tests.conftest import Env, StartWorker, run_cli, wait_until
+from tests.support import jobs
 
 
 def test_a_child_is_replaced_after_max_jobs_per_child_and_no_job_is_lost(
@@ -66,7 +66,7 @@ def test_a_child_older_than_max_child_age_finishes_its_job_then_is_replaced(
 def test_a_limit_that_is_not_a_size_or_duration_is_refused(
     env: Env, option: str, junk: str, says: str
 ) -> None:
-    out = run_cli("worker", "-A", "tests.jobs", option, junk, url=env.url)
+    out = run_cli("worker", "-A", "tests.support.jobs", option, junk, url=env.url)
     assert out.returncode == 2
     assert says in out.stderr and option in out.stderr
 

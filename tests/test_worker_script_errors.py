@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from tests import jobs
 from tests.conftest import Env, StartWorker
+from tests.support import jobs
 
 
 def _errors(log: str) -> list[str]:

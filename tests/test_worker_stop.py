@@ -7,8 +7,8 @@ import signal
 import time
 
 from jobkit import Status
-from tests import jobs
 from tests.conftest import Env, StartWorker, wait_until
+from tests.support import jobs
 
 
 def test_sigterm_while_a_dead_child_is_replaced_starts_no_new_job(

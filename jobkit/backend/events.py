@@ -32,7 +32,6 @@ ENDINGS = frozenset({Status.SUCCEEDED, Status.RETRYING, Status.DEAD, Status.CANC
 WINDOWS = (60, 300, 900)  # seconds: the rates' 1, 5 and 15 minutes
 
 
-
 class Event(NamedTuple):
     """One state change of one job (a tuple: the archiver makes tens of thousands a
     second)."""

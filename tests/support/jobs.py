@@ -1,4 +1,4 @@
-"""Jobs the test suite dispatches; workers load them with ``-A tests.jobs``.
+"""Jobs the test suite dispatches; workers load them with ``-A tests.support.jobs``.
 
 Side effects the tests check go to Redis (lists, counters, marker keys) through the
 process's default store, so they are visible across the test and worker processes.
