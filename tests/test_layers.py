@@ -15,6 +15,11 @@ PACKAGE = REPO_ROOT / "jobkit"
 FORBIDDEN = ("jobkit.backend", "redis")
 
 
+def modules_of(place: Path) -> list[Path]:
+    """The modules of a package folder, or the one module ``place`` is."""
+    return sorted(place.rglob("*.py")) if place.is_dir() else [place]
+
+
 def imports_of(path: Path) -> list[tuple[int, str]]:
     """Every module ``path`` imports (also inside functions), with its line."""
     found = []
@@ -26,13 +31,26 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["cli", "web"])
+@pytest.mark.parametrize("layer", ["cli", "web", "http.py"])
 def test_the_cli_and_the_http_layer_import_ops_not_the_redis_layer(layer: str) -> None:
     wrong = [
         f"{path.relative_to(REPO_ROOT)}:{line} imports {module}"
-        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for path in modules_of(PACKAGE / layer)
         for line, module in imports_of(path)
         if any(module == f or module.startswith(f + ".") for f in FORBIDDEN)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_only_the_redis_layer_imports_redis() -> None:
+    """Everything else reaches Redis through ``jobkit.backend``: one place knows the
+    client library, its exceptions and its connection types."""
+    wrong = [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if PACKAGE / "backend" not in path.parents
+        for line, module in imports_of(path)
+        if module == "redis" or module.startswith("redis.")
     ]
     assert not wrong, "\n".join(wrong)
 

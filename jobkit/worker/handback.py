@@ -11,8 +11,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-import redis
-
 from jobkit.backend.store import Store
 from jobkit.settings import Settings
 from jobkit.worker.execute import persistently
@@ -63,7 +61,7 @@ class HandBack:
             hold.cond.notify_all()
             while any(hold.started) or (hold.refill is not NONE and time.monotonic() < deadline):
                 if hold.refill is WAITING:
-                    with contextlib.suppress(redis.RedisError):
+                    with contextlib.suppress(*TROUBLE):
                         self.store.unblock(hold.block_id)
                 hold.wait(STOP_POLL)
             done = hold.results()

@@ -18,7 +18,7 @@ if action == 'prune' then
   local now, pruned = now_ms(), {}
   local seen = redis.call('ZRANGE', zk, 0, -1, 'WITHSCORES')
   for i = 1, #seen, 2 do
-    local wk = worker_key(base, seen)[i]
+    local wk = worker_key(base, seen[i])
     local every = tonumber(redis.pcall('HGET', wk, 'heartbeat')) or ttl
     if redis.call('EXISTS', wk) == 0 or now - tonumber(seen[i + 1]) > 2000 * every then
       redis.call('DEL', wk)
