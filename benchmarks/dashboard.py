@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:  # runnable as `python benchmarks/dashboard.py`
 from benchmarks.procs import log, percentile, prepare  # noqa: E402
 from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 
-JOBS_MODULE = "tests.dash_jobs"
+JOBS_MODULE = "tests.support.dash_jobs"
 
 
 def fill_redis(url: str, n: int, env: dict[str, str]) -> list[str]:
@@ -161,9 +161,9 @@ def time_pages(base: str, ids: list[str], requests: int, rows: int) -> dict[str,
     pages = {
         "overview": lambda i: "/",
         "jobs page": lambda i: "/jobs",
-        "jobs by class": lambda i: "/jobs?name=tests.dash_jobs.Doom&status=dead",
+        "jobs by class": lambda i: "/jobs?name=tests.support.dash_jobs.Doom&status=dead",
         "search (live and archive)": lambda i: "/search?q="
-        + quote("class:tests.dash_jobs.Doom error:Timeout"),
+        + quote("class:tests.support.dash_jobs.Doom error:Timeout"),
         "search a params value": lambda i: "/search?q=" + quote("params.account=42"),
         "job page": lambda i: "/jobs/" + quote(ids[i % len(ids)], safe=""),
         "archived job page": lambda i: "/jobs/" + quote(f"archived:{i * 7919 % rows:08x}", safe=""),

@@ -26,7 +26,7 @@ ENV_PREFIX = "JOBKIT_"
 
 # The longest jobkit blocks in Redis on purpose: an idle worker's BLPOP (IDLE_BLOCK in
 # jobkit/worker/child.py) and a result wait's slice (_WAIT_SLICE in jobkit/handle.py);
-# tests/test_connection.py keeps them in step. A socket timeout must outlast such a wait
+# tests/integration/test_connection.py keeps them in step. A socket timeout must outlast such a wait
 # with room to spare (Redis rounds blocking timeouts up to its 100 ms tick, and a loaded
 # server answers late), or an idle worker would see a timeout on every wait.
 LONGEST_BLOCK = 2.0

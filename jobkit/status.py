@@ -1,7 +1,7 @@
 """The names of the job state machine, once: statuses and their groups, how an attempt
 ended, why a job was dead-lettered, what a cancel did, where a record was read.
 
-Lua writes these words too (``scripts/*.lua``); ``tests/test_status_words.py`` holds
+Lua writes these words too (``scripts/*.lua``); ``tests/unit/test_status_words.py`` holds
 every status and reason literal in the scripts to these enums.
 """
 

@@ -99,7 +99,7 @@ def _redis_failure(exc: Exception) -> bool:
     """Whether ``exc`` says Redis failed (what the next read may not meet again).
 
     redis-py's cluster client raises its own RedisClusterException, no RedisError, when no
-    node answers; the CLI does not import redis (see tests/test_layers.py), so that one is
+    node answers; the CLI does not import redis (see tests/unit/test_layers.py), so that one is
     known by the package it comes from."""
     return isinstance(exc, RedisError) or type(exc).__module__.split(".")[0] == "redis"
 

@@ -1,8 +1,8 @@
-"""What the example apps' end-to-end tests share (``tests/test_example_*.py``): processes
+"""What the example apps' end-to-end tests share (``tests/e2e/test_example_*.py``): processes
 started in their own sessions and always killed whole, the commands and ``curl`` lines of
 ``docs/examples.md`` as written, and a look at which processes are still alive.
 
-As in ``tests/test_example_commands.py``: the commands run as documented, with only
+As in ``tests/e2e/test_example_commands.py``: the commands run as documented, with only
 ``JOBKIT_REDIS_URL`` (and the database URL) pointed at the test's servers and a free
 port instead of the documented one.
 """

@@ -40,7 +40,7 @@ NAMES = (
 # once: each one's header says how (an id that exists is not created again, a claim
 # answers with what the same request leased, a fencing token says the outcome is recorded
 # already, a pause or resume found done is left so, a run-now finds the job it created,
-# ...). tests/test_resend.py runs them twice against these claims.
+# ...). tests/integration/test_resend.py runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 

@@ -1,4 +1,4 @@
-"""Job classes for the search tests (``-A tests.search_jobs``): params of any shape the
+"""Job classes for the search tests (``-A tests.support.search_jobs``): params of any shape the
 test chooses, and a failure with the message it chooses, so every qualifier has known
 jobs to find."""
 

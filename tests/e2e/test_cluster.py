@@ -47,12 +47,12 @@ from tests.conftest import (
     run_cli,
     wait_until,
 )
-from tests.sched_jobs import CRON_QUEUE
+from tests.integration.test_listing import check_paging_while_jobs_move
+from tests.integration.test_scheduler_process import Proc
 from tests.support import jobs
 from tests.support.cluster_server import ClusterServers
+from tests.support.sched_jobs import CRON_QUEUE
 from tests.support.servers import spread_names
-from tests.test_listing import check_paging_while_jobs_move
-from tests.test_scheduler import Proc
 
 
 @dataclass
@@ -187,7 +187,7 @@ def test_cron_schedules_fire_once_per_slot_with_two_schedulers(
     cenv: ClusterEnv, tmp_path: Path
 ) -> None:
     started = [
-        Proc(["scheduler", "-A", "tests.sched_jobs"], cenv.url, tmp_path / f"sched{i}.log")
+        Proc(["scheduler", "-A", "tests.support.sched_jobs"], cenv.url, tmp_path / f"sched{i}.log")
         for i in range(2)
     ]
     try:

@@ -8,8 +8,8 @@ import pytest
 
 from jobkit import BaseJob, DeadReason, JobFailed, Status
 from tests.conftest import Env, StartWorker, wait_until
+from tests.integration.test_worker_ids import insert_job
 from tests.support import jobs
-from tests.test_worker_ids import insert_job
 
 KINDS = ["SystemExit", "KeyboardInterrupt", "GeneratorExit", "Unusual"]
 

@@ -95,12 +95,12 @@ def test_bad_cron_fails_at_definition(kwargs: dict[str, Any], match: str) -> Non
 
 def test_schedule_keys() -> None:
     [nightly] = bind_schedules(Nightly)
-    assert nightly.key == "tests.test_schedule.Nightly"
-    assert nightly.job_id(1700000000) == "default:cron:tests.test_schedule.Nightly:1700000000"
+    assert nightly.key == "tests.unit.test_cron.Nightly"
+    assert nightly.job_id(1700000000) == "default:cron:tests.unit.test_cron.Nightly:1700000000"
     eu, us, ap = bind_schedules(Sweep)
-    assert ap.key == "tests.test_schedule.Sweep#hourly"
+    assert ap.key == "tests.unit.test_cron.Sweep#hourly"
     # unnamed among several: a stable hash of expr, tz and params tells them apart
-    assert eu.key.startswith("tests.test_schedule.Sweep#") and eu.key != us.key
+    assert eu.key.startswith("tests.unit.test_cron.Sweep#") and eu.key != us.key
     assert [b.key for b in bind_schedules(Sweep)] == [eu.key, us.key, ap.key]
 
 
@@ -406,16 +406,16 @@ def test_restart_after_downtime_applies_each_policy(sched_store: Store) -> None:
             clock.tick(1)
         clock.tick(17)  # killed: nobody runs for a while; now T0 + 20.003
         Scheduler(sched_store, schedules).step()
-    assert _fired(sched_store, "tests.test_schedule.Tick#all") == list(range(T0, T0 + 21))
+    assert _fired(sched_store, "tests.unit.test_cron.Tick#all") == list(range(T0, T0 + 21))
     # once: slots T0+3 .. T0+18 missed, one catch-up for T0+19, then T0+20 on time
-    assert _fired(sched_store, "tests.test_schedule.Tick#once") == [
+    assert _fired(sched_store, "tests.unit.test_cron.Tick#once") == [
         T0,
         T0 + 1,
         T0 + 2,
         T0 + 19,
         T0 + 20,
     ]
-    assert _fired(sched_store, "tests.test_schedule.Tick#skip") == [T0, T0 + 1, T0 + 2, T0 + 20]
+    assert _fired(sched_store, "tests.unit.test_cron.Tick#skip") == [T0, T0 + 1, T0 + 2, T0 + 20]
     skip, once = ScheduleStore(sched_store).states([_bound(Tick, "#skip"), _bound(Tick, "#once")])
     assert (skip.cursor, skip.skipped) == (T0 + 20, 17)
     assert (once.cursor, once.skipped) == (T0 + 20, 16)
@@ -449,7 +449,7 @@ def test_cron_job_hash_matches_a_dispatched_job(sched_store: Store) -> None:
         Scheduler(sched_store, [_bound(Tick, "#all")]).step()
         handle = Tick.dispatch(store=sched_store)
     fired = sched_store.redis.hgetall(
-        sched_store.keys.job(f"sched-unit:cron:tests.test_schedule.Tick#all:{T0}")
+        sched_store.keys.job(f"sched-unit:cron:tests.unit.test_cron.Tick#all:{T0}")
     )
     dispatched = sched_store.redis.hgetall(sched_store.keys.job(handle.id))
     assert set(dispatched) <= set(fired)  # cron_fire.lua mirrors enqueue.lua
@@ -488,7 +488,7 @@ def test_scheduler_across_dst(
     while clock() < stop:
         sched.step()
         clock.tick(30)
-    assert [_utc(s) for s in _fired(sched_store, "tests.test_schedule.Berlin0230")] == expected
+    assert [_utc(s) for s in _fired(sched_store, "tests.unit.test_cron.Berlin0230")] == expected
 
 
 def test_step_sleeps_until_the_next_slot_or_delayed_job(sched_store: Store) -> None:

@@ -11,11 +11,11 @@ import pytest
 
 from jobkit import BaseJob, InvalidLimit, Status
 from jobkit.models import Claimed
-from tests import limit_jobs as lj
 from tests.conftest import Env, StartWorker, wait_until
-from tests.test_resend import LoseReply, lose_reply  # noqa: F401 (registers the fixture)
+from tests.integration.test_resend import LoseReply, lose_reply  # noqa: F401 (registers the fixture)
+from tests.support import limit_jobs as lj
 
-LIMITS_APP = ("-A", "tests.limit_jobs")
+LIMITS_APP = ("-A", "tests.support.limit_jobs")
 # Tests that claim themselves use a queue no worker serves: a worker killed at the end of
 # the test before may still have a claim queued behind its wait in Redis.
 ALONE = "limits-alone"
@@ -222,7 +222,7 @@ def test_unique_for_lasts_at_most_its_window(env: Env) -> None:
 
 
 def _lose_reply(request: pytest.FixtureRequest) -> LoseReply:
-    """tests/test_resend.py's fixture: the next reply read is lost after Redis ran it."""
+    """test_resend.py's fixture: the next reply read is lost after Redis ran it."""
     arm: LoseReply = request.getfixturevalue("lose_reply")
     return arm
 

@@ -2,7 +2,7 @@
 ``get_job``, ``jobkit job`` and ``GET /jobs/{id}``, from the archive and saying so;
 ``jobkit jobs --archived`` and ``GET /jobs?archived=1`` list it with the live listing's
 filters and cursor; no archive means unknown, as before, without creating a file; the
-archive's lag in ``jobkit info``. SQLite here (tests/test_archive*.py cover PostgreSQL)."""
+archive's lag in ``jobkit info``. SQLite here (tests/e2e/test_archive*.py cover PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from jobkit.models import Source, Status
 from jobkit.ops.jobs import archived_page
 from jobkit.ops.listing import JobQuery
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
+from tests.integration.test_listing import pages_of
 from tests.support import jobs as test_jobs
-from tests.test_listing import pages_of
 
 
 @pytest.fixture

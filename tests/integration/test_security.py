@@ -26,7 +26,6 @@ import redis
 import jobkit
 from jobkit.backend.keys import Keys
 from jobkit.models import Status
-from tests import sched_jobs
 from tests.conftest import (
     HEARTBEAT,
     LEASE,
@@ -37,7 +36,7 @@ from tests.conftest import (
     run_cli,
     wait_until,
 )
-from tests.support import jobs
+from tests.support import jobs, sched_jobs
 from tests.support.redis_server import RedisServer, Tls
 from tests.support.tls import KEY_PASSPHRASE, Pki, make_pki
 
@@ -186,13 +185,13 @@ class Run:
 
 @pytest.fixture
 def start_scheduler(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
-    """Factory: a ``jobkit scheduler -A tests.sched_jobs`` process (killed on teardown)."""
+    """Factory: a ``jobkit scheduler -A tests.support.sched_jobs`` process (killed on teardown)."""
     started: list[WorkerProcess] = []
 
     def start(url: str) -> WorkerProcess:
         args = [
             sys.executable, "-m", "jobkit", "scheduler",
-            "-A", "tests.sched_jobs", "--log-level", "DEBUG",
+            "-A", "tests.support.sched_jobs", "--log-level", "DEBUG",
         ]  # fmt: skip
         proc = WorkerProcess("scheduler", args, url, tmp_path / f"scheduler-{len(started)}.log")
         started.append(proc)

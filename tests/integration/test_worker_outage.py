@@ -11,9 +11,9 @@ import pytest
 import jobkit
 from jobkit import Status
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
+from tests.integration.test_worker_log_level import _process
 from tests.support import jobs
 from tests.support.redis_server import RedisServer
-from tests.test_worker_log_level import _process
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_scheduler_json_lines(env: Env, tmp_path: Path) -> None:
                 "jobkit",
                 "scheduler",
                 "-A",
-                "tests.sched_jobs",
+                "tests.support.sched_jobs",
                 "--log-format",
                 "json",
             ],

@@ -1,5 +1,5 @@
 """Operating cron schedules, against real `jobkit scheduler` and `jobkit worker` processes
-on every-second schedules (``tests.sched_jobs``): pause fires nothing while the other
+on every-second schedules (``tests.support.sched_jobs``): pause fires nothing while the other
 schedules go on, resume fires the next slot and no backlog (also when no scheduler ran
 during the pause), run now creates one job that a worker runs and the schedule shows as
 its last run, two schedulers still fire each slot once across a pause, and an unknown
@@ -22,7 +22,6 @@ from jobkit.backend.schedules import run_now_id
 from jobkit.errors import UnknownSchedule
 from jobkit.ops.schedules import find_schedule
 from jobkit.schedule import collect
-from tests import sched_jobs
 from tests.conftest import (
     REPO_ROOT,
     Env,
@@ -32,9 +31,10 @@ from tests.conftest import (
     run_cli,
     wait_until,
 )
-from tests.sched_jobs import CRON_QUEUE
+from tests.support import sched_jobs
+from tests.support.sched_jobs import CRON_QUEUE
 
-APP = "tests.sched_jobs"
+APP = "tests.support.sched_jobs"
 ONCE, ALL, SKIP = f"{APP}.TickOnce", f"{APP}.TickAll", f"{APP}.TickSkip#eu"
 SLOT = re.compile(r":(\d+)$")
 
@@ -51,7 +51,7 @@ def schedulers(env: Env, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
 
 
 def _scheduler(env: Env, started: list[WorkerProcess], tmp_path: Path) -> WorkerProcess:
-    """A `jobkit scheduler -A tests.sched_jobs` process, once it planned its first round
+    """A `jobkit scheduler -A tests.support.sched_jobs` process, once it planned its first round
     (every schedule's next slot is recorded)."""
     n = len(started) + 1
     args = [sys.executable, "-m", "jobkit", "scheduler", "-A", APP, "--log-level", "DEBUG"]
@@ -226,10 +226,12 @@ def test_two_schedulers_fire_each_slot_once_across_a_pause(
 
 def test_unknown_keys_and_missing_modules_are_one_line_errors(env: Env) -> None:
     for command in ("pause", "resume", "run"):
-        out = _cli(env, command, "tests.sched_jobs.Nope")
+        out = _cli(env, command, "tests.support.sched_jobs.Nope")
         assert out.returncode == 2, out
         [line] = out.stdout.splitlines()
-        assert line.startswith("error: unknown schedule 'tests.sched_jobs.Nope' (schedules: ")
+        assert line.startswith(
+            "error: unknown schedule 'tests.support.sched_jobs.Nope' (schedules: "
+        )
         assert ONCE in line
     assert env.client.dbsize() == 0  # nothing written for them
     # the modules may also be given before the subcommand

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 240.0
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT + 30)]

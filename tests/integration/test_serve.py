@@ -22,15 +22,14 @@ import jobkit
 from jobkit.backend.audit import AuditLog
 from jobkit.backend.store import Store
 from jobkit.models import Status
-from tests import serve_jobs
 from tests.conftest import HEARTBEAT, LEASE, StartWorker, wait_until
-from tests.support import jobs
+from tests.support import jobs, serve_jobs
 from tests.support.example_apps import Apps
 from tests.support.redis_server import RedisServer, free_port
 
 ADMIN = "admin-token-0123456789abcdef"
 READ = "read-token-0123456789abcdef"
-SCHEDULE = "tests.serve_jobs.Nightly#eu"
+SCHEDULE = "tests.support.serve_jobs.Nightly#eu"
 
 
 @dataclass
@@ -66,8 +65,8 @@ class Served:
 
 
 def serve_command(port: int, *extra: str) -> list[str]:
-    return ["python", "-m", "jobkit", "serve", "-A", "tests.support.jobs", "-A", "tests.serve_jobs",
-            "--port", str(port), *extra]  # fmt: skip
+    return ["python", "-m", "jobkit", "serve", "-A", "tests.support.jobs",
+            "-A", "tests.support.serve_jobs", "--port", str(port), *extra]  # fmt: skip
 
 
 def wait_healthy(apps: Apps, proc: Any, base: str) -> None:
@@ -112,7 +111,7 @@ def start(
     extra_args: tuple[str, ...] = (),
     **kw: Any,
 ) -> Any:
-    extra = ("-A", "tests.serve_jobs", *extra_args)
+    extra = ("-A", "tests.support.serve_jobs", *extra_args)
     return start_worker(queues=queues, url=fleet.redis.url, extra=extra, **kw)
 
 
@@ -194,7 +193,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     at = admin.post("/api/jobs", json={"name": "tests.support.jobs.Add", "params": {"a": 1, "b": 1},
                                        "at": "2099-01-01T00:00:00Z"})  # fmt: skip
     assert at.json()["status"] == "scheduled"
-    named = admin.post("/api/jobs/tests.serve_jobs.Doomed", json={"n": 7})
+    named = admin.post("/api/jobs/tests.support.serve_jobs.Doomed", json={"n": 7})
     assert named.status_code == 202
     dead_id = named.json()["job_id"]
     worker = start(start_worker, fleet, "default,bulkq,nightly")
@@ -381,7 +380,7 @@ def test_a_bulk_retry_of_ten_thousand_dead_jobs_after_a_dry_run(
     worker.kill()  # the revived jobs stay queued, to be counted
     admin = fleet.client(ADMIN)
     filters = {"action": "retry", "status": "dead", "queue": queue,
-               "name": "tests.serve_jobs.Doomed"}  # fmt: skip
+               "name": "tests.support.serve_jobs.Doomed"}  # fmt: skip
     before = fleet.size()
     dry = admin.post("/api/jobs/bulk", json={**filters, "dry_run": True})
     assert dry.status_code == 200 and dry.json()["count"] == n

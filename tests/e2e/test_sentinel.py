@@ -39,15 +39,17 @@ from jobkit.backend.store import Store
 from jobkit.connection import connect
 from jobkit.settings import load_settings
 from tests.conftest import PREFIX, StartWorker, job_status, wait_until
-from tests.sched_jobs import CRON_QUEUE
+from tests.integration.test_worker_log_level import _process
 from tests.support import jobs
 from tests.support.redis_server import RedisServer
+from tests.support.sched_jobs import CRON_QUEUE
 from tests.support.sentinel_server import SentinelSet
 from tests.support.server_process import Address, node_client
-from tests.test_worker_log_level import _process
 
 KEYS = Keys(PREFIX)
-CRON_KEY = "tests.sched_jobs.TickOnce"  # a schedule of tests.sched_jobs, every second
+CRON_KEY = (
+    "tests.support.sched_jobs.TickOnce"  # a schedule of tests.support.sched_jobs, every second
+)
 REPLICA_PAUSE = 0.5  # seconds the replica is stopped before the primary dies
 # more than the socket buffers between primary and replica hold (Linux lets a receive
 # buffer grow to net.ipv4.tcp_rmem's 32 MiB here, a send buffer to 4 MiB)
@@ -187,7 +189,7 @@ def test_workers_scheduler_and_producer_ride_out_a_failover(
 ) -> None:
     store = _store(sentinels.url)
     workers = [start_worker(url=sentinels.url) for _ in range(2)]
-    scheduler_args = ["scheduler", "-A", "tests.sched_jobs"]
+    scheduler_args = ["scheduler", "-A", "tests.support.sched_jobs"]
     log = tmp_path / "scheduler.log"
     producer = Producer(store, "default")
     with (

@@ -28,8 +28,8 @@ import jobkit
 from jobkit.models import Status
 from jobkit.ops import Store
 from jobkit.ops.queues import Queues
-from tests import dash_jobs
 from tests.conftest import REPO_ROOT, wait_until
+from tests.support import dash_jobs
 from tests.support.example_apps import Apps
 from tests.support.redis_server import RedisServer, free_port
 
@@ -55,7 +55,7 @@ class Served:
 
 
 def serve(apps: Apps, url: str, port: int, name: str = "serve", **env: str) -> Any:
-    return apps.start(name, ["python", "-m", "jobkit", "serve", "-A", "tests.dash_jobs",
+    return apps.start(name, ["python", "-m", "jobkit", "serve", "-A", "tests.support.dash_jobs",
                              "--port", str(port)], JOBKIT_REDIS_URL=url, **env)  # fmt: skip
 
 
@@ -65,7 +65,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with RedisServer() as redis:
         port = free_port()
         proc = serve(apps, redis.url, port, JOBKIT_API_TOKEN=ADMIN, JOBKIT_API_READ_TOKEN=READ)
-        apps.start("worker", ["python", "-m", "jobkit", "worker", "-A", "tests.dash_jobs",
+        apps.start("worker", ["python", "-m", "jobkit", "worker", "-A", "tests.support.dash_jobs",
                               "-q", f"{dash_jobs.QUEUE},bulk", "-c", "2", "--lease", "5",
                               "--heartbeat", "0.5"], JOBKIT_REDIS_URL=redis.url)  # fmt: skip
         base = f"http://127.0.0.1:{port}"
@@ -208,7 +208,7 @@ def test_a_cron_schedule_is_run_now(fleet: Served, browser: Browser) -> None:
     try:
         page.goto(f"{fleet.base}/scheduled")
         expect(page.locator("#schedules")).to_contain_text("At 04:00")
-        page.click("button[data-action='run-tests.dash_jobs.Report']")
+        page.click("button[data-action='run-tests.support.dash_jobs.Report']")
         expect(page.locator("#flash")).to_contain_text("queued")
         job_id = page.locator("#flash").inner_text().split("job ", 1)[1].split(" queued")[0]
         wait_until(lambda: fleet.store.get(job_id).status is Status.SUCCEEDED, 20)  # type: ignore[union-attr]

@@ -30,12 +30,12 @@ from jobkit.models import Source, Status
 from jobkit.ops import search as search_module
 from jobkit.ops.search import SearchQuery, parse_search, search
 from tests.conftest import HEARTBEAT, LEASE, REPO_ROOT, Env, StartWorker, clean_env, wait_until
-from tests.search_jobs import ReportDaily, SyncAccount
 from tests.support.postgres_server import reset_database
+from tests.support.search_jobs import ReportDaily, SyncAccount
 
-APP = ("-A", "tests.search_jobs")
-SYNC = "tests.search_jobs.SyncAccount"
-REPORT = "tests.search_jobs.ReportDaily"
+APP = ("-A", "tests.support.search_jobs")
+SYNC = "tests.support.search_jobs.SyncAccount"
+REPORT = "tests.support.search_jobs.ReportDaily"
 # text that means something to SQL, LIKE, shells, HTML or JSON, and text it must not
 # match if any of it were taken as more than text
 HOSTILE = ["100%", "a_b", "it's \"quoted\"", "<script>alert(1)</script>", "Zürich\u2013東京🚀",
@@ -79,8 +79,8 @@ def test_every_qualifier_alone_and_combined(env: Env, start_worker: StartWorker)
     assert everything.note == "looked at all 6 live jobs; there is no archive"
 
     assert set(ids(env, f"class:{SYNC}")) == {a.id, b.id, c.id, f.id}
-    assert set(ids(env, "class:tests.search_jobs.Report*")) == {d.id, e.id}
-    assert ids(env, "class:tests.search_jobs.Sync") == []  # exact unless it ends in *
+    assert set(ids(env, "class:tests.support.search_jobs.Report*")) == {d.id, e.id}
+    assert ids(env, "class:tests.support.search_jobs.Sync") == []  # exact unless it ends in *
     dead = search(env.store, "status:dead")  # the dead index alone
     assert {j.id for j in dead.jobs} == {b.id, c.id} and dead.looked_at == 2
     assert dead.note == "looked at every live job that could match (2 of 6); there is no archive"
@@ -333,7 +333,7 @@ def test_every_filter_in_sql(env: Env, archive: str) -> None:
          "job_class": REPORT, "error_type": "ConnectionError",
          "error_message": "connection refused"},
         {"id": "default:a_b", "params": '{"float":1.5,"list":[1,2]}'},
-        {"id": "default:axb", "params": None, "job_class": "tests.search_jobs.Report_x"},
+        {"id": "default:axb", "params": None, "job_class": "tests.support.search_jobs.Report_x"},
     ]  # fmt: skip
     texts = HOSTILE + DECOYS
     rows += [{"id": f"default:h{i}", "params": orjson.dumps({"label": t}).decode(),
@@ -355,8 +355,8 @@ def test_every_filter_in_sql(env: Env, archive: str) -> None:
     assert found("params.nested=7") == found("params.missing=1") == set()
     assert found("status:retrying") == {"billing:other"}  # archived as "failed"
     assert found(f"class:{SYNC}") >= {"default:num", "default:str", "default:a_b"}
-    assert found("class:tests.search_jobs.Report*") == {"billing:other", "default:axb"}
-    assert found("class:tests.search_jobs.Report_*") == {"default:axb"}
+    assert found("class:tests.support.search_jobs.Report*") == {"billing:other", "default:axb"}
+    assert found("class:tests.support.search_jobs.Report_*") == {"default:axb"}
     assert found("class:Tests.search_jobs.Report*") == set()  # a prefix is exact in case
     assert found("error:timeout") == {"default:str"}
     assert found("refused") == {"billing:other"}

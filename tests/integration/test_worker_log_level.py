@@ -77,7 +77,7 @@ def test_worker_log_level_comes_from_the_setting(env: Env, tmp_path: Path) -> No
 
 
 def test_scheduler_log_level_comes_from_the_setting(env: Env, tmp_path: Path) -> None:
-    args = ["scheduler", "-A", "tests.sched_jobs"]
+    args = ["scheduler", "-A", "tests.support.sched_jobs"]
     quiet = tmp_path / "quiet.log"
     with _process(args, quiet, JOBKIT_REDIS_URL=env.url, JOBKIT_LOG_LEVEL="ERROR") as proc:
         handle = jobs.Add.dispatch(a=1, b=1, delay=0.2)

@@ -3,7 +3,7 @@ serving the next, innocent job.
 
 exit(), os._exit, a segfault, BaseException subclasses, unserialisable and oversized
 results, a job that ignores SIGTERM, and one that forks an orphan. The worker loads these
-classes with ``-A tests.test_hostile`` and runs one child (``-c 1``), so a child that
+classes with ``-A tests.integration.test_hostile`` and runs one child (``-c 1``), so a child that
 stops serving shows at once. Every process a job forks is killed in teardown, whatever
 jobkit did about it.
 """
@@ -35,7 +35,7 @@ from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
-APP = ("-A", "tests.test_hostile")
+APP = ("-A", "tests.integration.test_hostile")
 ENDS_WITHIN = 20.0  # seconds for a hostile job to end: a lease (1.5 s), a reap, a restart
 ONCE = Retry(max_attempts=1)
 OVERSIZED = 2 << 20  # bytes; the test server refuses arguments over 1 MB (see fixture)

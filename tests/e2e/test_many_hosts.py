@@ -37,8 +37,8 @@ import pytest
 import jobkit
 from jobkit import Status, get_job
 from tests.conftest import PREFIX, REPO_ROOT, clean_env, run_cli, wait_until
-from tests.hosts_jobs import Slow, Where
 from tests.support.cluster_server import ClusterServers
+from tests.support.hosts_jobs import Slow, Where
 from tests.support.netns import Hosts, Side, namespaces_available
 from tests.support.redis_server import RedisServer
 from tests.support.servers import spread_names
@@ -229,7 +229,7 @@ def start_worker(hosts: Hosts, endpoint: Endpoint, i: int, tmp_path: Path) -> Ho
     runs_path = tmp_path / f"runs-{name}.txt"
     args = [
         sys.executable, "-m", "jobkit", "worker",
-        "-A", "tests.hosts_jobs",
+        "-A", "tests.support.hosts_jobs",
         "-q", ",".join(endpoint.queues(i)),
         "-c", str(CONCURRENCY),
         "--prefetch", "1",

@@ -20,16 +20,16 @@ import redis
 
 from jobkit.backend.keys import Keys
 from jobkit.backend.store import Store
-from tests import sched_jobs
-from tests.sched_jobs import CRON_QUEUE
+from tests.support import sched_jobs
 from tests.support.redis_server import RedisServer
+from tests.support.sched_jobs import CRON_QUEUE
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = Keys("jobkit")
 ONCE, ALL, SKIP = (
-    "tests.sched_jobs.TickOnce",
-    "tests.sched_jobs.TickAll",
-    "tests.sched_jobs.TickSkip#eu",
+    "tests.support.sched_jobs.TickOnce",
+    "tests.support.sched_jobs.TickAll",
+    "tests.support.sched_jobs.TickSkip#eu",
 )
 
 
@@ -112,7 +112,7 @@ def sched_procs(tmp_path: Path, sched_env: SchedEnv) -> Iterator[StartProc]:
 
 
 def start_scheduler(start: StartProc) -> Proc:
-    return start("scheduler", "-A", "tests.sched_jobs")
+    return start("scheduler", "-A", "tests.support.sched_jobs")
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -254,7 +254,7 @@ def test_delayed_jobs_start_on_time_with_an_idle_worker(
     sched_procs(
         "worker",
         "-A",
-        "tests.sched_jobs",
+        "tests.support.sched_jobs",
         "-q",
         "default",
         "-c",
@@ -291,7 +291,7 @@ def test_schedules_command(sched_env: SchedEnv, sched_procs: StartProc) -> None:
             "jobkit",
             "schedules",
             "-A",
-            "tests.sched_jobs",
+            "tests.support.sched_jobs",
             "--json",
             "--redis-url",
             sched_env.url,
@@ -319,7 +319,7 @@ def test_schedules_command(sched_env: SchedEnv, sched_procs: StartProc) -> None:
             "jobkit",
             "schedules",
             "-A",
-            "tests.sched_jobs",
+            "tests.support.sched_jobs",
             "--redis-url",
             sched_env.url,
         ],

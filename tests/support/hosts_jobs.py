@@ -1,4 +1,4 @@
-"""Jobs for the many-hosts tests; workers load them with ``-A tests.hosts_jobs``.
+"""Jobs for the many-hosts tests; workers load them with ``-A tests.support.hosts_jobs``.
 
 Each host's worker runs with ``HOST_NAME`` (which host this is) and ``HOST_RUNS`` (a
 file on that host's disk) in its environment. A job writes what it does to that file, not

@@ -218,7 +218,7 @@ def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: Los
     from jobkit.schedule import collect
     from tests import sched_jobs
 
-    bound = find_schedule(collect([sched_jobs.TickSkip]), "tests.sched_jobs.TickSkip#eu")
+    bound = find_schedule(collect([sched_jobs.TickSkip]), "tests.support.sched_jobs.TickSkip#eu")
     env.store.load_scripts()
     env.store.register_queues([sched_jobs.CRON_QUEUE])  # so the reply lost is the script's
     worker = _other_store(env)
@@ -244,7 +244,7 @@ def test_a_resent_pause_or_resume_changes_the_schedule_once(
     from jobkit.schedule import collect
     from tests import sched_jobs
 
-    bound = find_schedule(collect([sched_jobs.TickOnce]), "tests.sched_jobs.TickOnce")
+    bound = find_schedule(collect([sched_jobs.TickOnce]), "tests.support.sched_jobs.TickOnce")
     key = env.keys.shard(sched_jobs.CRON_QUEUE).schedule(bound.key)
     env.store.load_scripts()
     lose_reply()

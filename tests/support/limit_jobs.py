@@ -1,5 +1,5 @@
 """Job classes with fleet-wide limits (concurrency, rate, unique); workers load them with
-``-A tests.limit_jobs``. They live in their own queue, ``limits``, so their counts start
+``-A tests.support.limit_jobs``. They live in their own queue, ``limits``, so their counts start
 empty in every test."""
 
 from __future__ import annotations
