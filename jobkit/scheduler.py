@@ -25,8 +25,8 @@ from jobkit.backend.schedules import FireResult, ScheduleStore, SlotOutcome, Wak
 from jobkit.backend.store import Store
 from jobkit.backend.transport import RedisError
 from jobkit.models import NewJob
+from jobkit.outage import Guard
 from jobkit.schedule import BoundSchedule, Plan, plan
-from jobkit.worker.outage import Guard
 
 log = logging.getLogger("jobkit.scheduler")
 
@@ -96,7 +96,7 @@ class Scheduler:
                 self._wake = WakeListener(self.store)  # before planning: no wake-up lost
             delay = self.step()
         except RedisError as exc:  # an outage, or Redis refusing writes (OOM, ...)
-            # one line per retry with back-off, no traceback (see jobkit.worker.outage)
+            # one line per retry with back-off, no traceback (see jobkit.outage)
             self._close_wake()
             self._sleep(self._trouble.failed(SCHEDULING, exc))
             return

@@ -32,9 +32,9 @@ from jobkit.archive.writer import Writer, describe, shown, unreachable
 from jobkit.backend.archive_feed import ArchiveFeed, Entry, Lag
 from jobkit.backend.store import Store
 from jobkit.errors import HistoryUnavailable
+from jobkit.outage import TROUBLE
+from jobkit.outage import describe as describe_trouble
 from jobkit.settings import Settings
-from jobkit.worker.outage import TROUBLE
-from jobkit.worker.outage import describe as describe_trouble
 
 log = logging.getLogger("jobkit.archiver")
 

@@ -33,7 +33,7 @@ decides, under the lock, and waits while there is nothing to do)::
 
 Should a send or a read fail (Redis away, a script refused), the results stay pending,
 to go with a later batch; a job taken runs all the same, and a runner without one backs
-off (see :mod:`~jobkit.worker.outage`) before it takes again.
+off (see :mod:`~jobkit.outage`) before it takes again.
 
 The hold closes, and each runner leaves at its next take (EXIT), on SIGTERM (the worker
 stops, or the supervisor recycles this child: ``--max-child-age``, ``--max-memory``
@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from jobkit.backend.keys import every_tag_lanes
 from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
+from jobkit.outage import TROUBLE, Guard
 from jobkit.settings import Settings
 from jobkit.worker.execute import LOST, SUCCEEDED, Executor
 from jobkit.worker.handback import HandBack
@@ -75,7 +76,6 @@ from jobkit.worker.keeper import Keeper
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry, Link
 from jobkit.worker.order import QueueOrder
-from jobkit.worker.outage import TROUBLE, Guard
 from jobkit.worker.protocol import RETIRED
 from jobkit.worker.slot import Slots
 

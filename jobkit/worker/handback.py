@@ -12,11 +12,11 @@ import time
 from collections.abc import Sequence
 
 from jobkit.backend.store import Store
+from jobkit.outage import TROUBLE
 from jobkit.settings import Settings
 from jobkit.worker.execute import persistently
 from jobkit.worker.hold import IDLE_BLOCK, NONE, STOP_POLL, WAITING, Hold
 from jobkit.worker.link import Done, Entry, Link
-from jobkit.worker.outage import TROUBLE
 
 log = logging.getLogger("jobkit.worker")
 

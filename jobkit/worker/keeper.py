@@ -8,9 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from jobkit.outage import TROUBLE
 from jobkit.worker.lifeline import orphaned
 from jobkit.worker.link import Done, Entry
-from jobkit.worker.outage import TROUBLE
 
 if TYPE_CHECKING:
     from jobkit.worker.child import Child

@@ -24,12 +24,12 @@ from jobkit.backend.keys import worker_lanes
 from jobkit.backend.store import Store
 from jobkit.backend.workers import WorkerRegistry
 from jobkit.connection import connect
+from jobkit.outage import Guard
 from jobkit.settings import Settings
 from jobkit.worker.child import Child
 from jobkit.worker.chores import TICK, Chores
 from jobkit.worker.lifeline import Lifeline, orphaned
 from jobkit.worker.limits import ChildState
-from jobkit.worker.outage import Guard
 from jobkit.worker.protocol import OUTCOMES, retired
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots

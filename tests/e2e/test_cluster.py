@@ -36,7 +36,7 @@ from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from jobkit.backend.wire import ReplyLost
 from jobkit.connection import connect
-from jobkit.worker.outage import TROUBLE
+from jobkit.outage import TROUBLE
 from tests.conftest import (
     HEARTBEAT,
     LEASE,
