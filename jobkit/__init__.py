@@ -10,6 +10,7 @@
 """
 
 from jobkit.connection import configure, get_settings, get_store
+from jobkit.cron import Cron, cron
 from jobkit.errors import (
     ConfigurationError,
     DispatchError,
@@ -36,7 +37,6 @@ from jobkit.handle import JobHandle
 from jobkit.job import BaseJob, NoParams, get_job
 from jobkit.models import JobError
 from jobkit.retry import Retry
-from jobkit.schedule import Cron, cron
 from jobkit.settings import Settings
 from jobkit.status import (
     ACTIVE_STATUSES,

@@ -18,12 +18,12 @@ from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
+from jobkit.cron import Cron, bind_schedules
 from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
 from jobkit.models import JobSpec, NewJob
 from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
-from jobkit.schedule import Cron, bind_schedules
 
 MAX_PRIORITY = 1000
 # keyword arguments of dispatch() that are options, not params

@@ -24,9 +24,9 @@ from datetime import datetime
 from jobkit.backend.schedules import FireResult, ScheduleStore, SlotOutcome, WakeListener
 from jobkit.backend.store import Store
 from jobkit.backend.transport import RedisError
+from jobkit.cron import BoundSchedule, Plan, plan
 from jobkit.models import NewJob
 from jobkit.outage import Guard
-from jobkit.schedule import BoundSchedule, Plan, plan
 
 log = logging.getLogger("jobkit.scheduler")
 

@@ -216,7 +216,7 @@ class Shard:
         return f"{self.base}:unique:{digest}"
 
     def schedule(self, key: str) -> str:
-        """State of the cron schedule ``key`` (see :class:`jobkit.schedule.BoundSchedule`)."""
+        """State of the cron schedule ``key`` (see :class:`jobkit.cron.BoundSchedule`)."""
         return f"{self.base}:schedule:{key}"
 
 

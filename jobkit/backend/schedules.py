@@ -141,7 +141,7 @@ def _error_line(raw: str | None) -> str | None:
 
 
 class BoundSchedule(Protocol):
-    """What this module needs of a schedule (:class:`jobkit.schedule.BoundSchedule`):
+    """What this module needs of a schedule (:class:`jobkit.cron.BoundSchedule`):
     the store layer does not import the job layer above it."""
 
     @property
@@ -154,7 +154,7 @@ class BoundSchedule(Protocol):
 
 
 class Plan(Protocol):
-    """What cron_fire needs of a round's plan (:class:`jobkit.schedule.Plan`)."""
+    """What cron_fire needs of a round's plan (:class:`jobkit.cron.Plan`)."""
 
     @property
     def next(self) -> int: ...

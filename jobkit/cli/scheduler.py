@@ -24,7 +24,7 @@ from jobkit.cli.common import (
     setup_logging,
     typer_app,
 )
-from jobkit.schedule import BoundSchedule, collect
+from jobkit.cron import BoundSchedule, collect
 
 if TYPE_CHECKING:
     from jobkit.ops import Store

@@ -2,7 +2,7 @@
 next and last runs; pause, resume, run now.
 
 Schedules are declared in code, so every function here takes the schedules the caller
-loaded (:func:`jobkit.schedule.collect` over the registered classes) and finds one by its
+loaded (:func:`jobkit.cron.collect` over the registered classes) and finds one by its
 key; their state lives in Redis, in the schedule's hash in its job's queue shard.
 
 - Pausing is a flag in that hash which ``cron_fire.lua`` checks: slots that fall due while
@@ -20,8 +20,8 @@ from typing import Any
 
 from jobkit.backend.schedules import LastJob, ScheduleState, ScheduleStore
 from jobkit.backend.store import Store
+from jobkit.cron import BoundSchedule
 from jobkit.errors import UnknownSchedule
-from jobkit.schedule import BoundSchedule
 
 NEXT_RUNS = 3  # next run times shown per schedule
 _KNOWN_SHOWN = 10  # schedule keys an UnknownSchedule error lists

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from jobkit import names, registry
 from jobkit.connection import describe_failure
+from jobkit.cron import BoundSchedule, collect
 from jobkit.models import Status
 from jobkit.ops import UNAVAILABLE, Store
 from jobkit.ops.audit import audit_entries
@@ -31,7 +32,6 @@ from jobkit.ops.schedules import (
 )
 from jobkit.ops.stats import stats
 from jobkit.ops.workers import live_workers, worker_view
-from jobkit.schedule import BoundSchedule, collect
 from jobkit.web.auth import Role, reader, writer
 
 

@@ -20,7 +20,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 from jobkit.backend.keys import Keys
-from jobkit.schedule import bind_schedules
+from jobkit.cron import bind_schedules
 from jobs_example.pg_jobs import TruncateTable
 from tests.conftest import PREFIX
 from tests.support.example_apps import (

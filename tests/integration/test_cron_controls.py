@@ -19,9 +19,9 @@ import orjson
 import pytest
 
 from jobkit.backend.schedules import run_now_id
+from jobkit.cron import collect
 from jobkit.errors import UnknownSchedule
 from jobkit.ops.schedules import find_schedule
-from jobkit.schedule import collect
 from tests.conftest import (
     REPO_ROOT,
     Env,

@@ -214,8 +214,8 @@ def test_a_job_whose_hand_back_reply_is_lost_is_never_run_by_the_child(
 
 
 def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: LoseReply) -> None:
+    from jobkit.cron import collect
     from jobkit.ops.schedules import find_schedule, run_schedule_now
-    from jobkit.schedule import collect
     from tests import sched_jobs
 
     bound = find_schedule(collect([sched_jobs.TickSkip]), "tests.support.sched_jobs.TickSkip#eu")
@@ -240,8 +240,8 @@ def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: Los
 def test_a_resent_pause_or_resume_changes_the_schedule_once(
     env: Env, lose_reply: LoseReply
 ) -> None:
+    from jobkit.cron import collect
     from jobkit.ops.schedules import find_schedule, pause_schedule, resume_schedule
-    from jobkit.schedule import collect
     from tests import sched_jobs
 
     bound = find_schedule(collect([sched_jobs.TickOnce]), "tests.support.sched_jobs.TickOnce")

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from jobkit import BaseJob, Cron, cron
 from jobkit.backend.schedules import ScheduleStore
 from jobkit.backend.store import Store
-from jobkit.schedule import MAX_CATCHUP, BoundSchedule, bind_schedules, plan
+from jobkit.cron import MAX_CATCHUP, BoundSchedule, bind_schedules, plan
 from jobkit.scheduler import Scheduler
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -26,8 +26,8 @@ from fastapi.staticfiles import StaticFiles
 
 from jobkit import registry
 from jobkit.connection import get_store
+from jobkit.cron import BoundSchedule, collect
 from jobkit.ops import Store
-from jobkit.schedule import BoundSchedule, collect
 from jobkit.web.auth import Role
 from jobkit.web.dashboard import session
 from jobkit.web.dashboard.live import INTERVAL, Broadcaster, Fragments, Snapshot
