@@ -21,7 +21,7 @@ import types
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobkit.backend.schedules import FireResult, ScheduleStore, SlotOutcome, WakeListener
+from jobkit.backend.cron import FireResult, ScheduleStore, SlotOutcome, WakeListener
 from jobkit.backend.store import Store
 from jobkit.backend.transport import RedisError
 from jobkit.cron import BoundSchedule, Plan, plan

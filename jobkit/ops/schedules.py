@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from jobkit.backend.schedules import LastJob, ScheduleState, ScheduleStore
+from jobkit.backend.cron import LastJob, ScheduleState, ScheduleStore
 from jobkit.backend.store import Store
 from jobkit.cron import BoundSchedule
 from jobkit.errors import UnknownSchedule

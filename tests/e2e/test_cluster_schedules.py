@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from jobkit.backend.schedules import ScheduleStore
+from jobkit.backend.cron import ScheduleStore
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
 from tests.support import jobs

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from jobkit.backend.schedules import run_now_id
+from jobkit.backend.cron import run_now_id
 from jobkit.cron import collect
 from jobkit.errors import UnknownSchedule
 from jobkit.ops.schedules import find_schedule

@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from pydantic import BaseModel
 
 from jobkit import BaseJob, Cron, cron
-from jobkit.backend.schedules import ScheduleStore
+from jobkit.backend.cron import ScheduleStore
 from jobkit.backend.store import Store
 from jobkit.cron import MAX_CATCHUP, BoundSchedule, bind_schedules, plan
 from jobkit.scheduler import Scheduler
