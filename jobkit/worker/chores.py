@@ -25,7 +25,7 @@ from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
 from jobkit.backend.transport import RedisError, ResponseError
 from jobkit.backend.workers import FAILED_OUTCOMES
-from jobkit.worker.limits import ChildState, rss_bytes
+from jobkit.worker.child_limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
 
 if TYPE_CHECKING:

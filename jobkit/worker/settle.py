@@ -24,8 +24,8 @@ from jobkit.logs import job_line
 from jobkit.models import Claimed, DeadReason, JobError
 from jobkit.retry import NO_RETRY
 from jobkit.status import Outcome
+from jobkit.worker.child_limits import ChildState, KillReason, rss_bytes
 from jobkit.worker.execute import record_failure
-from jobkit.worker.limits import ChildState, KillReason, rss_bytes
 from jobkit.worker.protocol import Held
 from jobkit.worker.strays import kill_tree
 

@@ -27,9 +27,9 @@ from jobkit.connection import connect
 from jobkit.outage import Guard
 from jobkit.settings import Settings
 from jobkit.worker.child import Child
+from jobkit.worker.child_limits import ChildState
 from jobkit.worker.chores import TICK, Chores
 from jobkit.worker.lifeline import Lifeline, orphaned
-from jobkit.worker.limits import ChildState
 from jobkit.worker.protocol import OUTCOMES, retired
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots

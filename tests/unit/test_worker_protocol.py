@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from jobkit.worker import protocol
-from jobkit.worker.limits import ChildState
+from jobkit.worker.child_limits import ChildState
 from jobkit.worker.slot import Slots
 
 ODD = [
