@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobkit.archive.reads import archived_record
+from jobkit.archive.lookup import archived_record
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout

@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobkit.archive.reads import _datetime, _reading, history_url
+from jobkit.archive.lookup import _datetime, _reading, history_url
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Select

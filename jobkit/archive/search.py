@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from jobkit.archive.reads import _micros, _reading, _record, _stored, _utc, history_url
+from jobkit.archive.lookup import _micros, _reading, _record, _stored, _utc, history_url
 from jobkit.models import JobError, JobRecord, Status
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def search_archive(
 ) -> list[tuple[JobRecord, int]] | None:
     """Up to ``limit`` archived jobs matching ``f``, newest change first, each with the
     time (ms) it last changed; None when no archive is configured. The id filter is a
-    prefix here (an exact id is :func:`~jobkit.archive.reads.archived_record`'s).
+    prefix here (an exact id is :func:`~jobkit.archive.lookup.archived_record`'s).
     Raises :class:`~jobkit.errors.HistoryUnavailable` when the archive cannot be read."""
     url = history_url(settings)
     if url is None:

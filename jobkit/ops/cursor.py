@@ -2,7 +2,7 @@
 ``GET /jobs``): short enough for one terminal line, and opaque to the caller.
 
 A listing is ordered by one key that a job keeps while it is listed (see
-:mod:`jobkit.ops.listing` and :mod:`jobkit.archive.reads`), so where a page stopped is a
+:mod:`jobkit.ops.listing` and :mod:`jobkit.archive.lookup`), so where a page stopped is a
 *position*, two whole numbers: the live listing's (time in ms, a hash of the id), the
 archive's (time in µs, rows of that time already shown). The cursor carries it with the
 listing's kind, its filters' digest (a cursor is refused by a listing with other filters)

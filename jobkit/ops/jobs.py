@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from jobkit import registry, units
-from jobkit.archive.reads import ArchivedAttempt, archived_attempts, archived_record, archived_rows
+from jobkit.archive.lookup import ArchivedAttempt, archived_attempts, archived_record, archived_rows
 from jobkit.backend.events import Event, Events
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store

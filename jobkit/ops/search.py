@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobkit.archive.reads import archived_record, history_url
+from jobkit.archive.lookup import archived_record, history_url
 from jobkit.archive.search import Seen, matches, search_archive
 from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.keys import Shard, job_id, queue_of

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine
 
 import jobkit
-from jobkit.archive.reads import archived_record
+from jobkit.archive.lookup import archived_record
 from jobkit.archive.schema import ensure_schema, jobs
 from jobkit.errors import InvalidQuery
 from jobkit.models import Source, Status

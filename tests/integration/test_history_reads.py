@@ -22,7 +22,7 @@ from sqlalchemy import create_engine
 
 import jobkit
 import jobkit.http
-from jobkit.archive.reads import archived_record
+from jobkit.archive.lookup import archived_record
 from jobkit.archive.schema import ensure_schema, jobs
 from jobkit.errors import HistoryUnavailable, InvalidQuery
 from jobkit.models import Source, Status
