@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from jobkit.backend.archive_feed import ArchiveFeed
 from jobkit.backend.transport import ResponseError
-from jobkit.backend.workers import WorkerInfo, WorkerRegistry
+from jobkit.backend.worker_registry import WorkerInfo, WorkerRegistry
 from jobkit.ops.overview import queue_heads
 from jobkit.ops.queues import Queues
 

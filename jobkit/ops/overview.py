@@ -19,7 +19,7 @@ from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
 from jobkit.backend.reads import Counts
 from jobkit.backend.transport import ResponseError
-from jobkit.backend.workers import WorkerRegistry
+from jobkit.backend.worker_registry import WorkerRegistry
 from jobkit.ops.queues import Queues
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobkit.backend.events import Event, Events
-from jobkit.backend.workers import ChildInfo, CurrentJob, WorkerInfo, WorkerRegistry
+from jobkit.backend.worker_registry import ChildInfo, CurrentJob, WorkerInfo, WorkerRegistry
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store
@@ -27,7 +27,7 @@ __all__ = [
 def live_workers(store: Store) -> list[WorkerInfo]:
     """Every live worker with its children, most recently seen first; a job a beat names
     is shown running only while its record says so, and the done / failed counts move
-    as jobs end (see :mod:`jobkit.backend.workers`)."""
+    as jobs end (see :mod:`jobkit.backend.worker_registry`)."""
     return WorkerRegistry(store).live()
 
 

@@ -24,7 +24,7 @@ from jobkit.backend.batch import trim_finished
 from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
 from jobkit.backend.transport import RedisError, ResponseError
-from jobkit.backend.workers import FAILED_OUTCOMES
+from jobkit.backend.worker_registry import FAILED_OUTCOMES
 from jobkit.worker.child_limits import ChildState, rss_bytes
 from jobkit.worker.protocol import Held
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from jobkit.backend.keys import worker_lanes
 from jobkit.backend.store import Store
-from jobkit.backend.workers import WorkerRegistry
+from jobkit.backend.worker_registry import WorkerRegistry
 from jobkit.connection import connect
 from jobkit.outage import Guard
 from jobkit.settings import Settings
