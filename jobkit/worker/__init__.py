@@ -3,7 +3,8 @@
 (``execute.py``).
 
 The supervisor's periodic Redis work is in ``chores.py``; its kill policy and what
-becomes of a dead child's jobs in ``settle.py``, the limits it enforces in ``limits.py``.
+becomes of a dead child's jobs in ``settle.py``, the limits it enforces in ``child_limits.py``.
 Children talk to it over a pipe (``protocol.py``, the child's end in ``link.py``) and
-shared-memory slots (``slot.py``), and die with it (``lifeline.py``). ``outage.py`` says
-how all of them, and the scheduler, report Redis trouble without flooding the log."""
+shared-memory slots (``slot.py``), and die with it (``lifeline.py``). ``jobkit/outage.py``
+says how all of them, the scheduler and the archiver, ride out Redis trouble without
+flooding the log."""
