@@ -126,11 +126,11 @@ def _last(r: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> object:
     # Narrow enough for 80 columns: the schedule's cron, zone and misfire policy go under
-    # its key (which sets the first column's width anyway), each time on two lines
+    # its key (which sets the first column's width anyway), its state above its next run,
+    # each time on two lines
     table = Table(
         id_column("schedule\ncron\ntime zone, misfire"),  # keys are typed back: never cut
-        "state",
-        "next run",
+        "state\nnext run",
         "last run\nstatus",
         "fired\nskipped\nrun now",
         title="schedules",
@@ -139,8 +139,7 @@ def _table(rows: list[dict[str, Any]]) -> object:
     for r in rows:
         table.add_row(
             f"{r['schedule']}\n{r['expr']}\n{r['tz']}, misfire {r['misfire']}",
-            "paused" if r["paused"] else "active",
-            _next(r),
+            ("paused" if r["paused"] else "active") + "\n" + _next(r),
             _last(r),
             f"{r['fired']}\n{r['skipped']}\n{r['runs_now']}",
         )
