@@ -59,7 +59,7 @@ def finish_jobs(n: int, env: dict[str, str]) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + TIMEOUT
-        while int(store.counts().totals.get("succeeded", 0)) < n:
+        while int(store.reads.counts().totals.get("succeeded", 0)) < n:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the worker did not finish the jobs")
             time.sleep(0.05)
@@ -90,7 +90,7 @@ def archive_all(url: str, settings: Settings, events: int) -> dict[str, float]:
     archiver.feed.read = timed("read", archiver.feed.read)  # type: ignore[method-assign]
     archiver.feed.ack = timed("ack", archiver.feed.ack)  # type: ignore[method-assign]
     archiver.writer.write = timed("write", archiver.writer.write)  # type: ignore[method-assign]
-    store.job_fields = timed("records", store.job_fields)  # type: ignore[method-assign]
+    store.reads.job_fields = timed("records", store.reads.job_fields)  # type: ignore[method-assign]
     names = vars(archiving)  # the archiver's own name for fold, so its calls are timed
     fold = names["fold"]
     names["fold"] = timed("fold", fold)
@@ -102,7 +102,7 @@ def archive_all(url: str, settings: Settings, events: int) -> dict[str, float]:
         took = time.perf_counter() - began
     finally:
         names["fold"] = fold
-        del store.job_fields
+        del store.reads.job_fields
         engine.dispose()
     return {"seconds": took, **{part: spent[part] for part in PARTS}}
 

@@ -48,7 +48,7 @@ TIMEOUT = 300.0
 
 
 def succeeded_in_redis() -> int:
-    return int(get_store().counts().totals.get("succeeded", 0))
+    return int(get_store().reads.counts().totals.get("succeeded", 0))
 
 
 def archived(url: str) -> int:

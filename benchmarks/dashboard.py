@@ -68,7 +68,7 @@ def fill_redis(url: str, n: int, env: dict[str, str]) -> list[str]:
     store = jobkit.get_store()
     try:
         while True:
-            counts = store.counts()
+            counts = store.reads.counts()
             finished = counts.totals.get("succeeded", 0) + (counts.dead or 0)
             if finished >= done + dead:
                 break
@@ -103,7 +103,7 @@ def archive_redis(url: str, path: Path, env: dict[str, str]) -> None:
             lag = ArchiveFeed(store, "bench").lag()
             behind = sum(x.behind for x in lag.values())
             log(f"  {behind:,} events to archive")
-            if lag and len(lag) == len(store.queues()) and behind == 0:
+            if lag and len(lag) == len(store.reads.queues()) and behind == 0:
                 return
     finally:
         os.killpg(archiver.pid, 9)

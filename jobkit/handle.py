@@ -37,9 +37,9 @@ class JobHandle:
         return f"<JobHandle {self.id} {self._status.value}>"
 
     def refresh(self, *, wait_ms: int = 0) -> JobHandle:
-        """Re-read the job from Redis (``wait_ms``: see :meth:`Store.get`), or from the
+        """Re-read the job from Redis (``wait_ms``: see :meth:`Reads.get`), or from the
         history archive if Redis holds no such job."""
-        record = self._store.get(self.id, wait_ms=wait_ms)
+        record = self._store.reads.get(self.id, wait_ms=wait_ms)
         # Only a job Redis does not know costs a look at the archive (None, without a
         # database query, when there is no archive): never one Redis holds.
         self._record = record if record is not None else archived_record(self.id)
@@ -116,4 +116,4 @@ class JobHandle:
             if remaining <= 0:
                 raise JobTimeout(f"job {self.id} still {rec.status.value} after {timeout}s")
             # BLMOVE takes whole milliseconds; never 0, which would mean "forever"
-            self._store.wait_done(self.id, max(0.001, min(remaining, _WAIT_SLICE)))
+            self._store.reads.wait_done(self.id, max(0.001, min(remaining, _WAIT_SLICE)))

@@ -134,7 +134,7 @@ class Scheduler:
         if time.monotonic() - self._queues_read >= QUEUES_REFRESH:
             own = {b.job.queue for b in self.schedules}
             self.store.register_queues(own)
-            self._queues = sorted(own | set(self.store.queues()))
+            self._queues = sorted(own | set(self.store.reads.queues()))
             self._queues_read = time.monotonic()
         before = time.time()
         moved, wait_ms, now = self.sched.promote_and_time(self._queues, PROMOTE_LIMIT)

@@ -103,7 +103,7 @@ def watch(handles: list[jobkit.JobHandle], timeout: float = 60.0) -> None:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("", total=len(ids))
         while time.monotonic() < deadline:
-            records = [r for r in store.get_many(ids) if r is not None]
+            records = [r for r in store.reads.get_many(ids) if r is not None]
             states = Counter(r.status.value for r in records)
             done = sum(states[s.value] for s in jobkit.TERMINAL_STATUSES)
             progress.update(
@@ -118,7 +118,7 @@ def watch(handles: list[jobkit.JobHandle], timeout: float = 60.0) -> None:
 
 
 def summarize(handles: list[jobkit.JobHandle]) -> None:
-    records = [r for r in jobkit.get_store().get_many([h.id for h in handles]) if r]
+    records = [r for r in jobkit.get_store().reads.get_many([h.id for h in handles]) if r]
     by_name: dict[str, list[jobkit.models.JobRecord]] = defaultdict(list)
     for rec in records:
         by_name[rec.name.rsplit(".", 1)[-1]].append(rec)

@@ -111,7 +111,7 @@ async def create_job(request: Request) -> dict[str, Any]:
 def list_jobs(limit: int = Query(50, ge=1, le=1000), cursor: str | None = None) -> dict[str, Any]:
     """The jobs of every queue in the table, newest first."""
     store = jobkit.get_store()
-    known = set(store.queues())  # a queue nothing was ever sent to has no jobs to list
+    known = set(store.reads.queues())  # a queue nothing was ever sent to has no jobs to list
     queues = tuple(spec.id for spec in QUEUES if spec.id in known)
     if not queues:
         return {"data": [], "next_cursor": None}

@@ -71,7 +71,7 @@ def run_cli(*args: str, url: str, timeout: float = 30.0) -> subprocess.Completed
 
 
 def job_status(store: Store, job_id: str) -> Status:
-    rec = store.get(job_id)
+    rec = store.reads.get(job_id)
     return rec.status if rec else Status.UNKNOWN
 
 
@@ -89,7 +89,7 @@ class Env:
         return job_status(self.store, job_id)
 
     def stats(self) -> dict[str, int]:
-        return dict(self.store.counts().totals)
+        return dict(self.store.reads.counts().totals)
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ class Archiver:
             return False
         batch = self._held
         wanted = sorted({e.event.id for e in batch if e.event and needs_record(e.event)})
-        records = dict(zip(wanted, self.store.job_fields(wanted, DETAIL_FIELDS), strict=True))
+        records = dict(zip(wanted, self.store.reads.job_fields(wanted, DETAIL_FIELDS), strict=True))
         skipped = self.writer.write(fold((e.event for e in batch if e.event), records))
         self.feed.ack(batch)
         self._held = []

@@ -79,7 +79,7 @@ class ArchiveFeed:
 
     def queues(self) -> list[str]:
         """Every queue of the registry."""
-        return self.store.queues()
+        return self.store.reads.queues()
 
     def ensure_groups(self, queues: Iterable[str]) -> None:
         """Create the archivers' group on each queue's stream (and the stream) where it
@@ -89,7 +89,7 @@ class ArchiveFeed:
         def add(pipe: Any, shard: Shard) -> None:
             pipe.xgroup_create(shard.events, ARCHIVE_GROUP, id="0", mkstream=True)
 
-        for replies in self.store.fan_out(add, queues).values():
+        for replies in self.store.reads.fan_out(add, queues).values():
             for reply in replies:
                 if isinstance(reply, redis.ResponseError) and "BUSYGROUP" not in str(reply):
                     raise reply
@@ -102,7 +102,7 @@ class ArchiveFeed:
                      "STREAMS", shard.events, ">")]  # fmt: skip
 
         out: list[Entry] = []
-        for queue, (reply,) in self.store.fan_out_raw(commands, queues).items():
+        for queue, (reply,) in self.store.reads.fan_out_raw(commands, queues).items():
             if isinstance(reply, UndecodableReply):  # delivered, but not UTF-8 throughout
                 out.extend(self._mine_again(queue, count))
                 continue
@@ -122,7 +122,7 @@ class ArchiveFeed:
         def add(pipe: Any, shard: Shard) -> None:
             pipe.xreadgroup(ARCHIVE_GROUP, self.consumer, {shard.events: "0"}, count=count)
 
-        (reply,) = self.store.fan_out(add, [queue])[queue]
+        (reply,) = self.store.reads.fan_out(add, [queue])[queue]
         if isinstance(reply, Exception):
             raise reply
         return _entries(queue, _stream_entries(reply))
@@ -141,7 +141,7 @@ class ArchiveFeed:
 
         out: list[Entry] = []
         trimmed = 0
-        for queue, (reply,) in self.store.fan_out(add, queues).items():
+        for queue, (reply,) in self.store.reads.fan_out(add, queues).items():
             if isinstance(reply, redis.ResponseError):
                 if "NOGROUP" in str(reply):
                     continue
@@ -162,7 +162,7 @@ class ArchiveFeed:
         def commands(shard: Shard) -> list[tuple[Any, ...]]:
             return [("XACK", shard.events, ARCHIVE_GROUP, *by_queue[shard.queue])]
 
-        for replies in self.store.fan_out_raw(commands, by_queue).values():
+        for replies in self.store.reads.fan_out_raw(commands, by_queue).values():
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
@@ -176,7 +176,7 @@ class ArchiveFeed:
             pipe.execute_command("XINFO", "STREAM", shard.events)
 
         out: dict[str, Lag] = {}
-        for queue, (groups, stream) in self.store.fan_out(add, queues).items():
+        for queue, (groups, stream) in self.store.reads.fan_out(add, queues).items():
             if isinstance(groups, Exception) or isinstance(stream, Exception):
                 continue
             group = next((g for g in map(_fields, groups) if g.get("name") == ARCHIVE_GROUP), None)

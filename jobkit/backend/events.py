@@ -134,7 +134,7 @@ class Events:
     ) -> Iterator[Event]:
         low, high = start or "-", end or "+"
         while True:
-            shard_replies = self.store.fan_out(_ranger(newest_first, low, high), [queue]).get(
+            shard_replies = self.store.reads.fan_out(_ranger(newest_first, low, high), [queue]).get(
                 queue, [[]]
             )
             batch = shard_replies[0]
@@ -197,7 +197,7 @@ class Events:
         """The last ``limit`` attempts worker ``name`` ended (its children lease under
         their supervisor's name), newest first, in any queue."""
         out: list[Event] = []
-        for event in self._walk(self.store.queues(), True):
+        for event in self._walk(self.store.reads.queues(), True):
             if event.ended_attempt and event.worker == name:
                 out.append(event)
                 if len(out) >= limit:
@@ -206,7 +206,7 @@ class Events:
 
     def recent(self, limit: int = 50, queues: Iterable[str] | None = None) -> list[Event]:
         """The last ``limit`` events of ``queues`` (default: every queue), newest first."""
-        names = self.store.queues() if queues is None else list(queues)
+        names = self.store.reads.queues() if queues is None else list(queues)
         out = []
         for event in self._walk(names, True):
             out.append(event)
@@ -217,7 +217,7 @@ class Events:
     def rates(self, now_ms: int, queues: Iterable[str] | None = None) -> dict[str, Rates]:
         """Per queue: attempts that succeeded and that failed in the last 1, 5 and 15
         minutes, per minute, as far as the events go."""
-        names = self.store.queues() if queues is None else list(queues)
+        names = self.store.reads.queues() if queues is None else list(queues)
         out = {q: Rates() for q in names}
         since = str(now_ms - WINDOWS[-1] * 1000)
         for queue in names:
@@ -229,7 +229,7 @@ class Events:
     def trim(self, queues: Iterable[str], max_age: float, now_ms: int) -> None:
         """Drop events older than ``max_age`` seconds."""
         oldest = str(now_ms - int(max_age * 1000))
-        self.store.fan_out(
+        self.store.reads.fan_out(
             lambda pipe, shard: pipe.execute_command("XTRIM", shard.events, "MINID", oldest),
             queues,
         )

@@ -1,5 +1,6 @@
-"""The worker's side of :class:`~jobkit.backend.store.Store`: claiming jobs, recording
-their outcomes, renewing and reaping leases, promoting due jobs.
+"""The worker's side of Redis (``store.leasing``, which holds its
+:class:`~jobkit.backend.store.Store`): claiming jobs, recording their outcomes, renewing
+and reaping leases, promoting due jobs.
 
 Every call goes to one queue's shard (see :mod:`jobkit.backend.keys`). A worker serving
 several queues claims from their shards one after another, in the order it was given
@@ -33,7 +34,7 @@ from jobkit.backend.wire import Inflight, UndecodableReply, raise_errors
 from jobkit.models import Claimed
 
 if TYPE_CHECKING:
-    from jobkit.backend.store import ScriptCall, Transport
+    from jobkit.backend.store import ScriptCall, Store, Transport
 
 log = logging.getLogger("jobkit.backend.store")
 
@@ -81,23 +82,18 @@ def by_shard(keys: Keys, items: Sequence[T], job_id: Callable[[T], str]) -> dict
 
 
 class Leasing:
-    """Claims, outcomes and leases, mixed into :class:`~jobkit.backend.store.Store`."""
+    """Claims, outcomes and leases (``store.leasing``), run through the public calls of
+    the :class:`~jobkit.backend.store.Store` it holds."""
 
-    keys: Keys
-    redis: Any
-    _wire: Transport
-
-    # provided by Store
-    _run: Callable[..., Any]
-    _commands: Callable[[Sequence[ScriptCall]], list[tuple[Any, ...]]]
-    _checked: Callable[[Sequence[ScriptCall], list[Any]], list[Any]]
-    _pipeline: Callable[[Sequence[ScriptCall]], list[Any]]
-    _request_id: Callable[[], str]
-
-    # When a job held back by its class's rate limit may be claimed (time.monotonic(); 0:
-    # none known), as the last claims said: an idle wait ends then rather than after its
-    # full timeout. Shared by a child's threads; one refills at a time.
-    _rate_due = 0.0
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.keys: Keys = store.keys
+        self.redis: Any = store.redis
+        self._wire: Transport = store.wire
+        # When a job held back by its class's rate limit may be claimed (monotonic; 0:
+        # none known), as the last claims said: an idle wait ends then rather than after
+        # its full timeout. Shared by a child's threads; one refills at a time.
+        self._rate_due = 0.0
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -118,7 +114,7 @@ class Leasing:
     ) -> list[Claimed]:
         base = self.keys.lane(lanes[0]).base
         return self._claimed(
-            self._lease(base, ClaimArgs.of(worker, lease_ms, want, self._request_id(), lanes))
+            self._lease(base, ClaimArgs.of(worker, lease_ms, want, self.store.request_id(), lanes))
         )
 
     def _claimed(self, raw: list[Any]) -> list[Claimed]:
@@ -147,11 +143,11 @@ class Leasing:
         same request once more: its id makes Redis answer with the jobs it leased the
         first time instead of stranding them until their leases lapse."""
         try:
-            reply = self._run("claim", [base], args.argv())
+            reply = self.store.run_script("claim", [base], args.argv())
         except UndecodableReply as exc:
             reply = exc
         except (redis.ConnectionError, redis.TimeoutError):
-            reply = self._run("claim", [base], args.argv())
+            reply = self.store.run_script("claim", [base], args.argv())
         return self._decodable(reply, base, args)
 
     def _decodable(self, reply: Any, base: str, args: ClaimArgs) -> Any:
@@ -161,7 +157,7 @@ class Leasing:
         (invalid_record) and answers with the others, which it leased the first time."""
         if not isinstance(reply, UndecodableReply):
             return reply
-        return self._run("claim", [base], args.strictly().argv())
+        return self.store.run_script("claim", [base], args.strictly().argv())
 
     def send_refill(
         self,
@@ -176,10 +172,10 @@ class Leasing:
         other queues, if the first had too few), so the caller runs a job meanwhile."""
         calls, order = self._completions(done)
         lanes = groups[0]
-        args = ClaimArgs.of(worker, lease_ms, want, self._request_id(), lanes)
+        args = ClaimArgs.of(worker, lease_ms, want, self.store.request_id(), lanes)
         calls.append(("claim", [self.keys.lane(lanes[0]).base], args.argv()))
         claim = (args, tuple(tuple(g) for g in groups))
-        return Refill(calls, len(done), order, claim, self._wire.send(self._commands(calls)))
+        return Refill(calls, len(done), order, claim, self._wire.send(self.store.commands(calls)))
 
     def finish_refill(self, refill: Refill) -> tuple[list[bool], list[Claimed]]:
         """(one recorded/refused flag per completion, the jobs leased) of a sent refill.
@@ -190,11 +186,11 @@ class Leasing:
         try:
             raw = self._wire.collect(refill.inflight)
         except (redis.ConnectionError, redis.TimeoutError):
-            raw = self._wire.pipeline(self._commands(refill.calls))
+            raw = self._wire.pipeline(self.store.commands(refill.calls))
         _, (base,), _ = refill.calls[-1]
         args, groups = refill.claim
         raw[-1] = self._decodable(raw[-1], base, args)
-        replies = self._checked(refill.calls, raw)
+        replies = self.store.checked(refill.calls, raw)
         flags = _flags_in_order(replies[:-1], refill.order, refill.done)
         jobs = self._claimed(replies[-1])
         worker, lease_ms, want = args.worker, args.lease_ms, args.want
@@ -216,19 +212,19 @@ class Leasing:
         soon as the wait returns); the others are asked after, if it had too few."""
         first = groups[0]
         base = self.keys.lane(first[0]).base
-        args = ClaimArgs.of(worker, lease_ms, want, self._request_id(), first)
+        args = ClaimArgs.of(worker, lease_ms, want, self.store.request_id(), first)
         calls: list[ScriptCall] = [("claim", [base], args.argv())]
         timeout = self._idle_timeout(timeout)
         try:
             replies = self._wire.wait_then(
-                [self.keys.wake(lane) for lane in lanes], timeout, self._commands(calls)
+                [self.keys.wake(lane) for lane in lanes], timeout, self.store.commands(calls)
             )
         except (redis.ConnectionError, redis.TimeoutError):
             jobs = self._claimed(self._lease(base, args))  # the claim may have run: ask again
         else:
             raise_errors(replies[:1])
             replies[1] = self._decodable(replies[1], base, args)
-            jobs = self._claimed(self._checked(calls, replies[1:])[0])
+            jobs = self._claimed(self.store.checked(calls, replies[1:])[0])
         if len(jobs) < want and len(groups) > 1:
             jobs += self.claim(worker, lease_ms, want - len(jobs), groups[1:])
         return jobs
@@ -253,7 +249,7 @@ class Leasing:
         """Record several successes, one script call per shard in one round trip; one
         flag per job."""
         calls, order = self._completions(done)
-        return _flags_in_order(self._pipeline(calls), order, len(done))
+        return _flags_in_order(self.store.run_scripts(calls), order, len(done))
 
     def _completions(self, done: Sequence[Completion]) -> tuple[list[ScriptCall], list[int]]:
         calls: list[ScriptCall] = []
@@ -271,7 +267,7 @@ class Leasing:
             args = HeartbeatArgs(lease_ms).argv(held[i] for i in places)
             calls.append(("heartbeat", [base], args))
             order += places
-        codes = _flags_in_order(self._pipeline(calls), order, len(held), cast=int)
+        codes = _flags_in_order(self.store.run_scripts(calls), order, len(held), cast=int)
         return [Lease(c) for c in codes]
 
     def mark_started(self, held: Sequence[tuple[str, str]]) -> None:
@@ -289,7 +285,7 @@ class Leasing:
             for base, places in by_shard(self.keys, held, lambda h: h[0]).items()
         ]
         if calls:
-            self._pipeline(calls)
+            self.store.run_scripts(calls)
 
     def reap(
         self, max_crashes: int, queues: Iterable[str], limit: int = 100
@@ -298,7 +294,7 @@ class Leasing:
         calls: list[ScriptCall] = [
             ("reap", [self.keys.shard(q).base], ReapArgs(max_crashes, limit)) for q in queues
         ]
-        return [pair for raw in self._pipeline(calls) for pair in pairs(raw)]
+        return [pair for raw in self.store.run_scripts(calls) for pair in pairs(raw)]
 
     def promote(self, queues: Iterable[str], limit: int = 500) -> tuple[int, int]:
         """Queue due scheduled jobs of ``queues``; (moved, ms until the next due one of
@@ -306,7 +302,7 @@ class Leasing:
         calls: list[ScriptCall] = [
             ("promote", [self.keys.shard(q).base], PromoteArgs(limit)) for q in queues
         ]
-        return promoted(self._pipeline(calls))
+        return promoted(self.store.run_scripts(calls))
 
 
 def _flags_in_order(

@@ -1,5 +1,6 @@
-"""The read side of :class:`~jobkit.backend.store.Store`: jobs, counts and queue sizes for
-handles, the CLI and HTTP. Garbage in Redis (a key of another type) is reported in what
+"""The read side of Redis (``store.reads``, which holds its
+:class:`~jobkit.backend.store.Store`): jobs, counts and queue sizes for handles, the CLI
+and HTTP. Garbage in Redis (a key of another type) is reported in what
 these return, never raised as a crash of the command that asked.
 
 A view across queues reads every queue's shard through one function, :meth:`Reads.fan_out`:
@@ -19,6 +20,7 @@ from jobkit.backend.wire import UndecodableReply, raise_errors
 from jobkit.models import JobRecord
 
 if TYPE_CHECKING:
+    from jobkit.backend.store import Store
     from jobkit.backend.transport import Transport
 
 _SHARD_SETS = ("running", "scheduled", "dead")
@@ -65,11 +67,14 @@ def _sum(values: Iterable[int | None]) -> int | None:
 
 
 class Reads:
-    """Plain reads, mixed into :class:`~jobkit.backend.store.Store`."""
+    """Plain reads (``store.reads``), on the :class:`~jobkit.backend.store.Store` it
+    holds."""
 
-    redis: Any  # redis.Redis, or redis.cluster.RedisCluster
-    keys: Keys
-    _wire: Transport
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis: Any = store.redis  # redis.Redis, or redis.cluster.RedisCluster
+        self.keys: Keys = store.keys
+        self._wire: Transport = store.wire
 
     def now_ms(self) -> int:
         """Redis's clock (ms), the one every job time comes from."""

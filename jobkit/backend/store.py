@@ -1,7 +1,9 @@
 """Redis access for one prefix: the Lua transitions of :mod:`jobkit.backend.scripts` on
 the key schema of :mod:`jobkit.backend.keys`, over the transport of the deployment (see
-:mod:`jobkit.backend.transport`). The worker's side is in :mod:`.leasing`, plain reads
-in :mod:`.reads`; this module runs scripts, dispatches and handles dead letters."""
+:mod:`jobkit.backend.transport`). The worker's side is ``store.leasing`` (:mod:`.leasing`),
+plain reads ``store.reads`` (:mod:`.reads`); each holds this store and runs its calls
+through the public methods here. This module runs scripts, dispatches and handles dead
+letters."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless config
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
 
 
-class Store(Reads, Leasing):
+class Store:
     """Redis access for one prefix. Thread-safe as redis-py's client is (a pool inside).
 
     ``durable_replicas`` > 0: every dispatch waits (``WAIT``, at most ``durable_timeout``
@@ -79,6 +81,14 @@ class Store(Reads, Leasing):
         self._registered: set[str] = set()  # queues this process put in the registry
         # claim request ids: unique per process (a forked child starts a new prefix)
         self._requests: tuple[int, str, Iterator[int]] = (0, "", iter(()))
+        # the worker's side and the read side, each holding this store
+        self.leasing = Leasing(self)
+        self.reads = Reads(self)
+
+    @property
+    def wire(self) -> Transport:
+        """The transport every call goes over (one node, Sentinel or a cluster)."""
+        return self._wire
 
     # -- running scripts ----------------------------------------------------------------
 
@@ -107,11 +117,6 @@ class Store(Reads, Leasing):
         return self._run(name, keys, args)
 
     def run_scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Several script calls in one round trip (for the store layer's other modules);
-        see :meth:`_pipeline`."""
-        return self._pipeline(calls)
-
-    def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Several script calls in one round trip (one per node on a cluster).
 
         Each call is a transition of its own, so when Redis lost its script cache (a
@@ -120,23 +125,24 @@ class Store(Reads, Leasing):
         """
         if not calls:
             return []
-        return self._checked(
-            calls, self._wire.pipeline(self._commands(calls), repeatable=_again(calls))
+        return self.checked(
+            calls, self._wire.pipeline(self.commands(calls), repeatable=_again(calls))
         )
 
-    def _checked(self, calls: Sequence[ScriptCall], results: list[Any]) -> list[Any]:
+    def checked(self, calls: Sequence[ScriptCall], results: list[Any]) -> list[Any]:
         """``results`` of ``calls``, with the calls Redis refused for want of the script
         loaded and run again; any other error reply is raised."""
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             self.load_scripts()
             retried = [calls[i] for i in missing]
-            again = self._wire.pipeline(self._commands(retried), repeatable=_again(retried))
+            again = self._wire.pipeline(self.commands(retried), repeatable=_again(retried))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
         return raise_errors(results)
 
-    def _commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
+    def commands(self, calls: Sequence[ScriptCall]) -> list[tuple[Any, ...]]:
+        """``calls`` as the commands a transport sends (EVALSHA, fenced keys)."""
         return [
             ("EVALSHA", self._scripts[name].sha, len(keys) + 1, *fenced(keys), *args)
             for name, keys, args in calls
@@ -147,7 +153,7 @@ class Store(Reads, Leasing):
         on a cluster, into every master)."""
         self._wire.load_scripts([str(script.script) for script in self._scripts.values()])
 
-    def _request_id(self) -> str:
+    def request_id(self) -> str:
         """A fresh id for one claim request, so the same request sent again (after a lost
         reply) is answered with what it leased the first time (see claim.lua)."""
         pid, prefix, counter = self._requests
@@ -216,13 +222,13 @@ class Store(Reads, Leasing):
                     (job_id, next(payloads)) for job_id in chunk
                 )
                 calls.append(("enqueue", [base], args))
-                yield self._commands(calls[-1:])[0]
+                yield self.commands(calls[-1:])[0]
 
         if self._wait is not None:
             list(produce())  # builds calls
             results = self._durably(first, calls, list(ids))
         else:
-            results = self._checked(calls, self._wire.stream(produce())[len(first) :])
+            results = self.checked(calls, self._wire.stream(produce())[len(first) :])
         statuses: list[str] = []
         for raw, (_, _, args) in zip(results, calls, strict=True):
             statuses += [str(raw)] * args[0]  # a chunk's jobs share the status it returns
@@ -246,8 +252,8 @@ class Store(Reads, Leasing):
                 after = [("INCRBY", shard.seq, 0)] if check else []
                 raw = self._durably(first, calls, [job.id], after)[0]
             else:
-                replies = self._wire.pipeline([*first, *self._commands(calls)])
-                raw = self._checked(calls, replies[len(first) :])[0]
+                replies = self._wire.pipeline([*first, *self.commands(calls)])
+                raw = self.checked(calls, replies[len(first) :])[0]
         else:
             key = (spec, flag)
             head = self._heads.get(key)
@@ -279,8 +285,8 @@ class Store(Reads, Leasing):
         if self._wait is not None:  # see enqueue: the holder may be another's write
             raw = self._durably(first, calls, [job.id], [("INCRBY", shard.seq, 0)])[0]
         else:
-            replies = self._wire.pipeline([*first, *self._commands(calls)])
-            raw = self._checked(calls, replies[len(first) :])[0]
+            replies = self._wire.pipeline([*first, *self.commands(calls)])
+            raw = self.checked(calls, replies[len(first) :])[0]
         reply = EnqueueReply.parse(raw, job.id)
         return reply.created, reply.status, reply.holder
 
@@ -300,13 +306,13 @@ class Store(Reads, Leasing):
         on a new connection it would acknowledge jobs no replica may hold."""
         assert self._wait is not None
         replies = self._wire.pipeline(
-            [*first, *self._commands(calls), *after, self._wait], repeatable=False
+            [*first, *self.commands(calls), *after, self._wait], repeatable=False
         )
         results = replies[len(first) : len(first) + len(calls)]
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:  # refused, so they did not run: load the script, send them with a WAIT
             self.load_scripts()
-            again = self._commands([calls[i] for i in missing])
+            again = self.commands([calls[i] for i in missing])
             more = self._wire.pipeline([*again, *after, self._wait], repeatable=False)
             for i, result in zip(missing, more[: len(missing)], strict=True):
                 results[i] = result
@@ -388,8 +394,8 @@ class Store(Reads, Leasing):
                 ("purge", [base], [ids[i] for i in places]) for base, places in groups.items()
             ]
         else:
-            calls = [("purge", [self.keys.shard(q).base], []) for q in self.queues()]
-        return sum(int(n) for n in self._pipeline(calls))
+            calls = [("purge", [self.keys.shard(q).base], []) for q in self.reads.queues()]
+        return sum(int(n) for n in self.run_scripts(calls))
 
 
 def _again(calls: Sequence[ScriptCall]) -> bool:

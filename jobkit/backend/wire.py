@@ -355,7 +355,7 @@ class Wire:
         its failure raises :class:`ReplyLost`. A timeout is not tried again here: Redis did
         not close the connection, it is frozen or overloaded (or still running the
         command), and a second try would double the caller's wait; callers that lease
-        jobs send their request again themselves (see ``Store.claim``)."""
+        jobs send their request again themselves (see ``Leasing.claim``)."""
         for attempt in (1, 2):
             conn = self._connection()
             self._drain()

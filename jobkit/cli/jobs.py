@@ -135,7 +135,7 @@ def _said(outcome: CancelOutcome, job_id: str) -> str:
     if outcome is CancelOutcome.REQUESTED:
         return "cancel requested: it is running; its worker stops it within about a second"
     if outcome is CancelOutcome.FINISHED:
-        rec = get_store().get(job_id)
+        rec = get_store().reads.get(job_id)
         status = rec.status.value if rec else "finished"
         return f"refused: it has finished ({status})"
     return "refused: unknown job (no such id, or its record expired)"

@@ -89,7 +89,7 @@ def jobs(
     store = None if archived else get_store()
     since_ms = None
     if since and not cursor:
-        since_ms = parse_since(since, local_ms if store is None else store.now_ms)
+        since_ms = parse_since(since, local_ms if store is None else store.reads.now_ms)
     query = JobQuery(statuses, queues, name, since_ms, limit, cursor)
     page = list_page(query, store, archived=archived)
     if as_json:

@@ -110,7 +110,7 @@ def start(store: Store, request: BulkRequest, role: str = "", client: str = "") 
     tracker = BulkProgress(store)
     tracker.write(action_id, {"action": request.action.value, "filters": request.describe(),
                               "role": role, "state": "running", "total": total, "done": 0,
-                              "failed": 0, "started_ms": store.now_ms()})  # fmt: skip
+                              "failed": 0, "started_ms": store.reads.now_ms()})  # fmt: skip
     record(store, role, f"bulk {request.action.value}", request.describe(), total,
            f"id {action_id}", client)  # fmt: skip
     thread = threading.Thread(
@@ -162,9 +162,9 @@ def _run(
     except Exception as exc:  # reported with the progress; the server goes on
         log.error("bulk %s %s failed: %s", request.action, action_id, exc)
         tracker.write(action_id, {"state": "failed", "error": str(exc)[:500],
-                                  "finished_ms": store.now_ms()})  # fmt: skip
+                                  "finished_ms": store.reads.now_ms()})  # fmt: skip
         return
     record(store, role, f"bulk {request.action.value} done", request.describe(), done,
            f"id {action_id}, {failed} refused", client)  # fmt: skip
-    tracker.write(action_id, {"state": "done", "finished_ms": store.now_ms()})
+    tracker.write(action_id, {"state": "done", "finished_ms": store.reads.now_ms()})
     log.info("bulk %s %s: %d done, %d failed", request.action, action_id, done, failed)

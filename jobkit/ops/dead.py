@@ -18,7 +18,7 @@ BATCH = 500  # jobs per round trip when all of them are retried
 
 def dead_jobs(store: Store, limit: int = 50, offset: int = 0) -> list[JobRecord]:
     """Dead-lettered jobs, newest first."""
-    return [r for r in store.get_many(store.dead_ids(limit, offset)) if r is not None]
+    return [r for r in store.reads.get_many(store.reads.dead_ids(limit, offset)) if r is not None]
 
 
 def retry_dead(store: Store, ids: Sequence[str] | None = None) -> tuple[int, int]:

@@ -48,7 +48,7 @@ __all__ = [
 def find_job(store: Store, job_id: str) -> JobRecord | None:
     """The job from Redis, or else as the history archive last saw it (its ``source``
     says which); None when neither holds it."""
-    return store.get(job_id) or archived_record(job_id)
+    return store.reads.get(job_id) or archived_record(job_id)
 
 
 def list_page(query: JobQuery, store: Store | None, *, archived: bool = False) -> JobPage:
@@ -163,13 +163,13 @@ def retry_job(store: Store, job_id: str) -> JobRecord:
     back now (see revive.lua); the job as it is now. Raises :class:`JobNotFound` for an
     unknown id and :class:`InvalidTransition` for a job in another state."""
     if not store.revive(job_id):  # JobNotFound for an id that names no queue
-        rec = store.get(job_id)
+        rec = store.reads.get(job_id)
         if rec is None:
             raise JobNotFound(f"no job {job_id!r}")
         raise InvalidTransition(
             f"job {job_id} is {rec.status.value}: only dead or retrying jobs are retried"
         )
-    rec = store.get(job_id)
+    rec = store.reads.get(job_id)
     if rec is None:  # purged in the instant since
         raise JobNotFound(f"no job {job_id!r}")
     return rec

@@ -169,7 +169,7 @@ class _Match:
 def list_jobs(store: Store, query: JobQuery) -> JobPage:
     """One page of jobs matching ``query``, newest first (see the module doc)."""
     picked, next_cursor = _page(store, query)
-    records = store.get_many([e.job_id for e in picked])
+    records = store.reads.get_many([e.job_id for e in picked])
     jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
     return JobPage(jobs, next_cursor)
 
@@ -190,7 +190,7 @@ def _page(store: Store, query: JobQuery) -> tuple[list[_Entry], str | None]:
     """The entries of one page and the cursor of the next (see the module doc)."""
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
-    known = store.queues()
+    known = store.reads.queues()
     unknown = sorted(set(query.queues) - set(known))
     if unknown:
         raise UnknownQueue(f"no such queue: {', '.join(unknown)} (known: {', '.join(known)})")
@@ -243,7 +243,7 @@ def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
                     offset=0, num=s.batch)  # fmt: skip
 
     rows: dict[str, list[tuple[str, int]]] = {}
-    for queue, (reply,) in store.fan_out(read, by_queue).items():
+    for queue, (reply,) in store.reads.fan_out(read, by_queue).items():
         rows[queue] = _new_rows(by_queue[queue], reply)
 
     def fields(pipe: Any, shard: Shard) -> None:
@@ -255,7 +255,7 @@ def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
         # out when the page's records are read (a page may come out a job short)
         found_by_queue = {q: [_ANY] * len(r) for q, r in rows.items() if r}
     else:
-        found_by_queue = store.fan_out(fields, [q for q in rows if rows[q]])
+        found_by_queue = store.reads.fan_out(fields, [q for q in rows if rows[q]])
     for queue, found in found_by_queue.items():
         s = by_queue[queue]
         entries = [

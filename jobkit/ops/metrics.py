@@ -42,11 +42,11 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         store = self.store
-        lanes = store.known_lanes()
-        sizes = store.queue_sizes(lanes)
-        counts = store.counts()
+        lanes = store.reads.known_lanes()
+        sizes = store.reads.queue_sizes(lanes)
+        counts = store.reads.counts()
         states = Queues(store).states(sizes, counts)
-        now_ms = store.now_ms()
+        now_ms = store.reads.now_ms()
         heads = queue_heads(store, lanes)
         lags = ArchiveFeed(store, "metrics").lag([s.queue for s in states])
         try:

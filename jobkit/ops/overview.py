@@ -71,12 +71,12 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
     rates where the caller keeps them already (the dashboard's
     :class:`~jobkit.ops.throughput.Throughput`); without it they are read from the last
     15 minutes of events."""
-    lanes = store.known_lanes()
-    sizes = store.queue_sizes(lanes)
-    counts = store.counts()
+    lanes = store.reads.known_lanes()
+    sizes = store.reads.queue_sizes(lanes)
+    counts = store.reads.counts()
     states = Queues(store).states(sizes, counts)
     queues = [state.queue for state in states]
-    now_ms = store.now_ms()
+    now_ms = store.reads.now_ms()
     heads = queue_heads(store, lanes)
     split = _retrying(store, queues)
     if per_minute is None:
@@ -140,7 +140,7 @@ def queue_heads(store: Store, lanes: list[str]) -> dict[str, int]:
             pipe.zrange(shard.queue_key(lane), 0, 0)
 
     heads: dict[str, list[str]] = {}
-    for queue, replies in store.fan_out(add, by_queue).items():
+    for queue, replies in store.reads.fan_out(add, by_queue).items():
         heads[queue] = [r[0] for r in replies if isinstance(r, list) and r]
 
     def times(pipe: Any, shard: Shard) -> None:
@@ -148,7 +148,7 @@ def queue_heads(store: Store, lanes: list[str]) -> dict[str, int]:
             pipe.hmget(shard.job(job_id), "due_at", "created_at")
 
     out: dict[str, int] = {}
-    for queue, replies in store.fan_out(times, [q for q in heads if heads[q]]).items():
+    for queue, replies in store.reads.fan_out(times, [q for q in heads if heads[q]]).items():
         due = [int(d or c) for d, c in (r for r in replies if isinstance(r, list)) if d or c]
         if due:
             out[queue] = min(due)
@@ -163,7 +163,7 @@ def _retrying(store: Store, queues: list[str]) -> dict[str, tuple[int, int]]:
         pipe.zcard(shard.scheduled)
         pipe.zrange(shard.scheduled, 0, STATUS_SAMPLE - 1)
 
-    found = store.fan_out(add, queues)
+    found = store.reads.fan_out(add, queues)
     ids = {q: r[1] for q, r in found.items() if isinstance(r[1], list)}
 
     def statuses(pipe: Any, shard: Shard) -> None:
@@ -171,7 +171,7 @@ def _retrying(store: Store, queues: list[str]) -> dict[str, tuple[int, int]]:
             pipe.hget(shard.job(job_id), "status")
 
     out: dict[str, tuple[int, int]] = {}
-    for queue, replies in store.fan_out(statuses, [q for q in ids if ids[q]]).items():
+    for queue, replies in store.reads.fan_out(statuses, [q for q in ids if ids[q]]).items():
         total = found[queue][0]
         retry = sum(1 for r in replies if r == "retrying")
         if isinstance(total, int):

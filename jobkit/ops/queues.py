@@ -48,7 +48,7 @@ class Queues:
         """Every queue of the registry, sorted by name; from the lanes' ``sizes`` and the
         ``counts`` the caller read already, if it did."""
         if sizes is None:
-            sizes = self.store.queue_sizes(self.store.known_lanes())
+            sizes = self.store.reads.queue_sizes(self.store.reads.known_lanes())
         ready: dict[str, int | None] = {}
         for lane, size in sizes.items():
             queue = split_lane(lane)[0]
@@ -58,8 +58,8 @@ class Queues:
         def add(pipe: Any, shard: Shard) -> None:
             pipe.exists(shard.paused)
 
-        paused = self.store.fan_out(add)
-        by_queue = (counts or self.store.counts()).by_queue
+        paused = self.store.reads.fan_out(add)
+        by_queue = (counts or self.store.reads.counts()).by_queue
         out = []
         for queue in sorted(paused):
             c = by_queue.get(queue)
@@ -91,7 +91,7 @@ class Queues:
 
     def _run(self, script: str, queue: str, args: Sequence[Any]) -> Any:
         names.queue(queue)
-        if queue not in self.store.queues():
-            known = ", ".join(self.store.queues()) or "none yet"
+        if queue not in self.store.reads.queues():
+            known = ", ".join(self.store.reads.queues()) or "none yet"
             raise UnknownQueue(f"unknown queue {queue!r} (known queues: {known})")
         return self.store.run_script(script, [self.store.keys.shard(queue).base], args)

@@ -100,7 +100,7 @@ def _archived_budget(store: Store) -> int:
     behind (each job they have not archived yet is at least one event they have not
     read), at least :data:`ARCHIVED_BUDGET`; the whole :data:`LIVE_BUDGET` when a queue
     has no archiver reading it, or lost events to the archive."""
-    queues = store.queues()
+    queues = store.reads.queues()
     lag = ArchiveFeed(store, "search").lag(queues)
     if set(queues) - set(lag) or any(x.lost for x in lag.values()):
         return LIVE_BUDGET
@@ -114,7 +114,7 @@ def _by_id(
     """The job whose id is ``wanted``, read directly (Redis, else the archive) and
     matched against the rest of the query; None when neither holds it, or the archive
     cannot be read (then the id is taken as a prefix, and the walk says so)."""
-    record = store.get(wanted)
+    record = store.reads.get(wanted)
     if record is None and configured:
         try:
             record = archived_record(wanted)
@@ -137,7 +137,7 @@ def _archived_hits(
 ) -> list[tuple[JobRecord, int]]:
     """Archive hits, each replaced by Redis's record where Redis still holds the job
     (kept only if that matches): one round trip for them all."""
-    held = store.get_many([r.id for r, _ in hits]) if hits else []
+    held = store.reads.get_many([r.id for r, _ in hits]) if hits else []
     out: list[tuple[JobRecord, int]] = []
     for (archived, changed_ms), live in zip(hits, held, strict=True):
         if live is None:
@@ -187,7 +187,7 @@ def _walk(store: Store, q: SearchQuery, limit: int, budget: int) -> _Walk:
     most: a batch of index entries merged newest first, then their fields in one
     round trip, then the next."""
     kind = index_for(q.statuses)
-    known = store.queues()
+    known = store.reads.queues()
     queues = [name for name in known if _may_hold(name, q)]
     walk = _Walk(narrowed=kind != "created" or len(queues) < len(known))
     streams = [_Stream(name, getattr(store.keys.shard(name), kind)) for name in queues]
@@ -199,7 +199,7 @@ def _walk(store: Store, q: SearchQuery, limit: int, budget: int) -> _Walk:
             return _finish(store, q, walk, ids)
         batch = min(batch * 2, 1000)
         wanted = [e for e in entries if q.job_id is None or e.startswith(q.job_id)]
-        fields = dict(zip(wanted, store.job_fields(wanted, FIELDS), strict=True))
+        fields = dict(zip(wanted, store.reads.job_fields(wanted, FIELDS), strict=True))
         for n, entry in enumerate(entries, 1):
             found = fields.get(entry)
             if found is not None and matches(q, _fields_seen(entry, found)):
@@ -218,7 +218,7 @@ def _walk(store: Store, q: SearchQuery, limit: int, budget: int) -> _Walk:
 def _finish(store: Store, q: SearchQuery, walk: _Walk, ids: list[str]) -> _Walk:
     """The matches' whole records (one round trip), each matched again: a job that
     moved since its fields were read is left out."""
-    records = store.get_many(ids) if ids else []
+    records = store.reads.get_many(ids) if ids else []
     walk.matched = [r for r in records if r is not None and matches(q, _seen(r))]
     return walk
 
@@ -273,7 +273,7 @@ def _read(store: Store, streams: list[_Stream]) -> None:
         pipe.zrange(s.key, top, "-inf", desc=True, byscore=True, withscores=True,
                     offset=s.skip, num=s.batch)  # fmt: skip
 
-    for queue, (reply,) in store.fan_out(add, by_queue).items():
+    for queue, (reply,) in store.reads.fan_out(add, by_queue).items():
         s = by_queue[queue]
         if isinstance(reply, Exception):  # an index key of another type: nothing to walk
             s.more = False
@@ -294,7 +294,7 @@ def _live_total(store: Store) -> int:
     def add(pipe: Any, shard: Shard) -> None:
         pipe.zcard(shard.created)
 
-    return sum(n for (n,) in store.fan_out(add).values() if isinstance(n, int))
+    return sum(n for (n,) in store.reads.fan_out(add).values() if isinstance(n, int))
 
 
 def _live_note(walk: _Walk, total: int, limit: int) -> str:

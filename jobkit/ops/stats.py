@@ -16,7 +16,7 @@ def stats(store: Store) -> dict[str, Any]:
     "by_queue", "archive_lag": per queue}``."""
     lag = {q: x.behind for q, x in ArchiveFeed(store, "stats").lag().items()}
     return {
-        "queues": store.queue_sizes(store.known_lanes()),
-        **store.counts().as_dict(),
+        "queues": store.reads.queue_sizes(store.reads.known_lanes()),
+        **store.reads.counts().as_dict(),
         "archive_lag": lag,
     }

@@ -45,8 +45,8 @@ class Throughput:
 
     def refresh(self, queues: list[str] | None = None) -> None:
         """Count the events appended since the last refresh (the last hour, first)."""
-        names = self.store.queues() if queues is None else queues
-        now_ms = self.store.now_ms()
+        names = self.store.reads.queues() if queues is None else queues
+        now_ms = self.store.reads.now_ms()
         with self._lock:
             self.now_minute = now_ms // 60_000
             oldest = self.now_minute - MINUTES + 1

@@ -137,7 +137,7 @@ def list_view(
     ``store`` is None (``since`` then counts back from this host's clock)."""
     since_ms = None
     if since and not cursor:
-        since_ms = parse_since(since, local_ms if store is None else store.now_ms)
+        since_ms = parse_since(since, local_ms if store is None else store.reads.now_ms)
     query = JobQuery(parse_statuses(status), _queues(queue), name, since_ms, limit, cursor)
     return page_as_dict(list_page(query, store, archived=store is None))
 
@@ -203,7 +203,7 @@ def router(
 
     def _bulk(body: BulkBody, request: Request, response: Response, role: Role) -> dict[str, Any]:
         s = _store()
-        since_ms = parse_since(body.since, s.now_ms) if body.since else None
+        since_ms = parse_since(body.since, s.reads.now_ms) if body.since else None
         req = bulk.bulk_request(body.action, parse_statuses(body.status), _queues(body.queue),
                                 body.name, since_ms)  # fmt: skip
         if body.dry_run:

@@ -51,8 +51,8 @@ def schedules() -> list[BoundSchedule]:
 def queue_rows(store: Store) -> list[dict[str, Any]]:
     """Every queue: ready, running, scheduled and dead jobs, paused or not, and how long
     the job next in line has waited (s; None with nothing waiting)."""
-    now_ms = store.now_ms()
-    heads = queue_heads(store, store.known_lanes())
+    now_ms = store.reads.now_ms()
+    heads = queue_heads(store, store.reads.known_lanes())
     rows = []
     for state in Queues(store).states():
         head = heads.get(state.queue)
@@ -70,7 +70,7 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
         it says nothing of the jobs)."""
         started = time.perf_counter()
         try:
-            store_of().now_ms()
+            store_of().reads.now_ms()
         except UNAVAILABLE as exc:
             body = {"status": "unavailable", "detail": describe_failure(exc)}
             return JSONResponse(body, status_code=503)
@@ -92,7 +92,7 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
         q = Queues(store_of())
         action = request.url.path.rsplit("/", 1)[-1]
         names.queue(name)  # a name outside the alphabet: 422
-        if name not in store_of().queues():  # a name in the path: not found
+        if name not in store_of().reads.queues():  # a name in the path: not found
             raise HTTPException(404, f"no queue {name!r}")
         if action == "purge":
             deleted = q.purge(name)
@@ -150,7 +150,7 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
     @api.post("/dead/{job_id}/retry")
     def retry_dead(job_id: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:
         s = store_of()
-        rec = s.get(job_id)
+        rec = s.reads.get(job_id)
         if rec is not None and rec.status is not Status.DEAD:
             raise HTTPException(409, f"job {job_id} is not dead ({rec.status.value})")
         revived = retry_job(s, job_id)

@@ -252,7 +252,7 @@ class Child(HandBack):
         if now - self.lanes_checked >= LANES_REFRESH:
             self.lanes_checked = now
             queues = [g[0] for g in self.groups]
-            self.groups = every_tag_lanes(self.groups, self.store.tagged_lanes(queues))
+            self.groups = every_tag_lanes(self.groups, self.store.reads.tagged_lanes(queues))
             self.lanes = [lane for g in self.groups for lane in g]
 
     def _send_refill(self, *, idle: bool) -> Sent | None:
@@ -264,7 +264,7 @@ class Child(HandBack):
             if self.all_tags:
                 self._refresh_lanes()
             done = hold.results()
-            refill = self.store.send_refill(
+            refill = self.store.leasing.send_refill(
                 [d.completion() for _, d in done],
                 self.worker,
                 self.lease_ms,
@@ -296,7 +296,7 @@ class Child(HandBack):
         until new work is announced."""
         hold = self.hold
         try:
-            flags, jobs = self.store.finish_refill(refill)
+            flags, jobs = self.store.leasing.finish_refill(refill)
         except TROUBLE:
             hold.put_back(done)  # not known to be recorded: try again (a rerun is fenced)
             raise
@@ -307,8 +307,8 @@ class Child(HandBack):
             return
         if not wait or not hold.block():
             return
-        hold.blocked_on(self.store.connection_id())
-        jobs = self.store.wait_and_claim(
+        hold.blocked_on(self.store.leasing.connection_id())
+        jobs = self.store.leasing.wait_and_claim(
             self.lanes,
             IDLE_BLOCK,
             self.worker,

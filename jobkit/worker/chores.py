@@ -143,14 +143,14 @@ class Chores:
     # -- the chores -------------------------------------------------------------------
 
     def _promote(self) -> None:
-        self.sup.store.promote(self.sup.options.queues)
+        self.sup.store.leasing.promote(self.sup.options.queues)
 
     def _trim_events(self) -> None:
         """Drop events older than JOBKIT_EVENTS_MAX_AGE from this worker's queues' streams
         (their length is capped as they are written)."""
         store = self.sup.store
         Events(store).trim(
-            self.sup.options.queues, self.sup.settings.events_max_age, store.now_ms()
+            self.sup.options.queues, self.sup.settings.events_max_age, store.reads.now_ms()
         )
 
     def _trim_finished(self) -> None:
@@ -160,7 +160,7 @@ class Chores:
         ttls = [cls.result_ttl or 0 for cls in registry.registered().values()]
         longest = max([self.sup.settings.result_ttl, *ttls])
         store = self.sup.store
-        trim_finished(store, self.sup.options.queues, longest, store.now_ms())
+        trim_finished(store, self.sup.options.queues, longest, store.reads.now_ms())
 
     def _mark_started(self) -> None:
         """Tell Redis which attempts began since the last tick (the children's slots show
@@ -173,12 +173,12 @@ class Chores:
                 if handle not in state.marked and (job := state.job(handle)) is not None:
                     fresh.append((state, handle, job))
         if fresh:
-            self.sup.store.mark_started([(job.id, job.token) for _, _, job in fresh])
+            self.sup.store.leasing.mark_started([(job.id, job.token) for _, _, job in fresh])
             for state, handle, _ in fresh:
                 state.marked.add(handle)
 
     def _reap(self) -> None:
-        for job_id, outcome in self.sup.store.reap(
+        for job_id, outcome in self.sup.store.leasing.reap(
             self.sup.settings.max_crashes, self.sup.options.queues
         ):
             if outcome == "returned":
@@ -239,7 +239,8 @@ class Chores:
 
     def _renew(self) -> None:
         held = self._held()
-        flags = self.sup.store.heartbeat(self.lease_ms, [(job.id, job.token) for _, job in held])
+        pairs = [(job.id, job.token) for _, job in held]
+        flags = self.sup.store.leasing.heartbeat(self.lease_ms, pairs)
         # a flag is false only when another attempt holds the lease now, or the job is
         # gone: an attempt that just ended (its message not read yet) is not a loss
         for (key, job), lease in zip(held, flags, strict=True):

@@ -62,14 +62,14 @@ class HandBack:
             while any(hold.started) or (hold.refill is not NONE and time.monotonic() < deadline):
                 if hold.refill is WAITING:
                     with contextlib.suppress(*TROUBLE):
-                        self.store.unblock(hold.block_id)
+                        self.store.leasing.unblock(hold.block_id)
                 hold.wait(STOP_POLL)
             done = hold.results()
             unstarted = hold.unstarted()
         try:
             if done:
                 flags = persistently(
-                    lambda: self.store.complete_many([d.completion() for _, d in done]),
+                    lambda: self.store.leasing.complete_many([d.completion() for _, d in done]),
                     self.settings.lease,
                 )
                 self.report(done, flags)

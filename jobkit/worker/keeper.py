@@ -67,7 +67,7 @@ class Keeper:
         try:
             if flush:
                 try:
-                    flags = child.store.complete_many([d.completion() for _, d in flush])
+                    flags = child.store.leasing.complete_many([d.completion() for _, d in flush])
                 except TROUBLE:
                     child.hold.put_back(flush, release)
                     raise

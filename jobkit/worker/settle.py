@@ -179,7 +179,7 @@ class Settler:
         # reaper counts the crash without waiting for the lease to run out
         self.sup.guard.call(
             "recording a crash",
-            lambda: self.sup.store.mark_crashed([(job.id, job.token)]),
+            lambda: self.sup.store.leasing.mark_crashed([(job.id, job.token)]),
         )
         log.error(
             "job %s %s crashed its worker (%s)",

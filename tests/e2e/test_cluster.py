@@ -67,7 +67,7 @@ class ClusterEnv:
     queues: list[str]
 
     def stats(self) -> dict[str, int]:
-        return dict(self.store.counts().totals)
+        return dict(self.store.reads.counts().totals)
 
 
 def cluster_url(cluster: ClusterServers) -> str:
@@ -292,7 +292,7 @@ def test_a_process_started_during_a_failover_waits_for_the_new_master(
     try:
         store = connect(jobkit.get_settings())
         handle = jobs.Add.dispatch(a=1, b=2, queue=queue, store=store)
-        assert store.get(handle.id) is not None
+        assert store.reads.get(handle.id) is not None
         assert cenv.cluster.master_of_slot(0) != dead  # it took a failover
     finally:
         cenv.cluster.heal()

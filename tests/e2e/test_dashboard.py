@@ -149,7 +149,7 @@ def test_the_overview_loads_and_draws_its_charts(fleet: Served, browser: Browser
 
 def test_a_running_job_becomes_succeeded_without_a_reload(fleet: Served, browser: Browser) -> None:
     handle = dash_jobs.Nap.dispatch(seconds=3)
-    wait_until(lambda: fleet.store.get(handle.id).status is Status.RUNNING, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(handle.id).status is Status.RUNNING, 20)  # type: ignore[union-attr]
     context, page = open_page(browser, fleet)
     try:
         page.goto(job_url(fleet, handle.id))
@@ -166,7 +166,7 @@ def test_a_running_job_becomes_succeeded_without_a_reload(fleet: Served, browser
 
 def test_a_dead_job_is_retried_with_its_button(fleet: Served, browser: Browser) -> None:
     handle = dash_jobs.Doom.dispatch(message="try again")
-    wait_until(lambda: fleet.store.get(handle.id).status is Status.DEAD, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(handle.id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     context, page = open_page(browser, fleet)
     try:
         page.goto(job_url(fleet, handle.id))
@@ -174,8 +174,8 @@ def test_a_dead_job_is_retried_with_its_button(fleet: Served, browser: Browser) 
         expect(page.locator("#flash")).to_contain_text("sent back")
         wait_until(
             lambda: (
-                fleet.store.get(handle.id).attempts == 1  # type: ignore[union-attr]
-                and fleet.store.get(handle.id).status is Status.DEAD
+                fleet.store.reads.get(handle.id).attempts == 1  # type: ignore[union-attr]
+                and fleet.store.reads.get(handle.id).status is Status.DEAD
             ),
             20,
         )  # type: ignore[union-attr]
@@ -211,7 +211,7 @@ def test_a_cron_schedule_is_run_now(fleet: Served, browser: Browser) -> None:
         page.click("button[data-action='run-tests.support.dash_jobs.Report']")
         expect(page.locator("#flash")).to_contain_text("queued")
         job_id = page.locator("#flash").inner_text().split("job ", 1)[1].split(" queued")[0]
-        wait_until(lambda: fleet.store.get(job_id).status is Status.SUCCEEDED, 20)  # type: ignore[union-attr]
+        wait_until(lambda: fleet.store.reads.get(job_id).status is Status.SUCCEEDED, 20)  # type: ignore[union-attr]
         page.reload()
         expect(page.locator("#schedules")).to_contain_text("succeeded")
         shot(page, "scheduled-1280")
@@ -224,7 +224,7 @@ def test_a_bulk_retry_by_filter_shows_its_count_first(fleet: Served, browser: Br
                                            queue="bulk")  # fmt: skip
 
     def dead() -> int:
-        return sum(1 for h in handles if fleet.store.get(h.id).status is Status.DEAD)  # type: ignore[union-attr]
+        return sum(1 for h in handles if fleet.store.reads.get(h.id).status is Status.DEAD)  # type: ignore[union-attr]
 
     wait_until(lambda: dead() == 25, 30)
     fleet.store.redis.set(fleet.store.keys.shard("bulk").paused, 1)  # retried jobs stay queued
@@ -303,7 +303,7 @@ def test_each_token_logs_in_and_the_read_only_one_sees_no_button(
 
 def test_a_hostile_job_renders_as_text_and_runs_nothing(fleet: Served, browser: Browser) -> None:
     handle = dash_jobs.Doom.dispatch(message=HOSTILE, note=HOSTILE, **{HOSTILE[:20]: 1})
-    wait_until(lambda: fleet.store.get(handle.id).status is Status.DEAD, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(handle.id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     context, page = open_page(browser, fleet)
     try:
         for url in (job_url(fleet, handle.id), f"{fleet.base}/jobs", f"{fleet.base}/dead",

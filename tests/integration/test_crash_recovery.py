@@ -56,29 +56,29 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
     store = env.store
     handle = jobs.Add.dispatch(a=1, b=1)
 
-    [old] = store.claim("zombie", 50, 1, [["default"]])
+    [old] = store.leasing.claim("zombie", 50, 1, [["default"]])
     assert old.id == handle.id
     assert old.attempts == 1
     assert handle.status is Status.RUNNING
-    store.mark_started([(old.id, old.token)])  # as its supervisor does when it starts
+    store.leasing.mark_started([(old.id, old.token)])  # as its supervisor does when it starts
     time.sleep(0.15)  # the 50 ms lease runs out
 
-    assert store.reap(max_crashes=5, queues=["default"]) == [(handle.id, "requeued")]
+    assert store.leasing.reap(max_crashes=5, queues=["default"]) == [(handle.id, "requeued")]
     assert handle.status is Status.QUEUED
-    [new] = store.claim("rescuer", 10_000, 1, [["default"]])
+    [new] = store.leasing.claim("rescuer", 10_000, 1, [["default"]])
     assert new.id == handle.id
     assert new.token != old.token
     assert new.attempts == 2
 
-    assert store.complete(handle.id, old.token, b"111", 60) is False
+    assert store.leasing.complete(handle.id, old.token, b"111", 60) is False
     assert handle.status is Status.RUNNING  # the zombie changed nothing
-    assert store.heartbeat(10_000, [(handle.id, old.token)]) == [Lease.LOST]
+    assert store.leasing.heartbeat(10_000, [(handle.id, old.token)]) == [Lease.LOST]
     assert store.fail(handle.id, old.token, dead=True, delay_ms=0, reason="exception",
                       error_json=b"{}", ttl=60) is False  # fmt: skip
 
-    assert store.complete(handle.id, new.token, b"2", 60) is True
+    assert store.leasing.complete(handle.id, new.token, b"2", 60) is True
     # the same holder's completion sent again (a lost reply) is recognised, not re-applied
-    assert store.complete(handle.id, new.token, b"3", 60) is True
+    assert store.leasing.complete(handle.id, new.token, b"3", 60) is True
     assert handle.status is Status.SUCCEEDED
     assert handle.result(timeout=1) == 2
     assert env.stats().get("succeeded") == 1
@@ -89,10 +89,10 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
     store = env.store
     handle = jobs.Add.dispatch(a=1, b=1)
     for _ in range(2):
-        [job] = store.claim("crashy", 1, 1, [["default"]])
-        store.mark_started([(job.id, job.token)])
+        [job] = store.leasing.claim("crashy", 1, 1, [["default"]])
+        store.leasing.mark_started([(job.id, job.token)])
         time.sleep(0.02)
-        outcome = store.reap(max_crashes=2, queues=["default"])
+        outcome = store.leasing.reap(max_crashes=2, queues=["default"])
     assert outcome == [(handle.id, "dead")]
     assert handle.status is Status.DEAD
     rec = handle.record
@@ -100,7 +100,7 @@ def test_reap_dead_letters_a_job_that_keeps_crashing(env: Env) -> None:
     assert rec.reason == "crashed"
     assert rec.crashes == 2
     assert env.client.zscore(env.keys.shard("default").dead, handle.id) is not None
-    assert store.reap(max_crashes=2, queues=["default"]) == []  # idempotent
+    assert store.leasing.reap(max_crashes=2, queues=["default"]) == []  # idempotent
 
 
 def test_stuck_running_job_is_reaped_and_completed(env: Env, start_worker: StartWorker) -> None:

@@ -161,7 +161,7 @@ def test_streams_are_capped_by_length_and_age(env: Env) -> None:
     stream = env.keys.shard("default").events
     assert 200 <= env.client.xlen(stream) <= 400  # trimmed as written, by whole nodes
     time.sleep(0.05)
-    Events(store).trim(["default"], 0.01, store.now_ms())
+    Events(store).trim(["default"], 0.01, store.reads.now_ms())
     assert env.client.xlen(stream) == 0
 
     jobkit.configure(redis_url=env.url, events_maxlen=0)

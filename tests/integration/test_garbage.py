@@ -18,7 +18,7 @@ from tests.support import jobs
 
 def _dead_invalid(env: Env, job_id: str) -> str:
     """The message of a job dead-lettered as invalid_record."""
-    rec = env.store.get(job_id)
+    rec = env.store.reads.get(job_id)
     assert rec is not None
     assert rec.status is Status.DEAD and rec.reason == DeadReason.INVALID_RECORD.value
     assert env.client.zscore(env.keys.shard("default").dead, job_id) is not None
@@ -74,12 +74,12 @@ def test_a_timeout_that_is_no_number_hurts_only_its_own_job(
 
 def test_reap_dead_letters_a_crashed_job_without_max_attempts_and_goes_on(env: Env) -> None:
     innocent, bad = jobs.Add.dispatch(a=1, b=1), jobs.Add.dispatch(a=2, b=2)
-    claimed = env.store.claim("w", 1, 2, [["default"]])
-    env.store.mark_started([(c.id, c.token) for c in claimed])
+    claimed = env.store.leasing.claim("w", 1, 2, [["default"]])
+    env.store.leasing.mark_started([(c.id, c.token) for c in claimed])
     env.client.hdel(env.keys.job(bad.id), "max_attempts")
     time.sleep(0.02)  # both leases run out
 
-    outcomes = dict(env.store.reap(max_crashes=3, queues=["default"]))
+    outcomes = dict(env.store.leasing.reap(max_crashes=3, queues=["default"]))
 
     assert outcomes == {innocent.id: "requeued", bad.id: "invalid"}
     assert "max_attempts" in _dead_invalid(env, bad.id)
@@ -102,7 +102,7 @@ def test_promote_dead_letters_a_retrying_job_it_cannot_queue(
     env.client.hset(key, "status", "retrying")
     time.sleep(0.02)
 
-    assert env.store.promote(["default"]) == (1, -1)
+    assert env.store.leasing.promote(["default"]) == (1, -1)
     assert expected in _dead_invalid(env, bad.id)
     assert innocent.status is Status.QUEUED
 
@@ -114,12 +114,12 @@ def test_claim_refuses_before_any_write_when_running_is_unusable(env: Env) -> No
     queue = env.client.zrange(env.keys.queue("default"), 0, -1)
 
     with pytest.raises(redis.ResponseError, match=f"{key} holds a string"):
-        env.store.claim("w", 30_000, 3, [["default"]])
+        env.store.leasing.claim("w", 30_000, 3, [["default"]])
 
     assert env.client.zrange(env.keys.queue("default"), 0, -1) == queue  # nothing popped
     assert {h.status for h in handles} == {Status.QUEUED}
     env.client.delete(key)
-    assert len(env.store.claim("w", 30_000, 3, [["default"]])) == 3
+    assert len(env.store.leasing.claim("w", 30_000, 3, [["default"]])) == 3
 
 
 def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbage(
@@ -129,10 +129,10 @@ def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbag
     env.client.hset(env.keys.job(bad.id), "timeout", "soon")
     env.client.set(env.keys.shard("default").dead, "garbage")
     env.client.set(env.keys.shard("default").stats, "garbage")
-    [job] = env.store.claim("w", 30_000, 2, [["default"]])
+    [job] = env.store.leasing.claim("w", 30_000, 2, [["default"]])
     assert job.id == good.id
     assert bad.status is Status.DEAD  # its own record says so; the dead set is unusable
-    assert env.store.complete(job.id, job.token, b"2", 60) is True  # counters or not
+    assert env.store.leasing.complete(job.id, job.token, b"2", 60) is True  # counters or not
 
 
 def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env: Env) -> None:
@@ -142,7 +142,7 @@ def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env:
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3, delay=60)
     with pytest.raises(redis.ResponseError, match="scheduled holds a string"):
-        env.store.promote(["default"])
+        env.store.leasing.promote(["default"])
     assert (
         env.client.keys(env.keys.shard("default").job("*")) == []
     )  # no job written without its place
@@ -152,7 +152,7 @@ def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env:
 def test_a_queue_key_of_the_wrong_type_is_skipped_by_claim(env: Env) -> None:
     good = jobs.Add.dispatch(a=1, b=1)
     env.client.set(env.keys.queue("low"), "garbage")
-    [job] = env.store.claim("w", 30_000, 2, [["low"], ["default"]])
+    [job] = env.store.leasing.claim("w", 30_000, 2, [["low"], ["default"]])
     assert job.id == good.id
 
 
@@ -183,9 +183,9 @@ def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
 
 def test_a_job_key_that_is_no_hash_reads_as_unreadable(env: Env) -> None:
     env.client.set(env.keys.job("default:odd"), "x")
-    rec = env.store.get("default:odd")
+    rec = env.store.reads.get("default:odd")
     assert rec is not None and rec.reason == DeadReason.INVALID_RECORD.value
-    [many] = env.store.get_many(["default:odd"])
+    [many] = env.store.reads.get_many(["default:odd"])
     assert many == rec
     shown = run_cli("job", "default:odd", url=env.url)
     assert "Traceback" not in shown.stderr and "InvalidRecord" in shown.stdout
@@ -203,7 +203,7 @@ def test_prefetched_jobs_that_never_started_count_no_crash_when_the_worker_dies(
     fields = [env.client.hmget(env.keys.job(h.id), "started", "lease") for h in handles]
     marked = {h.id for h, (started, lease) in zip(handles, fields, strict=True) if started == lease}
     time.sleep(1.6)  # the leases (1.5 s) run out
-    env.store.reap(max_crashes=2, queues=["default"])
+    env.store.leasing.reap(max_crashes=2, queues=["default"])
     records = [h.record for h in handles]
     assert all(r is not None for r in records)
     never_ran = [
@@ -243,7 +243,7 @@ def test_a_wake_key_of_the_wrong_type_costs_only_the_wake_up(env: Env) -> None:
     env.client.set(env.keys.wake("default"), "garbage")
     handle = jobs.Add.dispatch(a=1, b=1)
     assert handle.status is Status.QUEUED
-    assert [j.id for j in env.store.claim("w", 30_000, 1, [["default"]])] == [handle.id]
+    assert [j.id for j in env.store.leasing.claim("w", 30_000, 1, [["default"]])] == [handle.id]
 
 
 def test_params_that_are_not_utf8_dead_letter_only_their_job(env: Env) -> None:
@@ -252,7 +252,7 @@ def test_params_that_are_not_utf8_dead_letter_only_their_job(env: Env) -> None:
     raw = redis.Redis.from_url(env.url)
     try:
         raw.hset(env.keys.job(bad), "params", b'{"a": "\xff\xfe", "b": 0}')
-        claimed = env.store.claim("w", 30_000, 5, [["default"]])  # one reply, undecodable
+        claimed = env.store.leasing.claim("w", 30_000, 5, [["default"]])  # one reply, undecodable
     finally:
         raw.close()
     assert sorted(c.id for c in claimed) == sorted(h.id for h in handles if h.id != bad)
@@ -264,9 +264,9 @@ def test_params_that_are_not_utf8_dead_letter_only_their_job(env: Env) -> None:
 def test_a_job_leased_ten_times_and_never_started_is_dead_lettered(env: Env) -> None:
     handle = jobs.Add.dispatch(a=1, b=1)
     for i in range(10):
-        [job] = env.store.claim("w", 1, 1, [["default"]])
+        [job] = env.store.leasing.claim("w", 1, 1, [["default"]])
         time.sleep(0.005)
-        outcome = env.store.reap(max_crashes=2, queues=["default"])
+        outcome = env.store.leasing.reap(max_crashes=2, queues=["default"])
         assert outcome == [(job.id, "invalid" if i == 9 else "returned")]
     assert "never started" in _dead_invalid(env, handle.id)
     rec = handle.record

@@ -238,7 +238,7 @@ def ended(env: Env, job_id: str, within: float = ENDS_WITHIN) -> JobRecord:
     """The job once it reached a final state; fails if it is still active ``within``."""
 
     def final() -> JobRecord | None:
-        rec = env.store.get(job_id)
+        rec = env.store.reads.get(job_id)
         return rec if rec and rec.status in jobkit.TERMINAL_STATUSES else None
 
     what = f"job {job_id} to end (it is {env.status(job_id)})"

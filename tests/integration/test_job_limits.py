@@ -23,7 +23,7 @@ LANE = [[ALONE]]
 
 
 def _claim(env: Env, want: int = 10, lease_ms: int = 30_000) -> list[Claimed]:
-    return env.store.claim("w", lease_ms, want, LANE)
+    return env.store.leasing.claim("w", lease_ms, want, LANE)
 
 
 def _active(env: Env, job_class: type[BaseJob]) -> int:
@@ -72,9 +72,10 @@ def test_a_class_at_its_limit_is_held_back_in_place_and_others_pass(env: Env) ->
 
     # an attempt ends: its slot frees, and an idle worker of the lane is woken for it
     env.client.delete(env.keys.wake(ALONE))
-    assert env.store.complete(got[0].id, got[0].token, "null", 60)
+    assert env.store.leasing.complete(got[0].id, got[0].token, "null", 60)
     assert env.client.llen(env.keys.wake(ALONE)) >= 1
-    assert env.store.complete(got[0].id, got[0].token, "null", 60)  # sent twice: no more freed
+    # sent twice: no more freed
+    assert env.store.leasing.complete(got[0].id, got[0].token, "null", 60)
     assert _active(env, lj.Pair) == 1
     [third] = _claim(env)
     assert third.id == pairs[2].id
@@ -92,7 +93,7 @@ def test_every_end_of_an_attempt_frees_its_slot_once(env: Env) -> None:
     assert _active(env, lj.Pair) == 1
     # a lease that lapses (the worker died): the reaper ends the attempt
     time.sleep(0.3)
-    assert env.store.reap(2, [ALONE]) == [(b.id, "returned")]
+    assert env.store.leasing.reap(2, [ALONE]) == [(b.id, "returned")]
     assert _active(env, lj.Pair) == 0
     # handed back, and cancelled while running
     c, d = _claim(env)
@@ -171,7 +172,8 @@ def test_a_rate_held_claim_says_when_to_ask_again(env: Env) -> None:
     first, second = lj.Paced.dispatch(queue=ALONE), lj.Paced.dispatch(queue=ALONE)
     asked = time.monotonic()
     assert [c.id for c in _claim(env)] == [first.id]
-    assert asked < env.store._rate_due <= time.monotonic() + 0.2, env.store._rate_due - asked
+    due = env.store.leasing._rate_due
+    assert asked < due <= time.monotonic() + 0.2, due - asked
     assert second.status is Status.QUEUED
     time.sleep(0.2)
     assert [c.id for c in _claim(env)] == [second.id]

@@ -88,7 +88,7 @@ def test_job_id_is_an_idempotency_key(env: Env) -> None:
     after = {key: env.client.dump(key) for key in env.client.keys("*")}
     assert after == before  # nothing new written, nothing changed
     assert env.client.zcard(env.keys.queue("default")) == 1
-    rec = env.store.get("default:order-42")
+    rec = env.store.reads.get("default:order-42")
     assert rec is not None
     assert rec.params_json == '{"a":1,"b":2}'
 

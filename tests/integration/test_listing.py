@@ -136,7 +136,7 @@ def test_finished_entries_older_than_the_records_are_trimmed(env: Env) -> None:
     assert kept.cancel()
     shard = env.keys.shard("default")
     env.client.zadd(shard.finished, {"default:long-gone": 1000})
-    trim_finished(env.store, ["default"], 3600, env.store.now_ms())
+    trim_finished(env.store, ["default"], 3600, env.store.reads.now_ms())
     assert env.client.zrange(shard.finished, 0, -1) == [kept.id]
 
 
@@ -156,7 +156,7 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
     for h in cancelled:
         assert h.cancel()
     made += [h.id for h in cancelled]
-    wait_until(lambda: store.counts().totals.get("succeeded", 0) >= 40, 30)
+    wait_until(lambda: store.reads.counts().totals.get("succeeded", 0) >= 40, 30)
     # queued when the first page is read, run by the worker while the pages are read
     made += [
         jobs.Sleepy.dispatch(marker="m", seconds=0.05, queue=busy[i % len(busy)]).id
@@ -178,8 +178,8 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
             i += 1
             time.sleep(0.01)
 
-    checkpoint = store.now_ms()
-    before = {r.id: r.status for r in store.get_many(made) if r is not None}
+    checkpoint = store.reads.now_ms()
+    before = {r.id: r.status for r in store.reads.get_many(made) if r is not None}
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     try:
@@ -204,7 +204,7 @@ def check_paging_while_jobs_move(store: Store, queues: Sequence[str]) -> None:
     twice = [i for i in before if seen[i] > 1]
     assert not skipped, f"{len(skipped)} jobs were skipped: {skipped[:5]}"
     assert not twice, f"{len(twice)} jobs were listed twice: {twice[:5]}"
-    after = {r.id: r.status for r in store.get_many(list(before)) if r is not None}
+    after = {r.id: r.status for r in store.reads.get_many(list(before)) if r is not None}
     finished = [i for i in moved if before[i] is Status.QUEUED and after[i] is Status.SUCCEEDED]
     assert len(finished) >= 3, f"too few jobs went from queued to succeeded: {len(finished)}"
 

@@ -118,18 +118,18 @@ def test_pause_of_an_unknown_queue_is_a_clear_error(env: Env) -> None:
 
 def test_purge_asks_unless_yes_and_leaves_running_jobs(env: Env) -> None:
     jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 4)
-    [running] = env.store.claim("w1", 30_000, 1, [["default"]])
+    [running] = env.store.leasing.claim("w1", 30_000, 1, [["default"]])
 
     refused = _cli_with_input(env, "n\n", "queues", "purge", "default")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "delete its 3 ready job(s) of queue default?" in refused.stdout
-    assert env.store.queue_sizes(["default"]) == {"default": 3}
+    assert env.store.reads.queue_sizes(["default"]) == {"default": 3}
 
     out = run_cli("queues", "purge", "default", "--yes", url=env.url)
     assert out.returncode == 0, out.stderr
     assert "purged 3 ready job(s) from queue default" in out.stdout
-    assert env.store.queue_sizes(["default"]) == {"default": 0}
-    rec = env.store.get(running.id)
+    assert env.store.reads.queue_sizes(["default"]) == {"default": 0}
+    rec = env.store.reads.get(running.id)
     assert rec is not None and rec.status is Status.RUNNING
 
 

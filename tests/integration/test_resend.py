@@ -70,7 +70,7 @@ def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
 
     [job] = claimed
     assert job.id == handle.id and job.token == "1"
-    rec = env.store.get(handle.id)
+    rec = env.store.reads.get(handle.id)
     assert rec is not None and rec.status is Status.RUNNING and rec.attempts == 1
     assert env.client.hget(env.keys.job(handle.id), "lease") == "1"
     assert env.client.zcard(env.keys.queue("default")) == 0
@@ -90,25 +90,26 @@ def test_a_resent_claim_answers_with_the_jobs_it_leased(env: Env, lose_reply: Lo
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(5)])
     env.store.load_scripts()
     lose_reply(error=redis.TimeoutError("Timeout reading from socket"))
-    first = env.store.claim("w", 30_000, 3, [["default"]])  # leased 3, reply lost, sent again
+    # leased 3, reply lost, sent again
+    first = env.store.leasing.claim("w", 30_000, 3, [["default"]])
 
     assert len(first) == 3
     assert (
         env.client.zcard(env.keys.shard("default").running) == 3
     )  # no lease stranded by the lost reply
     assert {c.token for c in first} == {"1"}
-    rest = env.store.claim("w", 30_000, 10, [["default"]])
+    rest = env.store.leasing.claim("w", 30_000, 10, [["default"]])
     assert len(rest) == 2 and not {c.id for c in rest} & {c.id for c in first}
 
 
 def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: LoseReply) -> None:
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(6)])
-    [first] = env.store.claim("w", 30_000, 1, [["default"]])
+    [first] = env.store.leasing.claim("w", 30_000, 1, [["default"]])
     done = [(first.id, first.token, "1", 60)]
-    refill = env.store.send_refill(done, "w", 30_000, 2, [["default"]])
+    refill = env.store.leasing.send_refill(done, "w", 30_000, 2, [["default"]])
     lose_reply(error=redis.TimeoutError("Timeout"))  # Redis ran both; the replies never came
 
-    flags, claimed = env.store.finish_refill(refill)
+    flags, claimed = env.store.leasing.finish_refill(refill)
 
     assert flags == [True]
     assert len(claimed) == 2
@@ -122,11 +123,11 @@ def test_a_refill_whose_replies_are_lost_is_sent_again(env: Env, lose_reply: Los
 def test_outcomes_sent_twice_are_recorded_once(env: Env) -> None:
     done, failed, handed_back = (jobs.Add.dispatch(a=i, b=0) for i in range(3))
     store = env.store
-    leased = {c.id: c for c in store.claim("w", 30_000, 3, [["default"]])}
+    leased = {c.id: c for c in store.leasing.claim("w", 30_000, 3, [["default"]])}
     d, f, h = leased[done.id], leased[failed.id], leased[handed_back.id]
 
     for _ in range(2):
-        assert store.complete(d.id, d.token, b"0", 60) is True
+        assert store.leasing.complete(d.id, d.token, b"0", 60) is True
         assert store.fail(f.id, f.token, dead=False, delay_ms=0, reason="exception",
                           error_json=b"{}", ttl=60) is True  # fmt: skip
         assert store.requeue(h.id, h.token, uncount=True) is True
@@ -153,7 +154,7 @@ def test_a_call_that_must_not_run_twice_raises_when_its_reply_is_lost(
     env: Env, lose_reply: LoseReply
 ) -> None:
     handle = jobs.Add.dispatch(a=1, b=1)
-    [job] = env.store.claim("w", 30_000, 1, [["default"]])
+    [job] = env.store.leasing.claim("w", 30_000, 1, [["default"]])
     env.store.fail(job.id, job.token, dead=True, delay_ms=0, reason="exception",
                    error_json=b"{}", ttl=60)  # fmt: skip
     env.store.load_scripts()
@@ -191,13 +192,13 @@ def test_a_job_whose_hand_back_reply_is_lost_is_never_run_by_the_child(
     try:
         child = Child(jobkit.get_settings(), "w", [["default"]], write_fd, Slots(1))
         child.store = env.store
-        entries = child.link.claimed(env.store.claim("w", 30_000, 3, [["default"]]))
+        entries = child.link.claimed(env.store.leasing.claim("w", 30_000, 3, [["default"]]))
         env.store.load_scripts()
         other = _other_store(env)
         taken: list[Claimed] = []
         # the first requeue runs, its reply times out, and another worker takes the job
         lose_reply(
-            lambda: taken.extend(other.claim("w2", 30_000, 1, [["default"]])),
+            lambda: taken.extend(other.leasing.claim("w2", 30_000, 1, [["default"]])),
             error=redis.TimeoutError("Timeout reading from socket"),
         )
 

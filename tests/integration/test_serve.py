@@ -169,7 +169,7 @@ def test_a_missing_or_wrong_token_is_401_and_the_read_token_403_writing_nothing(
             assert http.get(path).status_code == 401, path
         http.close()
     assert fleet.size() == before and len(fleet.audit()) == audited
-    assert fleet.store.get(waiting.id).status is Status.QUEUED  # type: ignore[union-attr]
+    assert fleet.store.reads.get(waiting.id).status is Status.QUEUED  # type: ignore[union-attr]
     with fleet.client(READ) as reader:
         for path in READS:
             assert reader.get(path).status_code == 200, path
@@ -197,7 +197,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     assert named.status_code == 202
     dead_id = named.json()["job_id"]
     worker = start(start_worker, fleet, "default,bulkq,nightly")
-    wait_until(lambda: fleet.store.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     wait_until(lambda: admin.get("/api/jobs/default:sum-1").json()["status"] == "succeeded", 20)
 
     one = admin.get("/api/jobs/default:sum-1", params={"history": 1}).json()
@@ -211,9 +211,9 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
 
     retried = admin.post(f"/api/jobs/{dead_id}/retry")
     assert retried.status_code == 200 and retried.json()["job_id"] == dead_id
-    wait_until(lambda: fleet.store.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     assert admin.post(f"/api/dead/{dead_id}/retry").status_code == 200
-    wait_until(lambda: fleet.store.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
+    wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     withdrawn = admin.post(f"/api/jobs/{later.json()['id']}/cancel")
     assert withdrawn.status_code == 200 and withdrawn.json()["cancel"] == "cancelled"
 
@@ -224,7 +224,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     assert {q["queue"]: q["paused"] for q in admin.get("/api/queues").json()}["default"] is True
     held = jobs.Add.dispatch(a=1, b=1)
     time.sleep(0.5)
-    assert fleet.store.get(held.id).status is Status.QUEUED  # type: ignore[union-attr]
+    assert fleet.store.reads.get(held.id).status is Status.QUEUED  # type: ignore[union-attr]
     assert admin.post("/api/queues/default/purge").json() == {"queue": "default", "purged": 1}
     assert admin.post("/api/queues/default/resume").json()["changed"] is True
 
@@ -361,7 +361,7 @@ def test_a_retry_or_cancel_the_job_state_refuses_is_409(fleet: Served) -> None:
         assert admin.post(f"/api/jobs/{queued.id}/retry").status_code == 409
         assert admin.post(f"/api/dead/{queued.id}/retry").status_code == 409
         assert admin.post(f"/api/jobs/{withdrawn.id}/cancel").status_code == 409
-    assert fleet.store.get(queued.id).status is Status.QUEUED  # type: ignore[union-attr]
+    assert fleet.store.reads.get(queued.id).status is Status.QUEUED  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
@@ -374,7 +374,7 @@ def test_a_bulk_retry_of_ten_thousand_dead_jobs_after_a_dry_run(
     worker = start(start_worker, fleet, queue, concurrency=2, extra_args=("--no-log-jobs",))
 
     def all_dead() -> bool:
-        return fleet.store.counts().by_queue[queue].dead == n
+        return fleet.store.reads.counts().by_queue[queue].dead == n
 
     wait_until(all_dead, 200, interval=0.5, what=f"{n} jobs dead")
     worker.kill()  # the revived jobs stay queued, to be counted
@@ -399,8 +399,8 @@ def test_a_bulk_retry_of_ten_thousand_dead_jobs_after_a_dry_run(
     final = wait_until(finished, 120, interval=0.05, what="the bulk retry to end")
     assert final["done"] == n and final["failed"] == 0
     assert seen == sorted(seen)  # progress only grows
-    assert fleet.store.counts().by_queue[queue].dead == 0
-    assert fleet.store.queue_sizes([queue])[queue] == n
+    assert fleet.store.reads.counts().by_queue[queue].dead == 0
+    assert fleet.store.reads.queue_sizes([queue])[queue] == n
     said = [(e["action"], e["count"], e["role"]) for e in fleet.audit()[:2]]
     assert said == [("bulk retry done", n, "admin"), ("bulk retry", n, "admin")]
     purge = {"action": "purge", "queue": queue, "dry_run": True}
@@ -422,7 +422,7 @@ def test_worker_counts_move_within_a_second_of_a_jobs_end(
             handle = jobs.Add.dispatch(a=1, b=1, queue="counted")
         else:
             handle = serve_jobs.Doomed.dispatch(n=1, queue="counted")
-        ended = wait_until(lambda h=handle: fleet.store.get(h.id).finished_at, 20)  # type: ignore[union-attr]
+        ended = wait_until(lambda h=handle: fleet.store.reads.get(h.id).finished_at, 20)  # type: ignore[union-attr]
 
         def counted(want: tuple[int, int] = (expect_done, expect_failed)) -> bool:
             w = mine(reader.get("/api/workers").json())

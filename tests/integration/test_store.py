@@ -18,11 +18,11 @@ def test_a_lost_script_cache_never_strands_a_claimed_batch(env: Env) -> None:
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(6)])
     env.client.script_flush()  # as on a fresh or restarted Redis: nothing cached
     # a claim caches the claim script, but not the complete script
-    [first] = env.store.claim("w", 30_000, 1, [["default"]])
+    [first] = env.store.leasing.claim("w", 30_000, 1, [["default"]])
 
     done = [(first.id, first.token, "1", 60)]
-    flags, claimed = env.store.finish_refill(
-        env.store.send_refill(done, "w", 30_000, 2, [["default"]])
+    flags, claimed = env.store.leasing.finish_refill(
+        env.store.leasing.send_refill(done, "w", 30_000, 2, [["default"]])
     )
 
     assert flags == [True]
@@ -62,10 +62,11 @@ def test_dispatch_many_takes_any_sequence(env: Env) -> None:
 
 def test_thousands_of_jobs_claimed_and_completed_in_single_calls(env: Env) -> None:
     jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(2500)])
-    claimed = [c for _ in range(3) for c in env.store.claim("w", 30_000, 1000, [["default"]])]
+    claim = env.store.leasing.claim
+    claimed = [c for _ in range(3) for c in claim("w", 30_000, 1000, [["default"]])]
     assert len(claimed) == 2500
     assert env.client.zcard(env.keys.shard("default").running) == 2500
-    flags = env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed])  # one call
+    flags = env.store.leasing.complete_many([(c.id, c.token, "1", 60) for c in claimed])  # one call
     assert all(flags) and len(flags) == 2500
     assert env.client.zcard(env.keys.shard("default").running) == 0
 
@@ -98,8 +99,8 @@ def test_a_connection_the_server_closed_is_replaced(env: Env) -> None:
 def test_an_error_reply_is_raised_with_its_message(env: Env) -> None:
     env.client.set("plain", "x")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        env.store._wire.execute("LPUSH", "plain", "y")
-    assert env.store._wire.execute("GET", "plain") == "x"  # the connection is still in step
+        env.store.wire.execute("LPUSH", "plain", "y")
+    assert env.store.wire.execute("GET", "plain") == "x"  # the connection is still in step
 
 
 def test_dispatch_many_on_a_connection_the_server_closed(env: Env) -> None:
@@ -124,14 +125,15 @@ def test_times_scores_and_counters_are_written_as_whole_numbers(env: Env) -> Non
         priority = int(job["priority"])
         expected = -priority * 2**40 + int(job["seq"])
         assert env.client.zscore(queue, handle.id) == expected
-    claimed = env.store.claim("w", 30_000, 5, [["default"]])
+    claimed = env.store.leasing.claim("w", 30_000, 5, [["default"]])
     assert claimed[0].id == urgent.id  # the higher priority first, then FIFO
     assert [c.id for c in claimed[1:]] == [plain.id, *(h.id for h in batch)]
     for job in claimed:
         started = env.client.hget(env.keys.job(job.id), "started_at")
         assert started is not None and started.isdigit()
         assert env.client.zscore(env.keys.shard("default").running, job.id) == int(started) + 30_000
-    assert env.store.complete_many([(c.id, c.token, "1", 60) for c in claimed]) == [True] * 5
+    done = [(c.id, c.token, "1", 60) for c in claimed]
+    assert env.store.leasing.complete_many(done) == [True] * 5
     for job in claimed:
         finished = env.client.hget(env.keys.job(job.id), "finished_at")
         assert finished is not None and finished.isdigit()

@@ -52,7 +52,7 @@ def test_a_runner_thread_that_dies_takes_its_child_down_and_the_job_is_settled(
     wait_until(
         lambda: env.status("default:breaker") is Status.DEAD, timeout=30, what="the job dead"
     )
-    rec = env.store.get("default:breaker")
+    rec = env.store.reads.get("default:breaker")
     assert rec is not None
     assert rec.reason == DeadReason.CRASHED.value
     assert rec.crashes == 2  # JOBKIT_MAX_CRASHES

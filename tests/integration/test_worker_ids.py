@@ -70,13 +70,13 @@ def test_long_multibyte_ids_keep_timeouts_and_crash_counts(
         innocent = jobs.Add.dispatch(a=2, b=3)
 
         assert _wait_final(env, hang) is Status.DEAD
-        rec = env.store.get(hang)
+        rec = env.store.reads.get(hang)
         assert rec is not None and rec.started_at and rec.finished_at
         assert rec.reason == DeadReason.TIMEOUT.value
         assert (rec.finished_at - rec.started_at).total_seconds() < 3  # killed on time
 
         assert _wait_final(env, crash) is Status.DEAD
-        rec = env.store.get(crash)
+        rec = env.store.reads.get(crash)
         assert rec is not None
         assert rec.reason == DeadReason.CRASHED.value
         assert rec.crashes == 2  # JOBKIT_MAX_CRASHES: counted, not looping
@@ -112,13 +112,13 @@ def test_ids_and_names_with_newlines_tabs_and_odd_text(env: Env, start_worker: S
 
     for i, weird in enumerate(WEIRD):
         assert _wait_final(env, f"default:{weird}-{i}") is Status.SUCCEEDED
-        rec = env.store.get(f"default:{weird}-{i}")
+        rec = env.store.reads.get(f"default:{weird}-{i}")
         assert rec is not None and rec.result == i + 1
         assert _wait_final(env, f"default:name-{i}") is Status.DEAD
-        rec = env.store.get(f"default:name-{i}")
+        rec = env.store.reads.get(f"default:name-{i}")
         assert rec is not None and rec.reason == DeadReason.UNKNOWN_JOB.value
     assert _wait_final(env, "default:a slow\none") is Status.DEAD  # its timeout enforced
-    rec = env.store.get("default:a slow\none")
+    rec = env.store.reads.get("default:a slow\none")
     assert rec is not None and rec.reason == DeadReason.TIMEOUT.value
 
     assert jobs.Add.dispatch(a=20, b=22).result(timeout=10) == 42

@@ -18,16 +18,16 @@ def _heartbeat(env: Env, job_id: str, token: str) -> int:
 
 def test_heartbeat_codes(env: Env) -> None:
     handle = jobs.Add.dispatch(a=1, b=1)
-    [first] = env.store.claim("w", 1500, 1, [["default"]])
+    [first] = env.store.leasing.claim("w", 1500, 1, [["default"]])
     assert _heartbeat(env, handle.id, first.token) == 1
-    assert env.store.complete(first.id, first.token, b"2", 60)
+    assert env.store.leasing.complete(first.id, first.token, b"2", 60)
     assert _heartbeat(env, handle.id, first.token) == 2  # ended under this lease: no loss
-    assert env.store.heartbeat(1500, [(handle.id, first.token)]) == [Lease.ENDED]
+    assert env.store.leasing.heartbeat(1500, [(handle.id, first.token)]) == [Lease.ENDED]
 
     again = jobs.Add.dispatch(a=1, b=2)
-    [claimed] = env.store.claim("w", 1500, 1, [["default"]])
+    [claimed] = env.store.leasing.claim("w", 1500, 1, [["default"]])
     assert env.store.requeue(claimed.id, claimed.token, uncount=False)
-    [retaken] = env.store.claim("w", 1500, 1, [["default"]])
+    [retaken] = env.store.leasing.claim("w", 1500, 1, [["default"]])
     assert retaken.id == again.id
     assert _heartbeat(env, again.id, claimed.token) == 0  # another attempt holds it: lost
     assert _heartbeat(env, again.id, retaken.token) == 1

@@ -136,7 +136,7 @@ class Broadcaster:
             workers = live_workers(store)
             recent = list_jobs(store, JobQuery(limit=RECENT))
             ids = sorted(watched)
-            records = dict(zip(ids, store.get_many(ids), strict=True))
+            records = dict(zip(ids, store.reads.get_many(ids), strict=True))
             return Snapshot(time.time(), seen, workers, recent, throughput.series(), records)
         except UNAVAILABLE as exc:
             log.warning("dashboard: Redis out of reach: %s", exc)

@@ -71,7 +71,7 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
             statuses = parse_statuses(status)
             since_ms = None
             if since and not cursor:
-                since_ms = parse_since(since, local_ms if archived else store.now_ms)
+                since_ms = parse_since(since, local_ms if archived else store.reads.now_ms)
             query = JobQuery(statuses, (queue,) if queue else (), name or None, since_ms, PAGE,
                              cursor or None)  # fmt: skip
             page = list_page(query, None if archived else store, archived=bool(archived))
@@ -83,7 +83,7 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
         return dash.page(request, "jobs.html", "jobs", "Jobs",
                          live=("recent",) if live_list else (), f=f, error=error,
                          jobs=views.rows(page), filtered=filtered, live_list=live_list,
-                         statuses=[s.value for s in LISTABLE], queue_names=store.queues(),
+                         statuses=[s.value for s in LISTABLE], queue_names=store.reads.queues(),
                          ages=views.AGES, at_label=_AT.get(kind, "Created"),
                          order_note=_order_note(bool(archived), kind),
                          next_url=_next(dash.prefix, "/jobs", f, page))  # fmt: skip
@@ -131,10 +131,11 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
             page = list_page(query, store)
         except (InvalidQuery, UnknownQueue) as exc:
             error = str(exc)
-        total = store.counts().dead
+        total = store.reads.counts().dead
         return dash.page(request, "dead.html", "dead", "Dead", f=f, error=error, total=total,
                          jobs=views.rows(page), selectable=True, at_label="Died",
-                         queue_names=store.queues(), empty="No dead job: nothing failed for good.",
+                         queue_names=store.reads.queues(),
+                         empty="No dead job: nothing failed for good.",
                          next_url=_next(dash.prefix, "/dead", f, page))  # fmt: skip
 
     @api.get("/search", response_class=HTMLResponse)
