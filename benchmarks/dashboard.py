@@ -48,7 +48,7 @@ JOBS_MODULE = "tests.support.dash_jobs"
 def fill_redis(url: str, n: int, env: dict[str, str]) -> list[str]:
     """``n`` jobs: 40 % ready, 40 % succeeded, 20 % dead. Returns some of their ids."""
     import jobkit
-    from tests import dash_jobs
+    from tests.support import dash_jobs
 
     jobkit.configure(redis_url=url)
     ready, done, dead = int(n * 0.4), int(n * 0.4), n - int(n * 0.4) * 2

@@ -358,6 +358,8 @@ def test_a_params_field_or_alias_named_like_an_option_fails_the_class_definition
     with pytest.raises(TypeError, match="delay"):
 
         class Clash(BaseJob):
+            name = "tests.Clash"  # the default, from this module's path, is too long
+
             class Params(BaseModel):
                 delay_s: float = pydantic.Field(alias="delay")
 

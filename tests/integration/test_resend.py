@@ -64,7 +64,7 @@ def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
     env.store.load_scripts()  # so the reply lost is the enqueue's, not a NOSCRIPT
     worker = _other_store(env)
     claimed: list[Claimed] = []
-    lose_reply(lambda: claimed.extend(worker.claim("w1", 30_000, 1, [["default"]])))
+    lose_reply(lambda: claimed.extend(worker.leasing.claim("w1", 30_000, 1, [["default"]])))
 
     handle = jobs.Add.dispatch(a=1, b=2)  # sent, claimed by w1, its reply lost, sent again
 
@@ -74,7 +74,7 @@ def test_a_resent_dispatch_never_resets_a_job_a_worker_claimed(
     assert rec is not None and rec.status is Status.RUNNING and rec.attempts == 1
     assert env.client.hget(env.keys.job(handle.id), "lease") == "1"
     assert env.client.zcard(env.keys.queue("default")) == 0
-    assert worker.claim("w2", 30_000, 1, [["default"]]) == []  # nothing for a second worker
+    assert worker.leasing.claim("w2", 30_000, 1, [["default"]]) == []  # nothing for a second worker
 
 
 def test_a_resent_dispatch_many_creates_each_job_once(env: Env, lose_reply: LoseReply) -> None:
@@ -217,7 +217,7 @@ def test_a_job_whose_hand_back_reply_is_lost_is_never_run_by_the_child(
 def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: LoseReply) -> None:
     from jobkit.cron import collect
     from jobkit.ops.schedules import find_schedule, run_schedule_now
-    from tests import sched_jobs
+    from tests.support import sched_jobs
 
     bound = find_schedule(collect([sched_jobs.TickSkip]), "tests.support.sched_jobs.TickSkip#eu")
     env.store.load_scripts()
@@ -225,7 +225,8 @@ def test_a_resent_run_now_creates_one_job_counted_once(env: Env, lose_reply: Los
     worker = _other_store(env)
     claimed: list[Claimed] = []
     # it runs, a worker claims the job, the reply is lost: sent again, it finds the job
-    lose_reply(lambda: claimed.extend(worker.claim("w1", 30_000, 1, [[sched_jobs.CRON_QUEUE]])))
+    lanes = [[sched_jobs.CRON_QUEUE]]
+    lose_reply(lambda: claimed.extend(worker.leasing.claim("w1", 30_000, 1, lanes)))
 
     job_id = run_schedule_now(env.store, bound)
 
@@ -243,7 +244,7 @@ def test_a_resent_pause_or_resume_changes_the_schedule_once(
 ) -> None:
     from jobkit.cron import collect
     from jobkit.ops.schedules import find_schedule, pause_schedule, resume_schedule
-    from tests import sched_jobs
+    from tests.support import sched_jobs
 
     bound = find_schedule(collect([sched_jobs.TickOnce]), "tests.support.sched_jobs.TickOnce")
     key = env.keys.shard(sched_jobs.CRON_QUEUE).schedule(bound.key)

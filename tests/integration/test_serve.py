@@ -51,7 +51,7 @@ class Served:
         hashes, the queue registry and the audit log. (The number of keys moves by
         itself: a stopped worker's registry entry expires.)"""
         s = self.store
-        queues = s.queues()
+        queues = s.reads.queues()
         pipe = s.redis.pipeline(transaction=False)
         for q in queues:
             pipe.xlen(s.keys.shard(q).events)
