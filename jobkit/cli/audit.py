@@ -17,7 +17,7 @@ from jobkit.cli.common import (
     typer_app,
 )
 from jobkit.connection import get_store
-from jobkit.ops.audit import audit_entries
+from jobkit.ops.audit import audit_entries, audit_page
 
 app = typer_app()
 
@@ -35,10 +35,10 @@ def audit(
     """Every write made through the HTTP API (retry, cancel, pause, purge, run now, bulk
     actions), newest first: when, which role, what, on what, how many jobs."""
     connect(redis_url, prefix)
-    entries = audit_entries(get_store(), limit, before)
     if as_json:
-        print_json([e.as_dict() for e in entries])
+        print_json(audit_page(get_store(), limit, before))
         return
+    entries = audit_entries(get_store(), limit, before)
     if not entries:
         console.print("no writes recorded")
         return

@@ -90,14 +90,7 @@ def info(
     seen = overview(store)
     views, fleet = seen.queues, seen.fleet
     if as_json:
-        print_json(
-            {
-                "queues": seen.lanes,
-                **seen.counts.as_dict(),
-                "overview": {v.queue: v.as_dict() for v in views},
-                "fleet": fleet,
-            }
-        )
+        print_json(seen.as_dict())  # one shape with GET /stats
         return
     console.print(_table(views, fleet))
     totals = ", ".join(f"{k} {v}" for k, v in sorted(fleet["totals"].items()))

@@ -23,6 +23,7 @@ from jobkit.ops.jobs import (
     cancel_job,
     events_of,
     find_job,
+    job_document,
 )
 
 app = typer_app()
@@ -67,22 +68,18 @@ def job(
         else:
             console.print(f"job {job_id}: unknown")
         raise typer.Exit(1)
-    if rec.source is Source.ARCHIVE:
-        _show_archived(rec, attempts_of(rec), as_json)
+    if as_json:  # one shape with GET /jobs/{id}?history=1
+        print_json(job_document(store, rec, history=True))
         return
-    history = events_of(store, rec)
-    if as_json:
-        print_json({**rec.as_dict(), "history": [e.as_dict() for e in history]})
+    if rec.source is Source.ARCHIVE:
+        _show_archived(rec, attempts_of(rec))
         return
     show_record(rec, False)
-    show_history(history)
+    show_history(events_of(store, rec))
 
 
-def _show_archived(rec: JobRecord, attempts: list[ArchivedAttempt], as_json: bool) -> None:
+def _show_archived(rec: JobRecord, attempts: list[ArchivedAttempt]) -> None:
     """A job read from the history archive, and its archived attempts."""
-    if as_json:
-        print_json({**rec.as_dict(), "attempts_archived": [a.as_dict() for a in attempts]})
-        return
     console.print(
         f"job {rec.id}: from the history archive (Redis no longer holds it)", soft_wrap=True
     )

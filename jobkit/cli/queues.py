@@ -17,6 +17,7 @@ from jobkit.cli.common import (
     typer_app,
 )
 from jobkit.connection import get_store
+from jobkit.ops.overview import queue_rows
 from jobkit.ops.queues import Queues
 
 app = typer_app(help="Queues: sizes and state; pause, resume, purge.", invoke_without_command=True)
@@ -37,10 +38,10 @@ def queues(
     if ctx.invoked_subcommand is not None:
         return
     connect(redis_url, prefix)
-    states = Queues(get_store()).states()
-    if as_json:
-        print_json([s.as_dict() for s in states])
+    if as_json:  # one shape with GET /queues
+        print_json(queue_rows(get_store()))
         return
+    states = Queues(get_store()).states()
     table = Table("queue", "state", "ready", "running", "scheduled", "dead", title="queues")
     for s in states:
         table.add_row(

@@ -19,7 +19,14 @@ from jobkit.cli.common import (
     typer_app,
 )
 from jobkit.connection import get_settings, get_store
-from jobkit.ops.workers import CurrentJob, WorkerInfo, live_workers, prune_workers, worker_jobs
+from jobkit.ops.workers import (
+    CurrentJob,
+    WorkerInfo,
+    live_workers,
+    prune_workers,
+    worker_jobs,
+    worker_view,
+)
 
 app = typer_app(
     help="Live workers: where they run, what they run now, what they have done.",
@@ -128,10 +135,13 @@ def show(
     """The last jobs worker NAME ran (id, class, outcome, duration, when), newest first;
     also after it stopped, for as long as the events are kept (JOBKIT_EVENTS_MAX_AGE)."""
     connect(redis_url, prefix)
-    done = worker_jobs(get_store(), name, limit)
-    if as_json:
-        print_json([e.as_dict() for e in done])
+    if as_json:  # one shape with GET /workers/{name}
+        view = worker_view(get_store(), name, limit)
+        print_json(view or {"name": name, "live": None, "jobs": []})
+        if view is None:
+            raise typer.Exit(1)
         return
+    done = worker_jobs(get_store(), name, limit)
     if not done:
         console.print(f"worker {name}: no jobs in the events kept")
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ who (the role), what, on what, how many jobs, when. Kept in Redis, capped at abo
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobkit.backend.audit import AuditEntry, AuditLog
 from jobkit.connection import get_settings
@@ -14,7 +14,7 @@ from jobkit.errors import InvalidQuery
 if TYPE_CHECKING:
     from jobkit.backend.store import Store
 
-__all__ = ["AuditEntry", "audit_entries", "record"]
+__all__ = ["AuditEntry", "audit_entries", "audit_page", "record"]
 
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 MAX_LIMIT = 1000
@@ -42,3 +42,15 @@ def audit_entries(store: Store, limit: int = 100, before: str | None = None) -> 
     if before is not None and not _ENTRY_ID.match(before):
         raise InvalidQuery(f"before: {before[:40]!r} is not an entry id (like 1733540000000-0)")
     return AuditLog(store).entries(limit, before)
+
+
+def audit_page(store: Store, limit: int = 100, before: str | None = None) -> dict[str, Any]:
+    """The one JSON shape of ``jobkit audit --json`` and ``GET /audit``: ``{"entries":
+    [newest first], "next_before": the id to pass as ``before`` for the next page, or
+    None when this page is the last}``."""
+    entries = audit_entries(store, limit, before)
+    more = len(entries) == limit
+    return {
+        "entries": [e.as_dict() for e in entries],
+        "next_before": entries[-1].id if entries and more else None,
+    }

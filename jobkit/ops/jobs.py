@@ -158,6 +158,16 @@ def job_history(store: Store, record: JobRecord) -> dict[str, Any]:
     return {"history": [e.as_dict() for e in events_of(store, record)]}
 
 
+def job_document(store: Store, record: JobRecord, history: bool = False) -> dict[str, Any]:
+    """The one JSON shape of a job (``jobkit job --json``, ``GET /jobs/{id}``, and each
+    job of a listing without ``history``): its record (``id``, ``status``, ``source``:
+    redis or archive, ...) and, with ``history``, :func:`job_history`'s key."""
+    view = record.as_dict()
+    if history:
+        view.update(job_history(store, record))
+    return view
+
+
 def retry_job(store: Store, job_id: str) -> JobRecord:
     """Send a dead job back to its queue with a fresh attempt budget, or a retrying one
     back now (see revive.lua); the job as it is now. Raises :class:`JobNotFound` for an

@@ -47,6 +47,7 @@ class QueueView:
     workers: list[str] = field(default_factory=list)
     archive_lag: int | None = None  # events not archived yet; None: no archiver reads it
     archive_lost: bool = False  # events trimmed before an archiver read them
+    totals: dict[str, int] = field(default_factory=dict)  # its lifetime outcomes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +62,18 @@ class Overview:
     fleet: dict[str, Any]
     lanes: dict[str, int | None]
     counts: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        """The one JSON shape of ``jobkit info --json`` and ``GET /stats`` (docs/json.md):
+        ``{"queues": [one per queue], "lanes": {lane: ready}, "fleet": {totals of every
+        queue}, "problems": [unreadable keys]}``."""
+        fleet = {k: v for k, v in self.fleet.items() if k != "problems"}
+        return {
+            "queues": [v.as_dict() for v in self.queues],
+            "lanes": self.lanes,
+            "fleet": fleet,
+            "problems": self.fleet["problems"],
+        }
 
 
 PerMinute = Callable[[str], dict[str, dict[str, float]]]
@@ -111,6 +124,7 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
                 workers=sorted(serving.get(state.queue, [])),
                 archive_lag=lag[state.queue].behind if state.queue in lag else None,
                 archive_lost=state.queue in lag and lag[state.queue].lost,
+                totals=dict(own.totals) if (own := counts.by_queue.get(state.queue)) else {},
             )
         )
     fleet = {
@@ -127,6 +141,20 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
         "problems": counts.problems + problems,
     }
     return Overview(views, fleet, sizes, counts)
+
+
+def queue_rows(store: Store) -> list[dict[str, Any]]:
+    """The one JSON shape of ``jobkit queues --json`` and ``GET /queues``: every queue,
+    its ready, running, scheduled and dead jobs, paused or not, and how long the job next
+    in line has waited (s; None with nothing waiting)."""
+    now_ms = store.reads.now_ms()
+    heads = queue_heads(store, store.reads.known_lanes())
+    rows = []
+    for state in Queues(store).states():
+        head = heads.get(state.queue)
+        waited = None if head is None else max(0.0, (now_ms - head) / 1000)
+        rows.append({**state.as_dict(), "next_waited_s": waited})
+    return rows
 
 
 def queue_heads(store: Store, lanes: list[str]) -> dict[str, int]:

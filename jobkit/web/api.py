@@ -6,7 +6,7 @@ FastAPI app, or ``jobkit serve``, which mounts it at ``/api``::
     POST /jobs                 {"name", "params", "queue"?, "priority"?, "delay"?, "at"?,
                                "job_id"?}                             -> 202 {"id", "status"}
     POST /jobs/{name}          body: the job's params; options in the query -> 202
-                               {"job_id", "status"}
+                               {"id", "status"}
     GET  /jobs                 ?status=queued,dead&queue=q&name=Class&since=10m&limit=20
                                &cursor=...; ?archived=1: the history archive
                                -> {"jobs": [...], "next_cursor"}
@@ -49,7 +49,7 @@ from jobkit.ops.jobs import (
     cancel_job,
     dispatch_job,
     find_job,
-    job_history,
+    job_document,
     list_page,
     local_ms,
     page_as_dict,
@@ -108,15 +108,12 @@ class BulkBody(BaseModel):
 
 def job_view(store: Store, job_id: str, history: bool = False) -> dict[str, Any]:
     """The public JSON view of one job, from Redis or else from the history archive
-    (``source`` says which), its id as ``job_id``; :class:`JobNotFound` for an unknown id."""
+    (``source`` says which; the shape: :func:`~jobkit.ops.jobs.job_document`); a 404 for
+    an unknown id."""
     rec = find_job(store, job_id)
     if rec is None:  # said as a status too, so a poller reads "unknown", never "pending"
-        raise HTTPException(404, {"job_id": job_id, "status": Status.UNKNOWN.value})
-    view = rec.as_dict()
-    view["job_id"] = view.pop("id")
-    if history:
-        view.update(job_history(store, rec))
-    return view
+        raise HTTPException(404, {"id": job_id, "status": Status.UNKNOWN.value})
+    return job_document(store, rec, history)
 
 
 def _queues(queue: list[str] | str | None) -> tuple[str, ...]:
@@ -147,7 +144,7 @@ def dispatch_params(
 ) -> dict[str, Any]:
     """:meth:`BaseJob.dispatch_params`, each refusal as its HTTP error (413 for params over
     the size limit, 422 for the rest: see :mod:`jobkit.web.errors`), for routes of your
-    own as well. Returns ``{"job_id", "status"}``."""
+    own as well. Returns ``{"id", "status"}``."""
     try:
         handle = cls.dispatch_params(params, store=store or get_store(), **options)
     except Exception as exc:
@@ -155,7 +152,7 @@ def dispatch_params(
         if code is None:
             raise
         raise HTTPException(code, detail_of(exc)) from None
-    return {"job_id": handle.id, "status": handle.status.value}
+    return {"id": handle.id, "status": handle.status.value}
 
 
 async def dispatch_request(
@@ -235,7 +232,7 @@ def router(
             params = read_json(body)
             handle = dispatch_job(name, params, _store(), allowed, delay=delay, queue=queue,
                                   priority=priority, job_id=job_id)  # fmt: skip
-            return {"job_id": handle.id, "status": handle.status.value}
+            return {"id": handle.id, "status": handle.status.value}
 
         return await run_in_threadpool(send)
 
@@ -276,9 +273,7 @@ def router(
     def retry(job_id: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:
         rec = retry_job(_store(), job_id)
         audit(request, role, "retry", job_id, 1)
-        view = rec.as_dict()
-        view["job_id"] = view.pop("id")
-        return view
+        return rec.as_dict()
 
     fleet.add_routes(api, _store, audit)
     return api

@@ -16,12 +16,12 @@ from jobkit.connection import describe_failure
 from jobkit.cron import BoundSchedule, collect
 from jobkit.models import Status
 from jobkit.ops import UNAVAILABLE, Store
-from jobkit.ops.audit import audit_entries
+from jobkit.ops.audit import audit_page
 from jobkit.ops.dead import dead_jobs
 from jobkit.ops.jobs import retry_job
 from jobkit.ops.metrics import CONTENT_TYPE as METRICS_TYPE
 from jobkit.ops.metrics import render as metrics_text
-from jobkit.ops.overview import queue_heads
+from jobkit.ops.overview import overview, queue_rows
 from jobkit.ops.queues import Queues
 from jobkit.ops.schedules import (
     find_schedule,
@@ -30,7 +30,6 @@ from jobkit.ops.schedules import (
     run_schedule_now,
     schedule_rows,
 )
-from jobkit.ops.stats import stats
 from jobkit.ops.workers import live_workers, worker_view
 from jobkit.web.auth import Role, reader, writer
 
@@ -46,19 +45,6 @@ class Audit(Protocol):
 def schedules() -> list[BoundSchedule]:
     """Every cron schedule of the job classes this process registered (``-A``)."""
     return collect(list(registry.registered().values()))
-
-
-def queue_rows(store: Store) -> list[dict[str, Any]]:
-    """Every queue: ready, running, scheduled and dead jobs, paused or not, and how long
-    the job next in line has waited (s; None with nothing waiting)."""
-    now_ms = store.reads.now_ms()
-    heads = queue_heads(store, store.reads.known_lanes())
-    rows = []
-    for state in Queues(store).states():
-        head = heads.get(state.queue)
-        waited = None if head is None else max(0.0, (now_ms - head) / 1000)
-        rows.append({**state.as_dict(), "next_waited_s": waited})
-    return rows
 
 
 def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> None:
@@ -78,7 +64,7 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
 
     @api.get("/stats")
     def stats_view(role: Role = Depends(reader)) -> dict[str, Any]:
-        return stats(store_of())
+        return overview(store_of()).as_dict()
 
     @api.get("/metrics", response_class=Response)
     def metrics(role: Role = Depends(reader)) -> Response:
@@ -155,9 +141,7 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
             raise HTTPException(409, f"job {job_id} is not dead ({rec.status.value})")
         revived = retry_job(s, job_id)
         audit(request, role, "retry", job_id, 1)
-        view = revived.as_dict()
-        view["job_id"] = view.pop("id")
-        return view
+        return revived.as_dict()
 
     @api.get("/audit")
     def audit_log(
@@ -165,7 +149,4 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
         before: str | None = None,
         role: Role = Depends(reader),
     ) -> dict[str, Any]:
-        entries = audit_entries(store_of(), limit, before)
-        more = len(entries) == limit
-        return {"entries": [e.as_dict() for e in entries],
-                "next_before": entries[-1].id if entries and more else None}  # fmt: skip
+        return audit_page(store_of(), limit, before)

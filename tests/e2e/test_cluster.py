@@ -113,8 +113,8 @@ def test_three_queues_live_on_three_masters(cenv: ClusterEnv, start_worker: Star
     info = run_cli("info", "--json", url=cenv.url)
     assert info.returncode == 0, info.stderr
     shown = orjson.loads(info.stdout)
-    assert shown["queues"] == {q: 0 for q in cenv.queues}
-    assert shown["scheduled"] == 3
+    assert shown["lanes"] == {q: 0 for q in cenv.queues}
+    assert shown["fleet"]["scheduled"] == 3
     assert cenv.stats()["succeeded"] == 3
 
 
@@ -270,13 +270,15 @@ def test_events_and_views_on_a_cluster(cenv: ClusterEnv, start_worker: StartWork
         ("running", "retrying"),
         ("running", "succeeded"),
     ]
-    done = orjson.loads(run_cli("workers", "show", worker.name, "--json", url=cenv.url).stdout)
+    shown = run_cli("workers", "show", worker.name, "--json", url=cenv.url).stdout
+    done = orjson.loads(shown)["jobs"]
     assert {e["id"] for e in done} == {h.id for h in handles} | {flaky.id}
     assert {e["queue"] for e in done} == set(cenv.queues)
     info = orjson.loads(run_cli("info", "--json", url=cenv.url).stdout)
     for queue in cenv.queues:
-        assert info["overview"][queue]["per_minute"]["done"]["1m"] >= 1
-        assert info["overview"][queue]["workers"] == [worker.name]
+        [view] = [q for q in info["queues"] if q["queue"] == queue]
+        assert view["per_minute"]["done"]["1m"] >= 1
+        assert view["workers"] == [worker.name]
 
 
 def test_a_process_started_during_a_failover_waits_for_the_new_master(

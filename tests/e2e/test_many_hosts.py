@@ -160,11 +160,11 @@ class Fleet:
     workers: dict[int, HostWorker]
 
     def totals(self) -> dict[str, Any]:
-        """``jobkit info --json``: what Redis holds now and its lifetime totals."""
+        """``jobkit info --json``'s fleet: what Redis holds now and its lifetime totals."""
         done = run_cli("info", "--json", url=self.endpoint.url)
         assert done.returncode == 0, done.stderr
-        info: dict[str, Any] = orjson.loads(done.stdout)
-        return info
+        fleet: dict[str, Any] = orjson.loads(done.stdout)["fleet"]
+        return fleet
 
 
 @pytest.fixture

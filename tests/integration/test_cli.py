@@ -17,9 +17,9 @@ def test_info_counts_ready_scheduled_and_done_jobs(env: Env) -> None:
     out = run_cli("info", "--json", url=env.url)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["queues"] == {"default": 3, "other": 1}
-    assert info["scheduled"] == 1
-    assert info["running"] == 0
+    assert info["lanes"] == {"default": 3, "other": 1}
+    assert info["fleet"]["scheduled"] == 1
+    assert info["fleet"]["running"] == 0
 
 
 def test_workers_shows_what_a_worker_runs_now(env: Env, start_worker: StartWorker) -> None:

@@ -106,13 +106,15 @@ def test_a_worker_s_last_jobs_are_shown_after_it_stopped(
 
     out = run_cli("workers", "show", worker.name, "--json", url=env.url)
     assert out.returncode == 0, out.stderr
-    shown = orjson.loads(out.stdout)
+    view = orjson.loads(out.stdout)
+    assert view["name"] == worker.name and view["live"] is None  # it stopped
+    shown = view["jobs"]
     assert shown[0]["id"] == failing.id and shown[0]["to"] == "dead"
     assert shown[0]["class"] == "tests.support.jobs.NeedsFlag"
     assert {e["id"] for e in shown if e["to"] == "succeeded"} == {h.id for h in handles}
     assert all(e["duration_ms"] is not None and e["at"] for e in shown)
     limited = orjson.loads(run_cli("workers", "show", worker.name, "-n", "2", "--json",
-                                   url=env.url).stdout)  # fmt: skip
+                                   url=env.url).stdout)["jobs"]  # fmt: skip
     assert len(limited) == 2
     unknown = run_cli("workers", "show", "no-such-worker", url=env.url)
     assert unknown.returncode == 1 and "no jobs" in unknown.stdout
@@ -131,7 +133,8 @@ def test_info_shows_each_queue_in_detail(env: Env, start_worker: StartWorker) ->
     out = run_cli("info", "--json", url=env.url)
     assert out.returncode == 0, out.stderr
     shown = orjson.loads(out.stdout)
-    default, idle = shown["overview"]["default"], shown["overview"]["idle"]
+    by_queue = {q["queue"]: q for q in shown["queues"]}
+    default, idle = by_queue["default"], by_queue["idle"]
     assert default["ready"] == 0 and default["scheduled"] == 1 and default["dead"] == 1
     assert default["retrying"] == 0 and default["paused"] is False
     assert default["per_minute"]["done"] == {"1m": 6, "5m": 1.2, "15m": 0.4}
@@ -149,7 +152,7 @@ def test_retrying_jobs_are_told_from_delayed_ones(env: Env, start_worker: StartW
     slow_retry = jobs.Later.dispatch(times_key="lt", retry_in=30)
     wait_until(lambda: env.status(slow_retry.id).value == "retrying", timeout=20)
     jobs.Add.dispatch(a=1, b=1, delay=120)
-    shown = orjson.loads(run_cli("info", "--json", url=env.url).stdout)["overview"]["default"]
+    [shown] = orjson.loads(run_cli("info", "--json", url=env.url).stdout)["queues"]
     assert (shown["scheduled"], shown["retrying"]) == (1, 1)
 
 

@@ -170,7 +170,7 @@ def test_cli_reports_unreadable_keys_instead_of_crashing(env: Env) -> None:
     assert info.returncode == 0, info.stderr
     assert "unreadable" in info.stdout and env.keys.shard("default").running in info.stdout
     as_json = orjson.loads(run_cli("info", "--json", url=env.url).stdout)
-    assert as_json["running"] is None and as_json["queues"] == {"default": 1}
+    assert as_json["fleet"]["running"] is None and as_json["lanes"] == {"default": 1}
 
     workers = run_cli("workers", url=env.url)
     assert workers.returncode == 2 and "Traceback" not in workers.stderr + workers.stdout

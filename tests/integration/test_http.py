@@ -22,7 +22,7 @@ def test_post_a_job_then_poll_it_to_its_result(env: Env, start_worker: StartWork
 
     created = http.post("/jobs", json={"payload": {"x": 1}})
     assert created.status_code == 202
-    job_id = created.json()["job_id"]
+    job_id = created.json()["id"]
     # an idle worker may already have picked it up: status is read live
     assert created.json()["status"] in {Status.QUEUED.value, Status.RUNNING.value}
 
@@ -57,9 +57,9 @@ def test_named_dispatch_dead_letters_and_retry_over_http(env: Env) -> None:
     created = http.post("/jobs/jobs_example.Add", json={"a": 1, "b": 2}, params={"delay": 60})
     assert created.status_code == 202
     assert created.json()["status"] == Status.SCHEDULED.value
-    assert http.get("/stats").json()["scheduled"] == 1
+    assert http.get("/stats").json()["fleet"]["scheduled"] == 1
     assert http.get("/dead").json() == []
-    assert http.post(f"/dead/{created.json()['job_id']}/retry").status_code == 409
+    assert http.post(f"/dead/{created.json()['id']}/retry").status_code == 409
 
 
 # -- bad input is 4xx, never 500, and writes nothing -----------------------------------------
@@ -133,7 +133,7 @@ def test_params_that_keep_extra_keys_may_be_named_like_options(env: Env, api: Te
     response = api.post("/jobs/tests.support.jobs.Loose", json={"delay": 60, "queue": "x"})
     assert response.status_code == 202, response.text
     assert response.json()["status"] == Status.QUEUED.value  # the param did not delay it
-    assert api.get(f"/jobs/{response.json()['job_id']}").json()["params"] == {
+    assert api.get(f"/jobs/{response.json()['id']}").json()["params"] == {
         "label": "",
         "delay": 60,
         "queue": "x",
@@ -173,7 +173,7 @@ def test_a_good_request_with_every_option(env: Env, api: TestClient) -> None:
         delay=30, queue="other", priority=5, job_id="order-42:v1",
     )  # fmt: skip
     assert response.status_code == 202, response.text
-    assert response.json() == {"job_id": "other:order-42:v1", "status": Status.SCHEDULED.value}
+    assert response.json() == {"id": "other:order-42:v1", "status": Status.SCHEDULED.value}
     view = api.get("/jobs/other:order-42:v1").json()
     assert (view["queue"], view["priority"], view["params"]) == ("other", 5, {"a": 1, "b": 2})
     empty = _post(api, "/jobs/tests.support.jobs.Loose", b"")  # no body: no params

@@ -94,6 +94,7 @@ def test_pause_stops_claims_dispatch_still_works_and_resume_restarts(
     assert env.client.lrange("ops-paused", 0, -1) == []
     assert handle.status is Status.QUEUED
     [state] = _json("queues", env=env)
+    assert state.pop("next_waited_s") >= 1.0  # it waits while the queue is paused
     assert state == {
         "queue": "default",
         "ready": 1,

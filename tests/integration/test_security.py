@@ -238,7 +238,7 @@ def exercise(
         outputs = []
         text, info = _cli_ok("info", url=url)
         outputs.append(text)
-        assert isinstance(info, dict) and info["queues"].get(sched_jobs.CRON_QUEUE, 0) > 0
+        assert isinstance(info, dict) and info["lanes"].get(sched_jobs.CRON_QUEUE, 0) > 0
         text, shown = _cli_ok("job", now.id, url=url)
         outputs.append(text)
         assert isinstance(shown, dict) and shown["result"] == 42

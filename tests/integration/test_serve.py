@@ -195,7 +195,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     assert at.json()["status"] == "scheduled"
     named = admin.post("/api/jobs/tests.support.serve_jobs.Doomed", json={"n": 7})
     assert named.status_code == 202
-    dead_id = named.json()["job_id"]
+    dead_id = named.json()["id"]
     worker = start(start_worker, fleet, "default,bulkq,nightly")
     wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     wait_until(lambda: admin.get("/api/jobs/default:sum-1").json()["status"] == "succeeded", 20)
@@ -210,7 +210,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     assert [j["id"] for j in admin.get("/api/dead").json()] == [dead_id]
 
     retried = admin.post(f"/api/jobs/{dead_id}/retry")
-    assert retried.status_code == 200 and retried.json()["job_id"] == dead_id
+    assert retried.status_code == 200 and retried.json()["id"] == dead_id
     wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
     assert admin.post(f"/api/dead/{dead_id}/retry").status_code == 200
     wait_until(lambda: fleet.store.reads.get(dead_id).status is Status.DEAD, 20)  # type: ignore[union-attr]
@@ -248,7 +248,7 @@ def test_every_route_with_the_admin_token_and_each_write_audited(
     assert row["last_job"] == ran["job_id"]
     assert admin.post(f"/api/schedules/{key}/resume").json()["changed"] is True
     stats = admin.get("/api/stats").json()
-    assert stats["dead"] == 1 and stats["totals"]["succeeded"] >= 2
+    assert stats["fleet"]["dead"] == 1 and stats["fleet"]["totals"]["succeeded"] >= 2
 
     said = [(e["action"], e["target"], e["count"], e["role"]) for e in fleet.audit()][::-1]
     assert said == [
