@@ -6,7 +6,7 @@ body). The jobs are defined in `jobs_example`, so the documented worker command,
 
     uvicorn jobs_example.web:app --port 8000
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
-         -d '{"payload": {"x": 1}}'                      # -> {"id": "...", ...}    
+         -d '{"payload": {"x": 1}}'                      # -> {"id": "...", ...}
     curl localhost:8000/jobs/<job_id>                    # queued -> running -> succeeded
 
 For the reliable-queue exercise's own contract (UUIDs, ``done``), see

@@ -153,10 +153,11 @@ CLAIM_ARGV = ClaimArgs._fields[:6]
 CLAIM_EACH = ("size", "lanes")
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimReply:
+class ClaimReply(NamedTuple):
     """claim.lua's answer: the jobs leased, the ms until a job held back by its class's
-    rate may be claimed (0: none), and queue keys of another type it skipped."""
+    rate may be claimed (0: none), and queue keys of another type it skipped. (A
+    NamedTuple: one is parsed per claim, on the worker's hot path, and a frozen
+    dataclass is built several times slower.)"""
 
     jobs: list[Claimed]
     rate_wait_ms: int
@@ -174,7 +175,7 @@ class ClaimReply:
                     float(raw[i + 5] or 0), raw[i + 6])
             for i in range(0, len(raw), width)
         ]  # fmt: skip
-        return cls(jobs, int(rate_wait_ms), [str(k) for k in skipped])
+        return cls(jobs, int(rate_wait_ms), [str(k) for k in skipped] if skipped else skipped)
 
 
 CLAIM_RETURNS_EACH = Claimed._fields
