@@ -182,13 +182,11 @@ CLAIM_RETURNS_EACH = Claimed._fields
 CLAIM_RETURNS_TAIL = ("rate_wait_ms", "*skipped")
 
 
-class Completion(NamedTuple):
-    """complete.lua, per job: one call carries many."""
-
-    id: str
-    token: str
-    result: str | bytes
-    ttl: int
+# complete.lua, per job: one call carries many. A plain tuple, not a NamedTuple: one is
+# built for every job, and a NamedTuple's construction and teardown cost ~700
+# instructions more (a tenth of a microsecond of the worker's ~80 per job).
+Completion = tuple[str, str, "str | bytes", int]
+COMPLETION_EACH = ("id", "token", "result", "ttl")
 
 
 class HeartbeatArgs(NamedTuple):
@@ -351,7 +349,7 @@ FACES: dict[str, Face] = {
     "claim": Face(
         CLAIM_ARGV, CLAIM_EACH, returns_each=CLAIM_RETURNS_EACH, returns_tail=CLAIM_RETURNS_TAIL
     ),
-    "complete": Face(each=Completion._fields, returns_each=_FLAG),
+    "complete": Face(each=COMPLETION_EACH, returns_each=_FLAG),
     "fail": Face(FailArgs._fields, returns=_FLAG),
     "heartbeat": Face(HeartbeatArgs._fields, ("id", "token"), returns_each=("code",)),
     "mark": Face(MarkArgs._fields, ("id", "token"), returns_each=_FLAG),

@@ -243,7 +243,7 @@ class Leasing:
 
     def complete(self, job_id: str, token: str, result_json: str | bytes, ttl: int) -> bool:
         """Record success; False if the lease was lost (the result is discarded)."""
-        return self.complete_many([Completion(job_id, token, result_json, ttl)])[0]
+        return self.complete_many([(job_id, token, result_json, ttl)])[0]
 
     def complete_many(self, done: Sequence[Completion]) -> list[bool]:
         """Record several successes, one script call per shard in one round trip; one

@@ -29,8 +29,10 @@ log = logging.getLogger("jobkit.worker")
 
 T = TypeVar("T")
 
+# Plain words, not the enum members: they go into a pipe line per job, and formatting
+# an Enum costs four calls where a str costs none.
 SUCCEEDED, RETRYING, DEAD, LOST = (
-    Outcome.SUCCEEDED, Outcome.RETRYING, Outcome.DEAD, Outcome.LOST
+    Outcome.SUCCEEDED.value, Outcome.RETRYING.value, Outcome.DEAD.value, Outcome.LOST.value
 )  # fmt: skip
 STARTED = "started"  # not an outcome: what a job's first log line says
 
@@ -263,4 +265,4 @@ class Success(NamedTuple):
     finished: float  # monotonic
 
     def completion(self) -> Completion:
-        return Completion(self.job.id, self.job.token, self.payload, self.ttl)
+        return (self.job.id, self.job.token, self.payload, self.ttl)
