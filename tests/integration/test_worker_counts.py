@@ -97,7 +97,7 @@ def test_a_burst_of_jobs_costs_a_few_beats_a_second(env: Env, start_worker: Star
     one each (each beat writes a new ``last_seen``); the last carries every count."""
     worker = start_worker(concurrency=1, lease=LEASE, heartbeat=HEARTBEAT)
     key = env.keys.worker(worker.name)
-    n = 3000
+    n = 10_000  # a burst long enough for early beats: a child runs ~15,000 a second
     handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(n)])
     seen: set[str] = set()
     polled = time.monotonic()
@@ -111,7 +111,8 @@ def test_a_burst_of_jobs_costs_a_few_beats_a_second(env: Env, start_worker: Star
     shown = _counts_within(env, worker.name, ended, lambda w: w["done"] == n)
     assert shown["failed"] == 0
     # at most one early beat per quarter second (and the regular one every 5 s)
-    assert 2 <= len(seen) <= busy / 0.25 + 3, (len(seen), busy)
+    fewest = 2 if busy >= 0.5 else 1  # a burst shorter than two beats' gap may show one
+    assert fewest <= len(seen) <= busy / 0.25 + 3, (len(seen), busy)
     # nothing ends any more: no early beat (the regular one may fall in this second)
     quiet: set[str] = set()
     for _ in range(50):
