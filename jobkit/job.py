@@ -9,9 +9,10 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from typing_extensions import TypeVar
 
 from jobkit import job_limits, names, registry
 from jobkit.backend.keys import job_id as make_job_id
@@ -42,6 +43,20 @@ class NoParams(BaseModel):
     """Params of a job that takes none."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel, default=Any)
+
+
+def _params_from_bases(cls: type) -> type[BaseModel] | None:
+    """The model of a ``BaseJob[Model]`` base of ``cls``, if it names one."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, BaseJob):
+            (arg,) = get_args(base)
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None
 
 
 def _seconds(value: float | timedelta | None) -> float:
@@ -93,8 +108,10 @@ def _priority(priority: object) -> int:
     raise DispatchError(f"priority must be an integer within ±{MAX_PRIORITY}, not {priority!r}")
 
 
-class BaseJob:
-    """Subclass with a nested pydantic ``Params`` model and a ``perform()`` method.
+class BaseJob(Generic[ParamsT]):
+    """Subclass with a pydantic model for its params and a ``perform()`` method: name the
+    model as the base's argument, ``class Resize(BaseJob[ResizeParams])``, so
+    ``self.params`` is typed as a ``ResizeParams``; or nest it as ``class Params``.
 
     Class options: ``name`` (stable registry name, default ``module.Class``), ``queue``,
     ``priority`` (higher runs first), ``retry``, ``timeout`` (hard limit per attempt),
@@ -126,6 +143,11 @@ class BaseJob:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         where = cls.__qualname__
+        model = _params_from_bases(cls)
+        if model is not None:
+            if "Params" in cls.__dict__ and cls.__dict__["Params"] is not model:
+                raise TypeError(f"{where}: name its params once, as BaseJob[...] or as Params")
+            cls.Params = model
         if "name" not in cls.__dict__ or not cls.name:
             cls.name = registry.default_name(cls)
             names.job_name(cls.name, where=f"default name of {where} (set `name = ...`)")
@@ -147,8 +169,8 @@ class BaseJob:
         cls._check_schedules()  # a bad schedule fails here, at import, not when it fires
         registry.register(cls.name, cls)
 
-    def __init__(self, params: BaseModel, *, job_id: str = "", attempt: int = 1) -> None:
-        self.params = params
+    def __init__(self, params: ParamsT, *, job_id: str = "", attempt: int = 1) -> None:
+        self.params: ParamsT = params
         self.job_id = job_id
         self.attempt = attempt
 
