@@ -9,6 +9,7 @@
 >>> Hello.dispatch(who="world").result(timeout=10)   # with `jobkit worker` running
 """
 
+from jobkit.app import Queue
 from jobkit.connection import configure, get_settings, get_store
 from jobkit.cron import Cron, cron
 from jobkit.errors import (
@@ -47,6 +48,7 @@ from jobkit.status import (
     Source,
     Status,
 )
+from jobkit.tasks import Task, task
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -72,6 +74,7 @@ __all__ = [
     "NotDurable",
     "Outcome",
     "PayloadTooLarge",
+    "Queue",
     "RegistryError",
     "ReplyLost",
     "Retry",
@@ -80,6 +83,7 @@ __all__ = [
     "Settings",
     "Source",
     "Status",
+    "Task",
     "UnknownJobError",
     "UnknownQueue",
     "UnknownSchedule",
@@ -88,6 +92,7 @@ __all__ = [
     "get_job",
     "get_settings",
     "get_store",
+    "task",
 ]
 
 __version__ = "0.1.0"

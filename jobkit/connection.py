@@ -116,6 +116,19 @@ _TLS_HINTS = (
 )
 
 
+def replace_default(
+    store: Store | None, settings: Settings | None
+) -> tuple[Store | None, Settings | None]:
+    """Make ``store`` and ``settings`` this process's defaults (None: made again from
+    the environment on first use); returns those they replace (the testing mode swaps
+    its own in, and back)."""
+    global _settings, _store
+    with _lock:
+        old = _store, _settings
+        _store, _settings = store, settings
+        return old
+
+
 def get_store() -> Store:
     """The process-wide Store, connected on first use."""
     global _store

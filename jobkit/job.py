@@ -25,6 +25,7 @@ from jobkit.handle import JobHandle
 from jobkit.models import JobSpec, NewJob
 from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
+from jobkit.settings import Settings
 
 MAX_PRIORITY = 1000
 # keyword arguments of dispatch() that are options, not params
@@ -217,6 +218,7 @@ class BaseJob(Generic[ParamsT]):
         queue: str | None = None,
         priority: int | None = None,
         job_id: str | None = None,
+        settings: Settings | None = None,
     ) -> NewJob:
         """Validate ``params`` (a mapping, never mixed with the options) and the options,
         and build the record :meth:`dispatch` stores, without storing it.
@@ -226,7 +228,10 @@ class BaseJob(Generic[ParamsT]):
         :class:`~jobkit.errors.JobkitError`: an option out of range (``DispatchError``), a
         bad ``job_id`` or ``queue`` (``InvalidName``), params a worker could not read back
         (``SerializationError``) or over ``JOBKIT_MAX_PAYLOAD`` (``PayloadTooLarge``).
+        ``settings``: those of the store it is for (a :class:`~jobkit.Queue`'s), else
+        the process's.
         """
+        settings = settings or get_settings()
         codec = cls._codec or cls._params()
         if type(params) is not dict and not isinstance(params, Mapping):  # the first is cheap
             raise DispatchError(
@@ -236,8 +241,8 @@ class BaseJob(Generic[ParamsT]):
         model = cls.Params.model_validate(params)  # raises ValidationError, writes nothing
         if job_id is not None:
             names.job_id(job_id)
-        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
-        params_json = codec.encode(model, get_settings().max_payload)
+        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority, settings=settings)
+        params_json = codec.encode(model, settings.max_payload)
         # a job id names its queue (the shard it lives in): "<queue>:<key>", the key the
         # caller's or 128 random bits (as uuid4, but cheaper)
         key = job_id or os.urandom(16).hex()
@@ -251,6 +256,7 @@ class BaseJob(Generic[ParamsT]):
         at: datetime | None,
         queue: str | None,
         priority: int | None,
+        settings: Settings,
     ) -> JobSpec:
         """What every job of one dispatch call shares."""
         # the usual case, no option given, without a check or conversion: the hot path
@@ -263,7 +269,7 @@ class BaseJob(Generic[ParamsT]):
             0 if at is None else _epoch_ms(at),
             cls.retry.max_attempts,
             cls.timeout_seconds(),
-            cls.result_ttl or get_settings().result_ttl,
+            cls.result_ttl or settings.result_ttl,
             cls._limits.encode(),
         )
 
@@ -306,8 +312,11 @@ class BaseJob(Generic[ParamsT]):
         """:meth:`dispatch` with the params as a mapping, apart from the options: for
         params that come as data (a request body), where a key named like an option
         must not become one."""
-        job = cls.new_job(params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id)
         store = store or get_store()
+        job = cls.new_job(
+            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id,
+            settings=store.settings,
+        )  # fmt: skip
         if cls._limits.unique:  # the job holding the params' lock may be another
             _, status, holder = store.enqueue_unique(job)
             return JobHandle(holder, store, status=status)
@@ -338,14 +347,57 @@ class BaseJob(Generic[ParamsT]):
         codec = cls._params()
         items = params_list if isinstance(params_list, list | tuple) else list(params_list)
         models = codec.validate_many(items)
-        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority)
-        payloads = codec.encode_many(models, get_settings().max_payload)
+        store = store or get_store()
+        settings = store.settings or get_settings()
+        spec = cls._spec(delay=delay, at=at, queue=queue, priority=priority, settings=settings)
+        payloads = codec.encode_many(models, settings.max_payload)
         randoms = os.urandom(16 * len(models)).hex()  # 128 random bits per job
         home = queue or cls.queue  # a job id names its queue: its shard
         ids = [make_job_id(home, randoms[i : i + 32]) for i in range(0, len(randoms), 32)]
-        store = store or get_store()
         statuses = store.enqueue_fresh(spec, ids, payloads)
         return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]
+
+    # -- Celery's spelling ----------------------------------------------------------------
+
+    @classmethod
+    def delay(cls, *args: Any, **params: Any) -> JobHandle:
+        """Celery's ``delay``: dispatch, positional arguments filling the ``Params``
+        fields in the order they are declared (no options: see :meth:`apply_async`)."""
+        return cls.dispatch_params(cls._by_name(args, params))
+
+    @classmethod
+    def apply_async(
+        cls,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | timedelta | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+    ) -> JobHandle:
+        """Celery's ``apply_async``: ``countdown`` seconds from now or at ``eta``;
+        ``task_id`` is the idempotency key :meth:`dispatch` calls ``job_id``."""
+        return cls.dispatch_params(
+            cls._by_name(args, kwargs or {}), delay=countdown, at=eta, queue=queue,
+            priority=priority, job_id=task_id,
+        )  # fmt: skip
+
+    @classmethod
+    def _by_name(cls, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        """Positional ``args`` named by the ``Params`` fields in order, with ``params``."""
+        fields = list(cls.Params.model_fields)
+        if len(args) > len(fields):
+            raise DispatchError(
+                f"{cls.__qualname__} takes at most {len(fields)} positional argument(s) "
+                f"({', '.join(fields) or 'none'}), not {len(args)}"
+            )
+        named = dict(zip(fields, args, strict=False))
+        twice = sorted(set(named) & set(params))
+        if twice:
+            raise DispatchError(f"{cls.__qualname__}: {', '.join(twice)} given twice")
+        return {**named, **params}
 
 
 def get_job(job_id: str, store: Store | None = None) -> JobHandle:

@@ -24,7 +24,8 @@ def default_name(cls: type) -> str:
         if spec is None or not spec.name:
             raise RegistryError(
                 f"{cls.__qualname__} is defined in a script run directly, so workers could "
-                "not find it under the same name: set `name = ...` on the class or run "
+                "not find it under the same name: give it a name (`name = ...` on a class, "
+                "`name=` on a task) or run "
                 "the script with `python -m`"
             )
         module = spec.name.removesuffix(".__main__")

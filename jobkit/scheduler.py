@@ -125,6 +125,11 @@ class Scheduler:
 
     # -- one round ------------------------------------------------------------------------
 
+    def forget_queues(self) -> None:
+        """Read the queue registry again at the next step (an in-process scheduler whose
+        clock may stand still: the testing mode)."""
+        self._queues_read = -QUEUES_REFRESH
+
     def redis_now(self) -> float:
         """Redis time estimated from the local clock and the last measured offset."""
         return time.time() + self.offset

@@ -77,10 +77,12 @@ def store_for(settings: Settings, url: str, describe: Callable[[Exception], str]
         raise ConfigurationError(f"Redis URL {redacted(url)}: {exc}") from None
     except (redis.RedisError, RedisClusterException) as exc:  # a cluster client asks at once
         raise ConfigurationError(f"Redis URL {redacted(url)}: {describe(exc)}") from None
-    return Store(
+    store = Store(
         client,
         settings.prefix,
         durable_replicas=settings.durable_replicas,
         durable_timeout=settings.durable_timeout,
         events_maxlen=settings.events_maxlen,
     )
+    store.settings = settings
+    return store

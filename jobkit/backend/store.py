@@ -35,6 +35,7 @@ from jobkit.backend.transport import Transport, transport_for
 from jobkit.backend.wire import Head, raise_errors
 from jobkit.errors import ConfigurationError, InvalidTransition, JobNotFound, NotDurable
 from jobkit.models import CancelOutcome, JobSpec, NewJob
+from jobkit.settings import Settings
 
 __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
 
@@ -65,6 +66,9 @@ class Store:
         events_maxlen: int = scripts.EVENTS_MAXLEN,
     ) -> None:
         self.redis = client  # redis.Redis, or redis.cluster.RedisCluster
+        # the settings it was made from (connect() sets them): a dispatch through it
+        # takes its limits from them; None: the process's
+        self.settings: Settings | None = None
         self.keys = Keys(prefix)
         self._wire = transport_for(client)
         if durable_replicas and not self._wire.packs:

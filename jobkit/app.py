@@ -1,0 +1,105 @@
+"""``jobkit.Queue``: an app object for those who configure in code.
+
+::
+
+    q = jobkit.Queue(redis="redis://jobs.internal:6379/0")
+
+    @q.task()
+    def my_task(param: int) -> int: ...
+
+    job = my_task(param=1)        # dispatched on q's Redis
+    q.get_job(job.id).status
+
+A ``Queue`` holds its own settings and its own connection, made on first use: two of
+them in one process (two Redis servers, two prefixes) never mix. Its tasks and the job
+classes dispatched through :meth:`Queue.dispatch` go to its Redis; the module-level
+functions (``MyJob.dispatch()``, ``jobkit.get_job()``, ``@jobkit.task``) keep using the
+default connection from ``JOBKIT_REDIS_URL``.
+
+Job names are global to the process (a worker looks a job up by name), so a function
+decorated on two queues needs a ``name=`` on one of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jobkit.backend.store import Store
+from jobkit.connection import connect
+from jobkit.handle import JobHandle
+from jobkit.job import BaseJob
+from jobkit.settings import Settings, load_settings
+from jobkit.tasks import Task, task_decorator
+
+
+class Queue:
+    """Settings and a connection of their own, and the tasks that use them.
+
+    ``redis``: the Redis URL (any scheme ``JOBKIT_REDIS_URL`` takes); ``None`` takes
+    ``JOBKIT_REDIS_URL``, or the embedded Redis when that is unset. Other keywords are
+    settings by their :class:`~jobkit.Settings` names (``prefix``, ``result_ttl``,
+    ``max_payload``, ...); ``JOBKIT_*`` variables fill the rest.
+    """
+
+    def __init__(self, redis: str | None = None, **settings: Any) -> None:
+        if redis is not None:
+            settings["redis_url"] = redis
+        self.settings: Settings = load_settings(**settings)
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<jobkit.Queue prefix={self.settings.prefix!r}>"
+
+    @property
+    def store(self) -> Store:
+        """This queue's store, connected on first use."""
+        store = self._store
+        if store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = connect(self.settings)
+                store = self._store
+        return store
+
+    def use_store(self, store: Store | None) -> Store | None:
+        """Send this queue's jobs through ``store`` instead (None: connect again on next
+        use); returns the one it replaces (the testing mode swaps its own in, and back)."""
+        with self._lock:
+            old, self._store = self._store, store
+        return old
+
+    def task(self, fn: Callable[..., Any] | None = None, /, *, bind: bool = False,
+             **options: Any) -> Any:  # fmt: skip
+        """``@q.task()``: as :func:`jobkit.task`, on this queue's Redis."""
+        return task_decorator(fn, self, bind, options)
+
+    def dispatch(self, job: type[BaseJob[Any]] | Task[Any, Any], /, **params: Any) -> JobHandle:
+        """Dispatch a job class or a task here, with keyword params (options as for
+        ``BaseJob.dispatch``: ``delay``, ``at``, ``queue``, ``priority``, ``job_id``)."""
+        cls = job.job if isinstance(job, Task) else job
+        return cls.dispatch(store=self.store, **params)
+
+    def dispatch_params(
+        self, job: type[BaseJob[Any]] | Task[Any, Any], params: Mapping[str, Any], /,
+        **options: Any,
+    ) -> JobHandle:  # fmt: skip
+        """:meth:`dispatch` with the params as data (a request body), apart from the
+        options, so a key named like an option stays a param."""
+        cls = job.job if isinstance(job, Task) else job
+        return cls.dispatch_params(params, store=self.store, **options)
+
+    def get_job(self, job_id: str) -> JobHandle:
+        """A handle for ``job_id`` on this queue's Redis (``Status.UNKNOWN`` if absent)."""
+        handle = JobHandle(job_id, self.store)
+        handle.refresh()
+        return handle
+
+    def close(self) -> None:
+        """Drop the connection (a later call makes a new one)."""
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.redis.close()
