@@ -89,13 +89,16 @@ class JobkitTest:
     """An in-memory Redis running jobkit's scripts, a test's clock, and an in-process
     worker (see the module doc). ``start``: the clock's first reading (default: now);
     ``queues``: :class:`jobkit.Queue` objects to send here too (the default connection
-    always is); other keywords are settings (``max_crashes=...``)."""
+    always is); ``schedules``: the job classes or tasks whose cron schedules fire (default:
+    every one imported, as ``jobkit scheduler`` fires them; ``()``: none); other keywords
+    are settings (``max_crashes=...``)."""
 
     def __init__(
         self,
         *,
         start: datetime | str | None = None,
         queues: Iterable[Queue] = (),
+        schedules: Iterable[type[BaseJob[Any]] | Task[Any, Any]] | None = None,
         **settings: Any,
     ) -> None:
         settings.setdefault("redis_url", "redis://jobkit-testing.invalid:6379/0")
@@ -106,6 +109,9 @@ class JobkitTest:
         self.store.settings = self.settings
         self._start = start
         self._queues = list(queues)
+        self._schedules = None if schedules is None else [
+            s.job if isinstance(s, Task) else s for s in schedules
+        ]  # fmt: skip
         self._saved: list[tuple[Queue, Store | None]] = []
         self._default: Any = None
         self._freezer: Any = None
@@ -176,7 +182,10 @@ class JobkitTest:
 
     def _scheduler(self) -> Scheduler:
         if self.scheduler is None:
-            schedules = [b for cls in registry.registered().values() for b in bind_schedules(cls)]
+            classes = self._schedules
+            if classes is None:
+                classes = list(registry.registered().values())
+            schedules = [b for cls in classes for b in bind_schedules(cls)]
             self.scheduler = Scheduler(self.store, schedules)
         self.scheduler.forget_queues()  # a queue first dispatched to since the last step
         return self.scheduler

@@ -26,7 +26,7 @@ def test_the_default_connection_and_queues_are_swapped_back() -> None:
 
 
 def test_the_clock_stands_still_until_advanced() -> None:
-    with JobkitTest(start="2030-01-01 12:00:00+00:00") as jt:
+    with JobkitTest(start="2030-01-01 12:00:00+00:00", schedules=()) as jt:
         assert jt.now() == datetime(2030, 1, 1, 12, tzinfo=timezone.utc)
         assert jt.redis.time()[0] == int(jt.now().timestamp())  # Redis's clock too
         jt.advance(90)
@@ -34,7 +34,7 @@ def test_the_clock_stands_still_until_advanced() -> None:
 
 
 def test_a_run_stops_at_its_limit() -> None:
-    with JobkitTest() as jt:
+    with JobkitTest(schedules=()) as jt:  # no cron job of another test module fires
         for i in range(5):
             mail.Digest.dispatch(user_id=i)
         assert jt.run_until_idle(limit=2).total == 2
@@ -43,13 +43,19 @@ def test_a_run_stops_at_its_limit() -> None:
 
 def test_dispatched_filters_by_class_task_or_name() -> None:
     mail.failures_left["count"] = 0
-    with JobkitTest() as jt:
+    with JobkitTest(schedules=()) as jt:
         mail.Digest.dispatch(user_id=1)
         mail.send_welcome(2)
         assert [d.name for d in jt.dispatched(mail.Digest)] == [mail.Digest.name]
         assert [d.params["user_id"] for d in jt.dispatched(mail.send_welcome)] == [2]
         assert len(jt.dispatched(mail.send_welcome.name)) == 1
         assert len(jt.dispatched()) == 2
+
+
+def test_only_the_schedules_named_fire() -> None:
+    with JobkitTest(start="2026-03-02 00:30:00+00:00", schedules=[mail.nightly_report]) as jt:
+        jt.advance(hours=1)
+        assert {d.name for d in jt.dispatched()} == {mail.nightly_report.name}
 
 
 def test_advance_needs_a_started_mode() -> None:
