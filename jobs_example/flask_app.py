@@ -6,10 +6,11 @@ once with ``{"job", "status"}``; ``GET /task/<id>`` polls the job's state::
 or the parts by hand: ``flask --app jobs_example.flask_app run --port 5000`` and
 ``jobkit worker -A jobs_example -q training --tags gpu``.
 
-The brief's ``my_task(**request.json)`` is ``RetrainModel.dispatch_params(request body)``:
-the body is the job's params. Every error is a JSON answer, never Flask's HTML page: bad
-input (not JSON, not an object, invalid params) is a 4xx and writes nothing, an unknown
-id or route a 404, a wrong method a 405.
+The brief's ``job = my_task(**request.json)`` is ``retrain_model(**body)``: calling the
+task dispatches it, and the body's keys are its arguments; ``f.get_job(id)`` reads it
+back. Every error is a JSON answer, never Flask's HTML page: bad input (not JSON, not an
+object, an unknown key, invalid params) is a 4xx and writes nothing, an unknown id or
+route a 404, a wrong method a 405.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import jobkit
 from jobkit.backend.keys import queue_of
 from jobkit.errors import HistoryUnavailable, JobkitError, PayloadTooLarge
 from jobs_example import launch
-from jobs_example.flask_jobs import QUEUE, TAGS, RetrainModel
-from jobs_example.refusals import BadInput, dispatch, errors_of, json_object
+from jobs_example.flask_jobs import QUEUE, TAGS, f, retrain_model
+from jobs_example.refusals import BadInput, call_task, errors_of, json_object
 
 log = logging.getLogger("jobs_example.flask_app")
 
@@ -41,7 +42,8 @@ def run_task() -> Response:
     """Dispatch the job with the body as its params; its id and status come back at once."""
     if not request.is_json:
         raise UnsupportedMediaType("send the params as JSON (Content-Type: application/json)")
-    job = dispatch(RetrainModel, json_object(request.get_data()))
+    body = json_object(request.get_data())
+    job = call_task(lambda: retrain_model(**body))  # the brief's my_task(**request.json)
     return jsonify({"job": job.id, "status": job.status.value})
 
 
@@ -50,7 +52,7 @@ def get_task(job_id: str) -> Response:
     """The job's status, with its result once it succeeded (404 for an unknown id)."""
     if queue_of(job_id) is None:
         raise NotFound(f"no job {job_id}")
-    record = jobkit.get_job(job_id).record
+    record = f.get_job(job_id).record
     if record is None:
         raise NotFound(f"no job {job_id}")
     return jsonify(

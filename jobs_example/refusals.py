@@ -70,8 +70,17 @@ def dispatch(
     """``cls.dispatch_params(params, **options)`` with each refusal a :class:`BadInput`:
     413 for params over ``JOBKIT_MAX_PAYLOAD``, 422 for invalid params (their errors as
     ``explain`` says them) or options. Nothing is written when one is raised."""
+    return call_task(lambda: cls.dispatch_params(params, **options), explain=explain)
+
+
+def call_task(
+    send: Callable[[], JobHandle], *, explain: Callable[[ValidationError], object] = errors_of
+) -> JobHandle:
+    """``send()`` (a task's call, a class's dispatch) with each refusal a
+    :class:`BadInput`, as :func:`dispatch` says them (an argument the task does not
+    take is a ``DispatchError``: 422)."""
     try:
-        return cls.dispatch_params(params, **options)
+        return send()
     except ValidationError as exc:
         raise BadInput(422, explain(exc)) from None
     except PayloadTooLarge as exc:
