@@ -22,16 +22,24 @@ decorated on two queues needs a ``name=`` on one of them.
 
 from __future__ import annotations
 
+import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobkit.backend.store import Store
-from jobkit.connection import connect
+from jobkit.connection import connect, replace_default
+from jobkit.errors import ConfigurationError
 from jobkit.handle import JobHandle
 from jobkit.job import BaseJob
+from jobkit.redact import redacted
 from jobkit.settings import Settings, load_settings
 from jobkit.tasks import Task, task_decorator
+
+log = logging.getLogger("jobkit")
+
+_made: weakref.WeakSet[Queue] = weakref.WeakSet()  # every Queue of this process
 
 
 class Queue:
@@ -49,6 +57,8 @@ class Queue:
         self.settings: Settings = load_settings(**settings)
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self._named_redis = redis is not None
+        _made.add(self)
 
     def __repr__(self) -> str:
         return f"<jobkit.Queue prefix={self.settings.prefix!r}>"
@@ -103,3 +113,26 @@ class Queue:
             store, self._store = self._store, None
         if store is not None:
             store.redis.close()
+
+
+def adopt_queue_redis(settings: Settings) -> Settings:
+    """The settings a ``jobkit worker`` or ``jobkit scheduler`` serves with, once its
+    ``-A`` modules are imported: ``settings`` when they name a Redis (``--redis-url``,
+    ``JOBKIT_REDIS_URL``); else the Redis (and prefix) of the one :class:`Queue` those
+    modules made with ``redis=...``, as ``celery -A app worker`` takes the app's broker.
+    Queues on several Redis servers are an error: which one to serve is not guessed."""
+    if settings.redis_url:
+        return settings
+    named = {(q.settings.redis_url, q.settings.prefix) for q in list(_made) if q._named_redis}
+    if not named:
+        return settings
+    if len(named) > 1:
+        raise ConfigurationError(
+            "the app modules make jobkit.Queue objects on several Redis servers: "
+            "say which to serve with --redis-url"
+        )
+    ((url, prefix),) = named
+    log.info("serving the Redis of the app's jobkit.Queue: %s", redacted(url or ""))
+    adopted = settings.model_copy(update={"redis_url": url, "prefix": prefix})
+    replace_default(None, adopted)  # the rest of this process's settings stay
+    return adopted

@@ -62,6 +62,7 @@ def scheduler(
     Each slot is enqueued once, however many schedulers run; delayed jobs
     are promoted when they fall due. Stops cleanly on SIGTERM / Ctrl-C."""
     from jobkit import connection
+    from jobkit.app import adopt_queue_redis
     from jobkit.scheduler import Scheduler
 
     settings = connection.configure(
@@ -71,6 +72,7 @@ def scheduler(
     )
     setup_logging(log_level or settings.log_level, settings.log_format)
     schedules = _load(app_modules)
+    settings = adopt_queue_redis(settings)  # no Redis named: the app's Queue's, if any
     raise typer.Exit(Scheduler(connection.connect(settings), schedules).run())
 
 

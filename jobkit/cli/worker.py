@@ -129,6 +129,7 @@ def worker(
     prefix: Prefix = None,
 ) -> None:
     """Run a worker: a supervisor with N child processes taking jobs off Redis."""
+    from jobkit.app import adopt_queue_redis
     from jobkit.worker.supervisor import Supervisor, WorkerOptions
 
     (queue_list, weights), tag_list = _queue_list(queues), _tag_list(tags)  # before starting
@@ -144,6 +145,7 @@ def worker(
     )
     setup_logging(log_level or settings.log_level, settings.log_format)
     registry.import_apps(app_modules)
+    settings = adopt_queue_redis(settings)  # no Redis named: the app's Queue's, if any
     options = WorkerOptions(
         queues=queue_list,
         weights=weights,

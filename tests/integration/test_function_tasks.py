@@ -4,15 +4,20 @@ async functions, ``bind=True``, the Celery aliases with ``countdown`` and ``eta`
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 import jobkit
-from tests.conftest import Env, StartWorker
+from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env
 from tests.support import task_jobs
 from tests.support.redis_server import RedisServer
 
@@ -101,3 +106,28 @@ def test_two_queues_in_one_process_never_mix(
     assert not env.client.keys("*:job:*")  # nothing of the side queue on the default Redis
     task_jobs.side.use_store(None)
     side.close()
+
+
+def test_a_worker_given_no_redis_serves_the_apps_queue(
+    env: Env, side_redis: RedisServer, tmp_path: Path
+) -> None:
+    """``jobkit worker -A app`` with neither --redis-url nor JOBKIT_REDIS_URL serves the
+    Redis of the one ``jobkit.Queue(redis=...)`` the app makes, as ``celery -A app worker``
+    takes the app's broker."""
+    side = jobkit.Queue(redis=side_redis.url)
+    job = side.dispatch(task_jobs.mul, a=3, b=4)
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "worker", "-A", "tests.support.task_jobs",
+         "--name", "adopting"],
+        cwd=REPO_ROOT, env=clean_env(TASKS_REDIS_URL=side_redis.url), stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert side.get_job(job.id).result(timeout=15) == 12
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+        side.close()
+    assert "serving the Redis of the app's jobkit.Queue" in (tmp_path / "worker.log").read_text()
