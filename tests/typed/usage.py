@@ -34,6 +34,17 @@ def readme() -> None:
     print(Greet.dispatch(who="world").result(timeout=30))
 
 
+@jobkit.task(retry=jobkit.Retry(max_attempts=5))
+def send_welcome(user_id: int) -> str:  # the README's body, `...`, is an empty-body error
+    return f"welcome, user {user_id}"
+
+
+def readme_tasks() -> None:
+    job = send_welcome(42)  # dispatched: job.id, job.status
+    send_welcome.apply_async((42,), countdown=60)  # Celery's spelling works too
+    job.id, job.status
+
+
 # -- docs/writing-jobs.md ----------------------------------------------------------------
 
 
