@@ -9,6 +9,8 @@
     ├── InvalidName               a job name, job id, queue or tag outside its alphabet
     ├── DispatchError             a dispatch option out of range (delay, at, priority)
     ├── InvalidLimit              a job class's concurrency, rate_limit or unique_for
+    ├── InvalidProgress           progress() given a fraction outside 0..1, or a message
+    │                             that is not text
     ├── PayloadTooLarge           params or a result over JOBKIT_MAX_PAYLOAD bytes
     ├── JobNotFound               an id that Redis does not know
     ├── UnknownQueue              a queue no job was sent to and no worker serves
@@ -67,6 +69,12 @@ class InvalidLimit(JobkitError, ValueError):
     number from 1 up, ``rate_limit`` not ``"<count>/<s|m|h>"`` (or faster than one start
     per millisecond), ``unique_for`` not a positive duration. Raised when the class is
     defined."""
+
+
+class InvalidProgress(JobkitError, ValueError):
+    """``BaseJob.progress()`` was given a fraction that is not a number from 0 to 1 (a
+    bool, NaN or an infinity included), or a message that is not a string; nothing was
+    recorded."""
 
 
 class PayloadTooLarge(JobkitError, ValueError):

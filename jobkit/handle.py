@@ -9,7 +9,15 @@ from jobkit.archive.lookup import archived_record
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings
 from jobkit.errors import JobFailed, JobNotFound, JobTimeout
-from jobkit.models import TERMINAL_STATUSES, CancelOutcome, JobError, JobRecord, Source, Status
+from jobkit.models import (
+    TERMINAL_STATUSES,
+    CancelOutcome,
+    JobError,
+    JobRecord,
+    Progress,
+    Source,
+    Status,
+)
 
 # A result wait blocks on Redis in slices this long, so a lost wake-up costs at most this.
 # Well under any client socket timeout (redis-py 8 defaults to 5 s): a blocking read
@@ -79,6 +87,14 @@ class JobHandle:
         """The last attempt's error, if any."""
         rec = self._current()
         return rec.error if rec else None
+
+    @property
+    def progress(self) -> Progress | None:
+        """How far the latest attempt said it got (``fraction``, ``message``, ``at``,
+        ``attempt``), re-read while the job is unfinished; None before that attempt
+        reported (a new attempt starts with none), or for an unknown job."""
+        rec = self._current()
+        return rec.progress if rec else None
 
     def cancel(self) -> CancelOutcome:
         """Stop the job: ``CANCELLED`` if it had not started (it never runs),

@@ -179,6 +179,17 @@ class BaseJob(Generic[ParamsT]):
         """Do the work; the return value (JSON-serialisable) becomes the job's result."""
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
 
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far this attempt has got: ``fraction`` from 0 to 1, an optional short
+        ``message`` (cut at 200 characters). Cheap to call in a loop: the first value is
+        written at once, then at most one every 0.5 s, and the last one when perform()
+        ends. Only the attempt holding the job's lease writes; a new attempt starts with
+        none. Outside a worker it writes nothing (see :mod:`jobkit.progress`). Raises
+        :class:`~jobkit.errors.InvalidProgress` for a fraction or message out of range."""
+        from jobkit.progress import report
+
+        report(self, fraction, message)
+
     # -- dispatch ------------------------------------------------------------------------
 
     @classmethod

@@ -31,6 +31,7 @@ __all__ = [
     "JobSpec",
     "NewJob",
     "Outcome",
+    "Progress",
     "Source",
     "Status",
     "ms_to_datetime",
@@ -80,6 +81,43 @@ class JobError:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a job's latest attempt said it got (``BaseJob.progress``): a fraction
+    from 0 to 1, an optional message, when Redis recorded it, and that attempt."""
+
+    fraction: float
+    message: str | None
+    at: datetime | None
+    attempt: int
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Progress | None:
+        """The progress of the attempt holding the record's lease now; None when that
+        attempt reported none (an earlier attempt's is not this one's: see
+        docs/progress.md), or the fields are not what progress.lua writes."""
+        raw = h.get("progress")
+        if raw is None or h.get("progress_lease") != h.get("lease"):
+            return None
+        try:
+            fraction = float(raw)
+        except ValueError:
+            return None
+        if not 0.0 <= fraction <= 1.0:  # NaN fails too
+            return None
+        at = ms_to_datetime(h.get("progress_at"))
+        return cls(fraction, h.get("progress_message") or None, at, _int(h.get("attempts")))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "message": self.message, "at": _iso(self.at),
+                "attempt": self.attempt}  # fmt: skip
+
+    def __str__(self) -> str:
+        """``40% resizing (attempt 2)``: the CLI's line."""
+        said = f"{self.fraction:.0%}" + (f" {self.message}" if self.message else "")
+        return f"{said} (attempt {self.attempt})"
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     """A job as stored in Redis, parsed (or as the history archive last saw it: ``source``)."""
 
@@ -103,6 +141,7 @@ class JobRecord:
     error: JobError | None
     reason: str | None
     source: Source = Source.REDIS
+    progress: Progress | None = None  # the latest attempt's (not in as_dict: see ops.jobs)
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -131,6 +170,7 @@ class JobRecord:
             result_json=h.get("result"),
             error=JobError.from_json(h.get("error")),
             reason=h.get("reason"),
+            progress=Progress.from_hash(h) if "progress" in h else None,
         )
 
     @classmethod

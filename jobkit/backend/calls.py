@@ -259,6 +259,15 @@ class FailArgs(NamedTuple):
     message: str
 
 
+class ProgressArgs(NamedTuple):
+    """progress.lua: how far the attempt holding lease ``token`` has got."""
+
+    id: str
+    token: str
+    fraction: str  # repr of a float from 0 to 1: read back exactly
+    message: str  # '': none
+
+
 class RequeueArgs(NamedTuple):
     """requeue.lua."""
 
@@ -370,4 +379,5 @@ FACES: dict[str, Face] = {
     "cron_run": Face(CRON_RUN_ARGV, returns=("created", "status")),
     "recount": Face(RecountArgs._fields, returns=_FLAG),
     "trim": Face(TrimArgs._fields, returns=("count",)),
+    "progress": Face(ProgressArgs._fields, returns=_FLAG),
 }

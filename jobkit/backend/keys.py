@@ -15,7 +15,9 @@ every dispatch) and no search of every shard. Queue names cannot hold ``:``.
 ==============================  ======  ==============================================
 per queue: ``{p:q}:…``          type    holds
 ==============================  ======  ==============================================
-``job:<id>``                    hash    one job: name, params, status, attempts, result
+``job:<id>``                    hash    one job: name, params, status, attempts, result;
+                                        ``progress*`` fields: how far the attempt of
+                                        ``progress_lease`` got (progress.lua)
 ``queue:<lane>``                zset    ready job ids; score = priority band + sequence
 ``wake:<lane>``                 list    tokens that wake idle workers blocked in BLPOP
 ``running``                     zset    job id -> lease deadline (ms, Redis TIME)

@@ -24,6 +24,7 @@ from jobkit.backend.calls import (
     Completion,
     HeartbeatArgs,
     MarkArgs,
+    ProgressArgs,
     PromoteArgs,
     PromoteReply,
     ReapArgs,
@@ -258,6 +259,13 @@ class Leasing:
             calls.append(("complete", [base], [x for i in places for x in done[i]]))
             order += places
         return calls, order
+
+    def progress(self, job_id: str, token: str, fraction: float, message: str) -> bool:
+        """Record how far the attempt holding lease ``token`` has got (progress.lua);
+        False, writing nothing, for an attempt that no longer holds it."""
+        base = self.keys.of_job(job_id).base
+        args = ProgressArgs(job_id, token, repr(fraction), message)
+        return bool(self.store.run_script("progress", [base], args))
 
     def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[Lease]:
         """Extend leases of ``held`` (id, token) pairs; what became of each."""

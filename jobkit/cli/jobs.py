@@ -43,6 +43,9 @@ def show_record(rec: JobRecord, as_json: bool, *, header: bool = True) -> None:
     table = Table(show_header=False)
     for key, value in data.items():
         table.add_row(key, "" if value is None else str(value))
+    if rec.progress is not None:
+        at = rec.progress.at.strftime("%Y-%m-%d %H:%M:%S") if rec.progress.at else ""
+        table.add_row("progress", f"{rec.progress} at {at}")
     console.print(table)
     if error:
         console.print(f"{error['type']}: {error['message']}", style="red")

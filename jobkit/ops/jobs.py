@@ -161,8 +161,10 @@ def job_history(store: Store, record: JobRecord) -> dict[str, Any]:
 def job_document(store: Store, record: JobRecord, history: bool = False) -> dict[str, Any]:
     """The one JSON shape of a job (``jobkit job --json``, ``GET /jobs/{id}``, and each
     job of a listing without ``history``): its record (``id``, ``status``, ``source``:
-    redis or archive, ...) and, with ``history``, :func:`job_history`'s key."""
+    redis or archive, ...), ``progress`` (the latest attempt's: see docs/progress.md)
+    and, with ``history``, :func:`job_history`'s key."""
     view = record.as_dict()
+    view["progress"] = None if record.progress is None else record.progress.as_dict()
     if history:
         view.update(job_history(store, record))
     return view

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from jobkit import registry
+from jobkit import progress, registry
 from jobkit.backend.calls import Completion
 from jobkit.backend.store import Store
 from jobkit.backend.transport import UNAVAILABLE
@@ -149,6 +149,7 @@ class Executor:
         self.settings = settings
         self.log_jobs = log_jobs
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.running: Claimed | None = None  # the job run now or last (see jobkit.progress)
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:
@@ -205,8 +206,13 @@ class Executor:
                 job.attempts,
                 extra=job_line(job.id, job.name, job.attempts, STARTED),
             )
+        task = None
         try:
-            result = cls(params, job_id=job.id, attempt=job.attempts).perform()
+            task = cls(params, job_id=job.id, attempt=job.attempts)
+            # what progress() writes with, should the job report (see jobkit.progress)
+            self.running = job
+            task._jobkit_run = self  # type: ignore[attr-defined]
+            result = task.perform()
             if result is not None and inspect.isawaitable(result):
                 result = self._await(result)
         # Every exception ends the attempt, SystemExit, KeyboardInterrupt, GeneratorExit
@@ -215,11 +221,15 @@ class Executor:
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 self._drop_loop()  # it may have stopped the event loop half way
+            if task is not None:
+                progress.flush(task)  # a value it reported last, before the outcome
             decision = cls.retry.decide(exc, job.attempts)
             elapsed = time.perf_counter() - started
             return record_failure(
                 self.store, self.settings, job, decision, _error_from(exc), elapsed
             )
+        if task._jobkit_run is not self:  # type: ignore[attr-defined]
+            progress.flush(task)  # it reported: its last value before the outcome
         try:
             payload = to_json(result)
         except TypeError as exc:

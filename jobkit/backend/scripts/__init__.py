@@ -31,6 +31,7 @@ NAMES = (
     "mark",
     "recount",
     "trim",
+    "progress",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection
@@ -40,7 +41,8 @@ NAMES = (
 # once: each one's header says how (an id that exists is not created again, a claim
 # answers with what the same request leased, a fencing token says the outcome is recorded
 # already, a pause or resume found done is left so, a run-now finds the job it created,
-# ...). tests/integration/test_resend.py runs them twice against these claims.
+# a progress report writes the same fields again, ...). tests/integration/test_resend.py
+# runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
