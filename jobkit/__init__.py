@@ -18,6 +18,7 @@ from jobkit.errors import (
     HistoryUnavailable,
     InvalidLimit,
     InvalidName,
+    InvalidProgress,
     InvalidQuery,
     InvalidTransition,
     JobFailed,
@@ -36,7 +37,7 @@ from jobkit.errors import (
 )
 from jobkit.handle import JobHandle
 from jobkit.job import BaseJob, NoParams, get_job
-from jobkit.models import JobError
+from jobkit.models import JobError, Progress
 from jobkit.retry import Retry
 from jobkit.settings import Settings
 from jobkit.status import (
@@ -49,6 +50,7 @@ from jobkit.status import (
     Status,
 )
 from jobkit.tasks import Task, task
+from jobkit.workflow import Flow, Signature, chain, group
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -59,9 +61,11 @@ __all__ = [
     "Cron",
     "DeadReason",
     "DispatchError",
+    "Flow",
     "HistoryUnavailable",
     "InvalidLimit",
     "InvalidName",
+    "InvalidProgress",
     "InvalidQuery",
     "InvalidTransition",
     "JobError",
@@ -74,6 +78,7 @@ __all__ = [
     "NotDurable",
     "Outcome",
     "PayloadTooLarge",
+    "Progress",
     "Queue",
     "RegistryError",
     "ReplyLost",
@@ -81,17 +86,20 @@ __all__ = [
     "RetryLater",
     "SerializationError",
     "Settings",
+    "Signature",
     "Source",
     "Status",
     "Task",
     "UnknownJobError",
     "UnknownQueue",
     "UnknownSchedule",
+    "chain",
     "configure",
     "cron",
     "get_job",
     "get_settings",
     "get_store",
+    "group",
     "task",
 ]
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Generic, get_args, get_origin
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from typing_extensions import TypeVar
@@ -20,6 +17,8 @@ from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.cron import Cron, bind_schedules
+from jobkit.dispatch_options import MAX_PRIORITY, delay_ms, epoch_ms, seconds
+from jobkit.dispatch_options import priority as check_priority
 from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
 from jobkit.models import JobSpec, NewJob
@@ -27,17 +26,13 @@ from jobkit.payload import ParamsCodec, accepted_keys
 from jobkit.retry import Retry
 from jobkit.settings import Settings
 
-MAX_PRIORITY = 1000
-# keyword arguments of dispatch() that are options, not params
-DISPATCH_OPTIONS = frozenset({"delay", "at", "queue", "priority", "job_id", "store"})
+if TYPE_CHECKING:
+    from jobkit.workflow import Signature
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
-# Due times are read back as datetimes, which end with year 9999: a later one would
-# make the job unreadable. A delay keeps a day clear of that end, as it is added to
-# Redis's clock, not ours.
-_LATEST_MS = (datetime.max.replace(tzinfo=timezone.utc) - _EPOCH) // _MS
-_DELAY_MARGIN_MS = 86_400_000
+# keyword arguments of dispatch() that are options, not params
+DISPATCH_OPTIONS = frozenset(
+    {"delay", "at", "queue", "priority", "job_id", "store", "depends_on", "on_failure"}
+)
 
 
 class NoParams(BaseModel):
@@ -51,62 +46,13 @@ ParamsT = TypeVar("ParamsT", bound=BaseModel, default=Any)
 
 def _params_from_bases(cls: type) -> type[BaseModel] | None:
     """The model of a ``BaseJob[Model]`` base of ``cls``, if it names one."""
-    for base in getattr(cls, "__orig_bases__", ()):
+    for base in cls.__dict__.get("__orig_bases__", ()):  # its own: not a parent's
         origin = get_origin(base)
         if isinstance(origin, type) and issubclass(origin, BaseJob):
             (arg,) = get_args(base)
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 return arg
     return None
-
-
-def _seconds(value: float | timedelta | None) -> float:
-    if value is None:
-        return 0.0
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _delay_ms(delay: object) -> int:
-    """``delay`` (seconds or a timedelta) in ms; refused unless finite, not negative,
-    and due before datetimes end."""
-    seconds = math.nan
-    if isinstance(delay, timedelta):
-        seconds = delay.total_seconds()
-    elif isinstance(delay, numbers.Real) and not isinstance(delay, bool):
-        try:
-            seconds = float(delay)
-        except OverflowError:  # an int too large for a float
-            seconds = math.inf
-    else:
-        raise DispatchError(f"delay must be seconds or a timedelta, not {type(delay).__name__}")
-    latest = _LATEST_MS - _DELAY_MARGIN_MS - time.time() * 1000
-    if not 0 <= seconds * 1000 <= latest:  # NaN fails both comparisons
-        raise DispatchError(
-            f"delay must be a finite number of seconds, at least 0 and due before the year "
-            f"10000 (at most {latest / 1000:.4g}), not {delay!r}"
-        )
-    return int(seconds * 1000)
-
-
-def _epoch_ms(at: object) -> int:
-    """``at`` in ms since the epoch; naive means local time, as ``datetime.now()`` gives."""
-    if not isinstance(at, datetime):
-        raise DispatchError(f"at must be a datetime, not {type(at).__name__}")
-    try:
-        aware = at if at.tzinfo is not None else at.astimezone()
-        ms = (aware - _EPOCH) // _MS  # exact, and no overflow for any zone's year 9999
-    except (OverflowError, ValueError, OSError) as exc:
-        raise DispatchError(f"at={at!r} cannot be placed in time: {exc}") from exc
-    if ms > _LATEST_MS:
-        raise DispatchError(f"at={at!r} is after the last datetime (9999-12-31 UTC)")
-    return ms
-
-
-def _priority(priority: object) -> int:
-    if isinstance(priority, int) and not isinstance(priority, bool):  # noqa: SIM102
-        if -MAX_PRIORITY <= priority <= MAX_PRIORITY:  # two rules, two lines
-            return priority
-    raise DispatchError(f"priority must be an integer within ±{MAX_PRIORITY}, not {priority!r}")
 
 
 class BaseJob(Generic[ParamsT]):
@@ -194,7 +140,7 @@ class BaseJob(Generic[ParamsT]):
 
     @classmethod
     def timeout_seconds(cls) -> float:
-        return _seconds(cls.timeout)
+        return seconds(cls.timeout)
 
     @classmethod
     def _params(cls) -> ParamsCodec:
@@ -275,9 +221,9 @@ class BaseJob(Generic[ParamsT]):
         return JobSpec(
             cls.name,
             lane_name(queue, cls.tags) if cls.tags else queue,
-            cls.priority if priority is None else _priority(priority),
-            0 if delay is None else _delay_ms(delay),
-            0 if at is None else _epoch_ms(at),
+            cls.priority if priority is None else check_priority(priority),
+            0 if delay is None else delay_ms(delay),
+            0 if at is None else epoch_ms(at),
             cls.retry.max_attempts,
             cls.timeout_seconds(),
             cls.result_ttl or settings.result_ttl,
@@ -294,19 +240,24 @@ class BaseJob(Generic[ParamsT]):
         priority: int | None = None,
         job_id: str | None = None,
         store: Store | None = None,
+        depends_on: Sequence[JobHandle | str] | None = None,
+        on_failure: str = "cancel",
         **params: Any,
     ) -> JobHandle:
         """Validate ``params`` and store the job; returns its handle at once.
 
         ``job_id`` is an idempotency key within the queue (the job's id is
         ``"<queue>:<job_id>"``, as every id names its queue): if that job exists, its handle is
-        returned and nothing is written. A keyword that is neither an option nor a field
-        of ``Params`` is an error (unless ``Params`` keeps extra fields). Errors: see
-        :meth:`new_job`; nothing is written when one is raised.
+        returned and nothing is written. ``depends_on`` (job ids or handles): the job
+        waits until they have all succeeded, and is cancelled (``on_failure="fail"``:
+        dead-lettered) if one fails (see :mod:`jobkit.workflow`). A keyword that is
+        neither an option nor a field of ``Params`` is an error (unless ``Params`` keeps
+        extra fields). Errors: see :meth:`new_job`; nothing is written when one is raised.
         """
         return cls.dispatch_params(
-            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id, store=store
-        )
+            params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id,
+            store=store, depends_on=depends_on, on_failure=on_failure,
+        )  # fmt: skip
 
     @classmethod
     def dispatch_params(
@@ -319,10 +270,21 @@ class BaseJob(Generic[ParamsT]):
         priority: int | None = None,
         job_id: str | None = None,
         store: Store | None = None,
+        depends_on: Sequence[JobHandle | str] | None = None,
+        on_failure: str = "cancel",
     ) -> JobHandle:
         """:meth:`dispatch` with the params as a mapping, apart from the options: for
         params that come as data (a request body), where a key named like an option
         must not become one."""
+        if depends_on is not None:
+            if delay is not None or at is not None:
+                raise DispatchError("a job that waits for others runs when they end: no delay")
+            from jobkit.workflow import dispatch_waiting
+
+            return dispatch_waiting(
+                cls, params, depends_on, on_failure=on_failure, queue=queue,
+                priority=priority, job_id=job_id, store=store,
+            )  # fmt: skip
         store = store or get_store()
         job = cls.new_job(
             params, delay=delay, at=at, queue=queue, priority=priority, job_id=job_id,
@@ -367,6 +329,14 @@ class BaseJob(Generic[ParamsT]):
         ids = [make_job_id(home, randoms[i : i + 32]) for i in range(0, len(randoms), 32)]
         statuses = store.enqueue_fresh(spec, ids, payloads)
         return [JobHandle(i, store, status=s) for i, s in zip(ids, statuses, strict=True)]
+
+    @classmethod
+    def s(cls, **params: Any) -> Signature:
+        """This job with ``params``, to dispatch as a step of a chain or a group (see
+        :mod:`jobkit.workflow`); fields left out take the step before's result."""
+        from jobkit.workflow import Signature
+
+        return Signature(cls, params)
 
     # -- Celery's spelling ----------------------------------------------------------------
 

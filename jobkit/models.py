@@ -142,6 +142,8 @@ class JobRecord:
     reason: str | None
     source: Source = Source.REDIS
     progress: Progress | None = None  # the latest attempt's (not in as_dict: see ops.jobs)
+    waits_for: tuple[str, ...] = ()  # the jobs it was dispatched to wait for (depends_on)
+    waited_for: bool = False  # jobs wait (or waited) for it: see Flows.dependants
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -171,6 +173,8 @@ class JobRecord:
             error=JobError.from_json(h.get("error")),
             reason=h.get("reason"),
             progress=Progress.from_hash(h) if "progress" in h else None,
+            waits_for=_ids(h.get("deps")) if "deps" in h else (),
+            waited_for="dependants" in h,
         )
 
     @classmethod
@@ -226,6 +230,15 @@ class JobRecord:
             "reason": self.reason,
             "source": self.source.value,
         }
+
+
+def _ids(raw: str | None) -> tuple[str, ...]:
+    """A JSON list of job ids (wait.lua's ``deps``); () for anything else."""
+    try:
+        value = orjson.loads(raw or "[]")
+    except orjson.JSONDecodeError:
+        return ()
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def _int(raw: str | None) -> int:

@@ -14,10 +14,13 @@ class Status(str, Enum):
     """Where a job is in its life.
 
     ``scheduled -> queued -> running -> succeeded | retrying -> queued ... | dead``;
+    ``waiting -> queued`` once every job it depends on succeeded (or ``cancelled`` /
+    ``dead`` when one failed);
     ``unknown`` is what a handle reports for an id Redis does not hold.
     """
 
     SCHEDULED = "scheduled"
+    WAITING = "waiting"  # for the jobs it depends on (dispatch(depends_on=...))
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -30,7 +33,9 @@ class Status(str, Enum):
         return self.value
 
 
-ACTIVE_STATUSES = frozenset({Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.RETRYING})
+ACTIVE_STATUSES = frozenset(
+    {Status.SCHEDULED, Status.WAITING, Status.QUEUED, Status.RUNNING, Status.RETRYING}
+)
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.DEAD, Status.CANCELLED})
 
 
@@ -45,6 +50,19 @@ class DeadReason(str, Enum):
     UNKNOWN_JOB = "unknown_job"
     INVALID_RESULT = "invalid_result"
     INVALID_RECORD = "invalid_record"
+    # a job it depended on ended dead or cancelled (its on_failure said "fail"; the
+    # default cancels it, with this reason too)
+    DEPENDENCY_FAILED = "dependency_failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class OnFailure(str, Enum):
+    """What a job waiting for others does when one of them ends dead or cancelled."""
+
+    CANCEL = "cancel"  # it is cancelled (the default), reason dependency_failed
+    FAIL = "fail"  # it is dead-lettered, reason dependency_failed
 
     def __str__(self) -> str:
         return self.value

@@ -43,6 +43,7 @@ from jobkit.retry import Retry
 if TYPE_CHECKING:
     from jobkit.app import Queue
     from jobkit.backend.store import Store
+    from jobkit.workflow import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -200,6 +201,26 @@ class Task(Generic[P, R]):
     ) -> Dispatcher[P]:
         """This task with dispatch options: ``send_mail.using(delay=60).dispatch(...)``."""
         return Dispatcher(self, _Options(delay, at, queue, priority, job_id))
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This task with these arguments, as a step of a chain or a group (see
+        :mod:`jobkit.workflow`): a parameter left out takes the step before's result."""
+        from jobkit.workflow import Signature
+
+        params = self._partial(args, kwargs)
+        return Signature(self.job, params)
+
+    def _partial(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            sig = self._signature
+            if self._bound_first:
+                bound = sig.bind_partial(None, *args, **kwargs)
+                bound.arguments.pop(next(iter(sig.parameters)))
+            else:
+                bound = sig.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise DispatchError(f"task {self.name}: {exc}") from None
+        return dict(bound.arguments)
 
     def call_local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, not as a job (a test's shortcut)."""

@@ -14,9 +14,10 @@ takes, and it is built fastest: dispatch builds one per call), sent as they are.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from jobkit.backend.face import Face
+from jobkit.backend.flow_calls import FLOW_FACES
 from jobkit.models import Claimed, JobSpec
 
 # -- creating jobs ------------------------------------------------------------------------
@@ -340,18 +341,6 @@ class WorkerArgs(NamedTuple):
         return out
 
 
-@dataclass(frozen=True)
-class Face:
-    """What a script's header must say: its ARGV names (fixed, then each repeated
-    group's), and its reply's (fixed, each repeated group's, an optional last element)."""
-
-    argv: tuple[str, ...] = ()
-    each: tuple[str, ...] = ()
-    returns: tuple[str, ...] = ()
-    returns_each: tuple[str, ...] = ()
-    returns_tail: tuple[str, ...] = ()
-
-
 _FLAG = ("flag",)  # a 1 / 0 answer, or a code: each script's header says what it means
 FACES: dict[str, Face] = {
     "enqueue": Face(ENQUEUE_ARGV, ENQUEUE_EACH, returns=("reply",)),
@@ -381,3 +370,6 @@ FACES: dict[str, Face] = {
     "trim": Face(TrimArgs._fields, returns=("count",)),
     "progress": Face(ProgressArgs._fields, returns=_FLAG),
 }
+
+# the dependency scripts' faces live with their family (flow_calls.py)
+FACES.update(FLOW_FACES)

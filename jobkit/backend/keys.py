@@ -120,6 +120,8 @@ def every_tag_lanes(groups: Iterable[Sequence[str]], tagged: Iterable[str]) -> l
 
 # the consumer group of every queue's ``events`` stream that ``jobkit archiver`` reads in
 ARCHIVE_GROUP = "archivers"
+# the consumer group of every queue's ``notices`` stream that workers deliver from
+NOTICE_GROUP = "deliverers"
 
 QUEUE_SEPARATOR = ":"  # between a job id's queue and its key
 
@@ -161,6 +163,7 @@ class Shard:
         "events",
         "finished",
         "lanes",
+        "notices",
         "paused",
         "queue",
         "rate",
@@ -186,6 +189,8 @@ class Shard:
         self.sched_wake = f"{self.base}:sched:wake"
         self.events = f"{self.base}:events"
         self.rate = f"{self.base}:rate"
+        # what ended here, for jobs of other queues waiting for it (a stream: see flows)
+        self.notices = f"{self.base}:notices"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
@@ -208,6 +213,14 @@ class Shard:
 
     def corrupt(self, job_id: str) -> str:
         return f"{self.base}:corrupt:{job_id}"
+
+    def dependants(self, job_id: str) -> str:
+        """The jobs waiting for ``job_id`` (a job of this queue): id -> takes its result."""
+        return f"{self.base}:dependants:{job_id}"
+
+    def inputs(self, job_id: str) -> str:
+        """What ``job_id`` (a waiting job of this queue) was told of its dependencies."""
+        return f"{self.base}:inputs:{job_id}"
 
     def active(self, job_class: str) -> str:
         """Ids of the running attempts of ``job_class`` (one with a concurrency limit)."""

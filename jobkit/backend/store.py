@@ -28,6 +28,7 @@ from jobkit.backend.calls import (
     RequeueArgs,
     ReviveArgs,
 )
+from jobkit.backend.flows import Flows
 from jobkit.backend.keys import Keys, fenced, queue_of, split_lane
 from jobkit.backend.leasing import Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
@@ -88,6 +89,7 @@ class Store:
         # the worker's side and the read side, each holding this store
         self.leasing = Leasing(self)
         self.reads = Reads(self)
+        self.flows = Flows(self)
 
     @property
     def wire(self) -> Transport:

@@ -24,6 +24,7 @@ from jobkit.ops.jobs import (
     events_of,
     find_job,
     job_document,
+    waited_by,
 )
 
 app = typer_app()
@@ -78,6 +79,9 @@ def job(
         _show_archived(rec, attempts_of(rec))
         return
     show_record(rec, False)
+    for label, ids in (("waits for", rec.waits_for), ("waited for by", waited_by(store, rec))):
+        if ids:
+            console.print(f"{label}: {', '.join(ids)}", soft_wrap=True)
     show_history(events_of(store, rec))
 
 

@@ -48,7 +48,9 @@ class Action(str, Enum):
 # the statuses each action takes (and without a status filter, works on)
 TAKES = {
     Action.RETRY: frozenset({Status.DEAD, Status.RETRYING}),
-    Action.CANCEL: frozenset({Status.QUEUED, Status.SCHEDULED, Status.RETRYING, Status.RUNNING}),
+    Action.CANCEL: frozenset(
+        {Status.QUEUED, Status.SCHEDULED, Status.WAITING, Status.RETRYING, Status.RUNNING}
+    ),
     Action.PURGE: frozenset({Status.DEAD}),
 }
 DEFAULT = {**TAKES, Action.RETRY: frozenset({Status.DEAD})}

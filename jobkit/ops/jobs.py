@@ -158,13 +158,22 @@ def job_history(store: Store, record: JobRecord) -> dict[str, Any]:
     return {"history": [e.as_dict() for e in events_of(store, record)]}
 
 
+def waited_by(store: Store, record: JobRecord) -> list[str]:
+    """The jobs dispatched to wait for ``record`` (see jobkit.workflow); one look in
+    Redis only for a job some wait for."""
+    return store.flows.dependants(record.id) if record.waited_for else []
+
+
 def job_document(store: Store, record: JobRecord, history: bool = False) -> dict[str, Any]:
     """The one JSON shape of a job (``jobkit job --json``, ``GET /jobs/{id}``, and each
     job of a listing without ``history``): its record (``id``, ``status``, ``source``:
-    redis or archive, ...), ``progress`` (the latest attempt's: see docs/progress.md)
-    and, with ``history``, :func:`job_history`'s key."""
+    redis or archive, ...), ``progress`` (the latest attempt's: see docs/progress.md),
+    ``waits_for`` and ``waited_by`` (the jobs it depends on, those that depend on it:
+    see jobkit.workflow) and, with ``history``, :func:`job_history`'s key."""
     view = record.as_dict()
     view["progress"] = None if record.progress is None else record.progress.as_dict()
+    view["waits_for"] = list(record.waits_for)
+    view["waited_by"] = waited_by(store, record)
     if history:
         view.update(job_history(store, record))
     return view

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from jobkit.backend.store import Store
 
 LISTABLE = (
+    Status.WAITING,
     Status.QUEUED,
     Status.RUNNING,
     Status.SCHEDULED,

@@ -200,8 +200,9 @@ class JobkitTest:
         counts = dict.fromkeys(Ran._fields, 0)
         while sum(counts.values()) < limit:
             self._scheduler().step()
-            self.store.leasing.reap(self.settings.max_crashes, self.store.reads.queues())
             queues = self.store.reads.queues()
+            self.store.leasing.reap(self.settings.max_crashes, queues)
+            self.store.flows.deliver(queues, WORKER)  # to jobs waiting in other queues
             groups = every_tag_lanes([[q] for q in queues], self.store.reads.tagged_lanes(queues))
             want = min(_CLAIM, limit - sum(counts.values()))
             jobs = self.store.leasing.claim(WORKER, int(self.settings.lease * 1000), want, groups)

@@ -42,6 +42,9 @@ TRIM_EVERY = 60.0  # seconds between trims of the event streams by age
 # jobs a second still beats at most 1 / EARLY_BEAT times a second, and nothing is added
 # to a job's own path.
 EARLY_BEAT = 0.25
+# How often the notices of jobs that ended are delivered to jobs of other queues waiting
+# for them: a chain across queues takes up to this long a step. One XREADGROUP per queue.
+NOTICES_EVERY = 0.25
 
 LeaseKey = tuple[int, str]  # (child pid, handle): one lease of one child
 
@@ -56,6 +59,8 @@ class Chores:
         # (what, chore, every how many seconds, whether it talks to Redis)
         self.every: list[tuple[str, Callable[[], object], float, bool]] = [
             ("promoting due jobs", self._promote, TICK, True),
+            # what ended here, told to jobs of other queues waiting for it (see flows)
+            ("delivering dependency notices", self._deliver, NOTICES_EVERY, True),
             ("marking started jobs", self._mark_started, 0.0, True),
             ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4), True),
             ("checking Redis kept its data", self._check_data, settings.heartbeat, True),
@@ -144,6 +149,9 @@ class Chores:
 
     def _promote(self) -> None:
         self.sup.store.leasing.promote(self.sup.options.queues)
+
+    def _deliver(self) -> None:
+        self.sup.store.flows.deliver(self.sup.options.queues, self.sup.name)
 
     def _trim_events(self) -> None:
         """Drop events older than JOBKIT_EVENTS_MAX_AGE from this worker's queues' streams

@@ -7,14 +7,35 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 
-from jobkit.status import PURGED, DeadReason, EventReason, Status
+from jobkit.status import PURGED, DeadReason, EventReason, OnFailure, Status
 
 STATUSES = {s.value for s in Status} - {Status.UNKNOWN.value}
 REASONS = {r.value for r in DeadReason} | {r.value for r in EventReason}
+ON_FAILURE = {o.value for o in OnFailure}
 # other words the scripts compare a field with: Redis key types, the worker script's
 # modes, flags and codes
-OTHER_WORDS = {"hash", "zset", "list", "set", "stream", "string", "none", "pause", "resume",
-               "prune", "beat", "gone", "0", "1", "", "invalid", "number", "table"}  # fmt: skip
+OTHER_WORDS = {
+    "hash",
+    "zset",
+    "list",
+    "set",
+    "stream",
+    "string",
+    "none",
+    "pause",
+    "resume",
+    "prune",
+    "beat",
+    "gone",
+    "0",
+    "1",
+    "",
+    "invalid",
+    "number",
+    "table",
+    "=",
+    "{}",
+}  # fmt: skip  (= marks a dependency's success in inputs:<id>)
 
 
 def scripts() -> dict[str, str]:
@@ -88,7 +109,7 @@ def test_every_reason_a_script_writes_is_a_reason() -> None:
 
 
 def test_every_word_a_script_compares_a_field_with_is_known() -> None:
-    known = STATUSES | REASONS | {PURGED} | OTHER_WORDS
+    known = STATUSES | REASONS | ON_FAILURE | {PURGED} | OTHER_WORDS
     wrong = {}
     for name, text in scripts().items():
         for word in re.findall(r"[=~]=\s*'([^']*)'", text):

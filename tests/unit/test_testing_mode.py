@@ -61,3 +61,16 @@ def test_only_the_schedules_named_fire() -> None:
 def test_advance_needs_a_started_mode() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         JobkitTest().advance(1)
+
+
+def test_a_chain_and_a_failure_in_the_testing_mode() -> None:
+    from tests.support import flow_jobs as f
+
+    with JobkitTest(schedules=()) as jt:
+        flow = jobkit.chain(f.extract.s("ab"), f.transform.s(factor=3), f.load.s()).dispatch()
+        assert jt.run_until_idle().succeeded == 3  # across two queues, notices delivered
+        assert flow.result() == (2 + 2 + 3) * 3
+        broken = f.fails()
+        waiting = f.square.job.dispatch(n=1, depends_on=[broken])
+        jt.run_until_idle()
+        assert waiting.status is jobkit.Status.CANCELLED

@@ -32,6 +32,9 @@ NAMES = (
     "recount",
     "trim",
     "progress",
+    "depend",
+    "wait",
+    "release",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection

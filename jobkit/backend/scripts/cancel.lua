@@ -1,5 +1,5 @@
--- cancel: withdraw a job that has not started (queued, scheduled or waiting to retry), or
--- ask the worker running it to stop it.
+-- cancel: withdraw a job that has not started (queued, scheduled, waiting to retry or
+-- waiting for the jobs it depends on), or ask the worker running it to stop it.
 -- KEYS[1]  base "{prefix:queue}"   KEYS[2]  job:<id>
 --          (its queue, scheduled and done:<id> are built from KEYS[1])
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
@@ -19,7 +19,9 @@ if f[1] == 'running' then
   redis.call('HSET', jk, 'cancel', ttl)
   return 2
 end
-if f[1] ~= 'queued' and f[1] ~= 'scheduled' and f[1] ~= 'retrying' then return 0 end
+if f[1] ~= 'queued' and f[1] ~= 'scheduled' and f[1] ~= 'retrying' and f[1] ~= 'waiting' then
+  return 0
+end
 -- pcall: a queue or scheduled key of another type holds no entry of this job to remove
 if f[2] then redis.pcall('ZREM', queue_key(base, f[2]), id) end
 redis.pcall('ZREM', scheduled_key(base), id)

@@ -8,6 +8,7 @@
 --          reply lost), 0 refused (stale token or job no longer running)
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
 -- A success clears the reason and error of earlier attempts: they no longer describe it.
+-- Jobs waiting for it are told (see dependencies in _lib.lua).
 -- The jobs leave `running` before anything else is written, so a `running` key of
 -- another type fails the call with nothing half done.
 local base = KEYS[1]
@@ -20,7 +21,7 @@ local stale = {}  -- those with a reason or error of an earlier attempt to clear
 for i = 1, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
   local f = read_job(job_key(base, id), 'status', 'lease', 'reason', 'name', 'attempts',
-    'worker', 'started_at', 'limits')
+    'worker', 'started_at', 'limits', 'dependants')
   if f and f[1] == 'running' and f[2] == token then
     finished[#finished + 1] = id
     at[#finished] = i
@@ -46,6 +47,8 @@ for j, id in ipairs(finished) do
   event(base, id, f[4], 'running', 'succeeded', f[5], f[6], ran_ms(now, f[7]))
   limits_end(base, jk, id, f[4], f[8], true)
   redis.call('EXPIRE', jk, ARGV[i + 3])
+  -- jobs waiting for this one (most jobs have none: one absent field, read above)
+  if f[9] == '1' then job_ended(base, id, 'succeeded', ARGV[i + 2], now) end
 end
 -- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.
 for i = 1, #finished, 1000 do

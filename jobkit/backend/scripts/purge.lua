@@ -1,6 +1,6 @@
 -- purge: delete dead jobs for good.
--- KEYS[1]  base "{prefix:queue}"; dead, created, job:<id>, corrupt:<id> and done:<id> are
---          built from it
+-- KEYS[1]  base "{prefix:queue}"; dead, created, job:<id>, corrupt:<id>, done:<id>,
+--          dependants:<id> and inputs:<id> are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     *(id)
 --          ids to purge; none given: every dead job
@@ -18,7 +18,8 @@ for _, id in ipairs(ids) do
   local f = read_job(jk, 'status', 'name', 'attempts')
   if f and f[1] == 'dead' then
     event(base, id, f[2], 'dead', 'purged', f[3])
-    redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id))
+    redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id), dependants_key(base, id),
+      inputs_key(base, id))
     redis.pcall('ZREM', created_key(base), id)
     n = n + 1
   end

@@ -28,6 +28,7 @@ from jobkit import registry
 from jobkit.connection import get_store
 from jobkit.cron import BoundSchedule, collect
 from jobkit.ops import Store
+from jobkit.ops.jobs import waited_by
 from jobkit.web.auth import Role
 from jobkit.web.dashboard import session
 from jobkit.web.dashboard.live import INTERVAL, Broadcaster, Fragments, Snapshot
@@ -165,8 +166,9 @@ class Dashboard:
             record = snapshot.jobs.get(job_id)
             if record is not None:
                 params = record.as_dict()["params"]
+                after = waited_by(self.store(), record)
                 out[f"job-{job_id}"] = render("_job_summary.html", **base, job=record,
-                                              params=params)  # fmt: skip
+                                              params=params, waited_by=after)  # fmt: skip
         return out
 
 

@@ -14,7 +14,14 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from jobkit.errors import HistoryUnavailable, InvalidQuery, UnknownQueue
 from jobkit.models import Status
 from jobkit.ops.audit import audit_entries
-from jobkit.ops.jobs import find_job, list_page, local_ms, parse_since, parse_statuses
+from jobkit.ops.jobs import (
+    find_job,
+    list_page,
+    local_ms,
+    parse_since,
+    parse_statuses,
+    waited_by,
+)
 from jobkit.ops.listing import LISTABLE, JobQuery, index_for
 from jobkit.ops.schedules import schedule_rows
 from jobkit.ops.workers import recent_workers, worker_jobs
@@ -98,6 +105,7 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
         return dash.page(request, "job.html", "jobs", job_id, live=(f"job-{job_id}",),
                          live_query="?" + urlencode({"job": job_id}), job=found,
                          params=found.as_dict()["params"],
+                         waited_by=waited_by(dash.store(), found),
                          **views.timeline(dash.store(), found))  # fmt: skip
 
     @api.get("/jobs/{job_id}/timeline", response_class=HTMLResponse)
