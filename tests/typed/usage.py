@@ -35,8 +35,8 @@ def readme() -> None:
 
 
 @jobkit.task(retry=jobkit.Retry(max_attempts=5))
-def send_welcome(user_id: int) -> str:  # the README's body, `...`, is an empty-body error
-    return f"welcome, user {user_id}"
+def send_welcome(user_id: int) -> str:
+    return f"welcome mail sent to {user_id}"
 
 
 def readme_tasks() -> None:
@@ -67,7 +67,6 @@ class ResizeImage(BaseJob):
         url: str
         width: int = 256
 
-    # the page has `-> dict`, which --strict refuses (type-arg)
     def perform(self) -> dict[str, object]:  # may also be `async def`
         return {"url": self.params.url, "width": self.params.width}
 
