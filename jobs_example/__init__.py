@@ -136,5 +136,5 @@ class Heartbeat(BaseJob):
 
 
 # Each example app's jobs, registered with these (they import nothing from here).
-from jobs_example import flask_jobs, pg_jobs, reliable_jobs, tasks_jobs  # noqa: E402, F401
+from jobs_example import flask_jobs, pg_etl, pg_jobs, reliable_jobs, tasks_jobs  # noqa: E402, F401
 from jobs_example.celery_style import tasks as celery_tasks  # noqa: E402, F401

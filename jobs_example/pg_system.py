@@ -11,7 +11,7 @@ once Redis has forgotten a job (``X-Jobkit-Source: archive``). Run it all with::
 
     JOBKIT_HISTORY_URL=postgresql+psycopg://user:pw@localhost/db python -m jobs_example.pg_system
 
-(the API on :8000, a worker on high,default,low, the archiver and the scheduler). The
+(the API on :8000, a worker on high,default,low,etl, the archiver and the scheduler). The
 database is the one ``JOBKIT_HISTORY_URL`` names: the archive, the view and the tables
 the jobs truncate (this app makes ``public.users`` and ``public.daily_stats`` there, with
 a few rows, when they are missing).
@@ -52,7 +52,7 @@ STATUSES = {
     jobkit.Status.DEAD: "failed",
     jobkit.Status.CANCELLED: "failed",
 }
-QUEUES = "high,default,low"
+QUEUES = "high,default,low,etl"
 VIEW_LOCK = 0x6A6F62766965  # an advisory lock: apps started together make the view in turn
 # The archive's status texts ('failed': an attempt failed and the job will retry) in the
 # document's words; the view answers `SELECT * FROM job_statuses` as the document shows.

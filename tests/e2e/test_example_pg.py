@@ -8,11 +8,13 @@ with plain SQL, as the document shows.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -21,8 +23,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from jobkit.backend.keys import Keys
 from jobkit.cron import bind_schedules
+from jobs_example.pg_etl import DataImportJob
 from jobs_example.pg_jobs import TruncateTable
-from tests.conftest import PREFIX
+from tests.conftest import PREFIX, REPO_ROOT, clean_env
 from tests.support.example_apps import (
     Apps,
     curl,
@@ -40,7 +43,7 @@ DB, LAUNCHER_DB = 7, 8
 SECTION = "FastAPI and PostgreSQL"
 FIELDS = {"id", "status", "result", "created_at", "updated_at"}
 TERMINAL = {"completed", "failed"}
-QUEUES = ("high", "default", "low")
+QUEUES = ("high", "default", "low", "etl")
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Service:
     base: str
     client: redis.Redis
     engine: Engine
+    url: str  # the Redis the processes use
+    pg_url: str
 
     def create(self, body: dict[str, Any]) -> str:
         """``POST /create-jobs/`` with ``body``; the job id of its document-shaped answer."""
@@ -63,7 +68,8 @@ class Service:
 
     def status(self, job_id: str) -> httpx.Response:
         """``GET /job-status/{job_id}``."""
-        return httpx.get(f"{self.base}/job-status/{job_id}", timeout=10)
+        # a cron job's id holds its schedule's key, with a '#': quoted, as curl needs it
+        return httpx.get(f"{self.base}/job-status/{quote(job_id, safe=':')}", timeout=10)
 
     def finished(self, job_id: str) -> dict[str, Any]:
         """Poll ``GET /job-status`` until the job is completed or failed."""
@@ -123,7 +129,7 @@ def service(
         apps.wait_http(api, f"{base}/docs")
         workers = Keys(PREFIX).workers
         poll(lambda: client.zscore(workers, "pg-1"), apps, what="the worker to register")
-        yield Service(apps, base, client, engine)
+        yield Service(apps, base, client, engine, url, postgres_server.url)
     finally:
         apps.stop()
         client.close()
@@ -214,6 +220,34 @@ def test_bad_input_is_a_4xx_json_answer_and_truncates_nothing(service: Service) 
     for job_id in ("nope", "default:0123456789abcdef", "%00"):
         response = service.status(job_id)
         assert response.status_code == 404 and response.json()["detail"], job_id
+
+
+def test_the_nightly_import_runs_as_a_chain_into_postgresql(service: Service) -> None:
+    """The document's DataImportJob, run now as its schedule would run it at 01:00 on a
+    weekday: extract, transform and load, each a job of the chain, the rows upserted into
+    public.data_warehouse; every step polled through GET /job-status."""
+    [bound] = bind_schedules(DataImportJob)
+    assert bound.cron.expr == "0 1 * * mon-fri" and DataImportJob.queue == "etl"
+    assert dict(bound.cron.params) == {"source": "external_api", "target": "data_warehouse"}
+    env = {"JOBKIT_REDIS_URL": service.url, "JOBKIT_HISTORY_URL": service.pg_url}
+    ran = subprocess.run(
+        [sys.executable, "-m", "jobkit", "schedules", "run", bound.key, "-A", "jobs_example"],
+        cwd=REPO_ROOT, env=clean_env(COLUMNS="200", **env), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    job_id = ran.stdout.strip().rsplit(" ", 1)[-1]
+    assert job_id.startswith("etl:"), ran.stdout
+    started = service.finished(job_id)
+    assert started["status"] == "completed", started
+    steps = started["result"]["steps"]
+    assert [s.split(":", 1)[0] for s in steps] == ["etl"] * 3
+    load = service.finished(steps[-1])
+    assert load["status"] == "completed", load
+    assert load["result"] == "3 rows loaded into public.data_warehouse"
+    rows = service.scalar("SELECT string_agg(id || ':' || amount_cents || currency, ',' "
+                          "ORDER BY id) FROM data_warehouse")  # fmt: skip
+    assert rows == "1:1250EUR,2:700USD,4:99GBP"
 
 
 def test_the_nightly_truncation_is_a_cron_declared_on_the_class() -> None:
