@@ -123,7 +123,10 @@ class JobkitTest:
 
     def start(self) -> JobkitTest:
         """Freeze the clock and make this the default connection (and the queues')."""
-        begin = self._start if self._start is not None else datetime.now(timezone.utc)
+        begin = self._start
+        if begin is None:  # now, on a whole millisecond: Redis's clock (TIME) counts in them
+            now = datetime.now(timezone.utc)
+            begin = now.replace(microsecond=now.microsecond // 1000 * 1000)
         # the handle's waits run on the real clock: a job not run times out, never hangs
         self._freezer = freeze_time(begin, tick=False, ignore=["jobkit.handle"])
         self.clock = self._freezer.start()
