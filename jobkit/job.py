@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, ValidationError
 from typing_extensions import TypeVar
 
-from jobkit import job_limits, names, registry
+from jobkit import job_limits, names, registry, versions
 from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
@@ -67,7 +67,9 @@ class BaseJob(Generic[ParamsT]):
     defined. Limits across every worker, per queue (see :mod:`jobkit.job_limits`):
     ``concurrency`` (running at once), ``rate_limit`` (``"100/m"``: starts spaced
     evenly), ``unique`` / ``unique_for`` (a dispatch of equal params while such a job is
-    queued or running returns that job's handle).
+    queued or running returns that job's handle). ``version`` (default 1) with
+    :meth:`upgrade`: a payload stored by an older version is upgraded before it is
+    validated (see docs/versions-and-tracing.md).
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -84,6 +86,7 @@ class BaseJob(Generic[ParamsT]):
     rate_limit: ClassVar[str | None] = None
     unique: ClassVar[bool] = False
     unique_for: ClassVar[float | timedelta | None] = None
+    version: ClassVar[int] = 1
     _limits: ClassVar[job_limits.Limits] = job_limits.Limits()
     _codec: ClassVar[ParamsCodec | None] = None  # each class's own: see _params
 
@@ -106,6 +109,7 @@ class BaseJob(Generic[ParamsT]):
         names.queue(cls.queue, where=f"{where}.queue")
         cls.tags = names.tags(cls.tags, where=f"{where}.tags")
         cls._limits = job_limits.of_class(cls, where)
+        versions.check_class(cls, where)
         clash = DISPATCH_OPTIONS & (accepted_keys(cls.Params) | set(cls.Params.model_fields))
         if clash:
             raise TypeError(
@@ -124,6 +128,14 @@ class BaseJob(Generic[ParamsT]):
     def perform(self) -> Any:
         """Do the work; the return value (JSON-serialisable) becomes the job's result."""
         raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    @classmethod
+    def upgrade(cls, params: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """The params of a job stored by version ``from_version`` of this class, as this
+        version's ``Params`` reads them (called on the worker, before validation, for a
+        job older than the class). The default changes nothing; one that raises
+        dead-letters the job (reason invalid_payload)."""
+        return params
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Say how far this attempt has got: ``fraction`` from 0 to 1, an optional short
@@ -228,6 +240,7 @@ class BaseJob(Generic[ParamsT]):
             cls.timeout_seconds(),
             cls.result_ttl or settings.result_ttl,
             cls._limits.encode(),
+            cls.version,
         )
 
     @classmethod

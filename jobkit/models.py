@@ -144,6 +144,9 @@ class JobRecord:
     progress: Progress | None = None  # the latest attempt's (not in as_dict: see ops.jobs)
     waits_for: tuple[str, ...] = ()  # the jobs it was dispatched to wait for (depends_on)
     waited_for: bool = False  # jobs wait (or waited) for it: see Flows.dependants
+    # its payload's version (BaseJob.version; absent: 1). Not in as_dict, whose keys
+    # docs/json.md pins
+    version: int = 1
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -172,6 +175,7 @@ class JobRecord:
             result_json=h.get("result"),
             error=JobError.from_json(h.get("error")),
             reason=h.get("reason"),
+            version=_int(h.get("version")) or 1,
             progress=Progress.from_hash(h) if "progress" in h else None,
             waits_for=_ids(h.get("deps")) if "deps" in h else (),
             waited_for="dependants" in h,
@@ -273,6 +277,9 @@ class JobSpec(NamedTuple):
     timeout: float  # seconds; 0: none
     result_ttl: int
     limits: str  # see jobkit.job_limits: '' for a class with none
+    # stored only when they say something (version > 1, a trace context): see enqueue.lua
+    version: int = 1  # the class's payload version (BaseJob.version)
+    trace: str = ""  # the dispatcher's W3C trace context as JSON (jobkit.tracing)
 
 
 class NewJob(NamedTuple):
@@ -326,3 +333,6 @@ class Claimed(NamedTuple):
     attempts: int
     timeout: float
     lane: str
+    # only a job stored with them has other values (see claim.lua): 1 and '' cost nothing
+    version: int = 1
+    trace: str = ""

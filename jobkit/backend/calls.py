@@ -167,20 +167,27 @@ class ClaimReply(NamedTuple):
     @classmethod
     def parse(cls, raw: list[Any]) -> ClaimReply:
         # claim.lua validated every field it returns (attempts and timeout are numbers)
-        width = len(Claimed._fields)
-        rate_wait_ms, skipped = 0, []
-        if len(raw) % width:  # the last element: the rate's wait, keys skipped
-            *raw, (rate_wait_ms, *skipped) = raw
+        width = _CLAIM_WIDTH
+        rate_wait_ms, extras, skipped = 0, None, []
+        if len(raw) % width:  # the last element: the rate's wait, extras, keys skipped
+            *raw, (rate_wait_ms, extras, *skipped) = raw
         jobs = [
             Claimed(raw[i], str(raw[i + 1]), raw[i + 2], raw[i + 3], int(raw[i + 4]),
                     float(raw[i + 5] or 0), raw[i + 6])
             for i in range(0, len(raw), width)
         ]  # fmt: skip
+        if extras:  # only jobs stored with a version > 1 or a trace context
+            for k in range(0, len(extras), 3):
+                at = int(extras[k]) - 1
+                jobs[at] = jobs[at]._replace(version=int(extras[k + 1]), trace=extras[k + 2])
         return cls(jobs, int(rate_wait_ms), [str(k) for k in skipped] if skipped else skipped)
 
 
-CLAIM_RETURNS_EACH = Claimed._fields
-CLAIM_RETURNS_TAIL = ("rate_wait_ms", "*skipped")
+# a job's 7 fields; version and trace come in the last element (see claim.lua), so a
+# job with neither costs nothing more
+CLAIM_RETURNS_EACH = Claimed._fields[:7]
+_CLAIM_WIDTH = len(CLAIM_RETURNS_EACH)
+CLAIM_RETURNS_TAIL = ("rate_wait_ms", "extras", "*skipped")
 
 
 # complete.lua, per job: one call carries many. A plain tuple, not a NamedTuple: one is

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from jobkit import progress, registry
+from jobkit import progress, registry, versions
 from jobkit.backend.calls import Completion
 from jobkit.backend.store import Store
 from jobkit.backend.transport import UNAVAILABLE
@@ -193,10 +193,17 @@ class Executor:
             cls = registry.lookup(job.name)
         except UnknownJobError as exc:
             return self._dead(job, DeadReason.UNKNOWN_JOB, exc)
-        try:
-            params = cls.Params.model_validate_json(job.params_json)
-        except ValidationError as exc:
-            return self._dead(job, DeadReason.INVALID_PAYLOAD, exc)
+        if job.version == cls.version:  # a plain job: 1 == 1
+            try:
+                params = cls.Params.model_validate_json(job.params_json)
+            except ValidationError as exc:
+                return self._dead(job, DeadReason.INVALID_PAYLOAD, exc)
+        else:
+            upgraded = versions.upgraded(cls, job.params_json, job.version)
+            if isinstance(upgraded, JobError):
+                dead = Decision(False, 0, DeadReason.INVALID_PAYLOAD)
+                return record_failure(self.store, self.settings, job, dead, upgraded)
+            params = upgraded
         started = time.perf_counter()
         if self.log_jobs:
             log.info(

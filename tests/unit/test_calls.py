@@ -10,7 +10,8 @@ from importlib.resources import files
 import pytest
 
 from jobkit.backend import scripts
-from jobkit.backend.calls import FACES, Face
+from jobkit.backend.calls import FACES, ClaimReply, Face
+from jobkit.models import Claimed
 
 CONTINUED = "--          "
 
@@ -71,3 +72,17 @@ def test_the_parser_reads_a_signature() -> None:
     assert parts("a, b, *(c, d)") == (["a", "b"], ["c", "d"], [])
     assert parts("*(id, token), [wait, *keys]") == ([], ["id", "token"], ["wait", "*keys"])
     assert parts("none") == ([], [], [])
+
+
+def test_a_claim_reply_gives_version_and_trace_only_to_the_jobs_its_extras_name() -> None:
+    plain = ["q:a", 1, "n", "{}", 1, "0", "q"]
+    versioned = ["q:b", 2, "n", "{}", 1, "5", "q"]
+    reply = ClaimReply.parse([*plain, *versioned, [0, [2, "3", '{"traceparent": "x"}']]])
+    a, b = reply.jobs
+    assert (a.version, a.trace) == (1, "")
+    assert (b.id, b.token, b.timeout, b.version, b.trace) == ("q:b", "2", 5.0, 3,
+                                                             '{"traceparent": "x"}')  # fmt: skip
+    assert (reply.rate_wait_ms, reply.skipped) == (0, [])
+    held = ClaimReply.parse([*plain, [250, [], "k1"]])
+    assert (held.jobs[0].version, held.rate_wait_ms, held.skipped) == (1, 250, ["k1"])
+    assert ClaimReply.parse(plain).jobs[0] == Claimed("q:a", "1", "n", "{}", 1, 0.0, "q")

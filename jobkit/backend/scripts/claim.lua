@@ -8,12 +8,16 @@
 --          whose id, name or params are not UTF-8 text, and answer with the others),
 --          G (number of lane groups), then G groups of (count, lane...) in the order the
 --          worker checks its queues
--- Returns  *(id, token, name, params_json, attempts, timeout, lane), [rate_wait_ms, *skipped]:
+-- Returns  *(id, token, name, params_json, attempts, timeout, lane), [rate_wait_ms, extras, *skipped]:
 --          flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
---          only if a job was held back by its class's rate limit or a lane's queue key
---          holds another type (skipped, so the other lanes are still served), one more
---          element: {ms until a job held back by a rate may be claimed (0: none), the
---          skipped keys...}
+--          only if a job was held back by its class's rate limit, a lane's queue key
+--          holds another type (skipped, so the other lanes are still served) or a job
+--          leased has extras, one more element: {ms until a job held back by a rate may
+--          be claimed (0: none), extras, the skipped keys...}. extras: a flat list of
+--          (job's place in the reply from 1, version, trace) for each job stored with a
+--          payload version above 1 or a trace context (enqueue.lua writes the fields only
+--          then); {} when none. A reply of plain jobs is what it was before versions and
+--          traces existed: the worker's hot path pays nothing for them.
 -- Invariant: nothing is leased from a paused queue (its `paused` key exists; see
 -- pause.lua). A job leaves its queue only together with its entry in `running` (or, when
 -- its record is invalid, in `dead`), and every claim bumps the job's fencing token
@@ -38,6 +42,15 @@ local running = running_key(base)
 expect_types(running, 'zset')  -- before the first pop: leases must have somewhere to go
 local out = {}
 local skipped = {}  -- queue keys of another type: named in the reply, not served
+local extras = {}  -- place, version, trace of jobs stored with either (see Returns)
+
+-- A job's version (absent: 1) and trace context (absent: ''), noted when it has either.
+local function note_extras(version, trace)
+  if version or trace then
+    local k = #extras
+    extras[k + 1], extras[k + 2], extras[k + 3] = #out / 7, version or '1', trace or ''
+  end
+end
 
 local function answer(id, token, name, params, attempts, timeout, lane)
   local k = #out
@@ -60,7 +73,7 @@ if req ~= '' then
   if #held > 0 then
     for i = 1, #held, 3 do
       local f = read_job(job_key(base, held[i]), 'status', 'lease', 'name', 'params',
-        'attempts', 'timeout')
+        'attempts', 'timeout', 'version', 'trace')
       if f and f[1] == 'running' and f[2] == held[i + 1] then
         local why = strict and undecodable(held[i], f[3], f[4])
         if why then
@@ -68,9 +81,11 @@ if req ~= '' then
           invalid_record(base, held[i], why, now)
         else
           answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
+          note_extras(f[7], f[8])
         end
       end
     end
+    if #extras > 0 then out[#out + 1] = {0, extras} end
     return out
   end
 end
@@ -86,6 +101,8 @@ local function problem(id, f)
   if not count_ok(f[3]) then return 'lease is not a whole number' end
   if not f[4] or f[4] == '' then return 'no job name' end
   if not f[5] then return 'no params' end
+  if f[9] and not string.match(f[9], '^[1-9]%d*$') then return 'version is not a whole number' end
+  if strict and f[10] and not utf8_ok(f[10]) then return 'its trace is not UTF-8 text' end
   if strict then return undecodable(id, f[4], f[5]) end
   if f[6] and not (finite(f[6]) and tonumber(f[6]) >= 0) then
     return 'timeout is not a number of seconds'
@@ -151,7 +168,7 @@ local function take(id, lane, score)
     return
   end
   local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout', 'cancel',
-    'limits')
+    'limits', 'version', 'trace')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now_s)
     return
@@ -177,6 +194,7 @@ local function take(id, lane, score)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
   answer(id, token, f[4], f[5], attempts, f[6] or '0', lane)
+  note_extras(f[9], f[10])
   taken[#taken + 1], taken[#taken + 2], taken[#taken + 3] = id, token, lane
   got = got + 1
 end
@@ -239,5 +257,7 @@ if got < want then
     pos = pos + count + 1
   end
 end
-if #skipped > 0 or rate_wait > 0 then out[#out + 1] = {rate_wait, unpack(skipped)} end
+if #skipped > 0 or rate_wait > 0 or #extras > 0 then
+  out[#out + 1] = {rate_wait, extras, unpack(skipped)}
+end
 return out

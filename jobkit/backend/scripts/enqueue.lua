@@ -4,10 +4,12 @@
 --          arrives)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     n, name, lane, priority, delay_ms, at_ms, max_attempts, timeout, result_ttl,
---          limits, check, *(id, params)
+--          limits, version, trace, check, *(id, params)
 --          N, then what every job shares: name, lane, priority, delay_ms, at_ms (0 = none),
 --          max_attempts, timeout seconds (0 = none), result_ttl seconds, limits ('' for
---          none: see jobkit/job_limits.py), check (1: an id that exists is reported with
+--          none: see jobkit/job_limits.py), version (the class's payload version), trace
+--          (the dispatcher's trace context as JSON, '' for none: see jobkit/tracing.py),
+--          check (1: an id that exists is reported with
 --          its status, for caller-chosen ids and unique classes; 0: ids are fresh
 --          random), then N pairs: id, params JSON
 -- Returns  reply: with check 1: N pairs {created 1|0, status}, triples {created, status, id of
@@ -23,11 +25,19 @@
 -- in a way that did not release it: purged, expired, garbage) is taken over, so a stale
 -- lock never refuses a job for ever. The same call sent twice finds its own job holding
 -- the lock (its id exists), and answers with it.
+-- Version and trace are written only when they say something (a version above 1, a
+-- trace context): a job without the field is version 1, untraced, as every job stored
+-- before they existed is. claim.lua reads them and returns them only for jobs that have
+-- them (outside the 7 fields of each job), so plain jobs cost what they did.
 local base = KEYS[1]
 local n, name, lane, priority = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local delay, at = tonumber(ARGV[5]), tonumber(ARGV[6])
 local max_attempts, timeout, ttl = ARGV[7], ARGV[8], ARGV[9]
-local limits, check, first = ARGV[10], ARGV[11] == '1', 12  -- first: where the pairs start
+local limits, version, trace = ARGV[10], ARGV[11], ARGV[12]
+local check, first = ARGV[13] == '1', 14  -- first: where the pairs start
+local extras = {}  -- the fields written only when they say something (see above)
+if version ~= '1' then extras[#extras + 1], extras[#extras + 2] = 'version', version end
+if trace ~= '' then extras[#extras + 1], extras[#extras + 2] = 'trace', trace end
 local unique_ms = limits ~= '' and select(3, parse_limits(limits)) or -1
 local ACTIVE = {queued = true, scheduled = true, retrying = true, running = true}
 
@@ -50,8 +60,10 @@ local function lock_unique(id, params)
   return nil, digest
 end
 
--- What a limited job's hash carries besides create_job's fields (see _lib.lua's limits).
+-- What a limited, versioned or traced job's hash carries besides create_job's fields
+-- (see _lib.lua's limits).
 local function note_limits(id, digest)
+  if #extras > 0 then redis.call('HSET', job_key(base, id), unpack(extras)) end
   if digest then
     redis.call('HSET', job_key(base, id), 'limits', limits, 'unique', digest)
   elseif limits ~= '' then
