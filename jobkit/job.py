@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, ValidationError
 from typing_extensions import TypeVar
 
-from jobkit import job_limits, names, registry, versions
+from jobkit import job_limits, names, registry, tracing, versions
 from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
@@ -241,6 +241,7 @@ class BaseJob(Generic[ParamsT]):
             cls.result_ttl or settings.result_ttl,
             cls._limits.encode(),
             cls.version,
+            tracing.context(),  # '' unless a span is current (and OpenTelemetry there)
         )
 
     @classmethod

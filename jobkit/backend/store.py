@@ -247,7 +247,9 @@ class Store:
         flag = 1 if check else 0
         spec = job.spec
         first = self._register_first(job.lane)
-        if first or not self._packs_enqueue:  # the registry first, in the same round trip
+        # the registry first, in the same round trip; a traced job's spec is its own
+        # (its trace context): packing a head for it would only churn the cache
+        if first or not self._packs_enqueue or spec.trace:
             shard = self.keys.lane(job.lane)
             args = EnqueueArgs(1, spec, flag).argv([(job.id, job.params_json)])
             calls: list[ScriptCall] = [("enqueue", [shard.base], args)]

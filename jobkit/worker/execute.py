@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from jobkit import progress, registry, versions
+from jobkit import progress, registry, tracing, versions
 from jobkit.backend.calls import Completion
 from jobkit.backend.store import Store
 from jobkit.backend.transport import UNAVAILABLE
@@ -213,6 +213,8 @@ class Executor:
                 job.attempts,
                 extra=job_line(job.id, job.name, job.attempts, STARTED),
             )
+        # only a job dispatched under a span carries a trace: the others ask no more
+        traced = tracing.begin(job, cls.__qualname__) if job.trace else None
         task = None
         try:
             task = cls(params, job_id=job.id, attempt=job.attempts)
@@ -226,6 +228,8 @@ class Executor:
         # and the like included: they fail it as any other would (not in the default
         # `retry_on`, so dead with reason `exception`), and this child serves on.
         except BaseException as exc:
+            if traced is not None:
+                tracing.end(traced, exc)
             if not isinstance(exc, Exception):
                 self._drop_loop()  # it may have stopped the event loop half way
             if task is not None:
@@ -235,6 +239,8 @@ class Executor:
             return record_failure(
                 self.store, self.settings, job, decision, _error_from(exc), elapsed
             )
+        if traced is not None:
+            tracing.end(traced)
         if task._jobkit_run is not self:  # type: ignore[attr-defined]
             progress.flush(task)  # it reported: its last value before the outcome
         try:
