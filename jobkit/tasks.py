@@ -113,6 +113,10 @@ def _job_class(fn: Callable[..., Any], bind: bool, options: Mapping[str, Any]) -
             args.insert(0, self)
         return fn(*args, **{n: values[n] for n in names})
 
+    options = dict(options)
+    upgrade = options.pop("upgrade", None)
+    if upgrade is not None:  # upgrade(params, from_version): the class's classmethod
+        options["upgrade"] = classmethod(lambda cls, params, old: upgrade(params, old))
     namespace: dict[str, Any] = {
         "__module__": fn.__module__,
         "__qualname__": fn.__qualname__,
@@ -269,6 +273,8 @@ def task(
     rate_limit: str | None = ...,
     unique: bool | None = ...,
     unique_for: float | timedelta | None = ...,
+    version: int | None = ...,
+    upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = ...,
     bind: Literal[False] = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -289,6 +295,8 @@ def task(
     rate_limit: str | None = ...,
     unique: bool | None = ...,
     unique_for: float | timedelta | None = ...,
+    version: int | None = ...,
+    upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = ...,
     bind: Literal[True],
 ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 
@@ -303,8 +311,9 @@ def task(
     """Make ``fn`` a job: ``@task`` or ``@task(queue=..., retry=..., ...)``, with the
     options of a job class (``name``, ``queue``, ``priority``, ``retry``, ``timeout``,
     ``result_ttl``, ``tags``, ``schedule``, ``schedules``, ``concurrency``,
-    ``rate_limit``, ``unique``, ``unique_for``: see :class:`~jobkit.BaseJob`). Returns
-    a :class:`Task`; ``bind=True`` passes the running job as the first argument."""
+    ``rate_limit``, ``unique``, ``unique_for``, ``version`` and ``upgrade``, a function
+    ``(params, from_version) -> params``: see :class:`~jobkit.BaseJob`). Returns a
+    :class:`Task`; ``bind=True`` passes the running job as the first argument."""
     return task_decorator(fn, None, bind, options)
 
 
@@ -324,5 +333,5 @@ def task_decorator(
 
 TASK_OPTIONS = frozenset({
     "name", "queue", "priority", "retry", "timeout", "result_ttl", "tags", "schedule",
-    "schedules", "concurrency", "rate_limit", "unique", "unique_for",
+    "schedules", "concurrency", "rate_limit", "unique", "unique_for", "version", "upgrade",
 })  # fmt: skip

@@ -84,6 +84,8 @@ def dispatch_waiting(
 ) -> JobHandle:
     """Store a job of ``cls`` that is queued once every job of ``depends_on`` succeeded
     (``takes``: its params field that receives their result(s)). See the module doc."""
+    if isinstance(depends_on, str | JobHandle):  # one, not a string's characters
+        depends_on = [depends_on]
     deps = list(dict.fromkeys(_dependency_id(d) for d in depends_on))  # once each, in order
     if not deps:
         raise DispatchError("depends_on names no job")

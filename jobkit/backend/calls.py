@@ -66,6 +66,7 @@ class CronJob(NamedTuple):
     timeout: float
     result_ttl: int
     limits: str
+    version: int  # the class's payload version (written above 1)
 
 
 class CronFireArgs(NamedTuple):

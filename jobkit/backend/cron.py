@@ -31,7 +31,7 @@ from jobkit.models import NewJob
 def cron_job(job: NewJob) -> CronJob:
     """The fields of ``job`` every slot's job of a schedule shares."""
     return CronJob(job.name, job.lane, job.params_json, job.priority, job.max_attempts,
-                   job.timeout, job.result_ttl, job.limits)  # fmt: skip
+                   job.timeout, job.result_ttl, job.limits, job.spec.version)  # fmt: skip
 
 
 class SlotOutcome(IntEnum):

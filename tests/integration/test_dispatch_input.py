@@ -322,7 +322,7 @@ def test_a_misspelled_option_is_an_error_naming_the_option(
     [error] = caught.value.errors()
     assert error["loc"] == ("dealy",)
     assert "did you mean the option 'delay'?" in error["msg"]
-    with pytest.raises(pydantic.ValidationError, match="depends_on"):
+    with pytest.raises(jobkit.DispatchError, match="depends_on"):  # an id of no queue
         jobs.Label.dispatch(label="x", depends_on="other-job")
     with pytest.raises(pydantic.ValidationError, match="did you mean the field 'label'"):
         jobs.Label.dispatch(lable="x")

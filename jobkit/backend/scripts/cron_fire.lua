@@ -4,11 +4,12 @@
 --          last_fired_at, next_slot, fired, skipped; paused / resumed_at (cron_pause.lua)
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     key, next_slot, skip_to, missed, n, name, lane, params, priority, max_attempts,
---          timeout, result_ttl, limits, *(slot, id)
---          schedule key, next_slot, skip_to (0 = none), missed count, N, then the 8 job
+--          timeout, result_ttl, limits, version, *(slot, id)
+--          schedule key, next_slot, skip_to (0 = none), missed count, N, then the 9 job
 --          fields every slot shares: name, lane, params JSON, priority, max_attempts,
 --          timeout seconds, result_ttl seconds, limits ('' for none; a slot's job is
---          unique by its id, so only concurrency and rate apply); then N pairs (slot epoch
+--          unique by its id, so only concurrency and rate apply), the class's payload
+--          version (written above 1, as enqueue.lua does); then N pairs (slot epoch
 --          seconds, job id), oldest slot first
 -- Returns  advanced, *(code, detail):
 --          {advanced 1|0, then N pairs code, detail}: advanced says this call moved the
@@ -27,7 +28,7 @@ local key, next_slot = ARGV[1], ARGV[2]
 local skip_to, missed, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local name, lane, params = ARGV[6], ARGV[7], ARGV[8]
 local priority, max_attempts, timeout, ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local limits = ARGV[13]
+local limits, version = ARGV[13], ARGV[14]
 local now = now_ms()
 local state = redis.call('HMGET', sk, 'cursor', 'paused', 'resumed_at')
 local cursor = tonumber(state[1] or '-1') or -1
@@ -42,7 +43,7 @@ if skip_to > 0 and skip_to > cursor and skip_to * 1000 <= now then
 end
 local out = {}
 for i = 0, n - 1 do
-  local slot, id = tonumber(ARGV[14 + 2 * i]), ARGV[15 + 2 * i]
+  local slot, id = tonumber(ARGV[15 + 2 * i]), ARGV[16 + 2 * i]
   if slot * 1000 > now then
     out[#out + 1] = -1
     out[#out + 1] = slot * 1000 - now
@@ -74,6 +75,7 @@ for i = 0, n - 1 do
       note_lane(base, lane)
       redis.call('HSET', jk, 'schedule', key)
       if limits ~= '' then redis.call('HSET', jk, 'limits', limits) end
+      if version ~= '1' then redis.call('HSET', jk, 'version', version) end
       redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
       redis.call('HINCRBY', sk, 'fired', 1)
       out[#out + 1] = 1

@@ -2,10 +2,12 @@
 -- KEYS[1]  base "{prefix:queue}"; job, queue, wake and lanes keys are built from it
 -- KEYS[2]  schedule:<key> hash (see cron_fire.lua): last_job, last_fired_at, runs_now
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
--- ARGV     key, id, name, lane, params, priority, max_attempts, timeout, result_ttl, limits
+-- ARGV     key, id, name, lane, params, priority, max_attempts, timeout, result_ttl, limits,
+--          version
 --          schedule key, job id (a fresh one, never a slot's: see ScheduleStore.run_now),
---          then the 8 job fields cron_fire.lua takes: name, lane, params JSON, priority,
---          max_attempts, timeout seconds, result_ttl seconds, limits ('' for none)
+--          then the 9 job fields cron_fire.lua takes: name, lane, params JSON, priority,
+--          max_attempts, timeout seconds, result_ttl seconds, limits ('' for none),
+--          payload version
 -- Returns  created, status:
 --          {1, 'queued'} when it created the job; {0, status} when the id exists already
 --          (this call sent again after a lost reply: nothing is written twice)
@@ -17,6 +19,7 @@ local base, sk = KEYS[1], KEYS[2]
 local key, id = ARGV[1], ARGV[2]
 local name, lane, params = ARGV[3], ARGV[4], ARGV[5]
 local priority, max_attempts, timeout, ttl, limits = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local version = ARGV[11]
 -- the schedule's hash is written after the job: refuse garbage there before anything
 expect_types(sk, 'hash')
 local jk = job_key(base, id)
@@ -30,6 +33,7 @@ wake(base, lane, 1)
 note_lane(base, lane)
 redis.call('HSET', jk, 'schedule', key)
 if limits ~= '' then redis.call('HSET', jk, 'limits', limits) end
+if version ~= '1' then redis.call('HSET', jk, 'version', version) end
 redis.call('HSET', sk, 'last_job', id, 'last_fired_at', now)
 redis.call('HINCRBY', sk, 'runs_now', 1)
 return {1, 'queued'}
