@@ -1,13 +1,12 @@
 """Dependencies between jobs in Redis (``store.flows``): recording that a job waits for
-others, storing it waiting, and delivering what ended to waiting jobs of other queues.
+others, storing it waiting, and delivering what ended to the jobs waiting for it.
 
 Each call runs on one shard (see the dependency section of ``_lib.lua``): depend.lua on
-the shard of the job waited for, wait.lua and release.lua on the waiting job's. A job of
-one queue that ends tells waiting jobs of its own queue in the same script, and leaves a
-notice in its queue's ``notices`` stream for those of other queues; workers deliver the
-notices (:meth:`Flows.deliver`) through a consumer group, so a deliverer killed between
-reading a notice and acknowledging it leaves the notice to another (XAUTOCLAIM), and
-release.lua counts a notice delivered twice once.
+the shard of the job waited for, wait.lua and release.lua on the waiting job's. A job
+that ends with dependants leaves a notice for each in its queue's ``notices`` stream;
+workers deliver the notices (:meth:`Flows.deliver`) through a consumer group, so a
+deliverer killed between reading a notice and acknowledging it leaves the notice to
+another (XAUTOCLAIM), and release.lua counts a notice delivered twice once.
 """
 
 from __future__ import annotations

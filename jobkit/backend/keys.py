@@ -172,6 +172,8 @@ class Shard:
         "scheduled",
         "seq",
         "stats",
+        "versioned",
+        "waited",
     )
 
     def __init__(self, prefix: str, queue: str) -> None:
@@ -191,6 +193,11 @@ class Shard:
         self.rate = f"{self.base}:rate"
         # what ended here, for jobs of other queues waiting for it (a stream: see flows)
         self.notices = f"{self.base}:notices"
+        # markers: some job of this queue was stored with a version or a trace context
+        # (claim.lua reads those fields only then), or was waited for (complete.lua
+        # looks for dependants only then); set for good, by the scripts
+        self.versioned = f"{self.base}:versioned"
+        self.waited = f"{self.base}:waited"
 
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"

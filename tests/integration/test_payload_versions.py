@@ -179,6 +179,8 @@ def test_a_claim_returns_the_version_only_for_a_versioned_job_and_again_when_re_
 def test_a_version_field_that_is_no_whole_number_is_an_invalid_record(env: Env) -> None:
     handle = ResizeV1.dispatch(size=1)
     env.client.hset(env.keys.job(handle.id), "version", "two")
+    # read only in a queue where versioned jobs were stored (enqueue.lua marks it)
+    env.client.set(env.keys.shard(QUEUE).versioned, "1")
     base = env.keys.lane(QUEUE).base
     raw = env.store.run_script("claim", [base], ClaimArgs.of("w", 30_000, 1, "", [QUEUE]).argv())
     assert ClaimReply.parse(list(raw)).jobs == []

@@ -1,7 +1,9 @@
 """The Lua scripts: one atomic state transition per file, each with its contract in a header.
 
 ``_lib.lua`` holds helpers shared by all of them and is prepended at load time, so a
-helper (say, how a ready job is scored) is written once.
+helper (say, how a ready job is scored) is written once. ``_flows.lua`` (telling waiting
+jobs what their dependencies did) follows it in :data:`WITH_FLOWS` only: the prelude
+runs at every call, and a function it defines costs every call of every script.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ NAMES = (
 # a progress report writes the same fields again, ...). tests/integration/test_resend.py
 # runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
+
+# the scripts that tell waiting jobs (or drop what they were told): _flows.lua is theirs
+WITH_FLOWS = frozenset({"wait", "release", "purge"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
 
 
@@ -60,5 +65,7 @@ def source(name: str, events_maxlen: int = EVENTS_MAXLEN) -> str:
     folder = files(__name__)
     prelude = folder.joinpath("_lib.lua").read_text(encoding="utf-8")
     prelude = prelude.replace("@EVENTS_MAXLEN@", str(int(events_maxlen)))
+    if name in WITH_FLOWS:
+        prelude += "\n" + folder.joinpath("_flows.lua").read_text(encoding="utf-8")
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     return prelude + "\n" + body

@@ -32,6 +32,9 @@ local function queue_key(base, lane) return base .. ':queue:' .. lane end
 local function wake_key(base, lane) return base .. ':wake:' .. lane end
 local function done_key(base, id) return base .. ':done:' .. id end
 local function waiter_key(base, id) return base .. ':waiter:' .. id end
+-- markers: some job of this queue carries a version or trace / is waited for (see keys.py)
+local function versioned_key(base) return base .. ':versioned' end
+local function waited_key(base) return base .. ':waited' end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -182,9 +185,36 @@ local function note_finished(base, now, ids) note_in(finished_key(base), now, id
 -- finished index once the record has expired.
 local function note_created(base, now, ids) note_in(created_key(base), now, ids) end
 
--- A job ended (succeeded, dead, cancelled): its dependants are told (defined below, with
--- the rest of dependencies; declared here for end_cancelled and invalid_record).
-local job_ended
+-- -- dependencies (jobkit/flows.py) ---------------------------------------------------
+-- A job dispatched with depends_on is stored 'waiting' (wait.lua). Each job waited for
+-- has `dependants` = '1' in its hash and, in its shard, dependants:<id> (dependant ->
+-- '1' when it takes the result, else '0'; depend.lua adds to it). When such a job ends,
+-- the script that ends it appends a notice per dependant to this queue's `notices`
+-- stream, and workers deliver each with release.lua on the dependant's shard: no script
+-- touches two shards. What telling a waiting job takes (release, make_ready,
+-- fail_waiting) is in _flows.lua, prepended to wait.lua and release.lua only: this
+-- prelude runs at every call of every script, and each function it defines costs the
+-- call its closure (and each upvalue the closure captures, a walk of the open ones).
+local function dependants_key(base, id) return base .. ':dependants:' .. id end
+local function notices_key(base) return base .. ':notices' end
+
+-- Job `id` of this shard ended `outcome` ('succeeded' with `result`, 'dead',
+-- 'cancelled'): if jobs wait for it, a notice for each, once.
+local function job_ended(base, id, outcome, result)
+  local jk = job_key(base, id)
+  if redis.call('HGET', jk, 'dependants') ~= '1' then return end
+  redis.call('HSET', jk, 'dependants', '2')  -- told: an end after a revive tells no one
+  local dk = dependants_key(base, id)
+  local all = redis.pcall('HGETALL', dk)
+  if all['err'] then return end
+  for i = 1, #all, 2 do
+    local r = (outcome == 'succeeded' and all[i + 1] == '1') and result or ''
+    redis.pcall('XADD', notices_key(base), '*', 'job', all[i], 'dep', id, 'outcome', outcome,
+      'result', r)
+  end
+  local ttl = redis.call('TTL', jk)  -- what waited for it is kept as long as its record
+  if ttl > 0 then redis.call('EXPIRE', dk, ttl) end
+end
 
 -- End a job `cancelled` for good (it is in no queue, `scheduled` or `running` by now):
 -- its cancel request is served, its record kept `ttl` seconds, its waiters woken.
@@ -200,7 +230,7 @@ local function end_cancelled(base, jk, id, ttl, now)
   redis.call('EXPIRE', jk, ttl)
   note_finished(base, now, {id})
   notify_done(base, id, ttl)
-  job_ended(base, id, 'cancelled', nil, now)
+  job_ended(base, id, 'cancelled')
 end
 
 -- Park a job in `scheduled` until `due`. Sleeping schedulers are woken (pub/sub channel
@@ -359,131 +389,5 @@ local function invalid_record(base, id, why, now)
   -- own record (and `jobkit info` names the unreadable key)
   redis.pcall('ZADD', dead_key(base), now, id)
   redis.pcall('HINCRBY', stats_key(base), 'dead', 1)
-  job_ended(base, id, 'dead', nil, now)
-end
-
--- -- dependencies (jobkit/flows.py) ---------------------------------------------------
--- A job dispatched with depends_on is stored 'waiting' (wait.lua): `deps` lists what it
--- waits for, `waits` how many of those have not succeeded yet. Each job waited for has
--- `dependants` = '1' in its hash and, in its shard, dependants:<id> (dependant -> '1'
--- when it takes the result, else '0'; depend.lua adds to it). When that job ends, its
--- dependants in its own queue are released here, in the same script; those in another
--- queue (another shard on a cluster) get a notice in this shard's `notices` stream,
--- which workers deliver with release.lua on the dependant's shard: no script touches two
--- shards. A dependant's inputs:<id> (dependency -> '=' result, or '!' outcome) makes a
--- notice count once however often it comes, and keeps a notice that arrives before the
--- dependant is stored, for wait.lua to count.
-
-local function dependants_key(base, id) return base .. ':dependants:' .. id end
-local function inputs_key(base, id) return base .. ':inputs:' .. id end
-local function notices_key(base) return base .. ':notices' end
-
-local EARLY_TTL = 86400  -- seconds a notice for a dependant not (yet) stored is kept
-
--- The queue of a base "{prefix:queue}", and of a job id "queue:key".
-local function base_queue(base) return string.match(base, '^{.*:([^:]*)}$') end
-local function id_queue(id) return string.match(id, '^([^:]*):') end
-
--- `params` (a JSON object's text) with `field` set to `value` (JSON text): the stored
--- bytes are kept, not decoded and encoded again. The field is absent from params (the
--- dispatch left it out for the result).
-local function splice(params, field, value)
-  local head = '{' .. cjson.encode(field) .. ':' .. value
-  if params == '{}' then return head .. '}' end
-  return head .. ',' .. string.sub(params, 2)
-end
-
--- Every dependency succeeded: queue the job, with the result it takes put in its params
--- (`takes`: the field; `gather` '1': a list of every dependency's result, in `deps`
--- order, for a group's callback; else the first's, for a chain's next step).
-local function make_ready(base, jk, id, now)
-  local f = redis.call('HMGET', jk, 'name', 'lane', 'priority', 'seq', 'params', 'takes',
-    'deps', 'gather')
-  local params = f[5]
-  if f[6] and f[6] ~= '' then
-    local got = redis.call('HGETALL', inputs_key(base, id))
-    local by = {}
-    for i = 1, #got, 2 do by[got[i]] = string.sub(got[i + 1], 2) end
-    local deps = cjson.decode(f[7])
-    local value
-    if f[8] == '1' then
-      local parts = {}
-      for i, d in ipairs(deps) do parts[i] = by[d] or 'null' end
-      value = '[' .. table.concat(parts, ',') .. ']'
-    else
-      value = by[deps[1]] or 'null'
-    end
-    params = splice(params, f[6], value)
-  end
-  redis.call('HSET', jk, 'status', 'queued', 'params', params)
-  redis.call('HDEL', jk, 'waits')
-  push_ready(base, id, f[2], f[3], f[4])
-  event(base, id, f[1], 'waiting', 'queued', 0)
-end
-
--- A dependency ended without success: the waiting job is cancelled, or dead-lettered
--- when its `on_failure` says 'fail'; either way with reason dependency_failed and an
--- error naming the dependency, and its own dependants are told in turn.
-local function fail_waiting(base, jk, id, dep, outcome, now)
-  local f = redis.call('HMGET', jk, 'name', 'on_failure', 'result_ttl')
-  local err = cjson.encode({type = 'DependencyFailed', traceback = '',
-    message = 'dependency ' .. dep .. ' ended ' .. outcome})
-  redis.call('HDEL', jk, 'waits')
-  redis.call('HSET', jk, 'reason', 'dependency_failed', 'error', err)
-  if f[2] ~= 'fail' then
-    end_cancelled(base, jk, id, tonumber(f[3]) or 86400, now)  -- tells its dependants
-    return
-  end
-  redis.call('HSET', jk, 'status', 'dead', 'finished_at', now)
-  event(base, id, f[1], 'waiting', 'dead', 0, '', '', 'dependency_failed')
-  redis.pcall('ZADD', dead_key(base), now, id)
-  redis.pcall('HINCRBY', stats_key(base), 'dead', 1)
-  notify_done(base, id, tonumber(f[3]) or 86400)
-  job_ended(base, id, 'dead', nil, now)
-end
-
--- Tell waiting job `id` (in this shard) that `dep` ended `outcome` (`result`: its
--- result JSON, when the job takes it). 1 counted now, 0 told before (a notice sent
--- twice). A job not stored yet keeps the notice in its inputs, for wait.lua.
-local function release(base, id, dep, outcome, result, now)
-  local ik = inputs_key(base, id)
-  local v = outcome == 'succeeded' and ('=' .. (result or '')) or ('!' .. outcome)
-  if redis.call('HSETNX', ik, dep, v) == 0 then return 0 end
-  local jk = job_key(base, id)
-  local f = read_job(jk, 'status')
-  if not f or not f[1] then
-    redis.call('EXPIRE', ik, EARLY_TTL)
-    return 1
-  end
-  if f[1] ~= 'waiting' then return 1 end  -- settled already (cancelled by hand, say)
-  if outcome ~= 'succeeded' then
-    fail_waiting(base, jk, id, dep, outcome, now)
-  elseif redis.call('HINCRBY', jk, 'waits', -1) <= 0 then
-    make_ready(base, jk, id, now)
-  end
-  return 1
-end
-
--- Job `id` of this shard ended `outcome` ('succeeded' with `result`, 'dead',
--- 'cancelled'): if jobs wait for it, tell each once (here, or by a notice).
-job_ended = function(base, id, outcome, result, now)
-  local jk = job_key(base, id)
-  if redis.call('HGET', jk, 'dependants') ~= '1' then return end
-  redis.call('HSET', jk, 'dependants', '2')  -- told: an end after a revive tells no one
-  local dk = dependants_key(base, id)
-  local all = redis.pcall('HGETALL', dk)
-  if all['err'] then return end
-  local here = base_queue(base)
-  for i = 1, #all, 2 do
-    local j = all[i]
-    local r = (outcome == 'succeeded' and all[i + 1] == '1') and result or ''
-    if id_queue(j) == here then
-      release(base, j, id, outcome, r, now)
-    else
-      redis.pcall('XADD', notices_key(base), '*', 'job', j, 'dep', id, 'outcome', outcome,
-        'result', r)
-    end
-  end
-  local ttl = redis.call('TTL', jk)  -- what waited for it is kept as long as its record
-  if ttl > 0 then redis.call('EXPIRE', dk, ttl) end
+  job_ended(base, id, 'dead')
 end

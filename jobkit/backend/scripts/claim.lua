@@ -43,6 +43,16 @@ expect_types(running, 'zset')  -- before the first pop: leases must have somewhe
 local out = {}
 local skipped = {}  -- queue keys of another type: named in the reply, not served
 local extras = {}  -- place, version, trace of jobs stored with either (see Returns)
+-- A queue none of whose jobs was ever stored with a version or trace (enqueue.lua marks
+-- it otherwise) has them read for no job: an absent field costs a walk of the hash.
+local marked = redis.call('EXISTS', versioned_key(base)) == 1
+
+-- The version and trace fields of job hash `jk` into f[at] and f[at + 1] (called in a
+-- marked queue only: the call itself is not made for plain jobs).
+local function read_extras(jk, f, at)
+  local x = redis.call('HMGET', jk, 'version', 'trace')
+  f[at], f[at + 1] = x[1], x[2]
+end
 
 -- A job's version (absent: 1) and trace context (absent: ''), noted when it has either.
 local function note_extras(version, trace)
@@ -73,15 +83,16 @@ if req ~= '' then
   if #held > 0 then
     for i = 1, #held, 3 do
       local f = read_job(job_key(base, held[i]), 'status', 'lease', 'name', 'params',
-        'attempts', 'timeout', 'version', 'trace')
+        'attempts', 'timeout')
       if f and f[1] == 'running' and f[2] == held[i + 1] then
+        if marked then read_extras(job_key(base, held[i]), f, 7) end
         local why = strict and undecodable(held[i], f[3], f[4])
         if why then
           redis.call('ZREM', running, held[i])
           invalid_record(base, held[i], why, now)
         else
           answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
-          note_extras(f[7], f[8])
+          if marked then note_extras(f[7], f[8]) end
         end
       end
     end
@@ -168,11 +179,12 @@ local function take(id, lane, score)
     return
   end
   local f = read_job(jk, 'status', 'attempts', 'lease', 'name', 'params', 'timeout', 'cancel',
-    'limits', 'version', 'trace')
+    'limits')
   if not f then
     invalid_record(base, id, 'its record is not a hash', now_s)
     return
   end
+  if marked then read_extras(jk, f, 9) end
   -- an id whose hash vanished or that was cancelled meanwhile is simply dropped
   if f[1] ~= 'queued' then return end
   -- cancelled while an attempt ran that then ended otherwise (see cancel.lua)
@@ -194,7 +206,7 @@ local function take(id, lane, score)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
   answer(id, token, f[4], f[5], attempts, f[6] or '0', lane)
-  note_extras(f[9], f[10])
+  if marked then note_extras(f[9], f[10]) end
   taken[#taken + 1], taken[#taken + 2], taken[#taken + 3] = id, token, lane
   got = got + 1
 end

@@ -13,6 +13,9 @@
 -- another type fails the call with nothing half done.
 local base = KEYS[1]
 local now = str(now_ms())  -- written for every job
+-- depend.lua marks a queue once one of its jobs is waited for (see dependencies in
+-- _lib.lua): an unmarked queue's jobs are not looked at for dependants
+local waited = redis.call('EXISTS', waited_key(base)) == 1
 local about = {}  -- name, attempts, worker, started_at of each finished job, for its event
 local out = {}
 local finished = {}  -- ids leaving `running`
@@ -21,7 +24,7 @@ local stale = {}  -- those with a reason or error of an earlier attempt to clear
 for i = 1, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
   local f = read_job(job_key(base, id), 'status', 'lease', 'reason', 'name', 'attempts',
-    'worker', 'started_at', 'limits', 'dependants')
+    'worker', 'started_at', 'limits')
   if f and f[1] == 'running' and f[2] == token then
     finished[#finished + 1] = id
     at[#finished] = i
@@ -47,8 +50,8 @@ for j, id in ipairs(finished) do
   event(base, id, f[4], 'running', 'succeeded', f[5], f[6], ran_ms(now, f[7]))
   limits_end(base, jk, id, f[4], f[8], true)
   redis.call('EXPIRE', jk, ARGV[i + 3])
-  -- jobs waiting for this one (most jobs have none: one absent field, read above)
-  if f[9] == '1' then job_ended(base, id, 'succeeded', ARGV[i + 2], now) end
+  -- jobs waiting for this one: looked for only in a queue where jobs were ever waited for
+  if waited then job_ended(base, id, 'succeeded', ARGV[i + 2]) end
 end
 -- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.
 for i = 1, #finished, 1000 do

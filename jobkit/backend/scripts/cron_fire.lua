@@ -75,7 +75,10 @@ for i = 0, n - 1 do
       note_lane(base, lane)
       redis.call('HSET', jk, 'schedule', key)
       if limits ~= '' then redis.call('HSET', jk, 'limits', limits) end
-      if version ~= '1' then redis.call('HSET', jk, 'version', version) end
+      if version ~= '1' then
+        redis.call('HSET', jk, 'version', version)
+        redis.call('SET', versioned_key(base), '1')  -- see enqueue.lua
+      end
       redis.call('HSET', sk, 'last_slot', slot, 'last_job', id, 'last_fired_at', now)
       redis.call('HINCRBY', sk, 'fired', 1)
       out[#out + 1] = 1

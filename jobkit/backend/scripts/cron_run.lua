@@ -33,7 +33,10 @@ wake(base, lane, 1)
 note_lane(base, lane)
 redis.call('HSET', jk, 'schedule', key)
 if limits ~= '' then redis.call('HSET', jk, 'limits', limits) end
-if version ~= '1' then redis.call('HSET', jk, 'version', version) end
+if version ~= '1' then
+  redis.call('HSET', jk, 'version', version)
+  redis.call('SET', versioned_key(base), '1')  -- see enqueue.lua
+end
 redis.call('HSET', sk, 'last_job', id, 'last_fired_at', now)
 redis.call('HINCRBY', sk, 'runs_now', 1)
 return {1, 'queued'}

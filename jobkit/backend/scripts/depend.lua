@@ -19,7 +19,9 @@ if not f or not f[1] then return {'unknown', ''} end
 local status = f[1]
 if status == 'succeeded' then return {status, takes == '1' and (f[2] or 'null') or ''} end
 if status == 'dead' or status == 'cancelled' then return {status, ''} end
-expect_types(dependants_key(base, dep), 'hash')
-redis.call('HSET', dependants_key(base, dep), job, takes)
+local dk = dependants_key(base, dep)
+expect_types(dk, 'hash')
+redis.call('HSET', dk, job, takes)
 redis.call('HSET', jk, 'dependants', '1')
+redis.call('SET', waited_key(base), '1')  -- complete.lua looks for dependants from now on
 return {'waiting', ''}

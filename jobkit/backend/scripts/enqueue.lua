@@ -38,6 +38,8 @@ local check, first = ARGV[13] == '1', 14  -- first: where the pairs start
 local extras = {}  -- the fields written only when they say something (see above)
 if version ~= '1' then extras[#extras + 1], extras[#extras + 2] = 'version', version end
 if trace ~= '' then extras[#extras + 1], extras[#extras + 2] = 'trace', trace end
+-- claim.lua reads a job's version and trace only in a queue marked to have such jobs
+if #extras > 0 then redis.call('SET', versioned_key(base), '1') end
 local unique_ms = limits ~= '' and select(3, parse_limits(limits)) or -1
 local ACTIVE = {queued = true, scheduled = true, retrying = true, running = true}
 

@@ -42,7 +42,7 @@ if action == 'dead' then
   redis.call('ZADD', dead_key(base), now, id)
   redis.call('HINCRBY', stats_key(base), 'dead', 1)
   notify_done(base, id, tonumber(ARGV[7]))
-  job_ended(base, id, 'dead', nil, now)
+  job_ended(base, id, 'dead')
 elseif delay > 0 then
   redis.call('HSET', jk, 'status', 'retrying', 'due_at', now + delay)
   schedule_at(base, id, now + delay)

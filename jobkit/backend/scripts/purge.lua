@@ -18,6 +18,7 @@ for _, id in ipairs(ids) do
   local f = read_job(jk, 'status', 'name', 'attempts')
   if f and f[1] == 'dead' then
     event(base, id, f[2], 'dead', 'purged', f[3])
+    -- a dead job may have been waited for (dependants) or have waited (inputs)
     redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id), dependants_key(base, id),
       inputs_key(base, id))
     redis.pcall('ZREM', created_key(base), id)

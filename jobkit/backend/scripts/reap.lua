@@ -73,7 +73,7 @@ for _, id in ipairs(expired) do
         redis.call('ZADD', dead_key(base), now, id)
         redis.call('HINCRBY', stats_key(base), 'dead', 1)
         notify_done(base, id, tonumber(f[7]) or 86400)
-        job_ended(base, id, 'dead', nil, now)
+        job_ended(base, id, 'dead')
         outcome = 'dead'
       else
         redis.call('HSET', jk, 'status', 'queued', 'reason', 'crashed')

@@ -47,7 +47,7 @@ redis.call('PERSIST', inputs_key(base, id))
 if failed then
   fail_waiting(base, jk, id, failed, how, now)
 elseif met >= #deps then
-  make_ready(base, jk, id, now)
+  make_ready(base, jk, id)
 elseif met > 0 then
   redis.call('HSET', jk, 'waits', #deps - met)
 end
