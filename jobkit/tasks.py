@@ -29,10 +29,10 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, TypedDict, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, create_model
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, Unpack
 
 from jobkit.cron import Cron
 from jobkit.errors import DispatchError
@@ -253,51 +253,39 @@ def make_task(
     return t
 
 
+class TaskOptions(TypedDict, total=False):
+    """The options ``@task(...)`` takes besides ``bind``: those of a job class."""
+
+    name: str | None
+    queue: str | None
+    priority: int | None
+    retry: Retry | None
+    timeout: float | timedelta | None
+    result_ttl: int | None
+    tags: frozenset[str] | set[str] | None
+    schedule: Cron | None
+    schedules: Sequence[Cron] | None
+    concurrency: int | None
+    rate_limit: str | None
+    unique: bool | None
+    unique_for: float | timedelta | None
+    version: int | None
+    upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None
+
+
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 @overload
 def task(
-    *,
-    name: str | None = ...,
-    queue: str | None = ...,
-    priority: int | None = ...,
-    retry: Retry | None = ...,
-    timeout: float | timedelta | None = ...,
-    result_ttl: int | None = ...,
-    tags: frozenset[str] | set[str] | None = ...,
-    schedule: Cron | None = ...,
-    schedules: Sequence[Cron] | None = ...,
-    concurrency: int | None = ...,
-    rate_limit: str | None = ...,
-    unique: bool | None = ...,
-    unique_for: float | timedelta | None = ...,
-    version: int | None = ...,
-    upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = ...,
-    bind: Literal[False] = ...,
+    *, bind: Literal[False] = ..., **options: Unpack[TaskOptions]
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 @overload
 def task(
-    *,
-    name: str | None = ...,
-    queue: str | None = ...,
-    priority: int | None = ...,
-    retry: Retry | None = ...,
-    timeout: float | timedelta | None = ...,
-    result_ttl: int | None = ...,
-    tags: frozenset[str] | set[str] | None = ...,
-    schedule: Cron | None = ...,
-    schedules: Sequence[Cron] | None = ...,
-    concurrency: int | None = ...,
-    rate_limit: str | None = ...,
-    unique: bool | None = ...,
-    unique_for: float | timedelta | None = ...,
-    version: int | None = ...,
-    upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = ...,
-    bind: Literal[True],
+    *, bind: Literal[True], **options: Unpack[TaskOptions]
 ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 
 
@@ -331,7 +319,4 @@ def task_decorator(
     return decorate if fn is None else decorate(fn)
 
 
-TASK_OPTIONS = frozenset({
-    "name", "queue", "priority", "retry", "timeout", "result_ttl", "tags", "schedule",
-    "schedules", "concurrency", "rate_limit", "unique", "unique_for", "version", "upgrade",
-})  # fmt: skip
+TASK_OPTIONS = frozenset(TaskOptions.__annotations__)
