@@ -54,14 +54,23 @@ class Queue:
     def __init__(self, redis: str | None = None, **settings: Any) -> None:
         if redis is not None:
             settings["redis_url"] = redis
-        self.settings: Settings = load_settings(**settings)
+        self._overrides = settings
+        self._settings: Settings | None = None  # read on first use: see settings
         self._store: Store | None = None
         self._lock = threading.Lock()
-        self._named_redis = redis is not None
         _made.add(self)
 
+    @property
+    def settings(self) -> Settings:
+        """Its settings: the environment's with its own on top, read on first use (a
+        module making a Queue is imported before a worker's flags have set up the
+        environment it validates against). An invalid one raises ConfigurationError."""
+        if self._settings is None:
+            self._settings = load_settings(**self._overrides)
+        return self._settings
+
     def __repr__(self) -> str:
-        return f"<jobkit.Queue prefix={self.settings.prefix!r}>"
+        return f"<jobkit.Queue redis={redacted(self._overrides.get('redis_url') or '')!r}>"
 
     @property
     def store(self) -> Store:
@@ -123,7 +132,11 @@ def adopt_queue_redis(settings: Settings) -> Settings:
     Queues on several Redis servers are an error: which one to serve is not guessed."""
     if settings.redis_url:
         return settings
-    named = {(q.settings.redis_url, q.settings.prefix) for q in list(_made) if q._named_redis}
+    named = {
+        (q._overrides["redis_url"], q._overrides.get("prefix") or settings.prefix)
+        for q in list(_made)
+        if q._overrides.get("redis_url")
+    }
     if not named:
         return settings
     if len(named) > 1:
