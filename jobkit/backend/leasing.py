@@ -19,20 +19,25 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import redis
 
 from jobkit.backend.calls import (
+    CancelledArgs,
     ClaimArgs,
     ClaimReply,
     Completion,
+    FailArgs,
     HeartbeatArgs,
     MarkArgs,
     ProgressArgs,
     PromoteArgs,
     PromoteReply,
     ReapArgs,
+    RequeueArgs,
     pairs,
 )
 from jobkit.backend.keys import Keys
 from jobkit.backend.wire import Inflight, UndecodableReply, raise_errors
 from jobkit.models import Claimed
+
+EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
 
 if TYPE_CHECKING:
     from jobkit.backend.store import ScriptCall, Store, Transport
@@ -266,6 +271,40 @@ class Leasing:
         base = self.keys.of_job(job_id).base
         args = ProgressArgs(job_id, token, repr(fraction), message)
         return bool(self.store.run_script("progress", [base], args))
+
+    # -- one attempt's end ----------------------------------------------------------------
+
+    def fail(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        dead: bool,
+        delay_ms: int,
+        reason: str,
+        error_json: str | bytes,
+        ttl: int,
+        error_type: str = "",
+        error_message: str = "",
+    ) -> bool:
+        """End an attempt: retry after ``delay_ms`` or dead-letter it. The error's type and
+        message (its first :data:`EVENT_MESSAGE` characters) go into the attempt's event
+        too, so each attempt's error outlives the next attempt's."""
+        action = "dead" if dead else "retry"
+        args = FailArgs(job_id, token, action, delay_ms, reason, error_json, ttl,
+                        error_type[:200], error_message[:EVENT_MESSAGE])  # fmt: skip
+        return bool(self.store.run_script("fail", self.store.job_keys(job_id), args))
+
+    def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
+        """Put a claimed job back in its queue, keeping its place."""
+        args = RequeueArgs(job_id, token, int(uncount))
+        return bool(self.store.run_script("requeue", self.store.job_keys(job_id), args))
+
+    def end_cancelled(self, job_id: str, token: str, ttl: int) -> bool:
+        """End the attempt under ``token`` of a job whose cancel was requested, after its
+        child was killed; False if that attempt no longer holds the job."""
+        args = CancelledArgs(job_id, token, ttl)
+        return bool(self.store.run_script("cancelled", self.store.job_keys(job_id), args))
 
     def heartbeat(self, lease_ms: int, held: Sequence[tuple[str, str]]) -> list[Lease]:
         """Extend leases of ``held`` (id, token) pairs; what became of each."""

@@ -20,12 +20,9 @@ from jobkit.backend import scripts
 from jobkit.backend.batch import CANCEL_CODES
 from jobkit.backend.calls import (
     CancelArgs,
-    CancelledArgs,
     Completion,
     EnqueueArgs,
     EnqueueReply,
-    FailArgs,
-    RequeueArgs,
     ReviveArgs,
 )
 from jobkit.backend.flows import Flows
@@ -44,7 +41,6 @@ __all__ = ["Completion", "Lease", "Refill", "ScriptCall", "Store", "Transport"]
 # the call, small enough that Redis runs one while the client packs the next, and never
 # blocks other clients for long.
 ENQUEUE_CHUNK = 200
-EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
 DEFAULT_ARGUMENT_LIMIT = 512 * 2**20  # Redis's proto-max-bulk-len unless configured
 
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # script name, keys, args
@@ -250,18 +246,7 @@ class Store:
         # the registry first, in the same round trip; a traced job's spec is its own
         # (its trace context): packing a head for it would only churn the cache
         if first or not self._packs_enqueue or spec.trace:
-            shard = self.keys.lane(job.lane)
-            args = EnqueueArgs(1, spec, flag).argv([(job.id, job.params_json)])
-            calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
-            if self._wait is not None:
-                # a job that exists was written by another connection, which this one's
-                # WAIT does not cover; a write that changes nothing (INCRBY 0) makes it
-                # cover every write the primary made before it
-                after = [("INCRBY", shard.seq, 0)] if check else []
-                raw = self._durably(first, calls, [job.id], after)[0]
-            else:
-                replies = self._wire.pipeline([*first, *self.commands(calls)])
-                raw = self.checked(calls, replies[len(first) :])[0]
+            raw = self._enqueue_one(job, flag, first)
         else:
             key = (spec, flag)
             head = self._heads.get(key)
@@ -286,17 +271,24 @@ class Store:
     def enqueue_unique(self, job: NewJob) -> tuple[bool, str, str]:
         """Create one job of a ``unique`` class unless an equal one is active: (created,
         status, id of the job holding the params' lock: this one or the equal one)."""
-        shard = self.keys.lane(job.lane)
-        first = self._register_first(job.lane)
-        args = EnqueueArgs(1, job.spec, 1).argv([(job.id, job.params_json)])
-        calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
-        if self._wait is not None:  # see enqueue: the holder may be another's write
-            raw = self._durably(first, calls, [job.id], [("INCRBY", shard.seq, 0)])[0]
-        else:
-            replies = self._wire.pipeline([*first, *self.commands(calls)])
-            raw = self.checked(calls, replies[len(first) :])[0]
+        raw = self._enqueue_one(job, 1, self._register_first(job.lane))
         reply = EnqueueReply.parse(raw, job.id)
         return reply.created, reply.status, reply.holder
+
+    def _enqueue_one(self, job: NewJob, flag: int, first: list[tuple[Any, ...]]) -> Any:
+        """enqueue.lua for ``job`` alone, ``first`` (the registry's write) in the same
+        round trip, unpacked; durably (WAIT) when asked."""
+        shard = self.keys.lane(job.lane)
+        args = EnqueueArgs(1, job.spec, flag).argv([(job.id, job.params_json)])
+        calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
+        if self._wait is None:
+            replies = self._wire.pipeline([*first, *self.commands(calls)])
+            return self.checked(calls, replies[len(first) :])[0]
+        # a job that exists was written by another connection (the id looked up, or the
+        # unique lock's holder), which this one's WAIT does not cover; a write that
+        # changes nothing (INCRBY 0) makes it cover every write the primary made before it
+        after = [("INCRBY", shard.seq, 0)] if flag else []
+        return self._durably(first, calls, [job.id], after)[0]
 
     def _durably(
         self,
@@ -343,32 +335,6 @@ class Store:
             raise JobNotFound(str(exc)) from None
         return [shard.base, shard.job(job_id)]
 
-    def fail(
-        self,
-        job_id: str,
-        token: str,
-        *,
-        dead: bool,
-        delay_ms: int,
-        reason: str,
-        error_json: str | bytes,
-        ttl: int,
-        error_type: str = "",
-        error_message: str = "",
-    ) -> bool:
-        """End an attempt: retry after ``delay_ms`` or dead-letter it. The error's type and
-        message (its first :data:`EVENT_MESSAGE` characters) go into the attempt's event
-        too, so each attempt's error outlives the next attempt's."""
-        action = "dead" if dead else "retry"
-        args = FailArgs(job_id, token, action, delay_ms, reason, error_json, ttl,
-                        error_type[:200], error_message[:EVENT_MESSAGE])  # fmt: skip
-        return bool(self._run("fail", self.job_keys(job_id), args))
-
-    def requeue(self, job_id: str, token: str, *, uncount: bool) -> bool:
-        """Put a claimed job back in its queue, keeping its place."""
-        args = RequeueArgs(job_id, token, int(uncount))
-        return bool(self._run("requeue", self.job_keys(job_id), args))
-
     def revive(self, job_id: str) -> bool:
         """Send a dead job back to its queue with a fresh attempt budget, or a retrying one
         back now; False if it is neither. Raises :class:`InvalidTransition` when its
@@ -386,12 +352,6 @@ class Store:
         except JobNotFound:
             return CancelOutcome.UNKNOWN
         return CANCEL_CODES[int(self._run("cancel", keys, CancelArgs(job_id, ttl)))]
-
-    def end_cancelled(self, job_id: str, token: str, ttl: int) -> bool:
-        """End the attempt under ``token`` of a job whose cancel was requested, after its
-        child was killed; False if that attempt no longer holds the job."""
-        args = CancelledArgs(job_id, token, ttl)
-        return bool(self._run("cancelled", self.job_keys(job_id), args))
 
     def purge(self, ids: Sequence[str] = ()) -> int:
         """Delete dead jobs for good: ``ids``, or every dead job of every queue."""

@@ -78,7 +78,7 @@ def record_failure(
     known); returns the outcome."""
     delay_ms = int(decision.delay * 1000)
     ok = persistently(
-        lambda: store.fail(
+        lambda: store.leasing.fail(
             job.id,
             job.token,
             dead=not decision.retry,

@@ -43,7 +43,7 @@ class HandBack:
         try:
             for handle, job in entries:
                 given.append((handle, job))  # from the moment it is sent
-                self.store.requeue(job.id, job.token, uncount=True)
+                self.store.leasing.requeue(job.id, job.token, uncount=True)
         except TROUBLE:
             self.hold.put_back(unstarted=entries[len(given) :])
             raise

@@ -162,7 +162,8 @@ class Settler:
 
     def _requeue(self, job: Claimed, why: str) -> None:
         failed = self.sup.guard.call(
-            "requeueing a job", lambda: self.sup.store.requeue(job.id, job.token, uncount=True)
+            "requeueing a job",
+            lambda: self.sup.store.leasing.requeue(job.id, job.token, uncount=True),
         )
         if failed is not None:
             return
@@ -193,7 +194,9 @@ class Settler:
         self.sup.guard.call("recording a cancel", lambda: self._end_cancelled(job))
 
     def _end_cancelled(self, job: Claimed) -> None:
-        if not self.sup.store.end_cancelled(job.id, job.token, self.sup.settings.result_ttl):
+        if not self.sup.store.leasing.end_cancelled(
+            job.id, job.token, self.sup.settings.result_ttl
+        ):
             log.warning("job %s %s: its attempt ended before its cancel", job.name, job.id)
             return
         self.sup.counts[CANCELLED] = self.sup.counts.get(CANCELLED, 0) + 1

@@ -73,7 +73,7 @@ def test_zombie_completion_with_a_stale_token_is_refused(env: Env) -> None:
     assert store.leasing.complete(handle.id, old.token, b"111", 60) is False
     assert handle.status is Status.RUNNING  # the zombie changed nothing
     assert store.leasing.heartbeat(10_000, [(handle.id, old.token)]) == [Lease.LOST]
-    assert store.fail(handle.id, old.token, dead=True, delay_ms=0, reason="exception",
+    assert store.leasing.fail(handle.id, old.token, dead=True, delay_ms=0, reason="exception",
                       error_json=b"{}", ttl=60) is False  # fmt: skip
 
     assert store.leasing.complete(handle.id, new.token, b"2", 60) is True

@@ -88,7 +88,7 @@ def test_every_end_of_an_attempt_frees_its_slot_once(env: Env) -> None:
     a, b = _claim(env, lease_ms=200)
     # a retry, sent twice: the second finds its outcome applied and frees nothing more
     for _ in range(2):
-        assert env.store.fail(a.id, a.token, dead=False, delay_ms=0, reason="exception",
+        assert env.store.leasing.fail(a.id, a.token, dead=False, delay_ms=0, reason="exception",
                               error_json="{}", ttl=60)  # fmt: skip
     assert _active(env, lj.Pair) == 1
     # a lease that lapses (the worker died): the reaper ends the attempt
@@ -97,11 +97,11 @@ def test_every_end_of_an_attempt_frees_its_slot_once(env: Env) -> None:
     assert _active(env, lj.Pair) == 0
     # handed back, and cancelled while running
     c, d = _claim(env)
-    assert env.store.requeue(c.id, c.token, uncount=True)
-    assert env.store.requeue(c.id, c.token, uncount=True)
+    assert env.store.leasing.requeue(c.id, c.token, uncount=True)
+    assert env.store.leasing.requeue(c.id, c.token, uncount=True)
     assert _active(env, lj.Pair) == 1
     env.store.cancel(d.id, 60)
-    assert env.store.end_cancelled(d.id, d.token, 60)
+    assert env.store.leasing.end_cancelled(d.id, d.token, 60)
     assert _active(env, lj.Pair) == 0
 
 

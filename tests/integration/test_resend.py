@@ -128,9 +128,9 @@ def test_outcomes_sent_twice_are_recorded_once(env: Env) -> None:
 
     for _ in range(2):
         assert store.leasing.complete(d.id, d.token, b"0", 60) is True
-        assert store.fail(f.id, f.token, dead=False, delay_ms=0, reason="exception",
+        assert store.leasing.fail(f.id, f.token, dead=False, delay_ms=0, reason="exception",
                           error_json=b"{}", ttl=60) is True  # fmt: skip
-        assert store.requeue(h.id, h.token, uncount=True) is True
+        assert store.leasing.requeue(h.id, h.token, uncount=True) is True
 
     assert env.stats() == {"succeeded": 1, "failed": 1}
     assert env.client.zcard(env.keys.queue("default")) == 2  # each back once
@@ -155,7 +155,7 @@ def test_a_call_that_must_not_run_twice_raises_when_its_reply_is_lost(
 ) -> None:
     handle = jobs.Add.dispatch(a=1, b=1)
     [job] = env.store.leasing.claim("w", 30_000, 1, [["default"]])
-    env.store.fail(job.id, job.token, dead=True, delay_ms=0, reason="exception",
+    env.store.leasing.fail(job.id, job.token, dead=True, delay_ms=0, reason="exception",
                    error_json=b"{}", ttl=60)  # fmt: skip
     env.store.load_scripts()
     lose_reply()

@@ -26,7 +26,7 @@ def test_heartbeat_codes(env: Env) -> None:
 
     again = jobs.Add.dispatch(a=1, b=2)
     [claimed] = env.store.leasing.claim("w", 1500, 1, [["default"]])
-    assert env.store.requeue(claimed.id, claimed.token, uncount=False)
+    assert env.store.leasing.requeue(claimed.id, claimed.token, uncount=False)
     [retaken] = env.store.leasing.claim("w", 1500, 1, [["default"]])
     assert retaken.id == again.id
     assert _heartbeat(env, again.id, claimed.token) == 0  # another attempt holds it: lost
