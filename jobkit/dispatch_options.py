@@ -1,12 +1,17 @@
 """The options of ``dispatch()`` checked and turned into what a job record holds:
-``delay`` and ``at`` as milliseconds, ``priority`` within its range."""
+``delay`` and ``at`` as milliseconds, ``priority`` within its range; and Celery's
+spelling of arguments and options turned into jobkit's."""
 
 from __future__ import annotations
 
 import math
 import numbers
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel
 
 from jobkit.errors import DispatchError
 
@@ -68,3 +73,34 @@ def priority(priority: object) -> int:
         if -MAX_PRIORITY <= priority <= MAX_PRIORITY:  # two rules, two lines
             return priority
     raise DispatchError(f"priority must be an integer within ±{MAX_PRIORITY}, not {priority!r}")
+
+
+def by_field_order(
+    owner: str, model: type[BaseModel], args: Sequence[Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Positional ``args`` named by ``model``'s fields in order, with ``params`` (Celery's
+    ``delay(*args)`` on a job class); too many, or one given twice, is a DispatchError."""
+    fields = list(model.model_fields)
+    if len(args) > len(fields):
+        raise DispatchError(
+            f"{owner} takes at most {len(fields)} positional argument(s) "
+            f"({', '.join(fields) or 'none'}), not {len(args)}"
+        )
+    named = dict(zip(fields, args, strict=False))
+    twice = sorted(set(named) & set(params))
+    if twice:
+        raise DispatchError(f"{owner}: {', '.join(twice)} given twice")
+    return {**named, **params}
+
+
+def celery_options(
+    countdown: float | timedelta | None,
+    eta: datetime | None,
+    queue: str | None,
+    priority: int | None,
+    task_id: str | None,
+) -> dict[str, Any]:
+    """``apply_async``'s options as ``dispatch()`` names them: ``countdown`` is its
+    ``delay``, ``eta`` its ``at``, ``task_id`` its ``job_id``."""
+    return {"delay": countdown, "at": eta, "queue": queue, "priority": priority,
+            "job_id": task_id}  # fmt: skip

@@ -17,7 +17,14 @@ from jobkit.backend.keys import lane_name
 from jobkit.backend.store import Store
 from jobkit.connection import get_settings, get_store
 from jobkit.cron import Cron, bind_schedules
-from jobkit.dispatch_options import MAX_PRIORITY, delay_ms, epoch_ms, seconds
+from jobkit.dispatch_options import (
+    MAX_PRIORITY,
+    by_field_order,
+    celery_options,
+    delay_ms,
+    epoch_ms,
+    seconds,
+)
 from jobkit.dispatch_options import priority as check_priority
 from jobkit.errors import DispatchError, JobkitError
 from jobkit.handle import JobHandle
@@ -358,7 +365,7 @@ class BaseJob(Generic[ParamsT]):
     def delay(cls, *args: Any, **params: Any) -> JobHandle:
         """Celery's ``delay``: dispatch, positional arguments filling the ``Params``
         fields in the order they are declared (no options: see :meth:`apply_async`)."""
-        return cls.dispatch_params(cls._by_name(args, params))
+        return cls.dispatch_params(by_field_order(cls.__qualname__, cls.Params, args, params))
 
     @classmethod
     def apply_async(
@@ -374,25 +381,10 @@ class BaseJob(Generic[ParamsT]):
     ) -> JobHandle:
         """Celery's ``apply_async``: ``countdown`` seconds from now or at ``eta``;
         ``task_id`` is the idempotency key :meth:`dispatch` calls ``job_id``."""
+        params = by_field_order(cls.__qualname__, cls.Params, args, kwargs or {})
         return cls.dispatch_params(
-            cls._by_name(args, kwargs or {}), delay=countdown, at=eta, queue=queue,
-            priority=priority, job_id=task_id,
-        )  # fmt: skip
-
-    @classmethod
-    def _by_name(cls, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
-        """Positional ``args`` named by the ``Params`` fields in order, with ``params``."""
-        fields = list(cls.Params.model_fields)
-        if len(args) > len(fields):
-            raise DispatchError(
-                f"{cls.__qualname__} takes at most {len(fields)} positional argument(s) "
-                f"({', '.join(fields) or 'none'}), not {len(args)}"
-            )
-        named = dict(zip(fields, args, strict=False))
-        twice = sorted(set(named) & set(params))
-        if twice:
-            raise DispatchError(f"{cls.__qualname__}: {', '.join(twice)} given twice")
-        return {**named, **params}
+            params, **celery_options(countdown, eta, queue, priority, task_id)
+        )
 
 
 def get_job(job_id: str, store: Store | None = None) -> JobHandle:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from typing_extensions import ParamSpec, Unpack
 
 from jobkit.cron import Cron
+from jobkit.dispatch_options import celery_options
 from jobkit.errors import DispatchError
 from jobkit.handle import JobHandle
 from jobkit.job import BaseJob
@@ -50,24 +51,6 @@ R = TypeVar("R")
 
 _KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
           inspect.Parameter.KEYWORD_ONLY)  # fmt: skip
-
-
-class _Options:
-    """Dispatch options, for :meth:`Task.using`: what ``dispatch()`` takes besides params."""
-
-    __slots__ = ("at", "delay", "job_id", "priority", "queue")
-
-    def __init__(
-        self,
-        delay: float | timedelta | None = None,
-        at: datetime | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        job_id: str | None = None,
-    ) -> None:
-        self.delay, self.at, self.queue, self.priority, self.job_id = (
-            delay, at, queue, priority, job_id
-        )  # fmt: skip
 
 
 def _params_model(fn: Callable[..., Any], bind: bool) -> tuple[type[BaseModel], list[str]]:
@@ -131,13 +114,15 @@ def _job_class(fn: Callable[..., Any], bind: bool, options: Mapping[str, Any]) -
 class Task(Generic[P, R]):
     """A function turned into a job (see the module doc). Calling it dispatches."""
 
-    def __init__(self, fn: Callable[P, R], job: type[BaseJob], app: Queue | None) -> None:
+    def __init__(
+        self, fn: Callable[P, R], job: type[BaseJob], app: Queue | None, bind: bool = False
+    ) -> None:
         self.fn = fn
         self.job = job
         self.name = job.name
         self.app = app
         self._signature = inspect.signature(fn)
-        self._bound_first = False
+        self._bound_first = bind  # the running job is the function's first argument
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -147,36 +132,32 @@ class Task(Generic[P, R]):
     def _store(self) -> Store | None:
         return self.app.store if self.app is not None else None
 
-    def _params(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, partial: bool = False
+              ) -> dict[str, Any]:  # fmt: skip
         """The arguments by name, as the function would bind them (defaults left to the
-        model); a call the signature refuses is a :class:`DispatchError`."""
+        model; ``partial``: some may be missing, a step's that takes a result); a call
+        the signature refuses is a :class:`DispatchError`."""
+        bind = self._signature.bind_partial if partial else self._signature.bind
         try:
-            if self._bound_first:
-                bound = self._signature.bind(None, *args, **kwargs)
+            if self._bound_first:  # the job goes first, and is no param
+                bound = bind(None, *args, **kwargs)
                 bound.arguments.pop(next(iter(self._signature.parameters)))
             else:
-                bound = self._signature.bind(*args, **kwargs)
+                bound = bind(*args, **kwargs)
         except TypeError as exc:
             raise DispatchError(f"task {self.name}: {exc}") from None
         return dict(bound.arguments)
 
-    def _send(self, args: Sequence[Any], kwargs: Mapping[str, Any], o: _Options) -> JobHandle:
-        return self.job.dispatch_params(
-            self._params(args, kwargs), delay=o.delay, at=o.at, queue=o.queue,
-            priority=o.priority, job_id=o.job_id, store=self._store(),
-        )  # fmt: skip
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
-        """Dispatch (not run): see the module doc for why."""
-        return self._send(args, kwargs, _Options())
+    def _send(self, args: Sequence[Any], kwargs: Mapping[str, Any], **options: Any) -> JobHandle:
+        return self.job.dispatch_params(self._bind(args, kwargs), store=self._store(), **options)
 
     def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Validate the arguments and store the job; its handle at once."""
-        return self._send(args, kwargs, _Options())
+        return self._send(args, kwargs)
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
-        """Celery's name for :meth:`dispatch`."""
-        return self._send(args, kwargs, _Options())
+    # a plain call dispatches (see the module doc for why); `delay` is Celery's name
+    __call__ = dispatch
+    delay = dispatch
 
     def apply_async(
         self,
@@ -191,8 +172,9 @@ class Task(Generic[P, R]):
     ) -> JobHandle:
         """Celery's spelling with options: ``countdown`` seconds from now, or at ``eta``;
         ``task_id`` is the job's idempotency key (see ``BaseJob.dispatch``'s ``job_id``)."""
-        o = _Options(delay=countdown, at=eta, queue=queue, priority=priority, job_id=task_id)
-        return self._send(args, kwargs or {}, o)
+        return self._send(
+            args, kwargs or {}, **celery_options(countdown, eta, queue, priority, task_id)
+        )
 
     def using(
         self,
@@ -204,27 +186,16 @@ class Task(Generic[P, R]):
         job_id: str | None = None,
     ) -> Dispatcher[P]:
         """This task with dispatch options: ``send_mail.using(delay=60).dispatch(...)``."""
-        return Dispatcher(self, _Options(delay, at, queue, priority, job_id))
+        options = {"delay": delay, "at": at, "queue": queue, "priority": priority,
+                   "job_id": job_id}  # fmt: skip
+        return Dispatcher(self, options)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """This task with these arguments, as a step of a chain or a group (see
         :mod:`jobkit.workflow`): a parameter left out takes the step before's result."""
         from jobkit.workflow import Signature
 
-        params = self._partial(args, kwargs)
-        return Signature(self.job, params)
-
-    def _partial(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        try:
-            sig = self._signature
-            if self._bound_first:
-                bound = sig.bind_partial(None, *args, **kwargs)
-                bound.arguments.pop(next(iter(sig.parameters)))
-            else:
-                bound = sig.bind_partial(*args, **kwargs)
-        except TypeError as exc:
-            raise DispatchError(f"task {self.name}: {exc}") from None
-        return dict(bound.arguments)
+        return Signature(self.job, self._bind(args, kwargs, partial=True))
 
     def call_local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, not as a job (a test's shortcut)."""
@@ -234,12 +205,12 @@ class Task(Generic[P, R]):
 class Dispatcher(Generic[P]):
     """A task with its dispatch options set (see :meth:`Task.using`)."""
 
-    def __init__(self, task: Task[P, Any], options: _Options) -> None:
+    def __init__(self, task: Task[P, Any], options: dict[str, Any]) -> None:
         self._task = task
         self._options = options
 
     def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
-        return self._task._send(args, kwargs, self._options)
+        return self._task._send(args, kwargs, **self._options)
 
     __call__ = dispatch
 
@@ -248,9 +219,7 @@ def make_task(
     fn: Callable[P, R], app: Queue | None, bind: bool, options: Mapping[str, Any]
 ) -> Task[P, R]:
     """The task of ``fn`` (used by :func:`task` and ``Queue.task``)."""
-    t = Task(fn, _job_class(fn, bind, options), app)
-    t._bound_first = bind
-    return t
+    return Task(fn, _job_class(fn, bind, options), app, bind)
 
 
 class TaskOptions(TypedDict, total=False):
