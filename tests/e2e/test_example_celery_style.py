@@ -5,7 +5,6 @@ every error a JSON answer."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from tests.support.example_apps import (
     curl,
     doc_curls,
     documented_launch,
+    flask_app_with_worker,
     poll,
     redis_url,
     stop_launcher,
@@ -61,28 +61,13 @@ class Service:
 def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    url = redis_url(redis_server, DB)
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    apps = Apps(tmp_path_factory.mktemp("celery-style"))
-    port = free_port()
-    try:
-        server = apps.start(
-            "flask",
-            ["python", "-m", "flask", "--app", "jobs_example.celery_style.app:api", "run",
-             "--port", str(port), "--no-reload"],
-            BROKER_URL=url,
-        )  # fmt: skip
-        worker = [sys.executable, "-m", "jobkit", "worker", "-A", "jobs_example", "-q", QUEUE,
-                  "-c", "2", "--name", "celery-1"]  # fmt: skip
-        apps.start("worker", worker, JOBKIT_REDIS_URL=url, BROKER_URL=url)
-        base = f"http://127.0.0.1:{port}"
-        apps.wait_http(server, f"{base}/nowhere")
-        poll(lambda: client.zscore(Keys(PREFIX).workers, "celery-1"), apps, what="the worker")
-        yield Service(apps, base, client)
-    finally:
-        apps.stop()
-        client.close()
+    worker = ["-q", QUEUE, "-c", "2", "--name", "celery-1"]
+    with flask_app_with_worker(
+        redis_server, DB, tmp_path_factory.mktemp("celery-style"),
+        "jobs_example.celery_style.app:api", worker,
+        BROKER_URL=redis_url(redis_server, DB),
+    ) as up:  # fmt: skip
+        yield Service(up.apps, up.base, up.client)
 
 
 def test_delay_is_pending_then_completed_with_its_result(service: Service) -> None:

@@ -7,7 +7,6 @@ never Flask's HTML page.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.support.example_apps import (
     curl,
     doc_curls,
     documented_launch,
+    flask_app_with_worker,
     poll,
     redis_url,
     stop_launcher,
@@ -61,31 +61,11 @@ def service(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """The app and its jobkit processes, shared by the module's tests; killed at its end."""
-    url = redis_url(redis_server, DB)
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    apps = Apps(tmp_path_factory.mktemp("flask"))
-    port = free_port()
-    try:
-        server = apps.start(
-            "flask",
-            ["python", "-m", "flask", "--app", "jobs_example.flask_app", "run", "--port",
-             str(port), "--no-reload"],
-            JOBKIT_REDIS_URL=url,
-        )  # fmt: skip
-        worker = [
-            sys.executable, "-m", "jobkit", "worker", "-A", "jobs_example", "-q", QUEUE,
-            "--tags", "gpu", "--name", "gpu-1",
-        ]  # fmt: skip
-        apps.start("gpu-worker", worker, JOBKIT_REDIS_URL=url)
-        base = f"http://127.0.0.1:{port}"
-        apps.wait_http(server, f"{base}/nowhere")
-        workers = Keys(PREFIX).workers
-        poll(lambda: client.zscore(workers, "gpu-1"), apps, what="the worker to register")
-        yield Service(apps, base, client)
-    finally:
-        apps.stop()
-        client.close()
+    worker = ["-q", QUEUE, "--tags", "gpu", "--name", "gpu-1"]
+    with flask_app_with_worker(
+        redis_server, DB, tmp_path_factory.mktemp("flask"), "jobs_example.flask_app", worker
+    ) as up:
+        yield Service(up.apps, up.base, up.client)
 
 
 def test_a_task_answers_at_once_and_its_job_is_polled_to_its_result(service: Service) -> None:

@@ -16,14 +16,17 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
-from tests.conftest import REPO_ROOT, clean_env, wait_until
-from tests.support.redis_server import RedisServer
+from jobkit.backend.keys import Keys
+from tests.conftest import PREFIX, REPO_ROOT, clean_env, wait_until
+from tests.support.redis_server import RedisServer, free_port
 
 DOCS = REPO_ROOT / "docs" / "examples.md"
 _ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
@@ -102,6 +105,43 @@ def poll(predicate: Callable[[], Any], apps: Apps, timeout: float = 30, what: st
         return wait_until(predicate, timeout=timeout, interval=0.1, what=what)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{apps.logs()}") from None
+
+
+@dataclass
+class FlaskApp:
+    """A Flask example app and its worker, up: its processes, base URL and Redis."""
+
+    apps: Apps
+    base: str
+    client: redis.Redis
+
+
+@contextlib.contextmanager
+def flask_app_with_worker(
+    server: RedisServer, db: int, log_dir: Path, app: str, worker: list[str], **env: str
+) -> Iterator[FlaskApp]:
+    """``flask --app <app> run`` and ``jobkit worker -A jobs_example <worker...>`` (named
+    by its ``--name``) on database ``db``, flushed first, with ``env``; both killed, and
+    the client closed, at the end."""
+    url = redis_url(server, db)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
+    apps = Apps(log_dir)
+    port = free_port()
+    env = {"JOBKIT_REDIS_URL": url, **env}
+    try:
+        flask = apps.start("flask", ["python", "-m", "flask", "--app", app, "run", "--port",
+                                     str(port), "--no-reload"], **env)  # fmt: skip
+        apps.start("worker", [sys.executable, "-m", "jobkit", "worker", "-A", "jobs_example",
+                              *worker], **env)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        apps.wait_http(flask, f"{base}/nowhere")
+        name = worker[worker.index("--name") + 1]
+        poll(lambda: client.zscore(Keys(PREFIX).workers, name), apps, what="the worker")
+        yield FlaskApp(apps, base, client)
+    finally:
+        apps.stop()
+        client.close()
 
 
 # -- docs/examples.md -----------------------------------------------------------------------
