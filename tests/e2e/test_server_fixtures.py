@@ -172,7 +172,10 @@ def test_sentinel_failover_after_the_primary_dies(
     redis_sentinels: SentinelSet, sentinel_client: redis.Redis
 ) -> None:
     sentinel_client.set("before", "v")
-    assert command(sentinel_client, "WAIT", 1, 5000) == 1  # the replica has the key
+    # the replica has the key: asked in short WAITs (each under the client's socket
+    # timeout), as a replica an earlier test failed over may still be resyncing
+    wait_until(lambda: command(sentinel_client, "WAIT", 1, 500) == 1, timeout=60,
+               what="the replica to acknowledge the write")  # fmt: skip
     try:
         started = time.monotonic()
         old = redis_sentinels.kill_primary()
