@@ -36,6 +36,13 @@ per queue: ``{p:q}:…``          type    holds
 ``claim:<request>``             list    what one claim request leased (id, token, lane
                                         ...), for the same request sent again
 ``corrupt:<id>``                any     a record found under ``job:<id>`` that was no hash
+``aside:<name>:<ms>``           any     a shared key of this queue (``running``,
+                                        ``queue:<lane>``...: ``<name>``) found holding
+                                        the wrong type, renamed at ``<ms>`` by the script
+                                        that met it, which went on with an empty key
+``asides``                      hash    each key set aside (its ``aside:`` name) -> JSON
+                                        ``{key, found, want, kept, at, note}``: what
+                                        ``jobkit doctor`` and the workers' logs report
 ``seq``                         string  FIFO sequence counter
 ``paused``                      string  present while the queue is paused: claims
                                         lease nothing from it (dispatch still works)
@@ -157,6 +164,7 @@ class Shard:
     """The keys of one queue (see the module doc): all in the slot of its hash tag."""
 
     __slots__ = (
+        "asides",
         "base",
         "created",
         "dead",
@@ -191,6 +199,8 @@ class Shard:
         self.sched_wake = f"{self.base}:sched:wake"
         self.events = f"{self.base}:events"
         self.rate = f"{self.base}:rate"
+        # shared keys found holding the wrong type and set aside (see aside())
+        self.asides = f"{self.base}:asides"
         # what ended here, for jobs of other queues waiting for it (a stream: see flows)
         self.notices = f"{self.base}:notices"
         # markers: some job of this queue was stored with a version or a trace context
@@ -220,6 +230,11 @@ class Shard:
 
     def corrupt(self, job_id: str) -> str:
         return f"{self.base}:corrupt:{job_id}"
+
+    def aside(self, key: str, at_ms: int) -> str:
+        """Where the shared key ``key`` of this shard, found holding the wrong type at
+        ``at_ms``, is kept (_lib.lua's set_aside renames it)."""
+        return f"{self.base}:aside:{key[len(self.base) + 1 :]}:{at_ms}"
 
     def dependants(self, job_id: str) -> str:
         """The jobs waiting for ``job_id`` (a job of this queue): id -> takes its result."""
