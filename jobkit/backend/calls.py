@@ -156,22 +156,20 @@ CLAIM_EACH = ("size", "lanes")
 
 
 class ClaimReply(NamedTuple):
-    """claim.lua's answer: the jobs leased, the ms until a job held back by its class's
-    rate may be claimed (0: none), and queue keys of another type it skipped. (A
-    NamedTuple: one is parsed per claim, on the worker's hot path, and a frozen
-    dataclass is built several times slower.)"""
+    """claim.lua's answer: the jobs leased, and the ms until a job held back by its
+    class's rate may be claimed (0: none). (A NamedTuple: one is parsed per claim, on
+    the worker's hot path, and a frozen dataclass is built several times slower.)"""
 
     jobs: list[Claimed]
     rate_wait_ms: int
-    skipped: list[str]
 
     @classmethod
     def parse(cls, raw: list[Any]) -> ClaimReply:
         # claim.lua validated every field it returns (attempts and timeout are numbers)
         width = _CLAIM_WIDTH
-        rate_wait_ms, extras, skipped = 0, None, []
-        if len(raw) % width:  # the last element: the rate's wait, extras, keys skipped
-            *raw, (rate_wait_ms, extras, *skipped) = raw
+        rate_wait_ms, extras = 0, None
+        if len(raw) % width:  # the last element: the rate's wait and extras
+            *raw, (rate_wait_ms, extras) = raw
         jobs = [
             Claimed(raw[i], str(raw[i + 1]), raw[i + 2], raw[i + 3], int(raw[i + 4]),
                     float(raw[i + 5] or 0), raw[i + 6])
@@ -181,14 +179,14 @@ class ClaimReply(NamedTuple):
             for k in range(0, len(extras), 3):
                 at = int(extras[k]) - 1
                 jobs[at] = jobs[at]._replace(version=int(extras[k + 1]), trace=extras[k + 2])
-        return cls(jobs, int(rate_wait_ms), [str(k) for k in skipped] if skipped else skipped)
+        return cls(jobs, int(rate_wait_ms))
 
 
 # a job's 7 fields; version and trace come in the last element (see claim.lua), so a
 # job with neither costs nothing more
 CLAIM_RETURNS_EACH = Claimed._fields[:7]
 _CLAIM_WIDTH = len(CLAIM_RETURNS_EACH)
-CLAIM_RETURNS_TAIL = ("rate_wait_ms", "extras", "*skipped")
+CLAIM_RETURNS_TAIL = ("rate_wait_ms", "extras")
 
 
 # complete.lua, per job: one call carries many. A plain tuple, not a NamedTuple: one is
@@ -335,6 +333,23 @@ class RecountArgs(NamedTuple):
     group: str
 
 
+class RepairArgs(NamedTuple):
+    """repair.lua: check (``fix`` 0) or mend one batch of records, or of the entries of
+    the index they are ``listed_in``, then the ids."""
+
+    fix: int
+    lease_ms: int
+    listed_in: str  # '': the ids are of records
+
+    def argv(self, ids: Iterable[str]) -> list[Any]:
+        return [*self, *ids]
+
+
+def triples(raw: Sequence[Any]) -> list[tuple[str, str, str]]:
+    """A flat reply of triples (repair.lua's id, index, state) as triples."""
+    return [(str(raw[i]), str(raw[i + 1]), str(raw[i + 2])) for i in range(0, len(raw), 3)]
+
+
 class WorkerArgs(NamedTuple):
     """worker.lua: a worker's beat, leaving, or the prune of stale ones."""
 
@@ -377,6 +392,7 @@ FACES: dict[str, Face] = {
     "recount": Face(RecountArgs._fields, returns=_FLAG),
     "trim": Face(TrimArgs._fields, returns=("count",)),
     "progress": Face(ProgressArgs._fields, returns=_FLAG),
+    "repair": Face(RepairArgs._fields, ("id",), returns_each=("id", "index", "state")),
 }
 
 # the dependency scripts' faces live with their family (flow_calls.py)

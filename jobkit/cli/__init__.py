@@ -12,6 +12,8 @@
 - :mod:`~jobkit.cli.archiver`: ``archiver`` (the history archive)
 - :mod:`~jobkit.cli.serve`: ``serve`` (the HTTP API)
 - :mod:`~jobkit.cli.audit`: ``audit`` (the log of writes through the API)
+- :mod:`~jobkit.cli.doctor`: ``doctor``, ``repair`` (each queue's keys checked, its
+  indexes rebuilt)
 - :mod:`~jobkit.cli.embedded`: ``redis start / stop / status``
 
 :mod:`~jobkit.cli.common` holds what they share. A module adds commands to its own
@@ -25,6 +27,7 @@ from jobkit.cli import (
     audit,
     common,
     dead,
+    doctor,
     embedded,
     info,
     jobs,
@@ -43,7 +46,7 @@ app = typer_app(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _area in (worker, info, top, jobs, listing, scheduler, archiver, serve, audit):
+for _area in (worker, info, top, jobs, listing, scheduler, archiver, serve, audit, doctor):
     app.add_typer(_area.app)
 app.add_typer(workers.app, name="workers")
 app.add_typer(queues.app, name="queues")

@@ -1,7 +1,8 @@
 """The Lua scripts: one atomic state transition per file, each with its contract in a header.
 
 ``_lib.lua`` holds helpers shared by all of them and is prepended at load time, so a
-helper (say, how a ready job is scored) is written once. ``_flows.lua`` (telling waiting
+helper (say, how a ready job is scored) is written once; ``_checks.lua`` (validating
+what a job's record holds) follows it in every script. ``_flows.lua`` (telling waiting
 jobs what their dependencies did) follows it in :data:`WITH_FLOWS` only: the prelude
 runs at every call, and a function it defines costs every call of every script.
 """
@@ -37,6 +38,7 @@ NAMES = (
     "depend",
     "wait",
     "release",
+    "repair",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection
@@ -46,8 +48,8 @@ NAMES = (
 # once: each one's header says how (an id that exists is not created again, a claim
 # answers with what the same request leased, a fencing token says the outcome is recorded
 # already, a pause or resume found done is left so, a run-now finds the job it created,
-# a progress report writes the same fields again, ...). tests/integration/test_resend.py
-# runs them twice against these claims.
+# a progress report writes the same fields again, a repair adds only what is absent,
+# ...). tests/integration/test_resend.py runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 
 # the scripts that tell waiting jobs (or drop what they were told): _flows.lua is theirs
@@ -64,6 +66,7 @@ def source(name: str, events_maxlen: int = EVENTS_MAXLEN) -> str:
     """Full text of script ``name``, prelude included, with the event streams' cap."""
     folder = files(__name__)
     prelude = folder.joinpath("_lib.lua").read_text(encoding="utf-8")
+    prelude += "\n" + folder.joinpath("_checks.lua").read_text(encoding="utf-8")
     prelude = prelude.replace("@EVENTS_MAXLEN@", str(int(events_maxlen)))
     if name in WITH_FLOWS:
         prelude += "\n" + folder.joinpath("_flows.lua").read_text(encoding="utf-8")
