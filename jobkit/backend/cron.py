@@ -24,6 +24,7 @@ from jobkit.backend.calls import (
 from jobkit.backend.keys import job_id as make_job_id
 from jobkit.backend.keys import queue_of
 from jobkit.backend.leasing import promoted as promoted_in
+from jobkit.backend.problems import Failed, Found, refused
 from jobkit.backend.store import ScriptCall, Store
 from jobkit.models import NewJob
 
@@ -329,13 +330,23 @@ class ScheduleStore:
         self.store.run_script("cron_run", self._call(bound), args)
         return job_id
 
-    def states(self, schedules: Sequence[BoundSchedule]) -> list[ScheduleState]:
-        """The stored state of each schedule (empty fields for one never run)."""
+    def states(self, schedules: Sequence[BoundSchedule]) -> Found[ScheduleState]:
+        """The stored state of each schedule (empty fields for one never run, or whose
+        hash is of another type: that key is named in ``problems``)."""
         pipe = self.store.redis.pipeline(transaction=False)
         for bound in schedules:
             pipe.hgetall(self._key(bound))
-        replies = pipe.execute()
-        return [ScheduleState.from_hash(b.key, h) for b, h in zip(schedules, replies, strict=True)]
+        replies = pipe.execute(raise_on_error=False) if schedules else []
+        failed = [
+            Failed(self._key(b), "hash", h)
+            for b, h in zip(schedules, replies, strict=True)
+            if refused(h)
+        ]
+        states = [
+            ScheduleState.from_hash(b.key, {} if refused(h) else h)
+            for b, h in zip(schedules, replies, strict=True)
+        ]
+        return Found(states, self.store.reads.unreadable(failed))
 
     def last_jobs(self, ids: Sequence[str | None]) -> list[LastJob | None]:
         """What the record of each job id says (None where there is no id, or its record

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import redis
 
+from jobkit.backend.asides import Aside, parse_hash
 from jobkit.backend.keys import Keys, Shard, queue_of, split_lane
+from jobkit.backend.problems import Failed, Found, name_keys, refused
 from jobkit.backend.wire import UndecodableReply, raise_errors
 from jobkit.models import JobRecord
 
@@ -39,7 +41,7 @@ class QueueCounts(NamedTuple):
 class Counts(NamedTuple):
     """Jobs running, scheduled and dead now across queues (None where a key is
     unreadable), lifetime totals by outcome (succeeded, failed, dead), each queue's own
-    figures, and unreadable keys."""
+    figures, unreadable keys, and the keys the scripts set aside (oldest first)."""
 
     running: int | None
     scheduled: int | None
@@ -47,11 +49,20 @@ class Counts(NamedTuple):
     totals: dict[str, int]
     problems: list[str]
     by_queue: dict[str, QueueCounts]
+    asides: list[Aside]
 
     def as_dict(self) -> dict[str, Any]:
         out = self._asdict()
         out["by_queue"] = {q: c._asdict() for q, c in self.by_queue.items()}
+        out["asides"] = [a.as_dict() for a in self.asides]
         return out
+
+
+class LaneSizes(NamedTuple):
+    """Ready jobs per lane (None where the lane's key is unreadable) and those keys."""
+
+    ready: dict[str, int | None]
+    problems: list[str]
 
 
 def _int(raw: Any) -> int:
@@ -119,29 +130,40 @@ class Reads:
         replies = iter(self._wire.pipeline(flat) if flat else [])
         return {q: [next(replies) for _ in b] for q, b in zip(names, batches, strict=True)}
 
+    def unreadable(self, failed: Sequence[Failed]) -> list[str]:
+        """One message per key whose read Redis refused (see
+        :mod:`jobkit.backend.problems`): what each holds instead."""
+        return name_keys(self.redis, failed)
+
     def counts(self) -> Counts:
-        """How many jobs are running, scheduled and dead now, and the lifetime totals,
-        per queue and in all. A key of the wrong type is reported in ``problems``."""
+        """How many jobs are running, scheduled and dead now, the lifetime totals, per
+        queue and in all, and what the scripts set aside (each queue's ``asides``, read in
+        the same pipeline). A key of the wrong type is reported in ``problems``."""
 
         def add(pipe: Any, shard: Shard) -> None:
             for name in _SHARD_SETS:
                 pipe.zcard(getattr(shard, name))
             pipe.hgetall(shard.stats)
+            pipe.hgetall(shard.asides)
 
-        problems: list[str] = []
+        failed: list[Failed] = []
         per_queue: dict[str, QueueCounts] = {}
+        asides: list[Aside] = []
         for queue, replies in self.fan_out(add).items():
             shard = self.keys.shard(queue)
-            names = [getattr(shard, n) for n in _SHARD_SETS] + [shard.stats]
-            problems += [
-                f"{key}: {r}"
-                for key, r in zip(names, replies, strict=True)
-                if isinstance(r, Exception)
+            names = [getattr(shard, n) for n in _SHARD_SETS] + [shard.stats, shard.asides]
+            wants = ["zset"] * len(_SHARD_SETS) + ["hash", "hash"]
+            failed += [
+                Failed(key, want, r)
+                for key, want, r in zip(names, wants, replies, strict=True)
+                if refused(r)
             ]
-            sizes = [None if isinstance(n, Exception) else int(n) for n in replies[:3]]
-            stats = replies[3]
-            own = {} if isinstance(stats, Exception) else {n: _int(v) for n, v in stats.items()}
+            sizes = [None if refused(n) else int(n) for n in replies[:3]]
+            stats, noted = replies[3], replies[4]
+            own = {} if refused(stats) else {n: _int(v) for n, v in stats.items()}
             per_queue[queue] = QueueCounts(sizes[0], sizes[1], sizes[2], own)
+            if not refused(noted):
+                asides += parse_hash(queue, noted)
         totals: dict[str, int] = {}
         for c in per_queue.values():
             for name, n in c.totals.items():
@@ -151,12 +173,17 @@ class Reads:
             _sum(c.scheduled for c in per_queue.values()),
             _sum(c.dead for c in per_queue.values()),
             totals,
-            problems,
+            self.unreadable(failed),
             per_queue,
+            sorted(asides, key=lambda a: (a.at_ms or 0, a.kept)),
         )
 
     def queue_sizes(self, lanes: Iterable[str]) -> dict[str, int | None]:
         """Ready jobs per lane (None for a queue key of the wrong type)."""
+        return self.lane_sizes(lanes).ready
+
+    def lane_sizes(self, lanes: Iterable[str]) -> LaneSizes:
+        """Ready jobs per lane, and the lanes' keys of the wrong type named."""
         by_queue: dict[str, list[str]] = {}
         for lane in lanes:
             by_queue.setdefault(split_lane(lane)[0], []).append(lane)
@@ -166,10 +193,14 @@ class Reads:
                 pipe.zcard(shard.queue_key(lane))
 
         out: dict[str, int | None] = {}
+        failed: list[Failed] = []
         for queue, sizes in self.fan_out(add, by_queue).items():
+            shard = self.keys.shard(queue)
             for lane, n in zip(by_queue[queue], sizes, strict=True):
-                out[lane] = None if isinstance(n, Exception) else int(n)
-        return out
+                out[lane] = None if refused(n) else int(n)
+                if refused(n):
+                    failed.append(Failed(shard.queue_key(lane), "zset", n))
+        return LaneSizes(out, self.unreadable(failed))
 
     def tagged_lanes(self, queues: Iterable[str] | None = None) -> set[str]:
         """Every tagged lane a job was ever sent to, in ``queues`` (default: all)."""
@@ -187,20 +218,23 @@ class Reads:
         """Every queue of the registry and the tagged lanes of each (for `info`)."""
         return sorted({*self.queues(), *self.tagged_lanes()})
 
-    def dead_ids(self, limit: int = 100, offset: int = 0) -> list[str]:
-        """Newest dead jobs first, across queues. Raises ``redis.ResponseError`` if a
-        dead set's key holds another type."""
+    def dead_ids(self, limit: int = 100, offset: int = 0) -> Found[str]:
+        """Newest dead jobs first, across queues; a dead set's key of another type is
+        skipped and named in ``problems``."""
 
         def add(pipe: Any, shard: Shard) -> None:
             pipe.zrevrange(shard.dead, 0, offset + limit - 1, withscores=True)
 
         lists = []
-        for (members,) in self.fan_out(add).values():
-            if isinstance(members, Exception):
-                raise members
+        failed: list[Failed] = []
+        for queue, (members,) in self.fan_out(add).items():
+            if refused(members):
+                failed.append(Failed(self.keys.shard(queue).dead, "zset", members))
+                continue
             lists.append([(-score, job_id) for job_id, score in members])
         merged = heapq.merge(*lists)  # each newest first: merge by time, newest first
-        return [job_id for _, job_id in list(merged)[offset : offset + limit]]
+        ids = [job_id for _, job_id in list(merged)[offset : offset + limit]]
+        return Found(ids, self.unreadable(failed))
 
     # -- one job ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import orjson
 
 from jobkit.backend.calls import WorkerArgs
 from jobkit.backend.keys import queue_of
+from jobkit.backend.problems import Failed, Found, refused
 from jobkit.backend.store import Store
 from jobkit.status import CHILD_OUTCOMES, Outcome
 from jobkit.status import FAILED_OUTCOMES as FAILED
@@ -114,24 +115,30 @@ class WorkerRegistry:
         pruned = self.store.run_script("worker", [self.store.keys.base], args)
         return [str(n) for n in pruned]
 
-    def all(self) -> list[dict[str, str]]:
-        """Every live worker's hash, most recently seen first (a worker key of another
-        type is skipped; a registry key of another type raises ``redis.ResponseError``)."""
-        names = cast(list[str], self.store.redis.zrevrange(self.store.keys.workers, 0, -1))
+    def all(self) -> Found[dict[str, str]]:
+        """Every live worker's hash, most recently seen first; a worker's key or the
+        registry's of another type is skipped and named in ``problems``."""
+        keys = self.store.keys
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.zrevrange(keys.workers, 0, -1)
+        [names] = pipe.execute(raise_on_error=False)
+        if refused(names):
+            return Found([], self.store.reads.unreadable([Failed(keys.workers, "zset", names)]))
+        names = cast(list[str], names)
         pipe = self.store.redis.pipeline(transaction=False)
         for name in names:
-            pipe.hgetall(self.store.keys.worker(name))
-        replies = pipe.execute(raise_on_error=False)
-        return [
-            dict(h, name=n)
-            for n, h in zip(names, replies, strict=True)
-            if isinstance(h, dict) and h
-        ]
+            pipe.hgetall(keys.worker(name))
+        replies = pipe.execute(raise_on_error=False) if names else []
+        pairs = list(zip(names, replies, strict=True))
+        failed = [Failed(keys.worker(n), "hash", h) for n, h in pairs if refused(h)]
+        hashes = [dict(h, name=n) for n, h in pairs if isinstance(h, dict) and h]
+        return Found(hashes, self.store.reads.unreadable(failed))
 
-    def live(self) -> list[WorkerInfo]:
+    def live(self) -> Found[WorkerInfo]:
         """Every live worker with its children, each running job checked against its
-        record (see the module doc), most recently seen first."""
-        hashes = self.all()
+        record (see the module doc), most recently seen first; the keys skipped named."""
+        found = self.all()
+        hashes = found.items
         named = [
             (h["name"], j)
             for h in hashes
@@ -139,7 +146,7 @@ class WorkerRegistry:
             if isinstance(j, dict) and queue_of(str(j.get("id", ""))) is not None
         ]
         running = self._running(named)
-        return [self._info(h, running) for h in hashes]
+        return Found([self._info(h, running) for h in hashes], found.problems)
 
     def _running(self, named: list[tuple[str, dict[str, Any]]]) -> dict[str, CurrentJob]:
         """The jobs of ``named`` (worker, job) that their records say run under that

@@ -36,12 +36,12 @@ LogFormatOption = Annotated[
 ]
 
 
-def _rich_console(width: int | None = None) -> Any:
+def _rich_console(width: int | None = None, stderr: bool = False) -> Any:
     from rich.console import Console
 
     # job names, ids, errors are data: never read as markup ("[/]" would raise) or emoji
     # codes (an id with ":running:" in it)
-    return Console(markup=False, emoji=False, highlight=False, width=width)
+    return Console(markup=False, emoji=False, highlight=False, width=width, stderr=stderr)
 
 
 class _Console:
@@ -52,16 +52,17 @@ class _Console:
     is kept as wide as its longest line while the others wrap or shrink, and when even
     that does not fit the terminal, the table is printed wider than the terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, stderr: bool = False) -> None:
         self._console: Any = None
+        self._stderr = stderr
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         if self._console is None:
-            self._console = _rich_console()
+            self._console = _rich_console(stderr=self._stderr)
         for obj in objects:
             needed = _keep_ids_whole(self._console, obj)
             if needed > self._console.width:
-                _rich_console(needed).print(obj, **kwargs)
+                _rich_console(needed, self._stderr).print(obj, **kwargs)
             else:
                 self._console.print(obj, **kwargs)
         if not objects:
@@ -102,6 +103,7 @@ def id_column(header: str, **kwargs: Any) -> Any:
 
 
 console = _Console()
+errors = _Console(stderr=True)  # what a command could not read, beside its output
 
 
 def connect(redis_url: str | None, prefix: str | None, **extra: Any) -> None:
@@ -112,6 +114,20 @@ def connect(redis_url: str | None, prefix: str | None, **extra: Any) -> None:
 def print_json(data: Any) -> None:
     """``data`` as indented JSON on stdout."""
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def skipped(problems: list[str], as_json: bool = False) -> None:
+    """After a listing's output: name each key it had to skip (keys of another type) on
+    stderr, as JSON ``{"problems": [...]}`` with ``--json``, and exit 1 if there was any
+    (exit 2 stays for Redis out of reach)."""
+    if not problems:
+        return
+    if as_json:
+        sys.stderr.write(orjson.dumps({"problems": problems}).decode() + "\n")
+    else:
+        for problem in problems:
+            errors.print(f"unreadable key {problem}", style="red", soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def run(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    skipped,
     typer_app,
 )
 from jobkit.cli.jobs import job
@@ -31,11 +32,14 @@ AllDead = Annotated[bool, typer.Option("--all", help="every dead job")]
 def dead_list(
     limit: int = 50, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
 ) -> None:
-    """Dead-lettered jobs, newest first."""
+    """Dead-lettered jobs, newest first (exit code 1 if a queue's dead set could not be
+    read: its key is named on stderr)."""
     connect(redis_url, prefix)
-    records = dead_jobs(get_store(), limit)
+    found = dead_jobs(get_store(), limit)
+    records = found.items
     if as_json:
         print_json([r.as_dict() for r in records])
+        skipped(found.problems, as_json=True)
         return
     table = Table(
         id_column("id"), "job", "reason", "attempts", "died at", "error", title="dead jobs"
@@ -50,6 +54,7 @@ def dead_list(
             str(r.error or "")[:80],
         )
     console.print(table)
+    skipped(found.problems)
 
 
 @app.command("show")

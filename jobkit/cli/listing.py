@@ -16,6 +16,7 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    skipped,
     typer_app,
 )
 from jobkit.connection import get_store
@@ -79,6 +80,9 @@ def jobs(
     (queued, several groups, every status) by when the jobs were created. --since counts
     by that same time.
 
+    An index of another type in Redis is passed over: its key is named on stderr, the
+    rest listed, and the exit code is 1.
+
     With --archived, the jobs the history archive holds (also those Redis has forgotten),
     with the same filters and cursor, ordered by their last archived change."""
     if not 1 <= limit <= MAX_LIMIT:
@@ -93,9 +97,12 @@ def jobs(
     query = JobQuery(statuses, queues, name, since_ms, limit, cursor)
     page = list_page(query, store, archived=archived)
     if as_json:
-        print_json(page_as_dict(page))
+        print_json(page_as_dict(page))  # the page names what it skipped: "problems"
+        if page.problems:
+            raise typer.Exit(1)
         return
     _table(page, archived)
+    skipped(page.problems)
 
 
 def _table(page: JobPage, archived: bool) -> None:

@@ -14,6 +14,7 @@ from jobkit.cli.common import (
     connect,
     console,
     print_json,
+    skipped,
     typer_app,
 )
 from jobkit.connection import get_store
@@ -34,25 +35,28 @@ def _n(value: int | None) -> str:
 def queues(
     ctx: typer.Context, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
 ) -> None:
-    """Every queue: ready, running, scheduled and dead jobs, and whether it is paused."""
+    """Every queue: ready, running, scheduled and dead jobs, and whether it is paused ("?"
+    where a key could not be read: it is named on stderr, and the exit code is 1)."""
     if ctx.invoked_subcommand is not None:
         return
     connect(redis_url, prefix)
+    found = queue_rows(get_store())
     if as_json:  # one shape with GET /queues
-        print_json(queue_rows(get_store()))
+        print_json(found.items)
+        skipped(found.problems, as_json=True)
         return
-    states = Queues(get_store()).states()
     table = Table("queue", "state", "ready", "running", "scheduled", "dead", title="queues")
-    for s in states:
+    for s in found.items:
         table.add_row(
-            s.queue,
-            "paused" if s.paused else "active",
-            _n(s.ready),
-            _n(s.running),
-            _n(s.scheduled),
-            _n(s.dead),
+            s["queue"],
+            "paused" if s["paused"] else "active",
+            _n(s["ready"]),
+            _n(s["running"]),
+            _n(s["scheduled"]),
+            _n(s["dead"]),
         )
     console.print(table)
+    skipped(found.problems)
 
 
 @app.command()

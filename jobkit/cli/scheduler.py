@@ -22,6 +22,7 @@ from jobkit.cli.common import (
     id_column,
     print_json,
     setup_logging,
+    skipped,
     typer_app,
 )
 from jobkit.cron import BoundSchedule, collect
@@ -95,13 +96,16 @@ def schedules(
     from jobkit.ops.schedules import schedule_rows
 
     connect(redis_url, prefix)
-    rows = schedule_rows(get_store(), _load(app_modules))
+    found = schedule_rows(get_store(), _load(app_modules))
+    rows = found.items
     if as_json:
         print_json(rows)
+        skipped(found.problems, as_json=True)
         return
     console.print(_table(rows))
     if not rows:
         console.print("no schedules declared in " + ", ".join(app_modules))
+    skipped(found.problems)
 
 
 def _when(iso: str | None) -> str:

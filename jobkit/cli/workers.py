@@ -16,14 +16,15 @@ from jobkit.cli.common import (
     console,
     id_column,
     print_json,
+    skipped,
     typer_app,
 )
 from jobkit.connection import get_settings, get_store
 from jobkit.ops.workers import (
     CurrentJob,
     WorkerInfo,
-    live_workers,
     prune_workers,
+    read_workers,
     worker_jobs,
     worker_view,
 )
@@ -102,15 +103,18 @@ def workers(
     ctx: typer.Context, redis_url: RedisUrl = None, prefix: Prefix = None, as_json: AsJson = False
 ) -> None:
     """Live workers and their children: where they run, what they run now (id, class,
-    since when), what they have done, their memory."""
+    since when), what they have done, their memory (exit code 1 if a worker's entry
+    could not be read: its key is named on stderr)."""
     if ctx.invoked_subcommand is not None:
         return
     connect(redis_url, prefix)
-    rows = live_workers(get_store())
+    found = read_workers(get_store())
     if as_json:
-        print_json([w.as_dict() for w in rows])
+        print_json([w.as_dict() for w in found.items])
+        skipped(found.problems, as_json=True)
         return
-    console.print(_table(rows))
+    console.print(_table(found.items))
+    skipped(found.problems)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobkit.backend.batch import revive_many
+from jobkit.backend.problems import Found
 from jobkit.models import JobRecord, Status
 from jobkit.ops.listing import JobQuery, id_pages
 
@@ -16,9 +17,12 @@ if TYPE_CHECKING:
 BATCH = 500  # jobs per round trip when all of them are retried
 
 
-def dead_jobs(store: Store, limit: int = 50, offset: int = 0) -> list[JobRecord]:
-    """Dead-lettered jobs, newest first."""
-    return [r for r in store.reads.get_many(store.reads.dead_ids(limit, offset)) if r is not None]
+def dead_jobs(store: Store, limit: int = 50, offset: int = 0) -> Found[JobRecord]:
+    """Dead-lettered jobs, newest first; a queue's dead set of another type is skipped
+    and named in ``problems``."""
+    ids = store.reads.dead_ids(limit, offset)
+    records = [r for r in store.reads.get_many(ids.items) if r is not None]
+    return Found(records, ids.problems)
 
 
 def retry_dead(store: Store, ids: Sequence[str] | None = None) -> tuple[int, int]:

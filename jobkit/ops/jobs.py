@@ -117,13 +117,13 @@ def local_ms() -> int:
 
 
 def page_as_dict(page: JobPage) -> dict[str, Any]:
-    """``{"jobs": [...], "next_cursor": ...}``: each job's view with the time it is
-    listed by, ``at``."""
+    """``{"jobs": [...], "next_cursor": ..., "problems": [...]}``: each job's view with
+    the time it is listed by, ``at``, and the indexes skipped (keys of another type)."""
     listed = []
     for item in page.jobs:
         at = listed_at(item.at_ms)
         listed.append({**item.record.as_dict(), "at": at.isoformat() if at else None})
-    return {"jobs": listed, "next_cursor": page.next_cursor}
+    return {"jobs": listed, "next_cursor": page.next_cursor, "problems": page.problems}
 
 
 def listed_at(ms: int) -> datetime | None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jobkit.backend.keys import Shard
+from jobkit.backend.problems import Failed, refused
 from jobkit.errors import InvalidQuery, UnknownQueue
 from jobkit.models import JobRecord, Status
 from jobkit.ops import cursor
@@ -105,10 +106,12 @@ class Listed:
 
 @dataclass(frozen=True)
 class JobPage:
-    """A page of jobs, newest first, and the cursor of the next (None: nothing more)."""
+    """A page of jobs, newest first, the cursor of the next (None: nothing more), and the
+    indexes of another type it had to skip, named."""
 
     jobs: list[Listed]
     next_cursor: str | None
+    problems: list[str] = field(default_factory=list)
 
 
 def index_for(statuses: frozenset[Status]) -> str:
@@ -169,10 +172,11 @@ class _Match:
 
 def list_jobs(store: Store, query: JobQuery) -> JobPage:
     """One page of jobs matching ``query``, newest first (see the module doc)."""
-    picked, next_cursor = _page(store, query)
+    failed: list[Failed] = []
+    picked, next_cursor = _page(store, query, failed)
     records = store.reads.get_many([e.job_id for e in picked])
     jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
-    return JobPage(jobs, next_cursor)
+    return JobPage(jobs, next_cursor, store.reads.unreadable(failed))
 
 
 def id_pages(store: Store, query: JobQuery) -> Iterator[list[str]]:
@@ -187,8 +191,11 @@ def id_pages(store: Store, query: JobQuery) -> Iterator[list[str]]:
         query = replace(query, cursor=next_cursor)
 
 
-def _page(store: Store, query: JobQuery) -> tuple[list[_Entry], str | None]:
-    """The entries of one page and the cursor of the next (see the module doc)."""
+def _page(
+    store: Store, query: JobQuery, failed: list[Failed] | None = None
+) -> tuple[list[_Entry], str | None]:
+    """The entries of one page and the cursor of the next (see the module doc); an index
+    of another type is passed over, and added to ``failed``."""
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
     known = store.reads.queues()
@@ -209,7 +216,7 @@ def _page(store: Store, query: JobQuery) -> tuple[list[_Entry], str | None]:
         if hungry:  # every index must show its next entry before one is picked
             if read >= SCAN_BUDGET and last is not None:
                 break  # the next page goes on from `last`
-            read += _fill(store, hungry, match)
+            read += _fill(store, hungry, match, failed)
             continue
         ready = [s for s in streams if s.buffer]
         if not ready:
@@ -225,7 +232,7 @@ def _page(store: Store, query: JobQuery) -> tuple[list[_Entry], str | None]:
     return picked, cursor.seal(KIND, query, since_ms, last)
 
 
-def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
+def _fill(store: Store, streams: list[_Stream], match: _Match, failed: list[Failed] | None) -> int:
     """Read the next batch of each of ``streams`` and their records' fields: two
     pipelines through the store's one fan-out, whatever the number of streams. Returns
     how many index entries were read."""
@@ -245,6 +252,8 @@ def _fill(store: Store, streams: list[_Stream], match: _Match) -> int:
 
     rows: dict[str, list[tuple[str, int]]] = {}
     for queue, (reply,) in store.reads.fan_out(read, by_queue).items():
+        if refused(reply) and failed is not None:
+            failed.append(Failed(by_queue[queue].key, "zset", reply))
         rows[queue] = _new_rows(by_queue[queue], reply)
 
     def fields(pipe: Any, shard: Shard) -> None:

@@ -22,7 +22,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from jobkit.backend.archive_feed import ArchiveFeed
-from jobkit.backend.transport import ResponseError
 from jobkit.backend.worker_registry import WorkerInfo, WorkerRegistry
 from jobkit.ops.overview import queue_heads
 from jobkit.ops.queues import Queues
@@ -49,10 +48,9 @@ class FleetCollector(Collector):
         now_ms = store.reads.now_ms()
         heads = queue_heads(store, lanes)
         lags = ArchiveFeed(store, "metrics").lag([s.queue for s in states])
-        try:
-            live = WorkerRegistry(store).live()
-        except ResponseError:  # a registry key of another type: no worker samples
-            live = None
+        found = WorkerRegistry(store).live()
+        # the registry's key of another type: no worker samples (a worker's own: skipped)
+        live = None if found.problems and not found.items else found.items
 
         jobs = GaugeMetricFamily("jobkit_queue_jobs", "Jobs in the queue by state now",
                                  labels=["queue", "state"])  # fmt: skip

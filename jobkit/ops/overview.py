@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobkit.backend.archive_feed import ArchiveFeed
+from jobkit.backend.asides import Aside
 from jobkit.backend.events import Events, Rates
 from jobkit.backend.keys import split_lane
+from jobkit.backend.problems import Found, unique
 from jobkit.backend.reads import Counts
-from jobkit.backend.transport import ResponseError
 from jobkit.backend.worker_registry import WorkerRegistry
 from jobkit.ops.queues import Queues
 
@@ -56,12 +57,17 @@ class QueueView:
 @dataclass
 class Overview:
     """Every queue's :class:`QueueView`, the fleet's totals, and what they were read from:
-    each lane's ready jobs and the counts by state."""
+    each lane's ready jobs and the counts by state (with the keys set aside)."""
 
     queues: list[QueueView]
     fleet: dict[str, Any]
     lanes: dict[str, int | None]
     counts: Counts
+
+    @property
+    def asides(self) -> list[Aside]:
+        """Every key the scripts set aside, oldest first (see :mod:`jobkit.backend.asides`)."""
+        return self.counts.asides
 
     def as_dict(self) -> dict[str, Any]:
         """The one JSON shape of ``jobkit info --json`` and ``GET /stats`` (docs/json.md):
@@ -85,7 +91,8 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
     :class:`~jobkit.ops.throughput.Throughput`); without it they are read from the last
     15 minutes of events."""
     lanes = store.reads.known_lanes()
-    sizes = store.reads.queue_sizes(lanes)
+    sized = store.reads.lane_sizes(lanes)
+    sizes = sized.ready
     counts = store.reads.counts()
     states = Queues(store).states(sizes, counts)
     queues = [state.queue for state in states]
@@ -96,12 +103,8 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
         rates = Events(store).rates(now_ms, queues)
         per_minute = lambda queue: rates.get(queue, Rates()).per_minute()  # noqa: E731
     lag = ArchiveFeed(store, "info").lag(queues)
-    problems: list[str] = []
-    try:
-        live = WorkerRegistry(store).live()
-    except ResponseError as exc:  # a registry key of another type: named, not fatal
-        live = []
-        problems.append(f"{store.keys.workers} ({exc})")
+    registry = WorkerRegistry(store).live()  # keys of another type: named, not fatal
+    live = registry.items
     serving: dict[str, list[str]] = {q: [] for q in queues}
     for worker in live:
         for queue in worker.queues:
@@ -138,23 +141,27 @@ def overview(store: Store, per_minute: PerMinute | None = None) -> Overview:
         "per_minute": _sum_rates([v.per_minute for v in views]),
         # None: no archiver has read any queue
         "archive_lag": sum(x.behind for x in lag.values()) if lag else None,
-        "problems": counts.problems + problems,
+        "problems": unique(sized.problems + counts.problems + registry.problems),
     }
     return Overview(views, fleet, sizes, counts)
 
 
-def queue_rows(store: Store) -> list[dict[str, Any]]:
+def queue_rows(store: Store) -> Found[dict[str, Any]]:
     """The one JSON shape of ``jobkit queues --json`` and ``GET /queues``: every queue,
-    its ready, running, scheduled and dead jobs, paused or not, and how long the job next
-    in line has waited (s; None with nothing waiting)."""
+    its ready, running, scheduled and dead jobs (None where a key is unreadable), paused
+    or not, and how long the job next in line has waited (s; None with nothing waiting);
+    the unreadable keys named in ``problems``."""
     now_ms = store.reads.now_ms()
-    heads = queue_heads(store, store.reads.known_lanes())
+    lanes = store.reads.known_lanes()
+    heads = queue_heads(store, lanes)
+    sized = store.reads.lane_sizes(lanes)
+    counts = store.reads.counts()
     rows = []
-    for state in Queues(store).states():
+    for state in Queues(store).states(sized.ready, counts):
         head = heads.get(state.queue)
         waited = None if head is None else max(0.0, (now_ms - head) / 1000)
         rows.append({**state.as_dict(), "next_waited_s": waited})
-    return rows
+    return Found(rows, unique(sized.problems + counts.problems))
 
 
 def queue_heads(store: Store, lanes: list[str]) -> dict[str, int]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from jobkit.backend.cron import LastJob, ScheduleState, ScheduleStore
+from jobkit.backend.problems import Found
 from jobkit.backend.store import Store
 from jobkit.cron import BoundSchedule
 from jobkit.errors import UnknownSchedule
@@ -60,15 +61,18 @@ def run_schedule_now(store: Store, bound: BoundSchedule) -> str:
     return ScheduleStore(store).run_now(bound, job)
 
 
-def schedule_rows(store: Store, schedules: Sequence[BoundSchedule]) -> list[dict[str, Any]]:
+def schedule_rows(store: Store, schedules: Sequence[BoundSchedule]) -> Found[dict[str, Any]]:
     """One row per schedule, as ``jobkit schedules --json`` prints it: its declaration,
     whether it is paused, its next run times and its last run with the job's outcome.
-    Times are ISO 8601 in the schedule's zone."""
+    Times are ISO 8601 in the schedule's zone. A schedule whose hash is of another type
+    is shown as never run, and its key named in ``problems``."""
     sched = ScheduleStore(store)
     now = sched.now()
-    states = sched.states(schedules)
+    found = sched.states(schedules)
+    states = found.items
     last = sched.last_jobs([s.last_job for s in states])
-    return [_row(b, st, job, now) for b, st, job in zip(schedules, states, last, strict=True)]
+    rows = [_row(b, st, job, now) for b, st, job in zip(schedules, states, last, strict=True)]
+    return Found(rows, found.problems)
 
 
 def _row(b: BoundSchedule, st: ScheduleState, job: LastJob | None, now: float) -> dict[str, Any]:

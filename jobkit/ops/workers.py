@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jobkit.backend.events import Event, Events
+from jobkit.backend.problems import Found
 from jobkit.backend.worker_registry import ChildInfo, CurrentJob, WorkerInfo, WorkerRegistry
 
 if TYPE_CHECKING:
@@ -15,20 +16,29 @@ if TYPE_CHECKING:
 __all__ = [
     "ChildInfo",
     "CurrentJob",
+    "Found",
     "WorkerInfo",
     "live_workers",
     "prune_workers",
+    "read_workers",
     "recent_workers",
     "worker_jobs",
     "worker_view",
 ]
 
 
-def live_workers(store: Store) -> list[WorkerInfo]:
+def read_workers(store: Store) -> Found[WorkerInfo]:
     """Every live worker with its children, most recently seen first; a job a beat names
     is shown running only while its record says so, and the done / failed counts move
-    as jobs end (see :mod:`jobkit.backend.worker_registry`)."""
+    as jobs end (see :mod:`jobkit.backend.worker_registry`). A registry key or a
+    worker's hash of another type is skipped and named in ``problems``."""
     return WorkerRegistry(store).live()
+
+
+def live_workers(store: Store) -> list[WorkerInfo]:
+    """:func:`read_workers` without the keys it skipped (for views that show them
+    elsewhere: the dashboard, ``jobkit top``)."""
+    return read_workers(store).items
 
 
 def prune_workers(store: Store, default_heartbeat: float) -> list[str]:

@@ -4,6 +4,7 @@ dead letters, the audit log, stats, metrics and the health check (added to the r
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,8 +31,17 @@ from jobkit.ops.schedules import (
     run_schedule_now,
     schedule_rows,
 )
-from jobkit.ops.workers import live_workers, worker_view
+from jobkit.ops.workers import read_workers, worker_view
 from jobkit.web.auth import Role, reader, writer
+
+PROBLEMS_HEADER = "jobkit-problems"  # a list route's unreadable keys, as a JSON list
+
+
+def _skipped(response: Response, problems: list[str]) -> None:
+    """Name the keys a list route skipped in a header (its body keeps its shape: a list;
+    docs/json.md), as ASCII JSON, so a key of any name fits a header."""
+    if problems:
+        response.headers[PROBLEMS_HEADER] = json.dumps(problems)
 
 
 class Audit(Protocol):
@@ -71,8 +81,10 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
         return Response(metrics_text(store_of()), media_type=METRICS_TYPE)
 
     @api.get("/queues")
-    def queues(role: Role = Depends(reader)) -> list[dict[str, Any]]:
-        return queue_rows(store_of())
+    def queues(response: Response, role: Role = Depends(reader)) -> list[dict[str, Any]]:
+        found = queue_rows(store_of())
+        _skipped(response, found.problems)
+        return found.items
 
     def queue_write(name: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:
         q = Queues(store_of())
@@ -93,8 +105,10 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
                           name=f"{verb}_queue")  # fmt: skip
 
     @api.get("/workers")
-    def workers(role: Role = Depends(reader)) -> list[dict[str, Any]]:
-        return [w.as_dict() for w in live_workers(store_of())]
+    def workers(response: Response, role: Role = Depends(reader)) -> list[dict[str, Any]]:
+        found = read_workers(store_of())
+        _skipped(response, found.problems)
+        return [w.as_dict() for w in found.items]
 
     @api.get("/workers/{name}")
     def worker(
@@ -106,8 +120,10 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
         return found
 
     @api.get("/schedules")
-    def schedule_list(role: Role = Depends(reader)) -> list[dict[str, Any]]:
-        return schedule_rows(store_of(), schedules())
+    def schedule_list(response: Response, role: Role = Depends(reader)) -> list[dict[str, Any]]:
+        found = schedule_rows(store_of(), schedules())
+        _skipped(response, found.problems)
+        return found.items
 
     def schedule_write(key: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:
         s = store_of()
@@ -127,11 +143,14 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
 
     @api.get("/dead")
     def dead(
+        response: Response,
         limit: int = Query(50, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=1_000_000),
         role: Role = Depends(reader),
     ) -> list[dict[str, Any]]:
-        return [r.as_dict() for r in dead_jobs(store_of(), limit, offset)]
+        found = dead_jobs(store_of(), limit, offset)
+        _skipped(response, found.problems)
+        return [r.as_dict() for r in found.items]
 
     @api.post("/dead/{job_id}/retry")
     def retry_dead(job_id: str, request: Request, role: Role = Depends(writer)) -> dict[str, Any]:

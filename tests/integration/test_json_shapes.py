@@ -103,7 +103,7 @@ def test_each_json_command_prints_what_its_route_answers(
                                                            "status": "unknown"}  # fmt: skip
 
     page = _same(_cli(env, "jobs"), http.get("/jobs").json())
-    assert set(page) == {"jobs", "next_cursor"} and set(page["jobs"][0]) == JOB | {"at"}
+    assert set(page) == {"jobs", "next_cursor", "problems"} and set(page["jobs"][0]) == JOB | {"at"}
 
     dead = _same(_cli(env, "dead", "list"), http.get("/dead").json())
     assert set(dead[0]) == JOB and dead[0]["status"] == "dead"

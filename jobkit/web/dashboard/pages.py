@@ -118,7 +118,7 @@ def add_pages(api: APIRouter, dash: Dashboard) -> None:
     @api.get("/scheduled", response_class=HTMLResponse)
     def scheduled(request: Request, cursor: str = "") -> Response:
         store = dash.store()
-        rows = schedule_rows(store, dash.schedules())
+        rows = schedule_rows(store, dash.schedules()).items
         for row in rows:
             row["words"] = views.cron_words(row["expr"])
         query = JobQuery(frozenset({Status.SCHEDULED, Status.RETRYING}), limit=PAGE,
