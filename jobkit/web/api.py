@@ -21,6 +21,7 @@ FastAPI app, or ``jobkit serve``, which mounts it at ``/api``::
     GET  /workers              GET /workers/{name} (its history, also after it stopped)
     GET  /schedules            POST /schedules/{key}/run | pause | resume
     GET  /audit                every write made through the API, newest first
+    GET  /doctor               keys set aside or unreadable, what jobkit doctor finds
     GET  /stats  GET /metrics  GET /healthz
 
 Reads take either token, writes the admin one (:mod:`jobkit.web.auth`); every write but

@@ -18,6 +18,7 @@ from jobkit.cron import BoundSchedule, collect
 from jobkit.models import Status
 from jobkit.ops import UNAVAILABLE, Store
 from jobkit.ops.audit import audit_page
+from jobkit.ops.checkup import checkup
 from jobkit.ops.dead import dead_jobs
 from jobkit.ops.jobs import retry_job
 from jobkit.ops.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -71,6 +72,11 @@ def add_routes(api: APIRouter, store_of: Callable[[], Store], audit: Audit) -> N
             body = {"status": "unavailable", "detail": describe_failure(exc)}
             return JSONResponse(body, status_code=503)
         return {"status": "ok", "redis_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    @api.get("/doctor")
+    def doctor(role: Role = Depends(reader)) -> dict[str, Any]:
+        """Keys set aside, keys unreadable now, and what ``jobkit doctor`` finds."""
+        return checkup(store_of())
 
     @api.get("/stats")
     def stats_view(role: Role = Depends(reader)) -> dict[str, Any]:
