@@ -51,14 +51,21 @@ def record_rows(records: list[JobRecord]) -> list[Row]:
     return [Row(r, at(r)) for r in records]
 
 
+ASIDES_SHOWN = 3  # keys set aside the overview's banner names; the rest are counted
+
+
 def overview_context(snapshot: Snapshot) -> dict[str, Any]:
-    """The overview's figures: every queue, the fleet's totals, the chart's series."""
+    """The overview's figures: every queue, the fleet's totals, the chart's series, and
+    the keys set aside (newest first: the banner names a few and counts the rest)."""
     seen = snapshot.overview
+    asides = list(reversed(seen.asides)) if seen else []
     return {
         "queues": seen.queues if seen else [],
         "fleet": seen.fleet if seen else _EMPTY_FLEET,
         "chart": snapshot.chart or {"minutes": [], "queues": {}},
         "error": snapshot.error,
+        "asides": asides[:ASIDES_SHOWN],
+        "asides_more": max(0, len(asides) - ASIDES_SHOWN),
     }
 
 
