@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -347,3 +348,28 @@ def test_a_page_that_loses_its_stream_says_so_and_reconnects(
         context.close()
     finally:
         apps.stop()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_overview_shows_a_banner_for_a_key_set_aside(
+    fleet: Served, browser: Browser, width: int
+) -> None:
+    dash_jobs.Nap.dispatch(n=0)  # its queue is known to the overview
+    shard = fleet.store.keys.shard(dash_jobs.QUEUE)
+    key = f"{shard.base}:queue:{HOSTILE}"
+    kept = shard.aside(key, 1_700_000_000_000)
+    note = {"key": key, "found": "list", "want": "zset", "kept": kept,
+            "at": 1_700_000_000_000, "note": "claim"}  # fmt: skip
+    fleet.store.redis.hset(shard.asides, kept, orjson.dumps(note))
+    context, page = open_page(browser, fleet, width=width)
+    try:
+        banner = page.locator(".banner.asides")
+        expect(banner).to_contain_text(f"A damaged key was set aside: {key} held a list")
+        expect(banner).to_contain_text("at 2023-11-14 22:13:20 — run jobkit doctor")
+        assert page.evaluate("window.__pwned") is None and page.dialogs == []  # type: ignore[attr-defined]
+        box = banner.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width  # no wider than the page
+        shot(page, f"overview-set-aside-{width}")
+    finally:
+        context.close()
+        fleet.store.redis.delete(shard.asides)
