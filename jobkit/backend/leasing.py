@@ -126,8 +126,6 @@ class Leasing:
     def _claimed(self, raw: list[Any]) -> list[Claimed]:
         """The jobs of a claim's reply; notes when a job it held back by a rate may run."""
         reply = ClaimReply.parse(raw)
-        if reply.skipped:
-            _warn_skipped(reply.skipped)
         jobs, rate_wait_ms = reply.jobs, reply.rate_wait_ms
         if rate_wait_ms > 0:
             now = time.monotonic()
@@ -364,18 +362,3 @@ def _flags_in_order(
     for place, flag in zip(order, flat, strict=True):
         out[place] = flag
     return out
-
-
-_SKIP_WARN_EVERY = 60.0  # seconds between warnings about one unusable queue key
-_skip_warned: dict[str, float] = {}
-
-
-def _warn_skipped(keys: Sequence[str]) -> None:
-    """Say (once a minute per key) that a queue key holds another type, so its jobs are
-    not served: the operator must rename or delete it."""
-    now = time.monotonic()
-    for key in keys:
-        if now - _skip_warned.get(key, -_SKIP_WARN_EVERY) >= _SKIP_WARN_EVERY:
-            _skip_warned[key] = now
-            log.error("queue key %s holds another type than a sorted set: not served; "
-                      "rename or delete it", key)  # fmt: skip

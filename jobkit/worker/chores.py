@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from jobkit import registry
+from jobkit.backend import asides
 from jobkit.backend.batch import trim_finished
 from jobkit.backend.events import Events
 from jobkit.backend.store import Lease
@@ -73,6 +74,7 @@ class Chores:
             ("checking children's limits", self._check_limits, CHECK_EVERY, False),
             ("trimming old events", self._trim_events, TRIM_EVERY, True),
             ("trimming the finished jobs' index", self._trim_finished, TRIM_EVERY, True),
+            ("looking for keys set aside", self._note_asides, CHECK_EVERY, True),
         ]
         self.due = [0.0] * len(self.every)
         self.contact = False  # the first round trip, which checks Redis's config, done
@@ -80,6 +82,7 @@ class Chores:
         self.run_id = ""  # Redis's run_id at first contact ('' if INFO is refused)
         self.lost: set[LeaseKey] = set()  # leases known lost: reported once, not renewed
         self.beaten = -1  # the jobs counted when the last beat went out (-1: none yet)
+        self.asides: set[str] = set()  # keys set aside that this worker has logged
 
     def run(self, now: float) -> None:
         """Run every chore that is due; an outage ends the round."""
@@ -195,6 +198,23 @@ class Chores:
                 log.error("job %s: its record is invalid; dead-lettered (invalid_record)", job_id)
             else:
                 log.warning("job %s: lease expired (worker lost); %s", job_id, outcome)
+
+    def _note_asides(self) -> None:
+        """Log once, as an ERROR, each shared key of this worker's queues that a script
+        found holding the wrong type and set aside (see set_aside in _lib.lua)."""
+        store, queues = self.sup.store, self.sup.options.queues
+        pipe = store.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hgetall(store.keys.shard(queue).asides)
+        for queue, fields in zip(queues, pipe.execute(raise_on_error=False), strict=True):
+            if not isinstance(fields, dict):  # the record itself is garbage: doctor says
+                continue
+            for found in asides.parse_hash(queue, fields):
+                if found.kept not in self.asides:
+                    self.asides.add(found.kept)
+                    log.error("%s held a %s, not a %s: set aside as %s, and queue %s goes "
+                              "on (%s; jobkit doctor lists it)", found.key, found.found,
+                              found.want, found.kept, queue, found.note)  # fmt: skip
 
     def _held(self) -> list[tuple[LeaseKey, Held]]:
         """Every lease the children hold, but those known lost."""

@@ -1,8 +1,8 @@
 """Garbage in Redis (keys of the wrong type, job hashes with missing or mangled fields)
 never strands or kills an innocent job: the scripts validate what they read, dead-letter
-the one bad job with reason ``invalid_record``, and refuse before any write when a shared
-key is unusable. The CLI reports what it cannot read instead of crashing (the listings
-one by one: test_garbage_listings.py)."""
+the one bad job with reason ``invalid_record``, and set aside a shared key that holds
+garbage (test_set_aside.py). The CLI reports what it cannot read instead of crashing
+(the listings one by one: test_garbage_listings.py)."""
 
 from __future__ import annotations
 
@@ -108,21 +108,6 @@ def test_promote_dead_letters_a_retrying_job_it_cannot_queue(
     assert innocent.status is Status.QUEUED
 
 
-def test_claim_refuses_before_any_write_when_running_is_unusable(env: Env) -> None:
-    handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
-    key = env.keys.shard("default").running
-    env.client.set(key, "garbage")
-    queue = env.client.zrange(env.keys.queue("default"), 0, -1)
-
-    with pytest.raises(redis.ResponseError, match=f"{key} holds a string"):
-        env.store.leasing.claim("w", 30_000, 3, [["default"]])
-
-    assert env.client.zrange(env.keys.queue("default"), 0, -1) == queue  # nothing popped
-    assert {h.status for h in handles} == {Status.QUEUED}
-    env.client.delete(key)
-    assert len(env.store.leasing.claim("w", 30_000, 3, [["default"]])) == 3
-
-
 def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbage(
     env: Env,
 ) -> None:
@@ -134,20 +119,6 @@ def test_an_invalid_record_is_dead_on_its_own_record_when_the_dead_set_is_garbag
     assert job.id == good.id
     assert bad.status is Status.DEAD  # its own record says so; the dead set is unusable
     assert env.store.leasing.complete(job.id, job.token, b"2", 60) is True  # counters or not
-
-
-def test_scheduled_of_the_wrong_type_refuses_delayed_dispatch_and_promotion(env: Env) -> None:
-    env.client.set(env.keys.shard("default").scheduled, "garbage")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        jobs.Add.dispatch(a=1, b=1, delay=60)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3, delay=60)
-    with pytest.raises(redis.ResponseError, match="scheduled holds a string"):
-        env.store.leasing.promote(["default"])
-    assert (
-        env.client.keys(env.keys.shard("default").job("*")) == []
-    )  # no job written without its place
-    assert jobs.Add.dispatch(a=1, b=1).status is Status.QUEUED  # instant jobs go on
 
 
 def test_a_queue_key_of_the_wrong_type_is_skipped_by_claim(env: Env) -> None:
@@ -228,17 +199,6 @@ def test_prefetched_jobs_that_never_started_count_no_crash_when_the_worker_dies(
     for h in handles:
         assert h.result(timeout=20) is not None
     wait_until(lambda: all(h.status is Status.SUCCEEDED for h in handles), timeout=5)
-
-
-def test_a_queue_key_of_the_wrong_type_refuses_dispatch_with_nothing_written(env: Env) -> None:
-    env.client.set(env.keys.queue("default"), "garbage")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        jobs.Add.dispatch(a=1, b=1)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        jobs.Add.dispatch_many([{"a": 1, "b": 1}] * 3)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        jobs.Add.dispatch(a=1, b=1, job_id="mine")
-    assert env.client.keys(env.keys.shard("default").job("*")) == []
 
 
 def test_a_wake_key_of_the_wrong_type_costs_only_the_wake_up(env: Env) -> None:

@@ -25,6 +25,9 @@ def test_each_queue_is_a_shard_of_its_own_hash_tag() -> None:
     assert s.job("images:abc") == "{app:images}:job:images:abc"
     assert s.claim("r.1") == "{app:images}:claim:r.1"
     assert s.corrupt("images:x") == "{app:images}:corrupt:images:x"
+    assert s.asides == "{app:images}:asides"
+    assert s.aside(s.running, 1700) == "{app:images}:aside:running:1700"
+    assert s.aside(s.queue_key("a|b"), 5) == "{app:images}:aside:queue:a|b:5"
     assert k.shard("images") is s  # made once
 
 

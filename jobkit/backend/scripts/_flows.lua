@@ -63,8 +63,8 @@ local function fail_waiting(base, jk, id, dep, outcome, now)
   end
   redis.call('HSET', jk, 'status', 'dead', 'finished_at', now)
   event(base, id, f[1], 'waiting', 'dead', 0, '', '', 'dependency_failed')
-  redis.pcall('ZADD', dead_key(base), now, id)
-  redis.pcall('HINCRBY', stats_key(base), 'dead', 1)
+  on(base, 'zset', 'ZADD', dead_key(base), now, id)
+  count(base, 'dead', 1)
   notify_done(base, id, tonumber(f[3]) or 86400)
   job_ended(base, id, 'dead')
 end

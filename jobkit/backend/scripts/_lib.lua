@@ -3,11 +3,11 @@
 -- hash tag), so every key a script builds lives in the caller's hash slot.
 --
 -- Garbage in Redis (a key of the wrong type, a job hash with a missing or mangled field)
--- is met here, not in Python: Redis does not undo what a script wrote before it failed,
--- so every script checks the shared keys it writes before its first write
--- (expect_types), reads job hashes with pcall (read_job) and validates the fields it
--- uses; a job whose record cannot be trusted is dead-lettered alone (invalid_record)
--- and the rest of the batch goes on.
+-- is met here, not in Python. A key the whole queue shares (running, dead, a lane's
+-- queue...) found holding garbage is set aside and replaced by an empty key of its type
+-- in the same call (set_aside), so the queue goes on; a job's own record is that job's
+-- alone: read with pcall (read_job), its fields validated, and a job whose record cannot
+-- be trusted is dead-lettered alone (invalid_record) while the rest of the batch goes on.
 
 -- Every key a script writes or reads, built from its KEYS[1] base by one helper named as
 -- jobkit/backend/keys.py names it (tests/…/test_keys.py compares each with keys.py's).
@@ -35,6 +35,8 @@ local function waiter_key(base, id) return base .. ':waiter:' .. id end
 -- markers: some job of this queue carries a version or trace / is waited for (see keys.py)
 local function versioned_key(base) return base .. ':versioned' end
 local function waited_key(base) return base .. ':waited' end
+local function asides_key(base) return base .. ':asides' end
+local function aside_key(base, name, at) return base .. ':aside:' .. name .. ':' .. at end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -45,6 +47,67 @@ end
 -- a value written for each job of a batch is turned into a string once.
 local function str(n) return string.format('%d', n) end
 
+local function key_type(key) return redis.call('TYPE', key)['ok'] end
+
+-- -- shared keys holding garbage ----------------------------------------------------------
+-- What a queue goes on without, by the key's name (its part after the base, up to ':').
+local ASIDE_NOTES = {
+  running = 'the leases it held are lost: jobkit repair gives their jobs lapsed ones',
+  scheduled = 'the delayed jobs and retries it held wait for jobkit repair',
+  dead = 'the dead jobs it listed are listed again by jobkit repair',
+  finished = 'the ended jobs it listed are listed again by jobkit repair',
+  created = 'the jobs it listed are listed again by jobkit repair',
+  queue = 'the ready jobs it held wait for jobkit repair',
+  stats = 'the counts start again from zero',
+  seq = "the sequence goes on from the newest job's (jobkit repair sets it past all)",
+  events = 'the events it held are not read by the archivers: new ones go to a new stream',
+  notices = 'jobs waiting for a job that ended meanwhile are listed by jobkit doctor',
+  wake = 'idle workers look for work every 2 s until a new job wakes them',
+}
+
+-- A key of this shard (`base`) that holds another type than `want` (or, given `found`,
+-- a value that is garbage though of that type: a counter that is no number) is renamed
+-- to aside:<name>:<ms> (keys.py), noted in `asides` with what the queue goes on without,
+-- and logged by Redis; the caller goes on with the key absent, an empty one of its type.
+-- True when it set the key aside. The workers log each aside once (chores.py).
+local function set_aside(base, key, want, found)
+  found = found or key_type(key)
+  if found == 'none' or found == want then return false end
+  local at = str(now_ms())
+  local name = string.sub(key, #base + 2)
+  local kept = aside_key(base, name, at)
+  redis.call('RENAME', key, kept)
+  local note = ASIDE_NOTES[string.match(name, '^[^:]*')] or 'jobkit doctor reports it'
+  local entry = cjson.encode({key = key, found = found, want = want, kept = kept,
+    at = tonumber(at), note = note})
+  if type(redis.pcall('HSET', asides_key(base), kept, entry)) == 'table' then
+    set_aside(base, asides_key(base), 'hash')  -- the record of asides itself was garbage
+    redis.call('HSET', asides_key(base), kept, entry)
+  end
+  redis.log(redis.LOG_WARNING, string.format('jobkit: %s held a %s, not a %s: set aside as %s',
+    key, found, want, kept))
+  return true
+end
+
+-- A command on shared key `key` (of type `want`) that Redis refused because the key
+-- holds another type: the key is set aside and the command made again on its empty
+-- successor. Any other error is returned as redis.pcall returns it, for the caller.
+local function on(base, want, cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r['err'] and string.find(r['err'], '^WRONGTYPE') then
+    set_aside(base, key, want)
+    r = redis.pcall(cmd, key, ...)
+  end
+  return r
+end
+
+-- Set aside each key (arguments: key, type, key, type ...) that holds another type: for
+-- scripts that read a key before they write it (a read of garbage would stop them).
+local function expect_types(base, ...)
+  local a = {...}
+  for i = 1, #a, 2 do set_aside(base, a[i], a[i + 1]) end
+end
+
 -- Every state change appends an event to its queue's stream, capped near this many
 -- entries (JOBKIT_EVENTS_MAXLEN, filled in when the scripts are loaded; 0: no events).
 local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
@@ -52,8 +115,8 @@ local EVENTS_MAXLEN = '@EVENTS_MAXLEN@'
 -- Record what just happened to a job in its queue's `events` stream (keys.py), in the
 -- script that made it happen, so the record and the change cannot disagree. The entry's
 -- id is the Redis time (ms) it happened. `from` is '' for a job just created; `ms` is how
--- long the attempt ran, for an attempt that ended. pcall: an events key of another type
--- (garbage) costs the record, never the transition.
+-- long the attempt ran, for an attempt that ended. An events key of another type
+-- (garbage) is set aside (see `on`).
 local function event(base, id, class, from, to, attempt, worker, ms, reason, etype, emsg)
   if EVENTS_MAXLEN == '0' then return end
   local a = {'XADD', events_key(base), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'id', id,
@@ -65,7 +128,7 @@ local function event(base, id, class, from, to, attempt, worker, ms, reason, ety
   -- a failed attempt's own error (type, and message cut short by the worker)
   if etype and etype ~= '' then a[#a + 1], a[#a + 2] = 'error', etype end
   if emsg and emsg ~= '' then a[#a + 1], a[#a + 2] = 'message', emsg end
-  redis.pcall(unpack(a))
+  on(base, 'stream', unpack(a))
 end
 
 -- How long an attempt that started at `started` (ms, a field: may be absent) ran.
@@ -85,28 +148,50 @@ end
 -- Wake up to `n` idle workers of a lane: one token each. Tokens nobody waits for pile
 -- up to 128 and are trimmed to 64 (so rarely, not on every call); workers drop stale
 -- tokens when they find the lane empty.
--- pcall: a wake key of another type (garbage) costs idle workers their wake-up (they
--- look for work every 2 s anyway), never the transition that calls this.
+-- A wake key of another type (garbage) is set aside (see `on`).
 local function wake(base, lane, n)
   local wk = wake_key(base, lane)
   local pushed
   if n == 1 then
-    pushed = redis.pcall('LPUSH', wk, '1')
+    pushed = on(base, 'list', 'LPUSH', wk, '1')
   else
     local tokens = {}
     for i = 1, math.min(n, 64) do tokens[i] = '1' end
-    pushed = redis.pcall('LPUSH', wk, unpack(tokens))
+    pushed = on(base, 'list', 'LPUSH', wk, unpack(tokens))
   end
   if type(pushed) == 'number' and pushed > 128 then redis.call('LTRIM', wk, 0, 63) end
 end
 
 -- Make a job ready in its lane and wake one idle worker. `seq` keeps its FIFO place.
 local function push_ready(base, id, lane, priority, seq)
-  redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
+  on(base, 'zset', 'ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   wake(base, lane, 1)
 end
 
-local function next_seq(base) return redis.call('INCR', seq_key(base)) end
+-- The next `n` places in the queue's FIFO order: the last one's number. A `seq` that
+-- is no counter (garbage) is set aside, and the count goes on from the newest job's.
+local function next_seq(base, n)
+  local sk = seq_key(base)
+  local r = redis.pcall('INCRBY', sk, n or 1)
+  if type(r) == 'number' then return r end
+  local t = key_type(sk)
+  set_aside(base, sk, 'string', t == 'string' and 'string that is no counter' or t)
+  local newest = redis.pcall('ZRANGE', created_key(base), 0, 0, 'REV')
+  local last = type(newest) == 'table' and newest[1]
+    and tonumber(redis.pcall('HGET', job_key(base, newest[1]), 'seq')) or 0
+  if type(last) ~= 'number' then last = 0 end
+  return redis.call('INCRBY', sk, math.floor(last) + (n or 1))
+end
+
+-- Add `n` to counter `field` of the queue's `stats`; a stats key of another type, or
+-- whose count is no number (garbage), is set aside and the counts start from zero.
+local function count(base, field, n)
+  local r = on(base, 'hash', 'HINCRBY', stats_key(base), field, n)
+  if type(r) == 'table' then
+    set_aside(base, stats_key(base), 'hash', 'hash whose ' .. field .. ' is no count')
+    redis.call('HINCRBY', stats_key(base), field, n)
+  end
+end
 
 -- -- limits (jobkit/job_limits.py) --------------------------------------------------------
 -- A limited job carries `limits` = "<concurrency>,<interval ms>,<unique ms>" in its hash
@@ -164,26 +249,26 @@ local function notify_done(base, id, ttl)
 end
 
 -- Add ids to one of the listing's indexes (see keys.py), all scored `now`: one ZADD per
--- 500 jobs (a whole batch of complete.lua in one). pcall: an index key of another type
--- (garbage) costs the listing its entries, never the transition.
-local function note_in(index, now, ids)
+-- 500 jobs (a whole batch of complete.lua in one). An index key of another type
+-- (garbage) is set aside (see `on`).
+local function note_in(base, index, now, ids)
   for i = 1, #ids, 500 do
-    local a = {'ZADD', index}
+    local a = {index}
     for j = i, math.min(i + 499, #ids) do a[#a + 1], a[#a + 2] = now, ids[j] end
-    redis.pcall(unpack(a))
+    on(base, 'zset', 'ZADD', unpack(a))
   end
 end
 
 -- Jobs that just ended succeeded or cancelled go in their queue's `finished` index,
 -- scored by the time they ended, so `jobkit jobs` finds them without a SCAN; the workers'
 -- chores drop entries older than the records kept (trim.lua).
-local function note_finished(base, now, ids) note_in(finished_key(base), now, ids) end
+local function note_finished(base, now, ids) note_in(base, finished_key(base), now, ids) end
 
 -- Every job goes in its queue's `created` index as it is created, scored by that time:
 -- the listing's order that no status change moves, so paging while jobs move lists each
 -- job once. Its entry leaves with its record: purged, drained, or trimmed with the
 -- finished index once the record has expired.
-local function note_created(base, now, ids) note_in(created_key(base), now, ids) end
+local function note_created(base, now, ids) note_in(base, created_key(base), now, ids) end
 
 -- -- dependencies (jobkit/flows.py) ---------------------------------------------------
 -- A job dispatched with depends_on is stored 'waiting' (wait.lua). Each job waited for
@@ -209,8 +294,8 @@ local function job_ended(base, id, outcome, result)
   if all['err'] then return end
   for i = 1, #all, 2 do
     local r = (outcome == 'succeeded' and all[i + 1] == '1') and result or ''
-    redis.pcall('XADD', notices_key(base), '*', 'job', all[i], 'dep', id, 'outcome', outcome,
-      'result', r)
+    on(base, 'stream', 'XADD', notices_key(base), '*', 'job', all[i], 'dep', id,
+      'outcome', outcome, 'result', r)
   end
   local ttl = redis.call('TTL', jk)  -- what waited for it is kept as long as its record
   if ttl > 0 then redis.call('EXPIRE', dk, ttl) end
@@ -238,7 +323,7 @@ end
 -- already sleep until an earlier due time.
 local function schedule_at(base, id, due)
   local sched = scheduled_key(base)
-  local head = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  local head = on(base, 'zset', 'ZRANGE', sched, 0, 0, 'WITHSCORES')
   redis.call('ZADD', sched, due, id)
   if head[1] == nil or due < tonumber(head[2]) then
     redis.call('PUBLISH', sched_wake_key(base), due)
@@ -247,9 +332,8 @@ end
 
 -- Put a new job where it waits, then write its hash: its queue ('queued') or
 -- `scheduled` until `due` ('scheduled'), unless the caller `placed` it already (a batch,
--- in one ZADD: see add_ready). The place comes first: a queue or scheduled key of
--- another type (garbage) fails the script there, before anything of the job exists. The
--- one place that knows a job hash's initial fields; the counters (attempts, lease,
+-- in one ZADD: see add_ready). A queue or scheduled key of another type (garbage) is
+-- set aside. The one place that knows a job hash's initial fields; the counters (attempts, lease,
 -- crashes) start absent, meaning 0, and the queue is the lane's part before '|'.
 -- `due_at` is written only when it differs from `created_at`: a job queued as it is
 -- created is due then (readers fall back to `created_at`), and most jobs are, so the
@@ -263,7 +347,7 @@ local function create_job(base, id, status, due, now, name, lane, params, priori
   elseif status ~= 'queued' then
     schedule_at(base, id, due)
   else
-    redis.call('ZADD', queue_key(base, lane), ready_score(priority, seq), id)
+    on(base, 'zset', 'ZADD', queue_key(base, lane), ready_score(priority, seq), id)
   end
   if not placed then note_created(base, now, {id}) end
   redis.call('HSET', jk, 'name', name, 'lane', lane, 'params', params,
@@ -277,117 +361,12 @@ end
 -- large table would overflow Lua's C stack).
 local function add_ready(base, lane, ready)
   for i = 1, #ready, 1000 do
-    redis.call('ZADD', queue_key(base, lane), unpack(ready, i, math.min(i + 999, #ready)))
+    on(base, 'zset', 'ZADD', queue_key(base, lane), unpack(ready, i, math.min(i + 999, #ready)))
   end
 end
 
 -- A lane with tags ("queue|tag,...") is recorded, so `--tags '*'` workers can find it.
--- (pcall: a lanes key of another type costs those workers the lane, not the dispatch.)
+-- (A lanes key of another type is set aside: see `on`.)
 local function note_lane(base, lane)
-  if string.find(lane, '|', 1, true) then redis.pcall('SADD', lanes_key(base), lane) end
-end
-
--- -- validation -------------------------------------------------------------------------
-
-local function key_type(key) return redis.call('TYPE', key)['ok'] end
-
--- Refuse to run, before any write, when a key this script writes holds another type:
--- arguments are key, type, key, type ... The error names the key and what to do.
-local function expect_types(...)
-  local a = {...}
-  for i = 1, #a, 2 do
-    local t = key_type(a[i])
-    if t ~= 'none' and t ~= a[i + 1] then
-      error({err = 'WRONGTYPE jobkit: ' .. a[i] .. ' holds a ' .. t .. ', not a ' .. a[i + 1]
-        .. '; rename or delete it'})
-    end
-  end
-end
-
--- HMGET on a job key that may hold another type: the fields, or nil when it is no hash.
-local function read_job(jk, ...)
-  local f = redis.pcall('HMGET', jk, ...)
-  if f['err'] then return nil end
-  return f
-end
-
--- A counter or token field: absent (0) or a whole number.
-local function count_ok(v) return not v or string.match(v, '^%d+$') ~= nil end
--- A finite number (Lua's tonumber also takes 'nan' and 'inf').
-local function finite(v)
-  local n = tonumber(v)
-  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
-end
-local function int_ok(v) return v and string.match(v, '^%-?%d+$') ~= nil end
-
--- Text a client can decode: valid UTF-8 (as Python's strict decoder reads it: no
--- overlong forms, no surrogates, nothing past U+10FFFF). ASCII, the usual case, is one
--- string.find; other text is walked one character at a time from one non-ASCII byte to
--- the next.
-local function utf8_ok(s)
-  local i = string.find(s, '[\128-\255]')
-  local byte, find = string.byte, string.find
-  while i do
-    local c = byte(s, i)
-    local more, lo, hi = 0, 128, 191
-    if c >= 194 and c <= 223 then more = 1
-    elseif c >= 224 and c <= 239 then
-      more = 2
-      if c == 224 then lo = 160 elseif c == 237 then hi = 159 end
-    elseif c >= 240 and c <= 244 then
-      more = 3
-      if c == 240 then lo = 144 elseif c == 244 then hi = 143 end
-    else return false end
-    for k = 1, more do
-      local d = byte(s, i + k)
-      if not d or d < lo or d > hi then return false end
-      lo, hi = 128, 191
-    end
-    i = find(s, '[\128-\255]', i + more + 1)  -- skip the ASCII that follows at C speed
-  end
-  return true
-end
-
--- Why a job's record cannot be put back in its queue, or nil when it can: a lane, an
--- integer priority and sequence number, and the lane's keys of the right types (looked
--- up once per lane per call, in `seen`).
-local function requeue_problem(base, lane, priority, seq, seen)
-  if not lane or lane == '' then return 'no lane' end
-  if not int_ok(priority) then return 'priority is not an integer' end
-  if seq ~= nil and not int_ok(seq) then return 'seq is not an integer' end
-  local known = seen and seen[lane]
-  if known == nil then
-    known = false
-    local q, w = key_type(queue_key(base, lane)), key_type(wake_key(base, lane))
-    if q ~= 'none' and q ~= 'zset' then known = queue_key(base, lane) .. ' holds a ' .. q
-    elseif w ~= 'none' and w ~= 'list' then known = wake_key(base, lane) .. ' holds a ' .. w end
-    if seen then seen[lane] = known end
-  end
-  return known or nil
-end
-
--- Dead-letter, with reason invalid_record, a job whose record cannot be trusted; the
--- caller has taken it off wherever it was. A record that is not a hash is kept, renamed
--- to corrupt:<id>, and a hash saying what happened takes its place, so every reader
--- finds an ordinary dead job.
-local function invalid_record(base, id, why, now)
-  local jk = job_key(base, id)
-  local t = key_type(jk)
-  local was = t == 'hash' and redis.call('HMGET', jk, 'status', 'name', 'attempts', 'limits')
-    or {}
-  limits_end(base, jk, id, was[2], was[4], true)
-  event(base, id, was[2], was[1] or '', 'dead', was[3], '', '', 'invalid_record')
-  if t ~= 'hash' and t ~= 'none' then
-    redis.call('RENAME', jk, corrupt_key(base, id))
-    why = why .. '; the ' .. t .. ' found there is kept as ' .. corrupt_key(base, id)
-  end
-  local err = cjson.encode({type = 'InvalidRecord', message = why, traceback = ''})
-  redis.call('HSET', jk, 'status', 'dead', 'reason', 'invalid_record', 'error', err,
-    'finished_at', now)
-  redis.call('PERSIST', jk)
-  -- pcall: with the dead set or the counters garbage too, the job is still dead on its
-  -- own record (and `jobkit info` names the unreadable key)
-  redis.pcall('ZADD', dead_key(base), now, id)
-  redis.pcall('HINCRBY', stats_key(base), 'dead', 1)
-  job_ended(base, id, 'dead')
+  if string.find(lane, '|', 1, true) then on(base, 'set', 'SADD', lanes_key(base), lane) end
 end

@@ -22,8 +22,7 @@ end
 if f[1] ~= 'queued' and f[1] ~= 'scheduled' and f[1] ~= 'retrying' and f[1] ~= 'waiting' then
   return 0
 end
--- pcall: a queue or scheduled key of another type holds no entry of this job to remove
-if f[2] then redis.pcall('ZREM', queue_key(base, f[2]), id) end
-redis.pcall('ZREM', scheduled_key(base), id)
+if f[2] then on(base, 'zset', 'ZREM', queue_key(base, f[2]), id) end
+on(base, 'zset', 'ZREM', scheduled_key(base), id)
 end_cancelled(base, jk, id, ttl, now_ms())
 return 1

@@ -14,7 +14,6 @@ local f = read_job(jk, 'status', 'lease', 'cancel')
 if not f or f[2] ~= token then return 0 end
 if f[1] == 'cancelled' then return 1 end
 if f[1] ~= 'running' then return 0 end
-expect_types(running_key(base), 'zset')
-redis.call('ZREM', running_key(base), id)
+on(base, 'zset', 'ZREM', running_key(base), id)
 end_cancelled(base, jk, id, tonumber(f[3]) or tonumber(ARGV[3]), now_ms())
 return 1

@@ -8,12 +8,12 @@
 --          whose id, name or params are not UTF-8 text, and answer with the others),
 --          G (number of lane groups), then G groups of (count, lane...) in the order the
 --          worker checks its queues
--- Returns  *(id, token, name, params_json, attempts, timeout, lane), [rate_wait_ms, extras, *skipped]:
+-- Returns  *(id, token, name, params_json, attempts, timeout, lane), [rate_wait_ms, extras]:
 --          flat list of 7-tuples: id, token, name, params, attempts, timeout, lane; then,
---          only if a job was held back by its class's rate limit, a lane's queue key
---          holds another type (skipped, so the other lanes are still served) or a job
---          leased has extras, one more element: {ms until a job held back by a rate may
---          be claimed (0: none), extras, the skipped keys...}. extras: a flat list of
+--          only if a job was held back by its class's rate limit or a job leased has
+--          extras, one more element: {ms until a job held back by a rate may be claimed
+--          (0: none), extras}. A lane's queue key of another type (garbage) is set aside
+--          (_lib.lua), so the claim serves the rest. extras: a flat list of
 --          (job's place in the reply from 1, version, trace) for each job stored with a
 --          payload version above 1 or a trace context (enqueue.lua writes the fields only
 --          then); {} when none. A reply of plain jobs is what it was before versions and
@@ -39,9 +39,7 @@ local base, worker = KEYS[1], ARGV[1]
 local lease_ms, want, req = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local strict, groups = ARGV[5] == '1', tonumber(ARGV[6])
 local running = running_key(base)
-expect_types(running, 'zset')  -- before the first pop: leases must have somewhere to go
 local out = {}
-local skipped = {}  -- queue keys of another type: named in the reply, not served
 local extras = {}  -- place, version, trace of jobs stored with either (see Returns)
 -- A queue none of whose jobs was ever stored with a version or trace (enqueue.lua marks
 -- it otherwise) has them read for no job: an absent field costs a walk of the hash.
@@ -88,7 +86,7 @@ if req ~= '' then
         if marked then read_extras(job_key(base, held[i]), f, 7) end
         local why = strict and undecodable(held[i], f[3], f[4])
         if why then
-          redis.call('ZREM', running, held[i])
+          on(base, 'zset', 'ZREM', running, held[i])
           invalid_record(base, held[i], why, now)
         else
           answer(held[i], f[2], f[3], f[4], f[5], f[6] or '0', held[i + 2])
@@ -223,21 +221,12 @@ for g = 1, groups do
     local lane, ids, scores = nil, {}, {}
     if count == 1 then  -- one lane: pop what we want at once
       lane = lanes[1]
-      -- pcall: a queue key of another type is skipped, not the end of the claim
-      local popped = redis.pcall('ZPOPMIN', queue_key(base, lane), want - got)
-      if popped['err'] then
-        skipped[#skipped + 1] = queue_key(base, lane)
-        popped = {}
-      end
+      local popped = on(base, 'zset', 'ZPOPMIN', queue_key(base, lane), want - got)
       for k = 1, #popped, 2 do ids[#ids + 1], scores[#ids + 1] = popped[k], popped[k + 1] end
     else  -- the best head among this group's lanes
       local best, best_score = nil, nil
       for j = 1, count do
-        local head = redis.pcall('ZRANGE', queue_key(base, lanes[j]), 0, 0, 'WITHSCORES')
-        if head['err'] then
-          skipped[#skipped + 1] = queue_key(base, lanes[j])
-          head = {}
-        end
+        local head = on(base, 'zset', 'ZRANGE', queue_key(base, lanes[j]), 0, 0, 'WITHSCORES')
         if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
           best, best_score = j, tonumber(head[2])
         end
@@ -252,7 +241,7 @@ for g = 1, groups do
   end
   if got >= want then break end
 end
-if #leases > 0 then redis.call('ZADD', running, unpack(leases)) end
+if #leases > 0 then on(base, 'zset', 'ZADD', running, unpack(leases)) end
 for i = 1, #held, 3 do redis.call('ZADD', queue_key(base, held[i]), held[i + 1], held[i + 2]) end
 if req ~= '' and got > 0 then
   local rk = claim_key(base, req)
@@ -265,11 +254,11 @@ if got < want then
   pos = 7
   for g = 1, groups do
     local count = tonumber(ARGV[pos])
-    for j = 1, count do redis.call('DEL', wake_key(base, ARGV[pos + j])) end
+    for j = 1, count do redis.call('DEL', wake_key(base, ARGV[pos + j])) end  -- any type
     pos = pos + count + 1
   end
 end
-if #skipped > 0 or rate_wait > 0 or #extras > 0 then
-  out[#out + 1] = {rate_wait, extras, unpack(skipped)}
+if rate_wait > 0 or #extras > 0 then
+  out[#out + 1] = {rate_wait, extras}
 end
 return out

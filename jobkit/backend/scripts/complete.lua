@@ -9,8 +9,6 @@
 -- Invariant: a job is recorded succeeded at most once; a zombie with an old token loses.
 -- A success clears the reason and error of earlier attempts: they no longer describe it.
 -- Jobs waiting for it are told (see dependencies in _lib.lua).
--- The jobs leave `running` before anything else is written, so a `running` key of
--- another type fails the call with nothing half done.
 local base = KEYS[1]
 local now = str(now_ms())  -- written for every job
 -- depend.lua marks a queue once one of its jobs is waited for (see dependencies in
@@ -39,7 +37,7 @@ for i = 1, #ARGV, 4 do
 end
 -- in chunks: unpack() of a very large batch would overflow Lua's C stack
 for i = 1, #finished, 1000 do
-  redis.call('ZREM', running_key(base), unpack(finished, i, math.min(i + 999, #finished)))
+  on(base, 'zset', 'ZREM', running_key(base), unpack(finished, i, math.min(i + 999, #finished)))
 end
 note_finished(base, now, finished)
 for j, id in ipairs(finished) do
@@ -63,6 +61,5 @@ for i = 1, #finished, 1000 do
     if waiting[j] then push_done(base, finished[i + j - 1], ARGV[at[i + j - 1] + 3]) end
   end
 end
--- pcall: a counters key of another type costs the counts (`jobkit info` names the key)
-if #finished > 0 then redis.pcall('HINCRBY', stats_key(base), 'succeeded', #finished) end
+if #finished > 0 then count(base, 'succeeded', #finished) end
 return out

@@ -11,7 +11,7 @@
 -- fires the slots of the pause, even those no scheduler saw. Running it twice has the
 -- effect of running it once.
 local sk, action = KEYS[2], ARGV[1]
-expect_types(sk, 'hash')
+expect_types(base, sk, 'hash')
 if action == 'pause' then
   if redis.call('HGET', sk, 'paused') then return 0 end
   redis.call('HSET', sk, 'paused', now_ms())

@@ -20,8 +20,7 @@ local key, id = ARGV[1], ARGV[2]
 local name, lane, params = ARGV[3], ARGV[4], ARGV[5]
 local priority, max_attempts, timeout, ttl, limits = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local version = ARGV[11]
--- the schedule's hash is written after the job: refuse garbage there before anything
-expect_types(sk, 'hash')
+expect_types(base, sk, 'hash')
 local jk = job_key(base, id)
 local f = read_job(jk, 'status')
 if f == nil then return {0, 'invalid'} end  -- a key that is not a job: keep it

@@ -20,7 +20,7 @@ local status = f[1]
 if status == 'succeeded' then return {status, takes == '1' and (f[2] or 'null') or ''} end
 if status == 'dead' or status == 'cancelled' then return {status, ''} end
 local dk = dependants_key(base, dep)
-expect_types(dk, 'hash')
+expect_types(base, dk, 'hash')
 redis.call('HSET', dk, job, takes)
 redis.call('HSET', jk, 'dependants', '1')
 redis.call('SET', waited_key(base), '1')  -- complete.lua looks for dependants from now on

@@ -11,13 +11,13 @@
 -- Not sent twice after a lost reply: the count would hide the first run.
 local base, queue = KEYS[1], ARGV[1]
 local lanes = lanes_key(base)
-expect_types(lanes, 'set')
+expect_types(base, lanes, 'set')
 local all = redis.call('SMEMBERS', lanes)
 all[#all + 1] = queue
 local deleted = 0
 for _, lane in ipairs(all) do
   local qk = queue_key(base, lane)
-  local ids = redis.pcall('ZRANGE', qk, 0, -1)
+  local ids = on(base, 'zset', 'ZRANGE', qk, 0, -1)
   if not ids['err'] then
     for _, id in ipairs(ids) do
       local jk = job_key(base, id)
@@ -25,12 +25,12 @@ for _, lane in ipairs(all) do
       if f and f[1] == 'queued' then
         event(base, id, f[2], 'queued', 'purged', f[3])
         redis.call('DEL', jk)
-        redis.pcall('ZREM', created_key(base), id)
+        on(base, 'zset', 'ZREM', created_key(base), id)
         deleted = deleted + 1
       end
     end
     redis.call('DEL', qk)
   end
-  redis.pcall('DEL', wake_key(base, lane))
+  redis.call('DEL', wake_key(base, lane))
 end
 return deleted

@@ -84,7 +84,7 @@ if not check then
   -- very call sent again (128 random bits do not collide), and it is done already
   if redis.call('EXISTS', job_key(base, ARGV[first])) == 1 then return status end
   -- every FIFO place reserved at once, every job created alike, the queue first
-  local first_seq = redis.call('INCRBY', seq_key(base), n) - n
+  local first_seq = next_seq(base, n) - n
   if status == 'queued' then
     local ready = {}
     for i = 0, n - 1 do

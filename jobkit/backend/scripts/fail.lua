@@ -22,11 +22,9 @@ if f[1] ~= 'running' then
   if f[1] == 'retrying' or f[1] == 'queued' or f[1] == 'dead' then return 1 end
   return 0
 end
-expect_types(running_key(base), 'zset', stats_key(base), 'hash', dead_key(base), 'zset',
-  scheduled_key(base), 'zset', seq_key(base), 'string')
 local now = now_ms()
-local why = action ~= 'dead' and delay <= 0 and requeue_problem(base, f[3], f[4])
-redis.call('ZREM', running_key(base), id)
+local why = action ~= 'dead' and delay <= 0 and requeue_problem(f[3], f[4])
+on(base, 'zset', 'ZREM', running_key(base), id)
 if why then
   invalid_record(base, id, 'cannot be queued again: ' .. why, now)
   return 1
@@ -34,13 +32,13 @@ end
 redis.call('HSET', jk, 'error', ARGV[6], 'reason', ARGV[5])
 local to = action == 'dead' and 'dead' or delay > 0 and 'retrying' or 'queued'
 event(base, id, f[5], 'running', to, f[6], f[7], ran_ms(now, f[8]), ARGV[5], ARGV[8], ARGV[9])
-redis.call('HINCRBY', stats_key(base), 'failed', 1)
+count(base, 'failed', 1)
 limits_end(base, jk, id, f[5], f[9], action == 'dead')
 if action == 'dead' then
   redis.call('HSET', jk, 'status', 'dead', 'finished_at', now)
   redis.call('PERSIST', jk)
-  redis.call('ZADD', dead_key(base), now, id)
-  redis.call('HINCRBY', stats_key(base), 'dead', 1)
+  on(base, 'zset', 'ZADD', dead_key(base), now, id)
+  count(base, 'dead', 1)
   notify_done(base, id, tonumber(ARGV[7]))
   job_ended(base, id, 'dead')
 elseif delay > 0 then

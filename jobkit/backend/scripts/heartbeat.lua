@@ -10,7 +10,7 @@
 -- Invariant: only the current token holder can keep a job in `running` alive.
 local base = KEYS[1]
 local lease_ms = tonumber(ARGV[1])
-local running = running_key(base)  -- of another type: the first ZADD fails, nothing written
+local running = running_key(base)
 local deadline = now_ms() + lease_ms
 local out = {}
 for i = 2, #ARGV, 2 do
@@ -19,7 +19,9 @@ for i = 2, #ARGV, 2 do
   if not f or f[2] ~= token then
     out[#out + 1] = 0
   elseif f[1] == 'running' then
-    redis.call('ZADD', running, 'XX', deadline, id)
+    -- the record says this holder's attempt runs, so its entry belongs in `running`:
+    -- one lost there (garbage set aside, a partial restore) is put back
+    on(base, 'zset', 'ZADD', running, deadline, id)
     out[#out + 1] = f[3] and 3 or 1
   else
     out[#out + 1] = 2

@@ -10,7 +10,6 @@
 -- without waiting for the lease to run out.
 local base, what = KEYS[1], ARGV[1]
 local running = running_key(base)
-expect_types(running, 'zset')
 local out = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
@@ -19,7 +18,7 @@ for i = 2, #ARGV, 2 do
   if f and f[1] == 'running' and f[2] == token then
     redis.call('HSET', jk, 'started', token)
     redis.call('HDEL', jk, 'unstarted')  -- it could be read: no longer suspect
-    if what == 'crashed' then redis.call('ZADD', running, 'XX', 0, id) end
+    if what == 'crashed' then on(base, 'zset', 'ZADD', running, 'XX', 0, id) end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

@@ -11,7 +11,7 @@
 -- Running it twice has the effect of running it once.
 local base, action, queue = KEYS[1], ARGV[1], ARGV[2]
 local flag, lanes = paused_key(base), lanes_key(base)
-expect_types(flag, 'string', lanes, 'set')
+expect_types(base, flag, 'string', lanes, 'set')
 if action == 'pause' then
   if redis.call('EXISTS', flag) == 1 then return 0 end
   redis.call('SET', flag, '1')
@@ -21,7 +21,7 @@ if redis.call('DEL', flag) == 0 then return 0 end
 local all = redis.call('SMEMBERS', lanes)
 all[#all + 1] = queue
 for _, lane in ipairs(all) do
-  local ready = redis.pcall('ZCARD', queue_key(base, lane))
+  local ready = on(base, 'zset', 'ZCARD', queue_key(base, lane))
   if type(ready) == 'number' and ready > 0 then wake(base, lane, 1) end
 end
 return 1

@@ -10,12 +10,9 @@
 local base = KEYS[1]
 local limit = tonumber(ARGV[1])
 local sched = scheduled_key(base)
-expect_types(sched, 'zset', seq_key(base), 'string', dead_key(base), 'zset',
-  stats_key(base), 'hash')
 local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+local due = on(base, 'zset', 'ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
 local moved = 0
-local seen = {}
 for _, id in ipairs(due) do
   redis.call('ZREM', sched, id)
   local jk = job_key(base, id)
@@ -23,7 +20,7 @@ for _, id in ipairs(due) do
   if not f then
     invalid_record(base, id, 'its record is not a hash', now)
   elseif f[1] == 'scheduled' or f[1] == 'retrying' then
-    local why = requeue_problem(base, f[2], f[3], nil, seen)
+    local why = requeue_problem(f[2], f[3])
     if why then
       invalid_record(base, id, why, now)
     else

@@ -9,7 +9,7 @@
 -- record an invalid one was found as, if any).
 local base = KEYS[1]
 local dead = dead_key(base)
-expect_types(dead, 'zset')
+expect_types(base, dead, 'zset')
 local ids = ARGV
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, -1) end
 local n = 0
@@ -21,7 +21,7 @@ for _, id in ipairs(ids) do
     -- a dead job may have been waited for (dependants) or have waited (inputs)
     redis.call('DEL', jk, done_key(base, id), corrupt_key(base, id), dependants_key(base, id),
       inputs_key(base, id))
-    redis.pcall('ZREM', created_key(base), id)
+    on(base, 'zset', 'ZREM', created_key(base), id)
     n = n + 1
   end
   redis.call('ZREM', dead, id)

@@ -18,20 +18,18 @@ local MAX_UNSTARTED = 10
 local base = KEYS[1]
 local default_crashes, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local running = running_key(base)
-expect_types(running, 'zset', dead_key(base), 'zset', stats_key(base), 'hash')
 local now = now_ms()
 local out = {}
-local seen = {}  -- lane -> problem with its keys (false: none), looked up once per call
 
 local function problem(f)
   if not count_ok(f[2]) or not f[2] then return 'attempts is not a whole number' end
   if not f[3] or not string.match(f[3], '^%d+$') then return 'max_attempts is not a whole number' end
   if not count_ok(f[8]) then return 'max_crashes is not a whole number' end
   if not count_ok(f[9]) then return 'crashes is not a whole number' end
-  return requeue_problem(base, f[4], f[5], f[6], seen)
+  return requeue_problem(f[4], f[5], f[6])
 end
 
-local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
+local expired = on(base, 'zset', 'ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local jk = job_key(base, id)
   redis.call('ZREM', running, id)
@@ -70,8 +68,8 @@ for _, id in ipairs(expired) do
         redis.call('HSET', jk, 'status', 'dead', 'reason', 'crashed', 'finished_at', now)
         event(base, id, f[12], 'running', 'dead', f[2], f[13], ran_ms(now, f[14]), 'crashed')
         redis.call('PERSIST', jk)
-        redis.call('ZADD', dead_key(base), now, id)
-        redis.call('HINCRBY', stats_key(base), 'dead', 1)
+        on(base, 'zset', 'ZADD', dead_key(base), now, id)
+        count(base, 'dead', 1)
         notify_done(base, id, tonumber(f[7]) or 86400)
         job_ended(base, id, 'dead')
         outcome = 'dead'

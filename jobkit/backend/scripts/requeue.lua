@@ -14,9 +14,8 @@ local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts',
   'worker', 'limits')
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then return f[1] == 'queued' and 1 or 0 end
-expect_types(running_key(base), 'zset', dead_key(base), 'zset', stats_key(base), 'hash')
-redis.call('ZREM', running_key(base), id)
-local why = requeue_problem(base, f[3], f[4], f[5])
+on(base, 'zset', 'ZREM', running_key(base), id)
+local why = requeue_problem(f[3], f[4], f[5])
 if not why and not count_ok(f[6]) then why = 'attempts is not a whole number' end
 if why then
   invalid_record(base, id, 'cannot be queued again: ' .. why, now_ms())

@@ -14,19 +14,17 @@ local base, jk = KEYS[1], KEYS[2]
 local id = ARGV[1]
 local f = read_job(jk, 'status', 'lane', 'priority', 'name', 'attempts')
 if not f or (f[1] ~= 'dead' and f[1] ~= 'retrying') then return 0 end
-local why = requeue_problem(base, f[2], f[3])
+local why = requeue_problem(f[2], f[3])
 if why then return {-1, why} end
 local now = now_ms()
 if f[1] == 'retrying' then
-  expect_types(scheduled_key(base), 'zset', seq_key(base), 'string')
-  if redis.call('ZREM', scheduled_key(base), id) == 0 then return 0 end
+  if on(base, 'zset', 'ZREM', scheduled_key(base), id) ~= 1 then return 0 end
   redis.call('HSET', jk, 'status', 'queued', 'due_at', now)
   event(base, id, f[4], 'retrying', 'queued', f[5] or 0, '', '', 'retried')
   push_ready(base, id, f[2], f[3], next_seq(base))
   return 1
 end
-expect_types(dead_key(base), 'zset', seq_key(base), 'string')
-redis.call('ZREM', dead_key(base), id)
+on(base, 'zset', 'ZREM', dead_key(base), id)
 redis.call('DEL', done_key(base, id))
 redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'crashes', 0, 'due_at', now)
 redis.call('HDEL', jk, 'finished_at', 'reason')

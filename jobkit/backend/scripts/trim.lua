@@ -9,11 +9,11 @@
 local base = KEYS[1]
 local oldest, limit = ARGV[1], tonumber(ARGV[2])
 local finished = finished_key(base)
-local ids = redis.pcall('ZRANGEBYSCORE', finished, '-inf', oldest, 'LIMIT', 0, limit)
-if ids['err'] or #ids == 0 then return 0 end  -- garbage under the index's name: nothing
+local ids = on(base, 'zset', 'ZRANGEBYSCORE', finished, '-inf', oldest, 'LIMIT', 0, limit)
+if #ids == 0 then return 0 end
 for i = 1, #ids, 1000 do
   local last = math.min(i + 999, #ids)
   redis.call('ZREM', finished, unpack(ids, i, last))
-  redis.pcall('ZREM', created_key(base), unpack(ids, i, last))
+  on(base, 'zset', 'ZREM', created_key(base), unpack(ids, i, last))
 end
 return #ids

@@ -16,7 +16,7 @@
 local base, id = KEYS[1], ARGV[1]
 local jk = job_key(base, id)
 if redis.call('EXISTS', jk) == 1 then return {0, redis.call('HGET', jk, 'status') or ''} end
-expect_types(inputs_key(base, id), 'hash', created_key(base), 'zset', seq_key(base), 'string')
+expect_types(base, inputs_key(base, id), 'hash', created_key(base), 'zset', seq_key(base), 'string')
 local deps, wanted = {}, {}
 for i = 13, #ARGV do
   deps[#deps + 1] = ARGV[i]

@@ -14,7 +14,7 @@
 local base, name, action, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local zk = workers_key(base)
 if action == 'prune' then
-  expect_types(zk, 'zset')
+  expect_types(base, zk, 'zset')
   local now, pruned = now_ms(), {}
   local seen = redis.call('ZRANGE', zk, 0, -1, 'WITHSCORES')
   for i = 1, #seen, 2 do
@@ -29,7 +29,7 @@ if action == 'prune' then
   return pruned
 end
 local wk = worker_key(base, name)
-expect_types(zk, 'zset', wk, 'hash')
+expect_types(base, zk, 'zset', wk, 'hash')
 if action == 'gone' then
   redis.call('DEL', wk)
   redis.call('ZREM', zk, name)
