@@ -108,10 +108,15 @@ class Health:
         self._cluster = isinstance(self.client, RedisCluster)
 
     def _command(self, *command: Any, node: Any = None) -> Any:
+        """One command; on a cluster, to ``node`` (SCAN's cursor unwrapped from the
+        per-node answer redis-py gives)."""
         self.calls += 1
-        if node is not None:
-            return self.client.execute_command(*command, target_nodes=node)
-        return self.client.execute_command(*command)
+        if node is None:
+            return self.client.execute_command(*command)
+        reply = self.client.execute_command(*command, target_nodes=node)
+        if command[0] == "SCAN" and isinstance(reply[0], dict):  # ({node: cursor}, keys)
+            return reply[0][node.name], reply[1]
+        return reply
 
     def _pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Commands of one shard in one round trip; error replies in place."""
@@ -274,17 +279,17 @@ def _aside(kept: str, raw: Any) -> Aside:
 
 
 def _judged(node: str, values: dict[str, str]) -> list[Setting]:
-    """The settings of one node, each with the way it can lose jobs ('' if none)."""
+    """The settings of one node that decide whether it keeps jobs: its eviction policy,
+    and its persistence (AOF or RDB rules), each with the way it can lose jobs ('' if
+    none)."""
     policy = values["maxmemory-policy"]
-    evicts = (
-        f"Redis evicts keys ({policy}) when full: jobs vanish; use noeviction"
-        if policy not in ("noeviction", "?")
-        else ""
-    )
-    unpersisted = values["appendonly"] == "no" and values["save"].strip() == ""
-    lost = "no persistence (appendonly no, no save rules): a restart loses every job"
+    evicts = policy not in ("noeviction", "?")
+    aof, rdb = values["appendonly"], values["save"].strip()
+    kept = f"appendonly {aof}, save {rdb or '(none)'}"
+    unpersisted = aof == "no" and rdb == ""
     return [
-        Setting(node, "maxmemory-policy", policy, evicts),
-        Setting(node, "appendonly", values["appendonly"], lost if unpersisted else ""),
-        Setting(node, "save", values["save"], lost if unpersisted else ""),
-    ]
+        Setting(node, "maxmemory-policy", policy,
+                "when full, Redis deletes keys: jobs vanish (use noeviction)" if evicts else ""),
+        Setting(node, "persistence", kept,
+                "none: a restart loses every job" if unpersisted else ""),
+    ]  # fmt: skip

@@ -94,11 +94,13 @@ def _print_report(report: Report) -> None:
     if risky:
         settings = Table("node", "setting", "value", "risk", title="Redis settings")
         for s in risky:
-            settings.add_row(s.node or "redis", s.name, s.value or '""', s.risk)
+            settings.add_row(s.node or "redis", s.name, s.value, s.risk)
         console.print(settings)
     if not report.schedules_checked:
         console.print("schedules not checked: name your job modules with -A")
-    verdict = "healthy" if report.healthy else "problems found: jobkit repair rebuilds indexes"
+    sick = not all(q.healthy for q in report.queues)
+    verdict = "healthy" if report.healthy else "problems found"
+    verdict += ": jobkit repair rebuilds the indexes" if sick else ""
     console.print(f"{verdict} ({report.calls:,} Redis calls)")
 
 
