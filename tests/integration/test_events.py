@@ -8,7 +8,6 @@ import time
 
 import orjson
 import pytest
-import redis
 
 import jobkit
 from jobkit import JobFailed
@@ -172,14 +171,17 @@ def test_streams_are_capped_by_length_and_age(env: Env) -> None:
     assert not env.client.exists(env.keys.shard("quiet").events)
 
 
-def test_an_events_key_of_another_type_costs_only_the_record(
+def test_an_events_key_of_another_type_is_set_aside_and_a_new_stream_begun(
     env: Env, start_worker: StartWorker
 ) -> None:
-    env.client.set(env.keys.shard("default").events, "garbage")
+    key = env.keys.shard("default").events
+    env.client.set(key, "garbage")
     start_worker()
-    assert jobs.Add.dispatch(a=2, b=2).result(timeout=20) == 4
-    assert Events(env.store).of_job("default:anything") == []
+    handle = jobs.Add.dispatch(a=2, b=2)
+    assert handle.result(timeout=20) == 4
+    assert [e.to_status for e in Events(env.store).of_job(handle.id)] == ["queued", "running",
+                                                                    "succeeded"]  # fmt: skip
+    [kept] = env.client.hkeys(env.keys.shard("default").asides)
+    assert env.client.get(kept) == "garbage"
     out = run_cli("info", "--json", url=env.url)
     assert out.returncode == 0, out.stderr
-    with pytest.raises(redis.ResponseError):
-        env.client.xlen(env.keys.shard("default").events)

@@ -391,7 +391,7 @@ def test_two_schedulers_fire_each_slot_once(sched_store: Store) -> None:
             clock.tick(1)
     for bound in schedules:
         assert _fired(sched_store, bound.key) == list(range(T0, T0 + 10)), bound.key
-        state = ScheduleStore(sched_store).states([bound])[0]
+        state = ScheduleStore(sched_store).states([bound]).items[0]
         assert (state.cursor, state.fired, state.last_slot) == (T0 + 9, 10, T0 + 9)
         assert state.next_slot == T0 + 10
     assert sched_store.redis.zcard(sched_store.keys.queue("sched-unit")) == 30
@@ -416,7 +416,9 @@ def test_restart_after_downtime_applies_each_policy(sched_store: Store) -> None:
         T0 + 20,
     ]
     assert _fired(sched_store, "tests.unit.test_cron.Tick#skip") == [T0, T0 + 1, T0 + 2, T0 + 20]
-    skip, once = ScheduleStore(sched_store).states([_bound(Tick, "#skip"), _bound(Tick, "#once")])
+    skip, once = (
+        ScheduleStore(sched_store).states([_bound(Tick, "#skip"), _bound(Tick, "#once")]).items
+    )
     assert (skip.cursor, skip.skipped) == (T0 + 20, 17)
     assert (once.cursor, once.skipped) == (T0 + 20, 16)
 
@@ -496,7 +498,7 @@ def test_step_sleeps_until_the_next_slot_or_delayed_job(sched_store: Store) -> N
     with freeze_time("2024-05-01 12:00:00"):
         assert sched.step() == 5.0  # the next slot is hours away: capped
         # nothing was owed: the first round records the next slot, but no cursor
-        [state] = ScheduleStore(sched_store).states(bind_schedules(Berlin0230))
+        [state] = ScheduleStore(sched_store).states(bind_schedules(Berlin0230)).items
         assert (state.cursor, state.next_slot) == (None, _ts(2024, 5, 2, 0, 30))
         Tick.dispatch(store=sched_store, delay=1.25)
         assert sched.step() == pytest.approx(1.25)

@@ -10,7 +10,7 @@
 -- and sets `resumed_at` (ms), before which cron_fire fires no slot, so resuming never
 -- fires the slots of the pause, even those no scheduler saw. Running it twice has the
 -- effect of running it once.
-local sk, action = KEYS[2], ARGV[1]
+local base, sk, action = KEYS[1], KEYS[2], ARGV[1]
 expect_types(base, sk, 'hash')
 if action == 'pause' then
   if redis.call('HGET', sk, 'paused') then return 0 end
