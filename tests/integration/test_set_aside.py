@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from jobkit import Status
-from tests.conftest import Env, StartWorker, wait_until
+from tests.conftest import Env, StartWorker, run_cli, wait_until
 from tests.support import jobs
 
 
@@ -154,3 +154,22 @@ def test_garbage_in_a_shared_key_strands_no_innocent_job(
     [line] = logged()
     assert "set aside as " + env.keys.shard("default").base + ":aside:" in line
     assert "Traceback" not in worker.log_text()
+
+
+def test_repair_sets_garbage_aside_and_rebuilds_the_index_it_overwrote(env: Env) -> None:
+    """Garbage written over a lane's queue took its entries with it: `jobkit doctor`
+    names the key, `jobkit repair` sets it aside and lists the queued jobs again."""
+    handles = jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(3)])
+    key = env.keys.queue("default")
+    env.client.set(key, "garbage")
+
+    doctor = run_cli("doctor", url=env.url)
+    assert doctor.returncode == 1 and key in doctor.stdout, doctor.stdout + doctor.stderr
+    repair = run_cli("repair", url=env.url)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    _the_aside(env, key)
+    assert env.client.zcard(key) == 3
+    claimed = env.store.leasing.claim("w", 30_000, 9, [["default"]])
+    assert [j.id for j in claimed] == [h.id for h in handles]  # in their order
+    again = run_cli("repair", url=env.url)
+    assert "nothing to repair" in again.stdout, again.stdout

@@ -12,8 +12,8 @@
 -- Returns  *(id, index, state): one triple per thing not as it should be (none: all is);
 --          index is where (an index above, 'lanes', 'seq', 'record' or 'status'), state
 --          'missing' (an entry the record calls for; 'seq': the counter is behind this
---          job's), 'added' (written), 'blocked' (the index holds another type: nothing
---          written), 'invalid' (the record cannot say where it belongs), 'stray' (an
+--          job's), 'added' (written), 'blocked' (the index holds another type, which a
+--          fix sets aside first: nothing written), 'invalid' (the record cannot say where it belongs), 'stray' (an
 --          entry with no record), 'removed' (dropped)
 -- Invariant: a record's status decides its index (queued: its lane's queue, scored as
 -- ready_score does; scheduled and retrying: scheduled at due_at; running: running;
@@ -44,6 +44,9 @@ end
 -- The record `id` belongs in index `key` (named `name`) with `score`: added when absent.
 local function want(id, name, key, score)
   local have = redis.pcall('ZSCORE', key, id)
+  if type(have) == 'table' and have['err'] and fix and set_aside(base, key, 'zset') then
+    have = nil  -- garbage under the index's name, set aside (_lib.lua): an empty index
+  end
   if type(have) == 'table' and have['err'] then
     say(id, name, 'blocked')
   elseif not have then
