@@ -345,6 +345,19 @@ class RepairArgs(NamedTuple):
         return [*self, *ids]
 
 
+class RegisterReply(NamedTuple):
+    """register.lua: where a registry of another type was kept ('' if none was), and
+    how many queues were new to the registry."""
+
+    kept: str
+    added: int
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any]) -> RegisterReply:
+        kept = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0] or "")
+        return cls(kept, int(raw[1]))
+
+
 def triples(raw: Sequence[Any]) -> list[tuple[str, str, str]]:
     """A flat reply of triples (repair.lua's id, index, state) as triples."""
     return [(str(raw[i]), str(raw[i + 1]), str(raw[i + 2])) for i in range(0, len(raw), 3)]
@@ -393,6 +406,7 @@ FACES: dict[str, Face] = {
     "trim": Face(TrimArgs._fields, returns=("count",)),
     "progress": Face(ProgressArgs._fields, returns=_FLAG),
     "repair": Face(RepairArgs._fields, ("id",), returns_each=("id", "index", "state")),
+    "register": Face(each=("queue",), returns=RegisterReply._fields),
 }
 
 # the dependency scripts' faces live with their family (flow_calls.py)

@@ -83,6 +83,11 @@ global: ``{p}:…``               type    holds
 ``audit``                       stream  every write through the HTTP API: when, what,
                                         how many jobs, which role (capped)
 ``bulk:<id>``                   hash    one bulk action's filters and progress (TTL)
+``aside:<name>:<ms>``           any     a key above (``queues``, ``workers``...) found
+                                        holding the wrong type, renamed by the script
+                                        that met it (worker.lua, register.lua)
+``asides``                      hash    each global key set aside, as a queue's
+                                        ``asides`` (``jobkit doctor``'s global section)
 ==============================  ======  ==============================================
 
 A *lane* is a queue name, or ``queue|tag1,tag2`` for jobs that need tagged workers; a
@@ -262,6 +267,7 @@ class Keys:
 
     __slots__ = (
         "_shards",
+        "asides",
         "audit",
         "base",
         "marker",
@@ -278,6 +284,7 @@ class Keys:
         self.workers = f"{self.base}:workers"
         self.marker = f"{self.base}:marker"
         self.audit = f"{self.base}:audit"
+        self.asides = f"{self.base}:asides"  # global keys set aside (see the table)
         # every queue's sched:wake channel (a pattern for PSUBSCRIBE)
         self.sched_wake_pattern = "{" + prefix + ":*}:sched:wake"
         self._shards: dict[str, Shard] = {}

@@ -23,6 +23,7 @@ from jobkit.backend.calls import (
     Completion,
     EnqueueArgs,
     EnqueueReply,
+    RegisterReply,
     ReviveArgs,
 )
 from jobkit.backend.flows import Flows
@@ -191,17 +192,37 @@ class Store:
         dispatches to, once)."""
         new = [q for q in queues if q not in self._registered]
         if new:
-            self._wire.execute("SADD", self.keys.queues, *new)
+            try:
+                self._wire.execute("SADD", self.keys.queues, *new)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("WRONGTYPE"):
+                    raise
+                self.register(new)
             self._registered.update(new)
+
+    def register(self, queues: Sequence[str]) -> RegisterReply:
+        """Add ``queues`` to the registry through register.lua, which first sets a
+        registry of another type aside (garbage under its name): what it kept, how many
+        were new."""
+        raw = self._run("register", [self.keys.base, self.keys.queues], list(queues))
+        return RegisterReply.parse(raw)
 
     def _register_first(self, lane: str) -> list[tuple[Any, ...]]:
         """The registry write to send before a first dispatch to ``lane``'s queue (in the
-        same round trip), or nothing."""
+        same round trip), or nothing; see :meth:`_registered_by` for its reply."""
         queue = split_lane(lane)[0]
         if queue in self._registered:
             return []
         self._registered.add(queue)
         return [("SADD", self.keys.queues, queue)]
+
+    def _registered_by(self, first: Sequence[tuple[Any, ...]], replies: Sequence[Any]) -> None:
+        """After a first dispatch: a registry write Redis refused because the registry
+        held another type is made again by :meth:`register`, which sets it aside, so
+        the views find the queue (a round trip only then)."""
+        reply = replies[0] if first else None
+        if isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE"):
+            self.register([first[0][2]])
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -230,7 +251,9 @@ class Store:
             list(produce())  # builds calls
             results = self._durably(first, calls, list(ids))
         else:
-            results = self.checked(calls, self._wire.stream(produce())[len(first) :])
+            replies = self._wire.stream(produce())
+            self._registered_by(first, replies)
+            results = self.checked(calls, replies[len(first) :])
         statuses: list[str] = []
         for raw, (_, _, args) in zip(results, calls, strict=True):
             statuses += [str(raw)] * args[0]  # a chunk's jobs share the status it returns
@@ -283,6 +306,7 @@ class Store:
         calls: list[ScriptCall] = [("enqueue", [shard.base], args)]
         if self._wait is None:
             replies = self._wire.pipeline([*first, *self.commands(calls)])
+            self._registered_by(first, replies)
             return self.checked(calls, replies[len(first) :])[0]
         # a job that exists was written by another connection (the id looked up, or the
         # unique lock's holder), which this one's WAIT does not cover; a write that
@@ -308,6 +332,7 @@ class Store:
         replies = self._wire.pipeline(
             [*first, *self.commands(calls), *after, self._wait], repeatable=False
         )
+        self._registered_by(first, replies)
         results = replies[len(first) : len(first) + len(calls)]
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:  # refused, so they did not run: load the script, send them with a WAIT

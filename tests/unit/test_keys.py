@@ -54,6 +54,7 @@ def test_lanes_live_in_their_queues_shard_and_the_rest_in_the_global_slot() -> N
     assert k.workers == "{app}:workers"
     assert k.worker("host.1") == "{app}:worker:host.1"
     assert k.marker == "{app}:marker"
+    assert k.asides == "{app}:asides"
     assert k.sched_wake_pattern == "{app:*}:sched:wake"
     assert Keys().base == "{jobkit}"
 

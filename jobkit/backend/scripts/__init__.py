@@ -39,6 +39,7 @@ NAMES = (
     "wait",
     "release",
     "repair",
+    "register",
 )
 
 # Scripts whose call is refused a blind re-send when its reply is lost (the connection
