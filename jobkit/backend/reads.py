@@ -95,11 +95,18 @@ class Reads:
     # -- across queues ------------------------------------------------------------------
 
     def queues(self) -> list[str]:
-        """Every queue of the registry (see :meth:`Store.register_queues`), sorted."""
+        """Every queue of the registry (see :meth:`Store.register_queues`), sorted; none
+        when the registry is unreadable (:meth:`registry` names it)."""
+        return self.registry().items
+
+    def registry(self) -> Found[str]:
+        """Every queue of the registry, sorted, and the registry named in ``problems``
+        when Redis refuses to read it (a key of another type): the views fan out over it,
+        so without that message they would show no queue and say nothing."""
         try:
-            return sorted(cast(set[str], self.redis.smembers(self.keys.queues)))
-        except redis.ResponseError:
-            return []
+            return Found(sorted(cast(set[str], self.redis.smembers(self.keys.queues))))
+        except redis.ResponseError as exc:
+            return Found([], self.unreadable([Failed(self.keys.queues, "set", exc)]))
 
     def fan_out(
         self, add: Callable[[Any, Shard], None], queues: Iterable[str] | None = None
@@ -149,7 +156,8 @@ class Reads:
         failed: list[Failed] = []
         per_queue: dict[str, QueueCounts] = {}
         asides: list[Aside] = []
-        for queue, replies in self.fan_out(add).items():
+        registry = self.registry()
+        for queue, replies in self.fan_out(add, registry.items).items():
             shard = self.keys.shard(queue)
             names = [getattr(shard, n) for n in _SHARD_SETS] + [shard.stats, shard.asides]
             wants = ["zset"] * len(_SHARD_SETS) + ["hash", "hash"]
@@ -173,7 +181,7 @@ class Reads:
             _sum(c.scheduled for c in per_queue.values()),
             _sum(c.dead for c in per_queue.values()),
             totals,
-            self.unreadable(failed),
+            registry.problems + self.unreadable(failed),
             per_queue,
             sorted(asides, key=lambda a: (a.at_ms or 0, a.kept)),
         )
@@ -227,14 +235,15 @@ class Reads:
 
         lists = []
         failed: list[Failed] = []
-        for queue, (members,) in self.fan_out(add).items():
+        registry = self.registry()
+        for queue, (members,) in self.fan_out(add, registry.items).items():
             if refused(members):
                 failed.append(Failed(self.keys.shard(queue).dead, "zset", members))
                 continue
             lists.append([(-score, job_id) for job_id, score in members])
         merged = heapq.merge(*lists)  # each newest first: merge by time, newest first
         ids = [job_id for _, job_id in list(merged)[offset : offset + limit]]
-        return Found(ids, self.unreadable(failed))
+        return Found(ids, registry.problems + self.unreadable(failed))
 
     # -- one job ------------------------------------------------------------------------
 

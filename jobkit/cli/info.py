@@ -16,6 +16,7 @@ from jobkit.cli.common import (
     connect,
     console,
     print_json,
+    skipped,
     typer_app,
 )
 from jobkit.connection import get_store
@@ -74,7 +75,9 @@ def info(
     in line has waited, jobs done and failed per minute over the last 1/5/15 minutes
     (from the events kept), the workers serving it, and the history archive's lag (events
     jobkit archiver has not archived yet; "-" where no archiver reads the queue); then
-    totals for the fleet. With --watch: jobkit top, redrawn until Ctrl-C or q."""
+    totals for the fleet. A key that could not be read is named on stderr ("problems"
+    with --json) and the exit code is 1. With --watch: jobkit top, redrawn until Ctrl-C
+    or q."""
     if watch:
         if as_json:
             raise typer.BadParameter("prints once: leave out --watch", param_hint="--json")
@@ -90,13 +93,14 @@ def info(
     seen = overview(store)
     views, fleet = seen.queues, seen.fleet
     if as_json:
-        print_json(seen.as_dict())  # one shape with GET /stats
+        print_json(seen.as_dict())  # one shape with GET /stats; "problems" names the keys
+        if fleet["problems"]:
+            raise typer.Exit(1)
         return
     console.print(_table(views, fleet))
     totals = ", ".join(f"{k} {v}" for k, v in sorted(fleet["totals"].items()))
     console.print(f"since the start: {totals or 'nothing yet'}")
-    for problem in fleet["problems"]:
-        console.print(f"unreadable key {problem}", style="red")
+    skipped(fleet["problems"])  # on stderr, exit 1
 
 
 def _table(views: list[QueueView], fleet: dict[str, Any]) -> object:

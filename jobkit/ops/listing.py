@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jobkit.backend.keys import Shard
-from jobkit.backend.problems import Failed, refused
+from jobkit.backend.problems import Failed, Found, refused
 from jobkit.errors import InvalidQuery, UnknownQueue
 from jobkit.models import JobRecord, Status
 from jobkit.ops import cursor
@@ -173,10 +173,11 @@ class _Match:
 def list_jobs(store: Store, query: JobQuery) -> JobPage:
     """One page of jobs matching ``query``, newest first (see the module doc)."""
     failed: list[Failed] = []
-    picked, next_cursor = _page(store, query, failed)
+    registry = store.reads.registry()
+    picked, next_cursor = _page(store, query, failed, registry)
     records = store.reads.get_many([e.job_id for e in picked])
     jobs = [Listed(r, e.place[0]) for e, r in zip(picked, records, strict=True) if r is not None]
-    return JobPage(jobs, next_cursor, store.reads.unreadable(failed))
+    return JobPage(jobs, next_cursor, registry.problems + store.reads.unreadable(failed))
 
 
 def id_pages(store: Store, query: JobQuery) -> Iterator[list[str]]:
@@ -192,15 +193,21 @@ def id_pages(store: Store, query: JobQuery) -> Iterator[list[str]]:
 
 
 def _page(
-    store: Store, query: JobQuery, failed: list[Failed] | None = None
+    store: Store,
+    query: JobQuery,
+    failed: list[Failed] | None = None,
+    registry: Found[str] | None = None,
 ) -> tuple[list[_Entry], str | None]:
     """The entries of one page and the cursor of the next (see the module doc); an index
-    of another type is passed over, and added to ``failed``."""
+    of another type is passed over, and added to ``failed``. ``registry``: the queues'
+    registry, when the caller read it (an unreadable one names no queue: the queues asked
+    for are then taken at their word)."""
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be from 1 to {MAX_LIMIT}, not {query.limit}")
-    known = store.reads.queues()
+    registry = registry or store.reads.registry()
+    known = registry.items
     unknown = sorted(set(query.queues) - set(known))
-    if unknown:
+    if unknown and not registry.problems:
         raise UnknownQueue(f"no such queue: {', '.join(unknown)} (known: {', '.join(known)})")
     since_ms, after = cursor.unseal(KIND, query, "not a cursor of this listing")
     kind = index_for(query.statuses)
