@@ -14,7 +14,8 @@ Run from the repository root::
 Every job does one Redis INCR on a counter key. Per library:
 
 - dispatch/s: N jobs enqueued one call each; bulk/s: N jobs through the library's bulk
-  enqueue, 1,000 per call, where it has one (jobkit ``dispatch_many``, rq ``enqueue_many``);
+  enqueue, 1,000 per call, where it has one (jobkit ``dispatch_many``, rq, ArdiQ and streaq
+  ``enqueue_many``);
 - process/s with 1 and 2 worker processes: N jobs enqueued first, then the worker spawned;
   timed from the spawn until the job that brings the counter to N has run;
 - worker CPU µs/job: user+sys CPU time of the worker process tree(s) over that span / N;
@@ -22,9 +23,11 @@ Every job does one Redis INCR on a counter key. Per library:
 - pickup p50/p99: with an idle 1-process worker, jobs sent one after another, each pushing
   the ``time.time()`` it started: dispatch to job start.
 
-arq and saq pin an older redis-py than jobkit needs, so they cannot share its environment:
-``--peer-venv VENV`` runs them from another venv (``VENV/bin/python`` with arq, saq, psutil
-and redis installed) on the same redis-server, and merges their figures into the table.
+arq and saq pin an older redis-py than jobkit needs, and ArdiQ needs Python >= 3.12, so they
+cannot share its environment: ``--peer-venv VENV`` runs arq and saq from another venv
+(``VENV/bin/python`` with arq, saq, psutil and redis installed), ``--ardiq-venv VENV`` runs
+ArdiQ from one with ardiq, psutil and redis; each on the same redis-server, their figures
+merged into the table. streaq (on coredis, not redis-py) comes with the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -70,6 +73,29 @@ IDLE_GAP = 0.005  # pause before each latency job, so the worker is back waiting
 START_TIMEOUT = 60.0
 JOB_TIMEOUT = 10.0
 LOG_TAIL = 30
+
+# the bench extra's libraries, in the order of the table's columns
+LOCAL_PEERS = (*PEERS, "streaq")
+
+
+@dataclass(frozen=True)
+class VenvGroup:
+    """Libraries that cannot share jobkit's environment, run from a venv named by ``option``."""
+
+    option: str
+    names: tuple[str, ...]
+    why: str
+
+    @property
+    def dest(self) -> str:
+        return self.option.removeprefix("--").replace("-", "_")
+
+
+VENV_GROUPS = (
+    VenvGroup("--peer-venv", VENV_PEERS, "it pins an older redis-py (arq: redis<6, saq: redis<8)"),
+    VenvGroup("--ardiq-venv", ("ardiq",), "it needs Python >= 3.12"),
+)
+VENV_GROUP_OF = {name: group for group in VENV_GROUPS for name in group.names}
 
 
 class BenchError(RuntimeError):
@@ -475,14 +501,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=LATENCY_JOBS,
         help="jobs sent one at a time for pickup latency",
     )
-    parser.add_argument(
-        "--only", default="", help=f"comma-separated, of {', '.join(PEERS + VENV_PEERS)}"
-    )
+    known = [*LOCAL_PEERS, *VENV_GROUP_OF]
+    parser.add_argument("--only", default="", help=f"comma-separated, of {', '.join(known)}")
     parser.add_argument(
         "--peer-venv",
         type=Path,
         default=None,
-        help="a venv with arq and/or saq (+ psutil): run those from it",
+        help="a venv with arq and/or saq (+ psutil, redis): run those from it",
+    )
+    parser.add_argument(
+        "--ardiq-venv",
+        type=Path,
+        default=None,
+        help="a Python >= 3.12 venv with ardiq (+ psutil, redis): run ArdiQ from it",
     )
     parser.add_argument(
         "--redis-url",
@@ -494,10 +525,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("jobs", "runs", "latency_jobs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    known = PEERS + VENV_PEERS
-    args.names = [n.strip() for n in args.only.split(",") if n.strip()] or list(PEERS)
-    if not args.only and args.peer_venv:
-        args.names += list(VENV_PEERS)
+    # each library run from another venv -> that venv (only those whose option was given)
+    args.venv_of = {
+        name: getattr(args, group.dest)
+        for name, group in VENV_GROUP_OF.items()
+        if getattr(args, group.dest) is not None
+    }
+    args.names = [n.strip() for n in args.only.split(",") if n.strip()] or list(LOCAL_PEERS)
+    if not args.only:
+        args.names += list(args.venv_of)
     unknown = [n for n in args.names if n not in known]
     if unknown:
         parser.error(f"unknown in --only: {', '.join(unknown)} (known: {', '.join(known)})")
@@ -511,8 +547,8 @@ def load_peers(names: list[str], url: str, skipped: dict[str, str]) -> dict[str,
             peers[name] = load(name)(url)
         except Exception as exc:  # an ImportError, or a library that fails to set up
             skipped[name] = f"{type(exc).__name__}: {exc}"
-            if name in VENV_PEERS:
-                skipped[name] += " (it pins an older redis-py: run it with --peer-venv VENV)"
+            if group := VENV_GROUP_OF.get(name):
+                skipped[name] += f" ({group.why}: run it with {group.option} VENV)"
             log(f"skipped {name}: {skipped[name]}")
     return peers
 
@@ -521,8 +557,11 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
     os.environ[URL_ENV] = server_url  # the peer modules read it on import
     skipped: dict[str, str] = {}
     notes: list[str] = []
-    local = [n for n in args.names if not (args.peer_venv and n in VENV_PEERS)]
-    remote = [n for n in args.names if args.peer_venv and n in VENV_PEERS]
+    local = [n for n in args.names if n not in args.venv_of]
+    remote: dict[Path, list[str]] = {}  # venv -> the libraries run from it
+    for name in args.names:
+        if name in args.venv_of:
+            remote.setdefault(args.venv_of[name], []).append(name)
     client.flushall()
     log(f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"redis-server {client.info('server')['redis_version']} at {server_url}")  # fmt: skip
@@ -562,24 +601,24 @@ def run(args: argparse.Namespace, server_url: str, client: redis.Redis) -> dict[
             "versions": peer.versions(),
             "figures": {k: round(v, 3) for k, v in figures.items()},
         }
-    if remote:
-        log(f"{', '.join(remote)}: from {args.peer_venv}")
+    for venv, names in remote.items():
+        log(f"{', '.join(names)}: from {venv}")
         client.flushall()
         try:
-            child = run_peer_venv(args.peer_venv, remote, server_url, args)
+            child = run_peer_venv(venv, names, server_url, args)
+            python = child["machine"]["python"]
+            for result in child["results"].values():
+                if python != platform.python_version():  # say so in the table
+                    result["versions"] += f", Python {python}"
             results.update(child["results"])
             skipped.update(child["skipped"])
             notes.extend(child.get("notes", []))
         except (BenchError, ValueError, KeyError) as exc:
-            for name in remote:
-                skipped[name] = f"--peer-venv run failed: {exc}"
-    for name in VENV_PEERS:
+            for name in names:
+                skipped[name] = f"{VENV_GROUP_OF[name].option} run failed: {exc}"
+    for name, group in VENV_GROUP_OF.items():
         if name not in results and name not in skipped and not args.only:
-            notes.append(
-                f"{name} left out: it pins an older redis-py than jobkit's "
-                "environment has (arq: redis<6, saq: redis<8); "
-                "run it with --peer-venv VENV"
-            )
+            notes.append(f"{name} left out: {group.why}; run it with {group.option} VENV")
     about = client.info("server")
     return {
         "machine": {
