@@ -21,15 +21,18 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from jobkit.backend.calls import RepairArgs, triples
-from jobkit.backend.keys import Shard
+from jobkit import names
+from jobkit.backend.calls import RegisterReply, RepairArgs, triples
+from jobkit.backend.keys import Shard, split_lane
 from jobkit.backend.store import Store
+from jobkit.errors import InvalidName
 
 # How many keys one SCAN call is asked to look at, entries one ZSCAN page holds, and ids
 # one repair.lua call checks: each call stays well under a millisecond of Redis's time.
 SCAN_COUNT = 500
 INDEX_PAGE = 500
 BATCH = 200
+WORKERS_READ = 1000  # worker hashes the doctor checks (the workers zset's first)
 
 # the indexes a job record belongs in (see repair.lua), besides its lanes' queues
 INDEXES = ("running", "scheduled", "dead", "finished", "created")
@@ -87,9 +90,17 @@ def shared_types(shard: Shard, lanes: Sequence[str]) -> list[tuple[str, str]]:
     return fixed
 
 
-def _glob(text: str) -> str:
+def glob_literal(text: str) -> str:
     """``text`` as a SCAN MATCH pattern that matches only itself."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _is_queue(name: str) -> bool:
+    try:
+        names.queue(name)
+    except InvalidName:
+        return False
+    return True
 
 
 def _text(value: Any) -> str:
@@ -139,17 +150,12 @@ class Health:
 
     def wrong_types(self, queue: str, lanes: Sequence[str]) -> list[WrongType]:
         """The shared keys of ``queue`` that hold another type than keys.py says."""
-        expected = shared_types(self.keys.shard(queue), lanes)
-        found = self._pipeline([("TYPE", key) for key, _ in expected])
-        return [
-            WrongType(key, _text(t), want)
-            for (key, want), t in zip(expected, found, strict=True)
-            if _text(t) not in ("none", want)
-        ]
+        return self._typed(shared_types(self.keys.shard(queue), lanes))
 
-    def asides(self, queue: str) -> list[Aside]:
-        """What was set aside in ``queue``'s shard (its ``asides`` hash), paged by HSCAN."""
-        key = self.keys.shard(queue).asides
+    def asides(self, queue: str | None) -> list[Aside]:
+        """What was set aside in ``queue``'s shard (None: the global slot's) by its
+        ``asides`` hash, paged by HSCAN."""
+        key = self.keys.asides if queue is None else self.keys.shard(queue).asides
         out: list[Aside] = []
         cursor: Any = 0
         while True:
@@ -162,6 +168,74 @@ class Health:
             out += [_aside(_text(kept), entry) for kept, entry in flat.items()]
             if int(cursor) == 0:
                 return sorted(out, key=lambda a: (a.at or 0, a.kept))
+
+    # -- the global slot ----------------------------------------------------------------
+
+    def global_types(self) -> list[WrongType]:
+        """The global keys that hold another type than keys.py says."""
+        k = self.keys
+        expected = [(k.queues, "set"), (k.workers, "zset"), (k.marker, "string"),
+                    (k.audit, "stream"), (k.asides, "hash")]  # fmt: skip
+        return self._typed(expected)
+
+    def registry(self) -> list[str] | None:
+        """The queues of the registry, sorted (None: it holds another type)."""
+        self.calls += 1
+        found = self.store.reads.registry()
+        return None if found.problems else found.items
+
+    def workers(self) -> tuple[list[WrongType], set[str]]:
+        """The hashes of the workers the ``workers`` zset names (the first
+        :data:`WORKERS_READ`) that hold another type, and the queues the others serve."""
+        (names,) = self._pipeline([("ZRANGE", self.keys.workers, 0, WORKERS_READ - 1)])
+        if isinstance(names, Exception):
+            return [], set()  # not a zset: global_types names it
+        hashes = [self.keys.worker(_text(n)) for n in names]
+        wrong = self._typed([(key, "hash") for key in hashes])
+        served = self._pipeline([("HGET", key, "queues") for key in hashes])
+        queues = set()
+        for raw in served:
+            for lane in _text(raw).split(",") if isinstance(raw, (str, bytes)) else ():
+                queue = split_lane(lane)[0]
+                if _is_queue(queue):
+                    queues.add(queue)
+        return wrong, queues
+
+    def shard_queues(self) -> tuple[set[str], int]:
+        """Every queue some key of the keyspace belongs to (``{prefix:<queue>}:...``), by
+        SCAN pages of :data:`SCAN_COUNT` on each master; and how many keys it looked at."""
+        head = "{" + self.keys.prefix + ":"
+        pattern = glob_literal(head) + "*}*"
+        nodes = self.client.get_primaries() if self._cluster else [None]
+        found: set[str] = set()
+        seen = 0
+        for node in nodes:
+            cursor: Any = 0
+            while True:
+                cursor, keys = self._command(
+                    "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node
+                )
+                seen += len(keys)
+                for key in map(_text, keys):
+                    queue = key[len(head) : key.find("}")]
+                    if _is_queue(queue):  # not another prefix's ({p:x}:...)
+                        found.add(queue)
+                if int(cursor) == 0:
+                    break
+        return found, seen
+
+    def register(self, queues: Sequence[str]) -> RegisterReply:
+        """register.lua: ``queues`` into the registry, garbage under its name set aside."""
+        self.calls += 1
+        return self.store.register(queues)
+
+    def _typed(self, expected: Sequence[tuple[str, str]]) -> list[WrongType]:
+        found = self._pipeline([("TYPE", key) for key, _ in expected]) if expected else []
+        return [
+            WrongType(key, _text(t), want)
+            for (key, want), t in zip(expected, found, strict=True)
+            if _text(t) not in ("none", want)
+        ]
 
     # -- records and index entries --------------------------------------------------------
 
@@ -180,7 +254,7 @@ class Health:
     def _scan(self, shard: Shard, head: str, limit: int | None) -> Iterator[list[str]]:
         """Pages of what follows ``head`` in the names of the keys of ``shard`` that
         start with it, by SCAN, until ``limit`` (None: all)."""
-        pattern = _glob(head) + "*"
+        pattern = glob_literal(head) + "*"
         node = self.client.get_node_from_key(shard.base) if self._cluster else None
         cursor: Any = 0
         seen = 0

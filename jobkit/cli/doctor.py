@@ -67,14 +67,34 @@ def doctor(
     raise typer.Exit(0 if report.healthy else 1)
 
 
+GLOBAL = "(global)"  # the table's label of the global slot's rows (no queue's name)
+
+
 def _print_report(report: Report) -> None:
     table = Table("queue", "finding", "where", "count", title="jobkit doctor")
+    g = report.global_keys
+    for f in g.findings:
+        table.add_row(GLOBAL, KINDS[f.kind], f.where, f"{f.count:,}")
+    if not g.findings:
+        table.add_row(GLOBAL, "healthy", "", "")
     for q in report.queues:
         for f in q.findings:
             table.add_row(q.queue, KINDS[f.kind], f.where, f"{f.count:,}")
         if not q.findings:
             table.add_row(q.queue, "healthy", "", "")
     console.print(table)
+    for f in g.findings:  # keys and names whole, one a line
+        if f.kind in ("wrong_type", "unregistered"):
+            console.print(f"{GLOBAL} {KINDS[f.kind]}: {f.where}", soft_wrap=True)
+            for example in f.examples:
+                console.print(f"  {example}", soft_wrap=True)
+    for a in g.asides:
+        console.print(f"{GLOBAL} {a['key']} held a {a['found']}, kept as {a['kept']}: "
+                      f"{a['note']}", soft_wrap=True)  # fmt: skip
+    if g.registered is None:
+        console.print("the queue registry is unreadable: its queues were found otherwise")
+    if g.scanned is not None:
+        console.print(f"queues found by live workers and a scan of {g.scanned:,} keys")
     for q in report.queues:  # ids whole, one a line: never cut to fit a column
         for f in q.findings:
             if f.kind != "set_aside":
@@ -98,7 +118,7 @@ def _print_report(report: Report) -> None:
         console.print(settings)
     if not report.schedules_checked:
         console.print("schedules not checked: name your job modules with -A")
-    sick = not all(q.healthy for q in report.queues)
+    sick = not (g.healthy and all(q.healthy for q in report.queues))
     verdict = "healthy" if report.healthy else "problems found"
     verdict += ": jobkit repair rebuilds the indexes" if sick else ""
     console.print(f"{verdict} ({report.calls:,} Redis calls)")
@@ -128,11 +148,27 @@ def repair_command(
 def _print_repair(report: RepairReport) -> None:
     title = "jobkit repair --dry-run" if report.dry_run else "jobkit repair"
     table = Table("queue", "index", "what", "count", title=title)
+    g = report.global_keys
+    if g.found:
+        what = "would set aside" if report.dry_run else "set aside"
+        table.add_row(GLOBAL, "queues", f"{what}: held a {g.found}", "1")
+    if g.added:
+        table.add_row(GLOBAL, "queues", "would add" if report.dry_run else "added", f"{g.added:,}")
     for q in report.queues:
         for (index, state), n in sorted(q.counts.items()):
             table.add_row(q.queue, index, _STATES.get(state, state), f"{n:,}")
-    if any(q.counts for q in report.queues):
+    if g.changes or any(q.counts for q in report.queues):
         console.print(table)
+    if g.kept:
+        console.print(f"{GLOBAL} the registry was kept as {g.kept}", soft_wrap=True)
+    if g.unregistered:
+        done = "would put" if report.dry_run else "put"
+        console.print(f"{GLOBAL} {done} back in the registry: {', '.join(g.unregistered)}",
+                      soft_wrap=True)  # fmt: skip
+    for key in g.left:
+        console.print(f"{GLOBAL} not repaired: {key} holds the wrong type (jobkit doctor)",
+                      soft_wrap=True)  # fmt: skip
+    console.print(f"{GLOBAL} scanned {g.scanned:,} keys for queues")
     for q in report.queues:
         console.print(
             f"queue {q.queue}: scanned {q.records:,} records and {q.entries:,} index entries"

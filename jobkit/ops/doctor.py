@@ -13,7 +13,15 @@ For each queue it reports, in one :class:`Report`:
   behind the newest job's;
 - schedules in Redis whose job class the app does not know (only when the app is given);
 - Redis settings that can lose jobs: maxmemory-policy other than noeviction; no
-  persistence at all.
+  persistence at all;
+- the global slot's keys (:class:`GlobalHealth`): their types (the ``queues`` registry,
+  ``workers``, ``marker``, ``audit``, each live worker's hash), what was set aside there,
+  and queues with keys or live workers that the registry lacks (unregistered).
+
+The queues checked are the registry's and those found without it: the queues live
+workers' hashes name, and, when the registry is unreadable, absent or empty (or with
+``full``), every queue some key of the keyspace belongs to, found by SCAN pages (each
+master of a cluster), so garbage over the registry hides no queue from the doctor.
 
 The records are read the way repair.lua reads them, by the same script writing nothing
 (``fix`` 0), so doctor and repair cannot disagree about where a record belongs. All work
@@ -57,6 +65,7 @@ KINDS = {
     "set_aside": "keys set aside (informational)",
     "expired": "entries of expired records (trimmed by the workers)",
     "undeclared": "schedules no longer declared (informational)",
+    "unregistered": "unregistered queues (jobkit repair adds them)",
 }
 INFORMATIONAL = frozenset({"set_aside", "expired", "undeclared"})
 SHOWN = 5
@@ -79,6 +88,57 @@ class QueueHealth:
 
 
 @dataclass(slots=True)
+class GlobalHealth:
+    """The global slot's findings, what was set aside there, the registry's queues (None:
+    unreadable), the queues found that it lacks, and the keys a keyspace scan looked at
+    (None: no scan was needed)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    asides: list[dict[str, Any]] = field(default_factory=list)
+    registered: list[str] | None = None
+    unregistered: list[str] = field(default_factory=list)
+    scanned: int | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return all(f.kind in INFORMATIONAL for f in self.findings)
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue known: the registry's and those found without it."""
+        return sorted({*(self.registered or ()), *self.unregistered})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy, "findings": [asdict(f) for f in self.findings],
+            "asides": self.asides, "registered": self.registered,
+            "unregistered": self.unregistered, "scanned": self.scanned,
+        }  # fmt: skip
+
+
+def global_health(health: Health, scan: bool = False) -> GlobalHealth:
+    """The global keys' types and the queues the registry lacks (see the module doc);
+    ``scan``: look through the keyspace even when the registry is a readable set."""
+    out = GlobalHealth()
+    wrong_workers, served = health.workers()
+    for wrong in [*health.global_types(), *wrong_workers]:
+        out.findings.append(_one("wrong_type", wrong.key, f"{wrong.found}, not {wrong.want}"))
+    asides = health.asides(None)
+    out.asides = [a._asdict() for a in asides]
+    if asides:
+        out.findings.append(_many("set_aside", "asides", [a.kept for a in asides]))
+    out.registered = health.registry()
+    found = set(served)
+    if scan or not out.registered:
+        shards, out.scanned = health.shard_queues()
+        found |= shards
+    out.unregistered = sorted(found - set(out.registered or ()))
+    if out.unregistered:
+        out.findings.append(_many("unregistered", health.keys.queues, out.unregistered))
+    return out
+
+
+@dataclass(slots=True)
 class Report:
     """What ``jobkit doctor`` found: per queue, Redis's settings, and its cost."""
 
@@ -86,11 +146,16 @@ class Report:
     settings: list[Setting]
     schedules_checked: bool  # False: no app given, the schedules' classes unchecked
     calls: int = 0
+    global_keys: GlobalHealth = field(default_factory=GlobalHealth)
 
     @property
     def healthy(self) -> bool:
         """Nothing found that can lose or strand a job."""
-        return all(q.healthy for q in self.queues) and not any(s.risk for s in self.settings)
+        return (
+            self.global_keys.healthy
+            and all(q.healthy for q in self.queues)
+            and not any(s.risk for s in self.settings)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The report as ``jobkit doctor --json`` prints it (see docs/json.md)."""
@@ -107,6 +172,7 @@ class Report:
                 for q in self.queues
             ],
             "settings": [s._asdict() for s in self.settings],
+            "global": self.global_keys.as_dict(),
         }  # fmt: skip
 
 
@@ -119,16 +185,18 @@ def diagnose(
     known_classes: Iterable[str] | None = None,
     declared: Iterable[str] | None = None,
 ) -> Report:
-    """Check ``queues`` (None: every queue of the registry); ``full`` reads every record
-    and index entry, else the first ``sample`` of each. ``known_classes`` (the app's job
-    names) and ``declared`` (its schedule keys): None skips the schedules' check."""
+    """Check the global keys and ``queues`` (None: every queue known, see the module
+    doc); ``full`` reads every record and index entry, else the first ``sample`` of
+    each. ``known_classes`` (the app's job names) and ``declared`` (its schedule keys):
+    None skips the schedules' check."""
     health = Health(store)
-    names = list(queues) if queues else health.queues()
+    global_keys = global_health(health, scan=full)
+    names = list(queues) if queues else global_keys.queues
     limit = None if full else sample
     known = None if known_classes is None else set(known_classes)
     keys = set(declared or ())
     found = [_queue(health, q, limit, known, keys) for q in names]
-    report = Report(found, health.settings(), known is not None)
+    report = Report(found, health.settings(), known is not None, global_keys=global_keys)
     report.calls = health.calls
     return report
 
@@ -214,8 +282,10 @@ __all__ = [
     "KINDS",
     "Aside",
     "Finding",
+    "GlobalHealth",
     "QueueHealth",
     "Report",
     "Setting",
     "diagnose",
+    "global_health",
 ]

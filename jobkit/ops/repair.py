@@ -18,6 +18,11 @@ finds nothing to do.
 - The ``asides`` hash is left alone: it is the record of what was set aside, not a
   fault. ``jobkit doctor`` lists it as informational; an operator who has read it may
   delete the ``aside:`` keys and the hash.
+- The global registry of queues (``queues``) holding another type is set aside by
+  register.lua, and every queue found (the registry's, the live workers', and those some
+  key of the keyspace belongs to, by SCAN) is put back in it: see
+  :func:`jobkit.ops.doctor.global_health`. The other global keys of the wrong type are
+  reported, not written: the workers' next beats set ``workers`` and their hashes aside.
 - An index key of the wrong type is not written to (its entries are reported
   ``blocked``): the next script that meets it sets it aside, and a repair after that
   rebuilds it.
@@ -31,6 +36,9 @@ from typing import Any
 
 from jobkit.backend.health import BATCH, INDEXES, Fix, Health
 from jobkit.backend.store import Store
+from jobkit.ops.doctor import GlobalHealth, global_health
+
+REGISTER_BATCH = 1000  # queues one register.lua call adds
 
 
 @dataclass(slots=True)
@@ -56,16 +64,42 @@ class QueueRepair:
 
 
 @dataclass(slots=True)
+class GlobalRepair:
+    """What a repair did (a dry run: would do) to the registry: whether it held another
+    type (``found``) and was set aside (as ``kept``), the queues it lacked and how many
+    were added, the keys the keyspace scan looked at, and the other global keys of the
+    wrong type, left as they are (``left``)."""
+
+    found: str = ""
+    kept: str = ""
+    unregistered: list[str] = field(default_factory=list)
+    added: int = 0
+    scanned: int = 0
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return int(bool(self.found)) + self.added
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"found": self.found or None, "kept": self.kept or None,
+                "unregistered": self.unregistered, "added": self.added,
+                "scanned": self.scanned, "left": self.left}  # fmt: skip
+
+
+@dataclass(slots=True)
 class RepairReport:
-    """What ``jobkit repair`` did, per queue, and in how many Redis calls."""
+    """What ``jobkit repair`` did, to the registry and per queue, and in how many Redis
+    calls."""
 
     dry_run: bool
     queues: list[QueueRepair]
     calls: int = 0
+    global_keys: GlobalRepair = field(default_factory=GlobalRepair)
 
     @property
     def changes(self) -> int:
-        return sum(q.changes for q in self.queues)
+        return self.global_keys.changes + sum(q.changes for q in self.queues)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as ``jobkit repair --json`` prints it (see docs/json.md)."""
@@ -86,19 +120,47 @@ class RepairReport:
                 }
                 for q in self.queues
             ],
+            "global": self.global_keys.as_dict(),
         }
 
 
 def repair(
     store: Store, queues: Sequence[str] | None = None, *, lease_ms: int, dry_run: bool = False
 ) -> RepairReport:
-    """Rebuild the indexes of ``queues`` (None: every queue of the registry) from their
-    records; ``dry_run`` writes nothing and reports what it would do."""
+    """Mend the registry, then rebuild the indexes of ``queues`` (None: every queue
+    found, see :func:`~jobkit.ops.doctor.global_health`) from their records;
+    ``dry_run`` writes nothing and reports what it would do."""
     health = Health(store)
-    names = list(queues) if queues else health.queues()
+    found = global_health(health, scan=True)
+    mended = _registry(health, found, not dry_run)
+    names = list(queues) if queues else found.queues
     report = RepairReport(dry_run, [_queue(health, q, lease_ms, not dry_run) for q in names])
+    report.global_keys = mended
     report.calls = health.calls
     return report
+
+
+def _registry(health: Health, found: GlobalHealth, fix: bool) -> GlobalRepair:
+    """Set a registry of the wrong type aside and put every queue found back in it."""
+    out = GlobalRepair(unregistered=found.unregistered, scanned=found.scanned or 0)
+    for wrong in health.global_types() + health.workers()[0]:
+        if wrong.key == health.keys.queues:
+            out.found = wrong.found
+        else:
+            out.left.append(wrong.key)
+    if not (out.found or out.unregistered):
+        return out
+    if not fix:
+        out.added = len(out.unregistered)
+        return out
+    queues = found.queues
+    for start in range(0, max(1, len(queues)), REGISTER_BATCH):
+        reply = health.register(queues[start : start + REGISTER_BATCH])
+        out.kept = out.kept or reply.kept
+        out.added += reply.added
+    if not out.kept:
+        out.found = ""  # set aside meanwhile (a worker's start, a dispatch): not by this
+    return out
 
 
 def _queue(health: Health, queue: str, lease_ms: int, fix: bool) -> QueueRepair:
