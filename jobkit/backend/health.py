@@ -8,6 +8,10 @@ Redis for longer than one page. On a Redis Cluster a queue's keys all live in on
 so its records are found by scanning the one master that owns that slot (SCAN on a
 cluster node only returns its own keys).
 
+The global slot's keys are checked too: their types, the queues live workers' hashes
+name, and every queue some key of the keyspace belongs to (:meth:`Health.shard_queues`:
+SCAN pages on each master), for a registry of queues that is unreadable or lacks some.
+
 Every call made is counted (:attr:`Health.calls`), so the reports can say what they cost.
 """
 

@@ -94,7 +94,7 @@ def _print_report(report: Report) -> None:
     if g.registered is None:
         console.print("the queue registry is unreadable: its queues were found otherwise")
     if g.scanned is not None:
-        console.print(f"queues found by live workers and a scan of {g.scanned:,} keys")
+        console.print(f"queues found by live workers' hashes and a scan of {g.scanned:,} keys")
     for q in report.queues:  # ids whole, one a line: never cut to fit a column
         for f in q.findings:
             if f.kind != "set_aside":

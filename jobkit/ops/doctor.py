@@ -65,7 +65,7 @@ KINDS = {
     "set_aside": "keys set aside (informational)",
     "expired": "entries of expired records (trimmed by the workers)",
     "undeclared": "schedules no longer declared (informational)",
-    "unregistered": "unregistered queues (jobkit repair adds them)",
+    "unregistered": "queues missing from the registry",
 }
 INFORMATIONAL = frozenset({"set_aside", "expired", "undeclared"})
 SHOWN = 5
