@@ -6,7 +6,8 @@
 - ``problems``: the keys the overview could not read now (one message each, as
   ``jobkit info`` prints them);
 - ``findings``: what ``jobkit doctor`` finds (:func:`jobkit.ops.doctor.diagnose` over a
-  sample of each queue's records and index entries), informational ones left out (the
+  sample of each queue's records and index entries; the global keys' with queue None),
+  informational ones left out (the
   keys set aside are ``asides`` already), and ``settings``: the Redis settings that can
   lose jobs.
 
@@ -31,10 +32,11 @@ def checkup(store: Store, sample: int = SAMPLE) -> dict[str, Any]:
     seen = overview(store)
     report = diagnose(store, sample=sample)
     findings = [
-        {"queue": q.queue, "kind": f.kind, "where": f.where, "count": f.count,
+        {"queue": queue, "kind": f.kind, "where": f.where, "count": f.count,
          "examples": f.examples}
-        for q in report.queues
-        for f in q.findings
+        for queue, found in [(None, report.global_keys.findings),
+                             *((q.queue, q.findings) for q in report.queues)]
+        for f in found
         if f.kind not in INFORMATIONAL
     ]  # fmt: skip
     settings = [s._asdict() for s in report.settings if s.risk]
