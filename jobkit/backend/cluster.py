@@ -173,6 +173,10 @@ class ClusterWire:
     def stream(self, commands: Iterable[Any]) -> list[Any]:
         return self.pipeline(list(commands))
 
+    def tell(self, commands: Sequence[Any]) -> None:
+        """Run ``commands``, their replies unread (a node's pipeline: no skipping here)."""
+        self.pipeline(commands)
+
     def send(self, commands: Sequence[Any]) -> Settled:
         """Run ``commands`` now (there is no reading later here); :meth:`collect` gives
         their replies, or raises what failed them."""

@@ -320,6 +320,13 @@ class Leasing:
         crash if its lease lapses (see mark.lua and reap.lua)."""
         self._mark("started", held)
 
+    def tell_started(self, job_id: str, token: str) -> None:
+        """Record that this attempt begins, before it does, with no round trip: sent with
+        no reply wanted. One Redis refuses (its script cache just flushed, say) goes
+        unknown: that attempt counts as never started if its whole worker dies."""
+        base = self.keys.of_job(job_id).base
+        self._wire.tell(self.store.commands([("mark", [base], ("started", job_id, token))]))
+
     def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
         """These (id, token) attempts crashed their process: count it at the next reap."""
         self._mark("crashed", held)

@@ -88,6 +88,10 @@ _ERRORS: dict[str, type[redis.RedisError]] = {
 }
 
 
+_SKIP_COMMAND: Command = ("CLIENT", "REPLY", "SKIP")
+_SKIP = hiredis.pack_command(tuple(_SKIP_COMMAND))  # Redis answers the next command not
+
+
 class _Link:
     """One socket to Redis: redis-py connects it (TLS, AUTH, SELECT and all), then
     commands go straight to the socket and hiredis parses the replies. A connection
@@ -107,6 +111,16 @@ class _Link:
 
     def send(self, commands: Sequence[Command]) -> None:
         self.send_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+
+    def tell(self, commands: Sequence[Command]) -> None:
+        """Send ``commands`` with no reply wanted: each after CLIENT REPLY SKIP, so Redis
+        sends none and nothing is read (one send, no round trip)."""
+        if self._sock is None:  # no socket of ours: redis-py reads what comes back
+            for command in commands:
+                self._conn.send_packed_command([hiredis.pack_command(tuple(command))])
+                self.read()
+            return
+        self.send_packed(b"".join(_SKIP + hiredis.pack_command(tuple(c)) for c in commands))
 
     def send_packed(self, data: bytes) -> None:
         if self._sock is None:
@@ -316,6 +330,11 @@ class Wire:
     def load_scripts(self, sources: Sequence[str]) -> None:
         """SCRIPT LOAD each of ``sources``, in one round trip."""
         raise_errors(self.pipeline([("SCRIPT", "LOAD", source) for source in sources]))
+
+    def tell(self, commands: Sequence[Command]) -> None:
+        """Send ``commands`` on this thread's connection with no reply wanted (see
+        _Link.tell): what Redis refuses goes unknown."""
+        self._on_connection(lambda conn: conn.tell(commands), True)
 
     def send(self, commands: Sequence[Command]) -> Inflight:
         """Send ``commands`` (repeatable: the caller may send them again if their replies

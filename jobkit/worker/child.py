@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from jobkit.backend.keys import every_tag_lanes
 from jobkit.backend.store import Refill, Store
 from jobkit.connection import connect
+from jobkit.models import Claimed
 from jobkit.outage import TROUBLE, Guard
 from jobkit.settings import Settings
 from jobkit.worker.execute import LOST, SUCCEEDED, Executor
@@ -210,6 +211,8 @@ class Child(HandBack):
         sent: Sent | None  # the refill this runner sends or reads
         while True:
             step = hold.take(me)  # take
+            if step is RUN or step is RUN_AHEAD:
+                self._starting(me.job[1])
             if step is RUN:
                 sent = None
             elif step is RUN_AHEAD:  # send
@@ -243,6 +246,15 @@ class Child(HandBack):
             # collect, unless another thread took the parked refill over
             if sent is not None and (sent := hold.unpark()) is not None:
                 self.finish(sent, wait=False)
+
+    def _starting(self, job: Claimed) -> None:
+        """Tell Redis the attempt begins, before it does (one send, no reply read): if the
+        whole worker dies now, the reaper counts the attempt (mark.lua). Sent first, so
+        a refill sent ahead of the job waits behind it on this thread's connection."""
+        try:
+            self.store.leasing.tell_started(job.id, job.token)
+        except TROUBLE as exc:  # the claim's connection will say more soon
+            self.guard.failed("marking a job started", exc)
 
     # -- the refill: Redis calls ----------------------------------------------------------
 

@@ -29,7 +29,6 @@ class ChildState:
     slots: Slots
     reader: Reader = field(default_factory=Reader)
     held: dict[str, str] = field(default_factory=dict)  # handle (text) -> claim, unparsed
-    marked: set[str] = field(default_factory=set)  # handles Redis knows have started
     born: float = field(default_factory=time.monotonic)
     kill_reason: KillReason | None = None  # why we killed it
     blamed: set[str] = field(default_factory=set)  # handles whose timeout or memory did

@@ -62,7 +62,6 @@ class Chores:
             ("promoting due jobs", self._promote, TICK, True),
             # what ended here, told to jobs of other queues waiting for it (see flows)
             ("delivering dependency notices", self._deliver, NOTICES_EVERY, True),
-            ("marking started jobs", self._mark_started, 0.0, True),
             ("reaping lapsed leases", self._reap, min(1.0, settings.lease / 4), True),
             ("checking Redis kept its data", self._check_data, settings.heartbeat, True),
             # the renewal's reply names the jobs cancelled meanwhile: stopped within a second
@@ -172,21 +171,6 @@ class Chores:
         longest = max([self.sup.settings.result_ttl, *ttls])
         store = self.sup.store
         trim_finished(store, self.sup.options.queues, longest, store.reads.now_ms())
-
-    def _mark_started(self) -> None:
-        """Tell Redis which attempts began since the last tick (the children's slots show
-        them): only those count as a crash if their lease lapses, so jobs a dead worker
-        had claimed ahead and never started cost no attempt."""
-        fresh: list[tuple[ChildState, str, Held]] = []
-        for state in self.sup.children.values():
-            state.marked.intersection_update(state.held)  # forget jobs no longer held
-            for handle in state.running():
-                if handle not in state.marked and (job := state.job(handle)) is not None:
-                    fresh.append((state, handle, job))
-        if fresh:
-            self.sup.store.leasing.mark_started([(job.id, job.token) for _, _, job in fresh])
-            for state, handle, _ in fresh:
-                state.marked.add(handle)
 
     def _reap(self) -> None:
         for job_id, outcome in self.sup.store.leasing.reap(

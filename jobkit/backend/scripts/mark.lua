@@ -1,5 +1,5 @@
--- mark: the supervisor saw attempts start (a child's slot showed them running), or saw
--- the child running them die.
+-- mark: attempts begin (their child says so before it runs each, see child.py), or the
+-- supervisor saw the child running them die.
 -- KEYS[1]  base "{prefix:queue}"; job:<id> and running are built from it
 -- KEYS[n]  the slot's fence (last; never exists, never touched): see keys.fenced
 -- ARGV     what, *(id, token)
@@ -14,10 +14,10 @@ local out = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local jk = job_key(base, id)
-  local f = read_job(jk, 'status', 'lease')
+  local f = read_job(jk, 'status', 'lease', 'unstarted')
   if f and f[1] == 'running' and f[2] == token then
     redis.call('HSET', jk, 'started', token)
-    redis.call('HDEL', jk, 'unstarted')  -- it could be read: no longer suspect
+    if f[3] then redis.call('HDEL', jk, 'unstarted') end  -- it could be read: not suspect
     if what == 'crashed' then on(base, 'zset', 'ZADD', running, 'XX', 0, id) end
     out[#out + 1] = 1
   else
