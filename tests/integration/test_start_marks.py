@@ -6,10 +6,7 @@ its class allows, and only jobs claimed ahead and never begun go back uncounted.
 from __future__ import annotations
 
 import collections
-import os
 import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -33,24 +30,25 @@ def _starts(log: Path) -> collections.Counter[str]:
 def test_attempts_equal_the_times_perform_began_under_random_kills(
     env: Env, start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    log = tmp_path / "starts.log"
-    handles = [NotesStart.dispatch(log=str(log)) for _ in range(KILLS // 2 + 40)]
+    log, kill = tmp_path / "starts.log", tmp_path / "kill"
+    handles = [NotesStart.dispatch(log=str(log), kill=str(kill)) for _ in range(KILLS // 2 + 40)]
     rng = random.Random(20261207)
     for _ in range(KILLS):
-        seen = sum(_starts(log).values())
-        worker = start_worker(extra=APP)
-        wait_until(lambda n=seen: sum(_starts(log).values()) > n, timeout=15, interval=0.001)
-        time.sleep(rng.uniform(0, 0.05))  # somewhere in the job's first 50 ms
-        os.killpg(worker.pid, signal.SIGKILL)  # the whole worker, at once
-        worker.kill()  # reap it, and have Redis drop its connections
+        # the job kills its whole worker this long after perform() began: half of the
+        # kills in the first 5 ms, where a mark sent after the start would be missed
+        kill.write_text(repr(rng.uniform(0, rng.choice([0.005, 0.05]))))
+        worker = start_worker(extra=APP, ready=False)
+        assert worker.wait(timeout=30) != 0  # killed by its job
+        worker.kill()  # have Redis drop its connections
 
+    kill.unlink()
     start_worker(extra=APP, concurrency=2)
     final = {Status.SUCCEEDED, Status.DEAD}
     wait_until(lambda: all(h.status in final for h in handles), timeout=120)
     starts = _starts(log)
+    assert sum(starts.values()) >= KILLS  # every kill came after a start
     for handle in handles:
         record = env.store.reads.get(handle.id)
         assert record is not None
         assert record.attempts == starts[handle.id], (handle.id, record.status)
         assert record.attempts <= NotesStart.retry.max_attempts
-    assert sum(starts.values()) >= KILLS  # every kill came after a start
