@@ -177,6 +177,9 @@ class ClusterWire:
         """Run ``commands``, their replies unread (a node's pipeline: no skipping here)."""
         self.pipeline(commands)
 
+    def tell_packed(self, data: bytes) -> None:
+        raise NotImplementedError("a cluster routes commands by key: send them unpacked")
+
     def send(self, commands: Sequence[Any]) -> Settled:
         """Run ``commands`` now (there is no reading later here); :meth:`collect` gives
         their replies, or raises what failed them."""

@@ -34,7 +34,7 @@ from jobkit.backend.calls import (
     pairs,
 )
 from jobkit.backend.keys import Keys
-from jobkit.backend.wire import Inflight, UndecodableReply, raise_errors
+from jobkit.backend.wire import Head, Inflight, UndecodableReply, raise_errors
 from jobkit.models import Claimed
 
 EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps
@@ -100,6 +100,7 @@ class Leasing:
         # none known), as the last claims said: an idle wait ends then rather than after
         # its full timeout. Shared by a child's threads; one refills at a time.
         self._rate_due = 0.0
+        self._marks: dict[str, Head] = {}  # per shard: mark.lua's call, packed up to the job
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -325,7 +326,14 @@ class Leasing:
         no reply wanted. One Redis refuses (its script cache just flushed, say) goes
         unknown: that attempt counts as never started if its whole worker dies."""
         base = self.keys.of_job(job_id).base
-        self._wire.tell(self.store.commands([("mark", [base], ("started", job_id, token))]))
+        if not self._wire.packs:
+            self._wire.tell(self.store.commands([("mark", [base], ("started", job_id, token))]))
+            return
+        head = self._marks.get(base)
+        if head is None:  # packed once per shard: a job costs its id and token (6 us less)
+            [command] = self.store.commands([("mark", [base], ("started",))])
+            head = self._marks[base] = Head(command, 2)
+        self._wire.tell_packed(head.command(job_id, token))
 
     def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
         """These (id, token) attempts crashed their process: count it at the next reap."""

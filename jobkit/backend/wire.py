@@ -122,6 +122,10 @@ class _Link:
             return
         self.send_packed(b"".join(_SKIP + hiredis.pack_command(tuple(c)) for c in commands))
 
+    def tell_packed(self, data: bytes) -> None:
+        """One packed command, as :meth:`tell` sends it (a socket of ours only)."""
+        self.send_packed(_SKIP + data)
+
     def send_packed(self, data: bytes) -> None:
         if self._sock is None:
             self._conn.send_packed_command([data])
@@ -335,6 +339,10 @@ class Wire:
         """Send ``commands`` on this thread's connection with no reply wanted (see
         _Link.tell): what Redis refuses goes unknown."""
         self._on_connection(lambda conn: conn.tell(commands), True)
+
+    def tell_packed(self, data: bytes) -> None:
+        """One command packed already (see :class:`Head`), sent as :meth:`tell` sends."""
+        self._on_connection(lambda conn: conn.tell_packed(data), True)
 
     def send(self, commands: Sequence[Command]) -> Inflight:
         """Send ``commands`` (repeatable: the caller may send them again if their replies
