@@ -247,6 +247,22 @@ def fail(message: str, detail: str = "") -> NoReturn:
     raise RuntimeError(f"{message}\n{detail}".rstrip())
 
 
+# What the benchmark itself sends while it waits (and the no-op job's own INCR and its
+# markers): left out of the Redis commands a job costs.
+NOT_JOBKIT = frozenset({"blpop", "info", "incr", "rpush", "ping", "flushall"})
+
+
+def redis_commands(client: redis.Redis) -> int:
+    """Commands Redis has run, those inside scripts included (INFO commandstats), but
+    the benchmark's own (NOT_JOBKIT)."""
+    stats = client.info("commandstats")
+    return sum(
+        int(v["calls"])
+        for k, v in stats.items()
+        if k.removeprefix("cmdstat_").split("|")[0] not in NOT_JOBKIT
+    )
+
+
 def bench_enqueue(b: Bench) -> dict[str, float]:
     n = b.jobs
     params = [{"total": n}] * n
@@ -275,7 +291,9 @@ def bench_enqueue(b: Bench) -> dict[str, float]:
         ("dispatch_many_all", all_at_once),
     ):
         b.flush()
+        before = redis_commands(b.client)
         out[f"{key}_jobs_per_s"] = n / timed(fn)
+        out[f"{key}_redis_cmds_per_job"] = (redis_commands(b.client) - before) / n
         if b.client.zcard(get_store().keys.queue(QUEUE)) != n:
             fail(f"{key}: the queue does not hold {n} jobs")
     b.flush()
@@ -305,6 +323,7 @@ def bench_processing(b: Bench, concurrency: int) -> dict[str, float]:
     timeout = WORKER_START_TIMEOUT + n / 100
     window = CpuWindow(b.redis_pid)
     redis_cpu_before = tree_cpu_seconds(b.redis_pid)
+    commands_before = redis_commands(b.client)
     spawned_wall = time.time()
     spawned = time.perf_counter()
     proc = b.workers.spawn(concurrency, b.prefetch)
@@ -312,6 +331,7 @@ def bench_processing(b: Bench, concurrency: int) -> dict[str, float]:
         first_wall = b.wait_for(FIRST_KEY, proc, timeout)
         cpu_at_first = tree_cpu_seconds(proc.pid)
         b.wait_for(DONE_KEY, proc, timeout)
+        commands = redis_commands(b.client) - commands_before
         # the last INCR ran; wait (briefly) until every job's completion is recorded too
         deadline = time.monotonic() + 10
         while (done := b.succeeded()) < n:
@@ -343,6 +363,7 @@ def bench_processing(b: Bench, concurrency: int) -> dict[str, float]:
         f"{k}_cpu_us_per_job": cpu / n * 1e6,
         f"{k}_steady_cpu_us_per_job": (cpu - cpu_at_first) / max(n - 1, 1) * 1e6,
         f"{k}_redis_cpu_us_per_job": redis_cpu / n * 1e6,
+        f"{k}_redis_cmds_per_job": commands / n,
         f"{k}_child_peak_rss_mb": rss / 2**20,
         f"{k}_leased_twice": float(leased_again),
         f"other_cpu_cores_{k}": other,
@@ -441,6 +462,12 @@ def render(figures: dict[str, float], meta: dict[str, Any]) -> str:
         (f"  dispatch_many(), all {meta['jobs']:,} in one call", "dispatch_many_all_jobs_per_s"),
     ):
         lines.append(f"{label:<{w}}{rate(f[key])}{micros(f[key])}")
+    lines.append(
+        f"{'  Redis commands per job (in scripts too)':<{w}}"
+        f"{f['dispatch_redis_cmds_per_job']:>12.2f}"
+        f"{f['dispatch_many_batched_redis_cmds_per_job']:>10.2f}"
+        "  (one per call, many per call)"
+    )
     lines += [
         "",
         f"{'reference':<{w}}{'ops/s':>12}{'µs/op':>10}",
@@ -457,6 +484,7 @@ def render(figures: dict[str, float], meta: dict[str, Any]) -> str:
         ("  worker CPU µs/job, spawn to last job", "cpu_us_per_job", ",.1f"),
         ("  worker CPU µs/job, first to last job", "steady_cpu_us_per_job", ",.1f"),
         ("  redis-server CPU µs/job, spawn to last job", "redis_cpu_us_per_job", ",.1f"),
+        ("  Redis commands per job, in scripts too", "redis_cmds_per_job", ".2f"),
         ("  peak RSS of a worker child (MB)", "child_peak_rss_mb", ".1f"),
         ("  jobs leased twice (a lease lapsed)", "leased_twice", ",.0f"),
     )
