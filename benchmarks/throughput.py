@@ -232,14 +232,14 @@ class Bench:
 
     def leased_again(self) -> int:
         """Jobs claimed more than once: a lease lapsed and the reaper gave it back."""
-        keys = get_store().keys
+        shard = get_store().keys.shard(QUEUE)
         ids = [
-            key.removeprefix(keys.job(""))
-            for key in self.client.scan_iter(match=keys.job("*"), count=1000)
+            key.removeprefix(shard.job(""))
+            for key in self.client.scan_iter(match=shard.job("*"), count=1000)
         ]
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(keys.job(job_id), "attempts")
+            pipe.hget(shard.job(job_id), "attempts")
         return sum(1 for attempts in pipe.execute() if int(attempts or 0) > 1)
 
 

@@ -100,7 +100,8 @@ class Leasing:
         # none known), as the last claims said: an idle wait ends then rather than after
         # its full timeout. Shared by a child's threads; one refills at a time.
         self._rate_due = 0.0
-        self._marks: dict[str, Head] = {}  # per shard: mark.lua's call, packed up to the job
+        # per shard: start.lua's call packed up to the job's key, and the shard's fence
+        self._marks: dict[str, tuple[Head, str]] = {}
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -325,15 +326,17 @@ class Leasing:
         """Record that this attempt begins, before it does, with no round trip: sent with
         no reply wanted. One Redis refuses (its script cache just flushed, say) goes
         unknown: that attempt counts as never started if its whole worker dies."""
-        base = self.keys.of_job(job_id).base
+        shard = self.keys.of_job(job_id)
         if not self._wire.packs:
-            self._wire.tell(self.store.commands([("mark", [base], ("started", job_id, token))]))
+            call = ("start", [shard.base, shard.job(job_id)], (job_id, token))
+            self._wire.tell(self.store.commands([call]))
             return
-        head = self._marks.get(base)
-        if head is None:  # packed once per shard: a job costs its id and token (6 us less)
-            [command] = self.store.commands([("mark", [base], ("started",))])
-            head = self._marks[base] = Head(command, 2)
-        self._wire.tell_packed(head.command(job_id, token))
+        mark = self._marks.get(shard.base)
+        if mark is None:  # packed once per shard: a job costs its key, id and token (6 us less)
+            [command] = self.store.commands([("start", [shard.base, ""], ())])
+            mark = self._marks[shard.base] = (Head(command[:4], 4), command[5])  # and the fence
+        head, fence = mark
+        self._wire.tell_packed(head.command(shard.job(job_id), fence, job_id, token))
 
     def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
         """These (id, token) attempts crashed their process: count it at the next reap."""
