@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from jobkit.backend.calls import RecountArgs
 from jobkit.backend.events import Event, parse
 from jobkit.backend.keys import ARCHIVE_GROUP, Shard
-from jobkit.backend.wire import UndecodableReply
+from jobkit.backend.socket_link import UndecodableReply
+from jobkit.backend.upkeep_calls import RecountArgs
 
 if TYPE_CHECKING:
     from jobkit.backend.store import Store

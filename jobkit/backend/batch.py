@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from jobkit.backend.calls import CancelArgs, ReviveArgs, TrimArgs
+from jobkit.backend.calls import CancelArgs, ReviveArgs
 from jobkit.backend.keys import queue_of
+from jobkit.backend.upkeep_calls import TrimArgs
 from jobkit.models import CancelOutcome
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from jobkit.backend.wire import ReplyLost
+from jobkit.backend.socket_link import ReplyLost
 
 # A command that may be sent again is tried this many times, this long apart at first
 # (doubling), after a connection failure: long enough for redis-py to learn a new slot map,

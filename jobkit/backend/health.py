@@ -26,9 +26,9 @@ import redis
 from redis.cluster import RedisCluster
 
 from jobkit import names
-from jobkit.backend.calls import RegisterReply, RepairArgs, triples
 from jobkit.backend.keys import Shard, split_lane
 from jobkit.backend.store import Store
+from jobkit.backend.upkeep_calls import RegisterReply, RepairArgs, triples
 from jobkit.errors import InvalidName
 
 # How many keys one SCAN call is asked to look at, entries one ZSCAN page holds, and ids

@@ -34,7 +34,8 @@ from jobkit.backend.calls import (
     pairs,
 )
 from jobkit.backend.keys import Keys
-from jobkit.backend.wire import Head, Inflight, UndecodableReply, raise_errors
+from jobkit.backend.socket_link import Head, UndecodableReply, raise_errors
+from jobkit.backend.wire import Inflight
 from jobkit.models import Claimed
 
 EVENT_MESSAGE = 300  # characters of a failed attempt's message its event keeps

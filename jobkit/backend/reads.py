@@ -18,7 +18,7 @@ import redis
 from jobkit.backend.asides import Aside, parse_hash
 from jobkit.backend.keys import Keys, Shard, queue_of, split_lane
 from jobkit.backend.problems import Failed, Found, name_keys, refused
-from jobkit.backend.wire import UndecodableReply, raise_errors
+from jobkit.backend.socket_link import UndecodableReply, raise_errors
 from jobkit.models import JobRecord
 
 if TYPE_CHECKING:

@@ -23,15 +23,15 @@ from jobkit.backend.calls import (
     Completion,
     EnqueueArgs,
     EnqueueReply,
-    RegisterReply,
     ReviveArgs,
 )
 from jobkit.backend.flows import Flows
 from jobkit.backend.keys import Keys, fenced, queue_of, split_lane
 from jobkit.backend.leasing import Lease, Leasing, Refill, by_shard
 from jobkit.backend.reads import Reads
+from jobkit.backend.socket_link import Head, raise_errors
 from jobkit.backend.transport import Transport, transport_for
-from jobkit.backend.wire import Head, raise_errors
+from jobkit.backend.upkeep_calls import RegisterReply
 from jobkit.errors import ConfigurationError, InvalidTransition, JobNotFound, NotDurable
 from jobkit.models import CancelOutcome, JobSpec, NewJob
 from jobkit.settings import Settings

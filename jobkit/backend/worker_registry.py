@@ -13,10 +13,10 @@ from typing import Any, cast
 
 import orjson
 
-from jobkit.backend.calls import WorkerArgs
 from jobkit.backend.keys import queue_of
 from jobkit.backend.problems import Failed, Found, refused
 from jobkit.backend.store import Store
+from jobkit.backend.upkeep_calls import WorkerArgs
 from jobkit.status import CHILD_OUTCOMES, Outcome
 from jobkit.status import FAILED_OUTCOMES as FAILED
 

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobkit import names
-from jobkit.backend.calls import DrainArgs, PauseArgs
 from jobkit.backend.keys import Shard, split_lane
 from jobkit.backend.reads import Counts
 from jobkit.backend.store import Store
+from jobkit.backend.upkeep_calls import DrainArgs, PauseArgs
 from jobkit.errors import UnknownQueue
 
 

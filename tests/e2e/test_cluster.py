@@ -32,9 +32,9 @@ from jobkit import JobFailed, Status
 from jobkit.archive.schema import jobs as archive_jobs
 from jobkit.backend.cluster import ClusterWire
 from jobkit.backend.keys import Keys
+from jobkit.backend.socket_link import ReplyLost
 from jobkit.backend.store import Store
 from jobkit.backend.transport import make_client
-from jobkit.backend.wire import ReplyLost
 from jobkit.connection import connect
 from jobkit.outage import TROUBLE
 from tests.conftest import (

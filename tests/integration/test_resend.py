@@ -12,8 +12,8 @@ import redis
 import jobkit
 from jobkit import CancelOutcome, Status
 from jobkit.backend import scripts
+from jobkit.backend.socket_link import Link, ReplyLost
 from jobkit.backend.store import Store
-from jobkit.backend.wire import ReplyLost, _Link
 from jobkit.models import Claimed
 from tests.conftest import Env
 from tests.support import jobs
@@ -27,7 +27,7 @@ def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
     lost after Redis ran the command, and ``error`` raised (default: the connection was
     reset); ``meanwhile()`` runs in between (another client acting while the first waits
     for its answer)."""
-    read = _Link.read
+    read = Link.read
 
     def arm(
         meanwhile: Callable[[], object] = lambda: None,
@@ -35,7 +35,7 @@ def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
     ) -> None:
         armed = [True]
 
-        def lossy(self: _Link) -> object:
+        def lossy(self: Link) -> object:
             if armed[0]:
                 armed[0] = False
                 read(self)  # Redis answered: the command ran ...
@@ -43,7 +43,7 @@ def lose_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoseReply]:
                 raise error  # ... we never knew
             return read(self)
 
-        monkeypatch.setattr(_Link, "read", lossy)
+        monkeypatch.setattr(Link, "read", lossy)
 
     yield arm
 

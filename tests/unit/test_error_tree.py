@@ -10,7 +10,7 @@ import redis
 
 import jobkit
 from jobkit import errors
-from jobkit.backend.wire import ReplyLost
+from jobkit.backend.socket_link import ReplyLost
 
 
 def test_every_error_is_in_the_tree_drawn_and_exported() -> None:
