@@ -107,6 +107,20 @@ def _is_queue(name: str) -> bool:
     return True
 
 
+def _capped(pages: Iterator[list[str]], limit: int | None) -> Iterator[list[str]]:
+    """The non-empty ``pages`` of a cursor's walk, until ``limit`` items (None: all);
+    the walk is not asked for a page past the limit."""
+    seen = 0
+    for page in pages:
+        if limit is not None:
+            page = page[: limit - seen]
+        seen += len(page)
+        if page:
+            yield page
+        if limit is not None and seen >= limit:
+            return
+
+
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -260,43 +274,40 @@ class Health:
         start with it, by SCAN, until ``limit`` (None: all)."""
         pattern = glob_literal(head) + "*"
         node = self.client.get_node_from_key(shard.base) if self._cluster else None
-        cursor: Any = 0
-        seen = 0
-        while True:
-            cursor, keys = self._command(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node
-            )
-            page = [_text(k)[len(head) :] for k in keys]
-            if limit is not None:
-                page = page[: limit - seen]
-            seen += len(page)
-            if page:
-                yield page
-            if int(cursor) == 0 or (limit is not None and seen >= limit):
-                return
+
+        def pages() -> Iterator[list[str]]:
+            cursor: Any = 0
+            while True:
+                cursor, keys = self._command(
+                    "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node
+                )
+                yield [_text(k)[len(head) :] for k in keys]
+                if int(cursor) == 0:
+                    return
+
+        return _capped(pages(), limit)
 
     def entries(self, queue: str, index: str, limit: int | None = None) -> Iterator[list[str]]:
         """Pages of the ids ``index`` (a name of :data:`INDEXES` or ``queue:<lane>``) of
         ``queue`` holds, by ZSCAN, until ``limit`` (None: all); nothing for a key of
         another type (wrong_types names it)."""
         key = self.index_key(queue, index)
-        cursor: Any = 0
-        seen = 0
-        while True:
-            (reply,) = self._pipeline([("ZSCAN", key, cursor, "COUNT", INDEX_PAGE)])
-            if isinstance(reply, Exception):
-                return
-            cursor, flat = reply
-            page = [_text(m[0] if isinstance(m, (tuple, list)) else m) for m in flat]
-            if flat and not isinstance(flat[0], (tuple, list)):
-                page = page[::2]  # member, score, member, score ...
-            if limit is not None:
-                page = page[: limit - seen]
-            seen += len(page)
-            if page:
+
+        def pages() -> Iterator[list[str]]:
+            cursor: Any = 0
+            while True:
+                (reply,) = self._pipeline([("ZSCAN", key, cursor, "COUNT", INDEX_PAGE)])
+                if isinstance(reply, Exception):
+                    return
+                cursor, flat = reply
+                page = [_text(m[0] if isinstance(m, (tuple, list)) else m) for m in flat]
+                if flat and not isinstance(flat[0], (tuple, list)):
+                    page = page[::2]  # member, score, member, score ...
                 yield page
-            if int(cursor) == 0 or (limit is not None and seen >= limit):
-                return
+                if int(cursor) == 0:
+                    return
+
+        return _capped(pages(), limit)
 
     def index_key(self, queue: str, index: str) -> str:
         shard = self.keys.shard(queue)
