@@ -126,9 +126,9 @@ class Archiver:
         if not self._held:
             return False
         batch = self._held
-        wanted = sorted({e.event.id for e in batch if e.event and needs_record(e.event)})
+        wanted = sorted({ev.id for e in batch for ev in e.events if needs_record(ev)})
         records = dict(zip(wanted, self.store.reads.job_fields(wanted, DETAIL_FIELDS), strict=True))
-        skipped = self.writer.write(fold((e.event for e in batch if e.event), records))
+        skipped = self.writer.write(fold((ev for e in batch for ev in e.events), records))
         self.feed.ack(batch)
         self._held = []
         self.archived += len(batch)

@@ -37,11 +37,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Entry:
     """One stream entry handed to the archiver: its queue and id (to ack it), and the
-    event it holds (None for an entry that is no event: acked and skipped)."""
+    events it holds (a batch's, one, or none for an entry that is no event: acked and
+    skipped)."""
 
     queue: str
     seq: str
-    event: Event | None
+    events: tuple[Event, ...]
 
 
 @dataclass(frozen=True)

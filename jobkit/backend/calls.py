@@ -315,7 +315,6 @@ FACES: dict[str, Face] = {
     "fail": Face(FailArgs._fields, returns=_FLAG),
     "heartbeat": Face(HeartbeatArgs._fields, ("id", "token"), returns_each=("code",)),
     "mark": Face(MarkArgs._fields, ("id", "token"), returns_each=_FLAG),
-    "start": Face(("id", "token"), returns=_FLAG),
     "reap": Face(ReapArgs._fields, returns_each=("id", "outcome")),
     "promote": Face(PromoteArgs._fields, returns=PromoteReply._fields),
     "requeue": Face(RequeueArgs._fields, returns=_FLAG),

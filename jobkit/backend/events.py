@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
 import redis
 
 from jobkit.status import NOT_FAILED, Status
@@ -76,9 +77,11 @@ class Event(NamedTuple):
         }
 
 
-def parse(queue: str, entry: Any) -> Event | None:
-    """An entry as XRANGE returns it, ``(id, {field: value})`` through redis-py or
-    ``[id, [field, value, ...]]`` as Redis sends it; None if it is no event."""
+def parse(queue: str, entry: Any) -> tuple[Event, ...]:
+    """The events of an entry as XRANGE returns it, ``(id, {field: value})`` through
+    redis-py or ``[id, [field, value, ...]]`` as Redis sends it: one, or a batch's (a
+    claim's or a completion's jobs in one entry, see ``events`` in _lib.lua); none if it
+    is no event."""
     try:
         seq, fields = entry
         if isinstance(fields, list):
@@ -86,25 +89,46 @@ def parse(queue: str, entry: Any) -> Event | None:
             fields = dict(zip(pairs, pairs, strict=True))
         seq = str(seq)
         get = fields.get
+        if "jobs" in fields:
+            return _batch(queue, seq, get("from", ""), get("to", ""), fields["jobs"])
         ms = get("ms")
         # positional, in Event's field order (the archiver parses tens of thousands a second)
-        return Event(
-            int(seq.partition("-")[0]),
-            seq,
-            queue,
-            fields["id"],
-            get("class", ""),
-            get("from", ""),
-            get("to", ""),
-            int(get("attempt") or 0),
-            get("worker", ""),
-            int(float(ms)) if ms else None,
-            get("reason", ""),
-            get("error", ""),
-            get("message", ""),
+        return (
+            Event(
+                int(seq.partition("-")[0]),
+                seq,
+                queue,
+                fields["id"],
+                get("class", ""),
+                get("from", ""),
+                get("to", ""),
+                int(get("attempt") or 0),
+                get("worker", ""),
+                int(float(ms)) if ms else None,
+                get("reason", ""),
+                get("error", ""),
+                get("message", ""),
+            ),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
-        return None
+        return ()
+
+
+def _batch(queue: str, seq: str, from_: str, to: str, jobs: str) -> tuple[Event, ...]:
+    """A batch entry's events: ``jobs`` a JSON array of [id, class, attempt, worker, ms];
+    a job of another shape is left out, not the batch."""
+    at = int(seq.partition("-")[0])
+    out = []
+    for job in orjson.loads(jobs):
+        try:
+            job_id, job_class, attempt, worker, ms = job
+            out.append(
+                Event(at, seq, queue, str(job_id), job_class or "", from_, to,
+                      int(attempt or 0), worker or "", int(float(ms)) if ms else None, "")
+            )  # fmt: skip
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)
 
 
 class Events:
@@ -141,9 +165,7 @@ class Events:
             if isinstance(batch, redis.ResponseError):
                 return  # an events key of another type: nothing to read
             for entry in batch:
-                event = parse(queue, entry)
-                if event is not None:
-                    yield event
+                yield from parse(queue, entry)
             if len(batch) < BATCH:
                 return
             last = str(batch[-1][0])

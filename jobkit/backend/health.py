@@ -87,7 +87,8 @@ def shared_types(shard: Shard, lanes: Sequence[str]) -> list[tuple[str, str]]:
         (shard.finished, "zset"), (shard.created, "zset"), (shard.seq, "string"),
         (shard.lanes, "set"), (shard.stats, "hash"), (shard.paused, "string"),
         (shard.events, "stream"), (shard.notices, "stream"), (shard.rate, "hash"),
-        (shard.asides, "hash"), (shard.versioned, "string"), (shard.waited, "string"),
+        (shard.started, "hash"), (shard.asides, "hash"), (shard.versioned, "string"),
+        (shard.waited, "string"),
     ]  # fmt: skip
     for lane in lanes:
         fixed += [(shard.queue_key(lane), "zset"), (shard.wake(lane), "list")]

@@ -184,6 +184,7 @@ class Shard:
         "sched_wake",
         "scheduled",
         "seq",
+        "started",
         "stats",
         "versioned",
         "waited",
@@ -204,6 +205,9 @@ class Shard:
         self.sched_wake = f"{self.base}:sched:wake"
         self.events = f"{self.base}:events"
         self.rate = f"{self.base}:rate"
+        # attempts begun: "<token>:<id>" fields, written by the child running each as it
+        # begins, dropped as it ends (see Leasing.tell_started)
+        self.started = f"{self.base}:started"
         # shared keys found holding the wrong type and set aside (see aside())
         self.asides = f"{self.base}:asides"
         # what ended here, for jobs of other queues waiting for it (a stream: see flows)

@@ -101,8 +101,7 @@ class Leasing:
         # none known), as the last claims said: an idle wait ends then rather than after
         # its full timeout. Shared by a child's threads; one refills at a time.
         self._rate_due = 0.0
-        # per shard: start.lua's call packed up to the job's key, and the shard's fence
-        self._marks: dict[str, tuple[Head, str]] = {}
+        self._marks: dict[str, Head] = {}  # per shard: HSET of its `started` hash
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -324,20 +323,22 @@ class Leasing:
         self._mark("started", held)
 
     def tell_started(self, job_id: str, token: str) -> None:
-        """Record that this attempt begins, before it does, with no round trip: sent with
-        no reply wanted. One Redis refuses (its script cache just flushed, say) goes
-        unknown: that attempt counts as never started if its whole worker dies."""
+        """Record that this attempt begins, before it does, with no round trip: its mark
+        ("<token>:<id>", see start_mark in _lib.lua) goes in its queue's ``started``
+        hash, sent with no reply wanted. One plain HSET, not a script: a mark needs no
+        check, since only a mark under the token the job is held under counts (reap.lua),
+        and the scripts that end the attempt drop it (trim.lua, any they missed). One
+        Redis refuses goes unknown: that attempt counts as never begun if its whole
+        worker dies."""
         shard = self.keys.of_job(job_id)
+        mark = token + ":" + job_id
         if not self._wire.packs:
-            call = ("start", [shard.base, shard.job(job_id)], (job_id, token))
-            self._wire.tell(self.store.commands([call]))
+            self._wire.tell([("HSET", shard.started, mark, "1")])
             return
-        mark = self._marks.get(shard.base)
-        if mark is None:  # packed once per shard: a job costs its key, id and token (6 us less)
-            [command] = self.store.commands([("start", [shard.base, ""], ())])
-            mark = self._marks[shard.base] = (Head(command[:4], 4), command[5])  # and the fence
-        head, fence = mark
-        self._wire.tell_packed(head.command(shard.job(job_id), fence, job_id, token))
+        head = self._marks.get(shard.base)
+        if head is None:  # packed once per shard: a job costs its mark alone
+            head = self._marks[shard.base] = Head(("HSET", shard.started), 2)
+        self._wire.tell_packed(head.command(mark, "1"))
 
     def mark_crashed(self, held: Sequence[tuple[str, str]]) -> None:
         """These (id, token) attempts crashed their process: count it at the next reap."""

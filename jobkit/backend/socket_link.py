@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import select
 import socket
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -65,20 +66,21 @@ _ERRORS: dict[str, type[redis.RedisError]] = {
 }
 
 
-_SKIP_COMMAND: Command = ("CLIENT", "REPLY", "SKIP")
-_SKIP = hiredis.pack_command(tuple(_SKIP_COMMAND))  # Redis answers the next command not
-
-
 class Link:
     """One socket to Redis: redis-py connects it (TLS, AUTH, SELECT and all), then
     commands go straight to the socket and hiredis parses the replies. A connection
     class without a real socket (fakeredis, say) is driven through redis-py instead."""
 
-    __slots__ = ("_conn", "_reader", "_sock", "broken", "client_id")
+    __slots__ = ("_conn", "_got", "_owed", "_reader", "_sent", "_sock", "broken", "client_id")
 
     def __init__(self, conn: Handshake, decode: bool) -> None:
         self.client_id: int | None = None  # Redis's id for it, once asked
         self.broken = False  # a reply could not be decoded: not to be used again
+        # Replies are numbered in the order Redis sends them: `_sent` asked for so far
+        # (by the thread that owns the link), `_got` read so far (by one reader at a
+        # time), `_owed` the numbers of those nobody reads (see tell), dropped as read.
+        self._sent = self._got = 0
+        self._owed: deque[int] = deque()
         conn.connect()
         sock = getattr(conn, "_sock", None)
         self._conn = conn
@@ -87,23 +89,35 @@ class Link:
         self._reader = hiredis.Reader(replyError=_reply_error, **options)
 
     def send(self, commands: Sequence[Command]) -> None:
-        self.send_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+        self.send_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands), len(commands))
 
     def tell(self, commands: Sequence[Command]) -> None:
-        """Send ``commands`` with no reply wanted: each after CLIENT REPLY SKIP, so Redis
-        sends none and nothing is read (one send, no round trip)."""
+        """Send ``commands`` with no reply wanted (one send, no round trip): their replies
+        are read with the next exchange's and dropped, in their turn. (CLIENT REPLY SKIP
+        would save that read but cost Redis a command each.) What Redis refuses goes
+        unknown."""
         if self._sock is None:  # no socket of ours: redis-py reads what comes back
             for command in commands:
                 self._conn.send_packed_command([hiredis.pack_command(tuple(command))])
                 self.read()
             return
-        self.send_packed(b"".join(_SKIP + hiredis.pack_command(tuple(c)) for c in commands))
+        self.tell_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands), len(commands))
 
-    def tell_packed(self, data: bytes) -> None:
-        """One packed command, as :meth:`tell` sends it (a socket of ours only)."""
-        self.send_packed(_SKIP + data)
+    def tell_packed(self, data: bytes, count: int = 1) -> None:
+        """``count`` packed commands, as :meth:`tell` sends them."""
+        if self._sock is None:  # redis-py reads what comes back
+            self.send_packed(data, count)
+            for _ in range(count):
+                self.read()
+            return
+        owed = self._owed
+        for place in range(self._sent, self._sent + count):
+            owed.append(place)
+        self.send_packed(data, count)
 
-    def send_packed(self, data: bytes) -> None:
+    def send_packed(self, data: bytes, count: int = 1) -> None:
+        """Send ``count`` packed commands, whose replies are read in their turn."""
+        self._sent += count
         if self._sock is None:
             self._conn.send_packed_command([data])
             return
@@ -121,16 +135,27 @@ class Link:
         return reply
 
     def read(self) -> Any:
-        """The next reply; an error reply is returned, not raised."""
+        """The next reply (a told command's are skipped); an error reply is returned,
+        not raised."""
         if self._sock is None:
             try:
                 return self._conn.read_response()
             except redis.ResponseError as exc:
                 return exc
+        owed, sock = self._owed, self._sock
+        while True:
+            reply = self._next(sock)
+            place = self._got
+            self._got = place + 1
+            if not owed or owed[0] != place:
+                return reply
+            owed.popleft()
+
+    def _next(self, sock: socket.socket) -> Any:
         reply = self._gets()
         while reply is False:
             try:
-                data = self._sock.recv(_CHUNK)
+                data = sock.recv(_CHUNK)
             except OSError as exc:
                 raise _lost(exc) from exc
             if not data:

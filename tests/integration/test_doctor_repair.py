@@ -196,8 +196,8 @@ def test_a_job_of_a_dead_worker_whose_lease_was_lost_is_reaped_and_retried(
     keys = Keys(PREFIX)
     first = start_worker(queues="default", concurrency=1)
     handle = jobs.CountOnce.dispatch(marker="started", counter="done", first_sleep=30)
-    record = keys.job(handle.id)
-    wait_until(lambda: durable.hget(record, "started") == "1", timeout=20, what="the mark")
+    started = keys.shard("default").started
+    wait_until(lambda: durable.hexists(started, f"1:{handle.id}"), timeout=20, what="the mark")
     first.kill()
     durable.delete(keys.shard("default").running)
     start_worker(queues="default", concurrency=1)

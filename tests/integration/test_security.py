@@ -54,7 +54,7 @@ JOBKIT_ACL = (
     "+publish +get +type +rename +info +rpush +lrange +pexpire +xadd +xrange +xrevrange +xtrim "
     "+scard +srem +srandmember "
     "+xreadgroup +xack +xautoclaim +xgroup|create +xgroup|setid +xinfo|groups +xinfo|stream "
-    "+xlen +xdel +hsetnx +hkeys +ttl +sismember +zscore +scan +zscan +client|reply"
+    "+xlen +xdel +hsetnx +hkeys +ttl +sismember +zscore +scan +zscan +hrandfield"
 )
 # Commands whose ACL names a subcommand (+xinfo|stream)
 CONTAINERS = frozenset({"XINFO", "XGROUP", "CLIENT", "CONFIG", "SCRIPT", "OBJECT", "MEMORY"})

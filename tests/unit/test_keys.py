@@ -109,6 +109,8 @@ def test_no_script_builds_a_key_but_through_the_prelude() -> None:
             code = line.split("--", 1)[0]
             if re.match(r"\s*local function \w+_key\(", code):  # the prelude's own
                 continue
+            if re.match(r"\s*local function start_mark\(", code):  # a field, not a key
+                continue
             inline = re.findall(r"(\w+(?:\[\d\])?) \.\. ':", code)
             # claim.lua compares a job id's queue part: a prefix of an id, not a key
             assert inline in ([], ["queue"]), f"{entry.name}: {line.strip()}"

@@ -32,7 +32,6 @@ NAMES = (
     "cron_pause",
     "cron_run",
     "mark",
-    "start",
     "recount",
     "trim",
     "progress",
@@ -54,10 +53,6 @@ NAMES = (
 # ...). tests/integration/test_resend.py runs them twice against these claims.
 UNREPEATABLE = frozenset({"revive", "purge", "cancel", "drain"})
 
-# scripts run without the prelude (their headers say why): they build no key and call
-# no helper
-BARE = frozenset({"start"})
-
 # the scripts that tell waiting jobs (or drop what they were told): _flows.lua is theirs
 WITH_FLOWS = frozenset({"wait", "release", "purge"})
 REPEATABLE = frozenset(NAMES) - UNREPEATABLE
@@ -71,8 +66,6 @@ EVENTS_MAXLEN = 100_000
 def source(name: str, events_maxlen: int = EVENTS_MAXLEN) -> str:
     """Full text of script ``name``, prelude included, with the event streams' cap."""
     folder = files(__name__)
-    if name in BARE:
-        return folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     prelude = folder.joinpath("_lib.lua").read_text(encoding="utf-8")
     prelude += "\n" + folder.joinpath("_checks.lua").read_text(encoding="utf-8")
     prelude = prelude.replace("@EVENTS_MAXLEN@", str(int(events_maxlen)))

@@ -23,6 +23,7 @@ local function paused_key(base) return base .. ':paused' end
 local function sched_wake_key(base) return base .. ':sched:wake' end
 local function events_key(base) return base .. ':events' end
 local function rate_key(base) return base .. ':rate' end
+local function started_key(base) return base .. ':started' end
 local function workers_key(base) return base .. ':workers' end  -- the global slot's
 local function worker_key(base, name) return base .. ':worker:' .. name end
 local function job_key(base, id) return base .. ':job:' .. id end
@@ -63,6 +64,7 @@ local ASIDE_NOTES = {
   events = 'the events it held are not read by the archivers: new ones go to a new stream',
   notices = 'jobs waiting for a job that ended meanwhile are listed by jobkit doctor',
   wake = 'idle workers look for work every 2 s until a new job wakes them',
+  started = 'attempts it said had begun count as never begun if their worker dies',
 }
 
 -- A key of this shard (`base`) that holds another type than `want` (or, given `found`,
@@ -129,6 +131,33 @@ local function event(base, id, class, from, to, attempt, worker, ms, reason, ety
   if etype and etype ~= '' then a[#a + 1], a[#a + 2] = 'error', etype end
   if emsg and emsg ~= '' then a[#a + 1], a[#a + 2] = 'message', emsg end
   on(base, 'stream', unpack(a))
+end
+
+-- The mark of the attempt under `token` of job `id` in its queue's `started` hash (see
+-- Leasing.tell_started): the field the child running it writes as the attempt begins.
+local function start_mark(token, id) return token .. ':' .. id end
+
+-- Attempts that ended (field names, see start_mark) are no longer begun ones: their
+-- marks go, one HDEL per 1000. A started key of another type (garbage) is set aside.
+local function unmark(base, marks)
+  for i = 1, #marks, 1000 do
+    on(base, 'hash', 'HDEL', started_key(base), unpack(marks, i, math.min(i + 999, #marks)))
+  end
+end
+
+-- The same change (`from` -> `to`) of many jobs, in one entry of the events stream: its
+-- `jobs` field a JSON array of [id, class, attempt, worker, ms] (ms: '' but for an
+-- attempt that ended), one entry for a claim's or a completion's whole batch rather than
+-- one per job (an XADD a job less; events.py reads either form). One job: the usual form.
+-- The stream's cap counts entries: a batch is one.
+local function events(base, from, to, jobs)
+  if EVENTS_MAXLEN == '0' or #jobs == 0 then return end
+  if #jobs == 1 then
+    local j = jobs[1]
+    return event(base, j[1], j[2], from, to, j[3], j[4], j[5])
+  end
+  on(base, 'stream', 'XADD', events_key(base), 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+    'from', from, 'to', to, 'jobs', cjson.encode(jobs))
 end
 
 -- How long an attempt that started at `started` (ms, a field: may be absent) ran.

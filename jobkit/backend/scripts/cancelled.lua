@@ -15,5 +15,6 @@ if not f or f[2] ~= token then return 0 end
 if f[1] == 'cancelled' then return 1 end
 if f[1] ~= 'running' then return 0 end
 on(base, 'zset', 'ZREM', running_key(base), id)
+unmark(base, {start_mark(token, id)})
 end_cancelled(base, jk, id, tonumber(f[3]) or tonumber(ARGV[3]), now_ms())
 return 1

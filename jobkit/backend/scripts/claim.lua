@@ -103,6 +103,7 @@ local now_s, deadline = str(now), str(now + lease_ms)  -- written for every job
 local got = 0
 local leases = {}  -- score, id pairs for `running`, added in one call
 local taken = {}  -- id, token, lane triples: what a re-sent request answers with
+local began = {}  -- each job leased, for the batch's event (see events)
 
 -- Why a popped job cannot be run as it stands, or nil.
 local function problem(id, f)
@@ -200,7 +201,7 @@ local function take(id, lane, score)
   local token = str((tonumber(f[3]) or 0) + 1)
   redis.call('HSET', jk, 'status', 'running', 'attempts', attempts, 'lease', token,
     'worker', worker, 'started_at', now_s)
-  event(base, id, f[4], 'queued', 'running', attempts, worker)
+  began[#began + 1] = {id, f[4], attempts, worker, ''}
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
   answer(id, token, f[4], f[5], attempts, f[6] or '0', lane)
@@ -242,6 +243,7 @@ for g = 1, groups do
   if got >= want then break end
 end
 if #leases > 0 then on(base, 'zset', 'ZADD', running, unpack(leases)) end
+events(base, 'queued', 'running', began)
 for i = 1, #held, 3 do redis.call('ZADD', queue_key(base, held[i]), held[i + 1], held[i + 2]) end
 if req ~= '' and got > 0 then
   local rk = claim_key(base, req)

@@ -19,14 +19,17 @@ local out = {}
 local finished = {}  -- ids leaving `running`
 local at = {}  -- their place in ARGV
 local stale = {}  -- those with a reason or error of an earlier attempt to clear
+local marks = {}  -- their attempts' start marks (see start_mark)
+local ended = {}  -- for the batch's event (see events)
 for i = 1, #ARGV, 4 do
   local id, token = ARGV[i], ARGV[i + 1]  -- strings: see str
   local f = read_job(job_key(base, id), 'status', 'lease', 'reason', 'name', 'attempts',
-    'worker', 'started_at', 'limits')
+    'worker', 'started_at', 'limits', 'unstarted')
   if f and f[1] == 'running' and f[2] == token then
     finished[#finished + 1] = id
     at[#finished] = i
-    stale[#finished] = f[3]
+    stale[#finished] = f[3] or f[9]  -- f[9]: `unstarted`, moot once an attempt began
+    marks[#finished] = start_mark(token, id)
     about[#finished] = f
     out[#out + 1] = 1
   elseif f and f[1] == 'succeeded' and f[2] == token then
@@ -39,13 +42,14 @@ end
 for i = 1, #finished, 1000 do
   on(base, 'zset', 'ZREM', running_key(base), unpack(finished, i, math.min(i + 999, #finished)))
 end
+unmark(base, marks)
 note_finished(base, now, finished)
 for j, id in ipairs(finished) do
   local jk, i = job_key(base, id), at[j]
   redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
-  if stale[j] then redis.call('HDEL', jk, 'reason', 'error') end
+  if stale[j] then redis.call('HDEL', jk, 'reason', 'error', 'unstarted') end
   local f = about[j]
-  event(base, id, f[4], 'running', 'succeeded', f[5], f[6], ran_ms(now, f[7]))
+  ended[j] = {id, f[4] or '', f[5] or '', f[6] or '', ran_ms(now, f[7])}
   limits_end(base, jk, id, f[4], f[8], true)
   redis.call('EXPIRE', jk, ARGV[i + 3])
   -- jobs waiting for this one: looked for only in a queue where jobs were ever waited for
@@ -61,5 +65,6 @@ for i = 1, #finished, 1000 do
     if waiting[j] then push_done(base, finished[i + j - 1], ARGV[at[i + j - 1] + 3]) end
   end
 end
+events(base, 'running', 'succeeded', ended)
 if #finished > 0 then count(base, 'succeeded', #finished) end
 return out

@@ -15,7 +15,7 @@ local base, jk = KEYS[1], KEYS[2]
 local id, token, action = ARGV[1], ARGV[2], ARGV[3]
 local delay = tonumber(ARGV[4])
 local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'name', 'attempts', 'worker',
-  'started_at', 'limits')
+  'started_at', 'limits', 'unstarted')
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then
   -- a re-sent call finds the outcome it asked for already applied
@@ -25,6 +25,8 @@ end
 local now = now_ms()
 local why = action ~= 'dead' and delay <= 0 and requeue_problem(f[3], f[4])
 on(base, 'zset', 'ZREM', running_key(base), id)
+unmark(base, {start_mark(token, id)})
+if f[10] then redis.call('HDEL', jk, 'unstarted') end  -- it began: it could be read
 if why then
   invalid_record(base, id, 'cannot be queued again: ' .. why, now)
   return 1

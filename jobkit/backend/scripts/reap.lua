@@ -10,7 +10,7 @@
 --          (its record cannot be trusted: dead, reason invalid_record) or 'dropped'. An
 --          id that is not UTF-8 text is given as '<id not UTF-8>' (the reply is decoded).
 -- Invariant: idempotent; any number of workers may run it at once. Only an attempt that
--- started (its supervisor marked it, see mark.lua) counts as a crash; a job that crashed
+-- began (its mark is in `started`: see start_mark) counts as a crash; a job that crashed
 -- max_crashes times, or used up its attempts, is a poison pill and goes to `dead`. A job
 -- leased MAX_UNSTARTED times in a row and never started is dead too (invalid_record):
 -- no worker could read it, so it must not circle for ever.
@@ -30,12 +30,19 @@ local function problem(f)
 end
 
 local expired = on(base, 'zset', 'ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
+if #expired > 0 then expect_types(base, started_key(base), 'hash') end
 for _, id in ipairs(expired) do
   local jk = job_key(base, id)
   redis.call('ZREM', running, id)
   local f = read_job(jk, 'status', 'attempts', 'max_attempts', 'lane', 'priority', 'seq',
     'result_ttl', 'max_crashes', 'crashes', 'lease', 'started', 'name', 'worker', 'started_at',
-    'limits')
+    'limits', 'unstarted')
+  local began = false  -- the attempt under the lease it held began
+  if f and f[10] then
+    local mark = start_mark(f[10], id)
+    began = redis.call('HDEL', started_key(base), mark) == 1
+    began = began or f[11] == f[10]  -- marked in its own record, as an earlier jobkit did
+  end
   local outcome = 'dropped'
   if not f then
     invalid_record(base, id, 'its record is not a hash', now)
@@ -45,12 +52,12 @@ for _, id in ipairs(expired) do
     if why then
       invalid_record(base, id, why, now)
       outcome = 'invalid'
-    elseif f[11] ~= f[10] and redis.call('HINCRBY', jk, 'unstarted', 1) >= MAX_UNSTARTED then
+    elseif not began and redis.call('HINCRBY', jk, 'unstarted', 1) >= MAX_UNSTARTED then
       redis.call('HSET', jk, 'attempts', math.max(0, tonumber(f[2]) - 1))  -- it never ran
       invalid_record(base, id, 'leased ' .. MAX_UNSTARTED .. ' times and never started: '
         .. 'no worker could read it', now)
       outcome = 'invalid'
-    elseif f[11] ~= f[10] then
+    elseif not began then
       -- leased but never started (prefetched by a worker that died, or a claim whose
       -- reply was lost): nothing ran, so no crash and no attempt is counted
       redis.call('HSET', jk, 'status', 'queued', 'attempts', math.max(0, tonumber(f[2]) - 1))
@@ -59,6 +66,7 @@ for _, id in ipairs(expired) do
       push_ready(base, id, f[4], f[5], f[6])
       outcome = 'returned'
     else
+      if f[16] then redis.call('HDEL', jk, 'unstarted') end  -- it began: it could be read
       local crashes = redis.call('HINCRBY', jk, 'crashes', 1)
       local max_crashes = tonumber(f[8] or default_crashes)
       local err = cjson.encode({type = 'WorkerLost', traceback = '',

@@ -15,6 +15,7 @@ local f = read_job(jk, 'status', 'lease', 'lane', 'priority', 'seq', 'attempts',
 if not f or f[2] ~= token then return 0 end
 if f[1] ~= 'running' then return f[1] == 'queued' and 1 or 0 end
 on(base, 'zset', 'ZREM', running_key(base), id)
+unmark(base, {start_mark(token, id)})
 local why = requeue_problem(f[3], f[4], f[5])
 if not why and not count_ok(f[6]) then why = 'attempts is not a whole number' end
 if why then
