@@ -82,7 +82,7 @@ class Archiver:
                 log.warning(
                     "history database unavailable (%s): %d events held, retrying in %.1f s",
                     exc,
-                    len(self._held),
+                    _events_in(self._held),
                     backoff,
                 )
                 self._check_lag(force=False)
@@ -131,7 +131,7 @@ class Archiver:
         skipped = self.writer.write(fold((ev for e in batch for ev in e.events), records))
         self.feed.ack(batch)
         self._held = []
-        self.archived += len(batch)
+        self.archived += _events_in(batch)
         if skipped:
             log.error("%d archive rows refused by the database were skipped", skipped)
         return True
@@ -157,7 +157,7 @@ class Archiver:
             idle_ms = int(self.settings.archive_claim_idle * 1000)
             taken, trimmed = self.feed.claim(self.queues, idle_ms, self.settings.archive_batch)
             if taken:
-                log.info("took over %d events another archiver left unarchived", len(taken))
+                log.info("took over %d events another archiver left unarchived", _events_in(taken))
             if trimmed:
                 log.error(
                     "LOST: %d events were trimmed from the streams before they were archived",
@@ -240,3 +240,8 @@ def prepare(writer: Writer) -> int:
 
 def _short_id() -> str:
     return uuid.uuid4().hex[:6]
+
+
+def _events_in(entries: list[Entry]) -> int:
+    """Events in stream ``entries`` (an entry holds one, or a batch's: see events.parse)."""
+    return sum(len(e.events) for e in entries)

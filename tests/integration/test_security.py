@@ -51,7 +51,7 @@ JOBKIT_ACL = (
     "+client|id +client|unblock +config|get "
     "+del +exists +expire +persist +mget +incr +incrby +hset +hdel +hmget +hincrby "
     "+lpush +ltrim +sadd +zadd +zrem +zrange +zrangebyscore +zremrangebyscore +zpopmin "
-    "+publish +get +type +rename +info +rpush +lrange +pexpire +xadd +xrange +xrevrange +xtrim "
+    "+publish +get +type +rename +info +xadd +xrange +xrevrange +xtrim "
     "+scard +srem +srandmember "
     "+xreadgroup +xack +xautoclaim +xgroup|create +xgroup|setid +xinfo|groups +xinfo|stream "
     "+xlen +xdel +hsetnx +hkeys +ttl +sismember +zscore +scan +zscan +hrandfield"

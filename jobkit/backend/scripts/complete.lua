@@ -11,9 +11,6 @@
 -- Jobs waiting for it are told (see dependencies in _lib.lua).
 local base = KEYS[1]
 local now = str(now_ms())  -- written for every job
--- depend.lua marks a queue once one of its jobs is waited for (see dependencies in
--- _lib.lua): an unmarked queue's jobs are not looked at for dependants
-local waited = redis.call('EXISTS', waited_key(base)) == 1
 local about = {}  -- name, attempts, worker, started_at of each finished job, for its event
 local out = {}
 local finished = {}  -- ids leaving `running`
@@ -44,6 +41,19 @@ for i = 1, #finished, 1000 do
 end
 unmark(base, marks)
 note_finished(base, now, finished)
+-- Result waiters are looked up with one MGET per chunk (see notify_done), not one call
+-- per job; the first also reads `waited`, which depend.lua sets once one of the queue's
+-- jobs is waited for (see dependencies in _lib.lua): an unmarked queue's jobs are not
+-- looked at for dependants. (In the MGET: a command fewer per call than an EXISTS.)
+local waited, waiting = false, {}
+for i = 1, #finished, 1000 do
+  local wk, from = {}, 1
+  if i == 1 then wk[1], from = waited_key(base), 2 end
+  for j = i, math.min(i + 999, #finished) do wk[#wk + 1] = waiter_key(base, finished[j]) end
+  local got = redis.call('MGET', unpack(wk))
+  if i == 1 then waited = got[1] ~= false end
+  for k = from, #got do waiting[#waiting + 1] = got[k] end
+end
 for j, id in ipairs(finished) do
   local jk, i = job_key(base, id), at[j]
   redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[i + 2], 'finished_at', now)
@@ -55,15 +65,8 @@ for j, id in ipairs(finished) do
   -- jobs waiting for this one: looked for only in a queue where jobs were ever waited for
   if waited then job_ended(base, id, 'succeeded', ARGV[i + 2]) end
 end
--- Waiters are looked up with one MGET per chunk (see notify_done), not one call per job.
-for i = 1, #finished, 1000 do
-  local last = math.min(i + 999, #finished)
-  local wk = {}
-  for j = i, last do wk[#wk + 1] = waiter_key(base, finished[j]) end
-  local waiting = redis.call('MGET', unpack(wk))
-  for j = 1, #waiting do
-    if waiting[j] then push_done(base, finished[i + j - 1], ARGV[at[i + j - 1] + 3]) end
-  end
+for j, id in ipairs(finished) do  -- after the records: a waiter told reads them
+  if waiting[j] then push_done(base, id, ARGV[at[j] + 3]) end
 end
 events(base, 'running', 'succeeded', ended)
 if #finished > 0 then count(base, 'succeeded', #finished) end
