@@ -81,8 +81,16 @@ if due > now then status = 'scheduled' end
 local out
 if not check then
   -- fresh random ids, all created by one call or none: if its first exists, this is the
-  -- very call sent again (128 random bits do not collide), and it is done already
-  if redis.call('EXISTS', job_key(base, ARGV[first])) == 1 then return status end
+  -- very call sent again (128 random bits do not collide), and it is done already. For
+  -- queued jobs the ZADD NX that notes the first in `created` tells (a command fewer than
+  -- an EXISTS); create_job notes a scheduled job there itself, so EXISTS it is.
+  local fresh
+  if status == 'queued' then
+    fresh = on(base, 'zset', 'ZADD', created_key(base), 'NX', now_s, ARGV[first]) == 1
+  else
+    fresh = redis.call('EXISTS', job_key(base, ARGV[first])) == 0
+  end
+  if not fresh then return status end
   -- every FIFO place reserved at once, every job created alike, the queue first
   local first_seq = next_seq(base, n) - n
   if status == 'queued' then
@@ -93,15 +101,15 @@ if not check then
     end
     add_ready(base, lane, ready)
   end
-  local ids = {}
+  local later = {}  -- the ids but the first, noted in `created` below
   for i = 0, n - 1 do
     local id = ARGV[first + 2 * i]
-    ids[i + 1] = id
+    if i > 0 then later[i] = id end
     create_job(base, id, status, due, now_s, name, lane, ARGV[first + 1 + 2 * i], priority,
       max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
     note_limits(id)
   end
-  if status == 'queued' then note_created(base, now_s, ids) end  -- `placed`: all at once
+  if status == 'queued' then note_created(base, now_s, later) end  -- `placed`: at once
   if status == 'queued' then wake(base, lane, n) end
   out = status
 else
