@@ -214,8 +214,8 @@ def test_sigkilled_worker_job_recovers_on_a_cluster(
     handle = jobs.CountOnce.dispatch(
         marker="cl-started", counter="cl-done", first_sleep=30, queue=queue
     )
-    key = cenv.keys.job(handle.id)
-    wait_until(lambda: cenv.client.hget(key, "started") == "1", timeout=15, what="the start")
+    started = cenv.keys.shard(queue).started  # attempt 1 (token 1) marked begun
+    wait_until(lambda: cenv.client.hexists(started, f"1:{handle.id}"), 15, what="the start")
     first.kill()
     start_worker(queues=queue)
     assert handle.result(timeout=LEASE + 20) == 2

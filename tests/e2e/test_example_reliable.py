@@ -195,14 +195,17 @@ def test_a_worker_killed_mid_job_loses_nothing(service: Service) -> None:
     payload = {"survives": "a SIGKILL"}
     job_id = service.post(json.dumps({"payload": payload})).json()["job_id"]
     poll(lambda: service.get(job_id).json()["status"] == "processing", service.apps)
-    # Mid-job as jobkit counts it: the supervisor has marked the attempt started (within a
-    # tick of the child starting it). A job leased and lost before that mark goes back to
-    # its queue with no attempt used, as if it had only been claimed ahead.
-    key = Keys(PREFIX).job(jobkit_id(QUEUE, job_id))
-    poll(
-        lambda: service.client.hget(key, "started") == service.client.hget(key, "lease"),
-        service.apps,
-    )
+    # Mid-job as jobkit counts it: the child has marked the attempt begun (in its queue's
+    # `started` hash, before perform()). A job leased and lost without that mark goes back
+    # to its queue with no attempt used, as if it had only been claimed ahead.
+    keys, full_id = Keys(PREFIX), jobkit_id(QUEUE, job_id)
+
+    def begun() -> bool:
+        lease = service.client.hget(keys.job(full_id), "lease")
+        mark = f"{lease.decode() if isinstance(lease, bytes) else lease}:{full_id}"
+        return lease is not None and bool(service.client.hexists(keys.shard(QUEUE).started, mark))
+
+    poll(begun, service.apps)
     service.apps.kill(service.workers[-1])
     stranded = service.get(job_id).json()
     assert stranded["status"] == "processing" and stranded["attempts"] == 1, stranded
