@@ -80,8 +80,8 @@ class Event(NamedTuple):
 def parse(queue: str, entry: Any) -> tuple[Event, ...]:
     """The events of an entry as XRANGE returns it, ``(id, {field: value})`` through
     redis-py or ``[id, [field, value, ...]]`` as Redis sends it: one, or a batch's (a
-    claim's or a completion's jobs in one entry, see ``events`` in _lib.lua); none if it
-    is no event."""
+    dispatch_many call's, a claim's or a completion's jobs in one entry, see ``events``
+    in _lib.lua); none if it is no event."""
     try:
         seq, fields = entry
         if isinstance(fields, list):

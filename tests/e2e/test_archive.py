@@ -393,6 +393,13 @@ def _attempt_row(job_id: str, at: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _dispatch_each(n: int) -> None:
+    """``n`` jobs, a dispatch() each: an event entry each (a dispatch_many() call writes
+    one entry for its jobs), as the tests of the stream's reads and caps count them."""
+    for i in range(n):
+        test_jobs.Add.dispatch(a=i, b=0)
+
+
 def test_events_about_to_be_trimmed_by_age_are_reported_loudly(
     env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -404,7 +411,7 @@ def test_events_about_to_be_trimmed_by_age_are_reported_loudly(
     archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
     archiver.queues = ["default"]
     archiver.feed.ensure_groups(["default"])
-    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(5)])
+    _dispatch_each(5)
     assert archiver.feed.read(["default"], 1)  # one delivered, the others wait behind it
     lag = archiver.feed.lag(["default"])["default"]
     assert lag.waiting_since_ms is not None and lag.undelivered == 4
@@ -425,7 +432,7 @@ def test_a_batch_grows_while_the_archiver_is_behind_and_shrinks_once_caught_up(
     writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
     ensure_schema(writer.engine)
     archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
-    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(300)])  # 300 events
+    _dispatch_each(300)  # 300 events
     asked: list[int] = []
     read = archiver.feed.read
 
@@ -479,9 +486,9 @@ def test_a_busy_archiver_that_falls_past_the_cap_says_lost(
     writer = Writer(make_engine(f"sqlite:///{tmp_path / 'h.db'}"))
     ensure_schema(writer.engine)
     archiver = archiving.Archiver(jobkit.get_store(), writer, settings)
-    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(50)])
+    _dispatch_each(50)
     assert archiver.step()  # 10 read: behind from here on
-    test_jobs.Add.dispatch_many([{"a": i, "b": 0} for i in range(1000)])  # trims unread
+    _dispatch_each(1000)  # trims unread
     caplog.set_level("ERROR", logger="jobkit.archiver")
     while archiver.step():
         pass

@@ -147,8 +147,9 @@ end
 
 -- The same change (`from` -> `to`) of many jobs, in one entry of the events stream: its
 -- `jobs` field a JSON array of [id, class, attempt, worker, ms] (ms: '' but for an
--- attempt that ended), one entry for a claim's or a completion's whole batch rather than
--- one per job (an XADD a job less; events.py reads either form). One job: the usual form.
+-- attempt that ended), one entry for a dispatch_many call's, a claim's or a completion's
+-- whole batch rather than one per job (an XADD a job less; events.py reads either form).
+-- One job: the usual form.
 -- The stream's cap counts entries: a batch is one.
 local function events(base, from, to, jobs)
   if EVENTS_MAXLEN == '0' or #jobs == 0 then return end
@@ -367,9 +368,11 @@ end
 -- `due_at` is written only when it differs from `created_at`: a job queued as it is
 -- created is due then (readers fall back to `created_at`), and most jobs are, so the
 -- common hash is one field smaller. The caller wakes workers (see `wake`) for queued
--- jobs. `now` and a batch's `seq` (reserved at once) come as strings (see str).
+-- jobs. `now` and a batch's `seq` (reserved at once) come as strings (see str). A batch
+-- passes `born`, where each job's event is collected for the caller to append in one
+-- entry (see events); without it, the event is appended here.
 local function create_job(base, id, status, due, now, name, lane, params, priority,
-                          max_attempts, timeout, ttl, seq, placed)
+                          max_attempts, timeout, ttl, seq, placed, born)
   seq = seq or str(next_seq(base))  -- written twice: as a field and (usually) as the score
   local jk = job_key(base, id)
   if placed then
@@ -383,7 +386,7 @@ local function create_job(base, id, status, due, now, name, lane, params, priori
     'priority', priority, 'seq', seq, 'status', status, 'max_attempts', max_attempts,
     'timeout', timeout, 'result_ttl', ttl, 'created_at', now)
   if due ~= tonumber(now) then redis.call('HSET', jk, 'due_at', due) end
-  event(base, id, name, '', status, 0)
+  if born then born[#born + 1] = {id, name, 0, '', ''} else event(base, id, name, '', status, 0) end
 end
 
 -- Add score, id pairs to a lane's queue: one ZADD per 500 jobs (unpack() of a very

@@ -102,13 +102,15 @@ if not check then
     add_ready(base, lane, ready)
   end
   local later = {}  -- the ids but the first, noted in `created` below
+  local born = {}  -- their events, in one entry: an XADD per call, not per job
   for i = 0, n - 1 do
     local id = ARGV[first + 2 * i]
     if i > 0 then later[i] = id end
     create_job(base, id, status, due, now_s, name, lane, ARGV[first + 1 + 2 * i], priority,
-      max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued')
+      max_attempts, timeout, ttl, str(first_seq + i + 1), status == 'queued', born)
     note_limits(id)
   end
+  events(base, '', status, born)
   if status == 'queued' then note_created(base, now_s, later) end  -- `placed`: at once
   if status == 'queued' then wake(base, lane, n) end
   out = status
