@@ -10,7 +10,7 @@ from benchmarks.peers import Peer, python_module
 from benchmarks.peers.common import QUEUE, incr, stamp
 from jobkit import BaseJob, configure
 
-PREFETCH = 16  # `jobkit worker --prefetch` default
+PREFETCH = 32  # `jobkit worker --prefetch` default
 
 
 class IncrParams(BaseModel):

@@ -97,7 +97,7 @@ def worker(
     threads: Annotated[int, typer.Option(min=1, help="threads running jobs per child")] = 1,
     prefetch: Annotated[
         int, typer.Option(min=1, max=1000, help="jobs claimed per round trip")
-    ] = 16,
+    ] = 32,
     log_jobs: Annotated[
         bool, typer.Option("--log-jobs/--no-log-jobs", help="an INFO line per job")
     ] = True,

@@ -18,7 +18,7 @@ def test_a_child_is_replaced_after_max_jobs_per_child_and_no_job_is_lost(
     env: Env, start_worker: StartWorker
 ) -> None:
     worker = start_worker(concurrency=1, environ={"JOBKIT_MAX_JOBS_PER_CHILD": "3"})
-    handles = jobs.WhoAmI.dispatch_many([{} for _ in range(10)])  # prefetched 16 at a time
+    handles = jobs.WhoAmI.dispatch_many([{} for _ in range(10)])  # all prefetched at once
 
     ran = [h.result(timeout=30) for h in handles]
     per_child = Counter(r["pid"] for r in ran)

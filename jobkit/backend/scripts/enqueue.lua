@@ -80,6 +80,8 @@ local status = 'queued'
 if due > now then status = 'scheduled' end
 local out
 if not check then
+  -- every FIFO place reserved at once (first: next_seq may read `created` to recover)
+  local first_seq = next_seq(base, n) - n
   -- fresh random ids, all created by one call or none: if its first exists, this is the
   -- very call sent again (128 random bits do not collide), and it is done already. For
   -- queued jobs the ZADD NX that notes the first in `created` tells (a command fewer than
@@ -91,8 +93,7 @@ if not check then
     fresh = redis.call('EXISTS', job_key(base, ARGV[first])) == 0
   end
   if not fresh then return status end
-  -- every FIFO place reserved at once, every job created alike, the queue first
-  local first_seq = next_seq(base, n) - n
+  -- every job created alike, the queue first
   if status == 'queued' then
     local ready = {}
     for i = 0, n - 1 do

@@ -57,7 +57,8 @@ def test_a_delayed_job_waits_for_its_time(jobkit_test: JobkitTest) -> None:
     assert job.status is jobkit.Status.SCHEDULED and mail.outbox == []
     jobkit_test.advance(hours=1)
     jobkit_test.run_until_idle()
-    assert job.result() == 3 and mail.outbox == ["digest:3"]
+    # the hour may cross 01:00 (the clock starts at the real time): the nightly report too
+    assert job.result() == 3 and [m for m in mail.outbox if m != "report"] == ["digest:3"]
 
 
 def test_a_cron_slot_fires_at_its_time() -> None:
