@@ -19,6 +19,7 @@ QUEUE = "bench"
 COUNTER_KEY = "bench:counter"
 FIRST_KEY = "bench:first"  # list: time.time() of the first job, pushed by that job
 DONE_KEY = "bench:done"  # list: time.time() of the job that brought the counter to `total`
+MARKS_KEY = "bench:marks"  # list: "pid time.time()" of each Mark job, at its start
 
 _client: redis.Redis | None = None
 _client_pid = 0
@@ -64,3 +65,14 @@ class Stamp(BaseJob):
 
     def perform(self) -> float:
         return time.time()
+
+
+class Mark(BaseJob):
+    """Pushes its process id and the wall-clock time its perform() started: which child
+    ran it, and when (the start-up benchmark's recycled children)."""
+
+    name = "bench.mark"
+    queue = QUEUE
+
+    def perform(self) -> None:
+        client().rpush(MARKS_KEY, f"{os.getpid()} {time.time()!r}")
