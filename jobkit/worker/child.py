@@ -280,7 +280,7 @@ class Child(HandBack):
                 [d.completion() for _, d in done],
                 self.worker,
                 self.lease_ms,
-                max(1, self.prefetch - len(hold.batch)),  # a glance, no lock: a guess anyway
+                hold.wanted(),
                 self.order.arrange(self.groups),
             )
             return refill, done
@@ -320,16 +320,17 @@ class Child(HandBack):
         if not wait or not hold.block():
             return
         hold.blocked_on(self.store.leasing.connection_id())
+        wanted = hold.wanted()
         jobs = self.store.leasing.wait_and_claim(
             self.lanes,
             IDLE_BLOCK,
             self.worker,
             self.lease_ms,
-            self.prefetch,
+            wanted,
             self.order.arrange(self.groups),
         )
         if jobs:  # the claim took all there was: start one before asking for more
-            hold.took(self.link.claimed(jobs), drained=len(jobs) < self.prefetch)
+            hold.took(self.link.claimed(jobs), drained=len(jobs) < wanted)
 
     def report(self, done: Sequence[Done], flags: Sequence[bool]) -> None:
         """Log recorded completions and tell the supervisor (a refused one is lost)."""

@@ -119,6 +119,7 @@ class Hold:
         # with fewer unstarted jobs than this, a runner asks for more before its next job
         # (not with prefetch 1: then a child holds one job at a time)
         self.low_water = prefetch // 2 if prefetch > 1 else 0
+        self.prefetch = prefetch
         self.max_jobs = max_jobs  # the child retires after this many jobs (0: never)
         self.cond = threading.Condition()
         self.batch: deque[Entry] = deque()  # claimed, not started
@@ -210,6 +211,16 @@ class Hold:
         self.closing = True
 
     # -- the refill ---------------------------------------------------------------------
+
+    def wanted(self) -> int:
+        """How many jobs a claim asks for: enough to hold ``prefetch`` unstarted, and no
+        more than the child has left to run before it retires (``max_jobs``): those it
+        would only hand back. At least one. A glance, no lock: a guess anyway."""
+        want = self.prefetch - len(self.batch)
+        if self.max_jobs:
+            running = sum(1 for started in self.started if started)
+            want = min(want, self.max_jobs - self.jobs_run - running - len(self.batch))
+        return max(1, want)
 
     def results(self) -> list[Done]:
         """The results waiting for a batch, now the caller's to record (a refill's
