@@ -166,7 +166,7 @@ class Child(HandBack):
             while not self.stopping and not hold.closing:
                 if os.getppid() != self.parent:  # the lifeline's third net
                     orphaned()
-                time.sleep(STOP_POLL)
+                hold.last_ended.wait(STOP_POLL)
         finally:
             self._wind_down()
             stop_keeper.set()

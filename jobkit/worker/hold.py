@@ -107,6 +107,8 @@ class Hold:
     ``closing``             close (SIGTERM: a lone store from the signal handler, no
                             lock; the wind-down), ended (the last of ``max_jobs`` jobs)
     ``jobs_run``            ended (runners)
+    ``last_ended``          ended (the runner ending the last of ``max_jobs`` jobs; an
+                            Event, with a lock of its own)
     ``waiting``             wait (any thread, around its wait)
     ``keeper_asleep``       nothing_to_watch (the keeper), a runner's kick (_wake)
     ``kick``                set by a runner's kick, cleared by the keeper (an Event,
@@ -121,6 +123,9 @@ class Hold:
         self.low_water = prefetch // 2 if prefetch > 1 else 0
         self.prefetch = prefetch
         self.max_jobs = max_jobs  # the child retires after this many jobs (0: never)
+        # set once the last of them ended: the child's main thread, waiting on it, winds
+        # down at once (a SIGTERM's close is a lone store, seen at its next look)
+        self.last_ended = threading.Event()
         self.cond = threading.Condition()
         self.batch: deque[Entry] = deque()  # claimed, not started
         self.pending: list[Done] = []  # finished, result not yet recorded
@@ -189,6 +194,7 @@ class Hold:
             self.jobs_run += 1
             if self.jobs_run == self.max_jobs:  # its last: the others are handed back
                 self.closing = True
+                self.last_ended.set()
             if self.waiting:  # _wake, inline: this runs for every job
                 self.cond.notify_all()
             if isinstance(outcome, Success):
