@@ -27,6 +27,7 @@ class ChildState:
     pid: int
     fd: int
     slots: Slots
+    exit_fd: int | None = None  # readable once the child has exited (a pidfd), if any
     reader: Reader = field(default_factory=Reader)
     held: dict[str, str] = field(default_factory=dict)  # handle (text) -> claim, unparsed
     born: float = field(default_factory=time.monotonic)
