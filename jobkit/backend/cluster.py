@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -246,7 +246,7 @@ class ClusterWire:
         """No connection of its own to name here: a wait is ended by its timeout."""
         return 0
 
-    def load_scripts(self, sources: Sequence[str]) -> None:
-        """SCRIPT LOAD each of ``sources`` into every master."""
-        for source in sources:
+    def load_scripts(self, scripts: Mapping[str, str]) -> None:
+        """SCRIPT LOAD each of ``scripts`` (SHA1 -> source) into every master."""
+        for source in scripts.values():
             self._tries(lambda s=source: self.client.script_load(s), True)

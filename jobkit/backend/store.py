@@ -152,9 +152,9 @@ class Store:
         ]
 
     def load_scripts(self) -> None:
-        """Load every script into Redis now (a worker does at start, and after a restart;
-        on a cluster, into every master)."""
-        self._wire.load_scripts([str(script.script) for script in self._scripts.values()])
+        """Load into Redis now every script it lacks (a worker does at start, and after a
+        restart; on a cluster, every script into every master)."""
+        self._wire.load_scripts({s.sha: str(s.script) for s in self._scripts.values()})
 
     def request_id(self) -> str:
         """A fresh id for one claim request, so the same request sent again (after a lost

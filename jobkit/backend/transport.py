@@ -24,7 +24,7 @@ Which commands may be sent again after a lost reply is the same in every mode (s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -194,7 +194,7 @@ class Transport(Protocol):
         self, keys: Sequence[str], timeout: float, commands: Sequence[Any]
     ) -> list[Any]: ...
     def client_id(self) -> int: ...
-    def load_scripts(self, sources: Sequence[str]) -> None: ...
+    def load_scripts(self, scripts: Mapping[str, str]) -> None: ...
 
 
 def transport_for(client: Any) -> Transport:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -150,9 +150,16 @@ class Wire:
         behind it in the same round trip; replies in place, the BLPOP's first."""
         return self.pipeline([("BLPOP", *keys, timeout), *commands])
 
-    def load_scripts(self, sources: Sequence[str]) -> None:
-        """SCRIPT LOAD each of ``sources``, in one round trip."""
-        raise_errors(self.pipeline([("SCRIPT", "LOAD", source) for source in sources]))
+    def load_scripts(self, scripts: Mapping[str, str]) -> None:
+        """SCRIPT LOAD those of ``scripts`` (SHA1 -> source) that Redis lacks: one round
+        trip asks (SCRIPT EXISTS), one loads any missing. Redis that has them all (every
+        start of a worker but the first) is not sent their sources again: most of a
+        megabyte, which Redis would hash all over again."""
+        shas = list(scripts)
+        known = self.execute("SCRIPT", "EXISTS", *shas)
+        missing = [scripts[sha] for sha, have in zip(shas, known, strict=True) if not have]
+        if missing:
+            raise_errors(self.pipeline([("SCRIPT", "LOAD", source) for source in missing]))
 
     def tell(self, commands: Sequence[Command]) -> None:
         """Send ``commands`` on this thread's connection with no reply wanted (see
