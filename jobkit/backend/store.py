@@ -172,6 +172,10 @@ class Store:
         on the job path."""
         return self._argument_limit or DEFAULT_ARGUMENT_LIMIT
 
+    def adopt_argument_limit(self, limit: int) -> None:
+        """Take ``limit`` as Redis's, learned by another store (a worker child's parent)."""
+        self._argument_limit = limit
+
     def learn_argument_limit(self) -> None:
         """Ask Redis for ``proto-max-bulk-len`` (a worker child does, at start); CONFIG
         refused leaves Redis's default. An outage raises: ask again later."""

@@ -103,6 +103,7 @@ class Child(HandBack):
         all_tags: bool = False,
         max_jobs: int = 0,
         weights: Mapping[str, float] | None = None,
+        argument_limit: int | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -117,6 +118,8 @@ class Child(HandBack):
         self.prefetch = max(1, prefetch)
         self.log_jobs = log_jobs
         self.lease_ms = int(settings.lease * 1000)
+        # Redis's proto-max-bulk-len as the supervisor last read it (None: ask Redis)
+        self.argument_limit = argument_limit
         # written by the SIGTERM handler and by died() (any thread), lone stores, read by
         # the main thread; the runners stop at the hold's `closing`
         self.stopping = False  # SIGTERM, or a thread of ours died
@@ -145,10 +148,13 @@ class Child(HandBack):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         self.store = connect(self.settings)
         self.executor = Executor(self.store, self.settings, log_jobs=self.log_jobs)
-        # a head start, not a requirement: a script Redis lacks is loaded when refused,
-        # and with Redis away the runners wait for it, backing off
-        self.guard.call("loading scripts", self.store.load_scripts)
-        self.guard.call("reading Redis's argument limit", self.store.learn_argument_limit)
+        # Nothing asked of Redis before the first claim, each question a connection of
+        # the main thread's own: the supervisor loaded the scripts before forking us (one
+        # Redis lacks all the same is loaded when refused) and passes its argument limit.
+        if self.argument_limit is None:
+            self.guard.call("reading Redis's argument limit", self.store.learn_argument_limit)
+        else:
+            self.store.adopt_argument_limit(self.argument_limit)
         if self.stopping:  # told to stop while starting: claim nothing
             return 0
         stop_keeper = threading.Event()

@@ -67,6 +67,8 @@ class Chores:
             # the renewal's reply names the jobs cancelled meanwhile: stopped within a second
             ("renewing leases", self._renew, min(settings.heartbeat, CHECK_EVERY), True),
             ("worker heartbeat", self._beat, settings.heartbeat, True),
+            # what the children it starts take, read fresh for them (see Child.run)
+            ("reading Redis's argument limit", self._learn_limit, settings.heartbeat, True),
             # an early beat once jobs ended (see EARLY_BEAT); most rounds it sends nothing,
             # so its success says nothing about Redis: not a Redis chore for the guard
             ("worker heartbeat after jobs ended", self._beat_if_counted, EARLY_BEAT, False),
@@ -122,6 +124,7 @@ class Chores:
         except ResponseError:
             self.run_id = ""  # INFO may be refused (ACL): the marker still tells
         self._warn_about_redis()
+        store.learn_argument_limit()
         store.load_scripts()
         store.register_queues(self.sup.options.queues)
 
@@ -148,6 +151,9 @@ class Chores:
         return cast(str | None, client.get(key))
 
     # -- the chores -------------------------------------------------------------------
+
+    def _learn_limit(self) -> None:
+        self.sup.store.learn_argument_limit()
 
     def _promote(self) -> None:
         self.sup.store.leasing.promote(self.sup.options.queues)

@@ -205,6 +205,7 @@ class Supervisor:
                 self.all_tags,
                 self.options.max_jobs_per_child,
                 weights=self.options.weights,
+                argument_limit=self.store.argument_limit(),
             ).run()
         except BrokenPipeError:
             orphaned()  # the supervisor is gone: its leases lapse and get reaped
