@@ -36,6 +36,7 @@ def redis_options(settings: Settings, url: str) -> dict[str, Any]:
         # a retried timeout doubles the wait on a frozen Redis, and jobkit retries where it
         # is safe (the wire once on a fresh connection, workers and the scheduler in loops).
         "retry": Retry(NoBackoff(), 0),
+        **_maint_notifications_off(),
     }
     if settings.tcp_keepalive and not url.startswith("unix:"):
         options["socket_keepalive"] = True
@@ -45,6 +46,23 @@ def redis_options(settings: Settings, url: str) -> dict[str, Any]:
         # A URL's own ssl_check_hostname still wins (redis-py lets URL arguments override).
         options["ssl_check_hostname"] = True
     return options
+
+
+def _maint_notifications_off() -> dict[str, Any]:
+    """The option that turns redis-py's maintenance notifications off, on redis-py 7 and
+    later (none before: nothing to turn off).
+
+    With RESP3, redis-py 8's default, every new connection asks for them (CLIENT
+    MAINT_NOTIFICATIONS), and a Redis that has none refuses, an error reply on each
+    connection. Where they are served, redis-py answers them by stretching the socket
+    timeout to its own ``relaxed_timeout``, while jobkit keeps its timeouts its own; and
+    the hot path's direct sockets (see wire.py) read replies themselves, so a
+    notification pushed there would be taken for a reply."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def _query_value(url: str, name: str) -> str:

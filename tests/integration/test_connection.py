@@ -3,6 +3,7 @@ no secret, explicit timeouts on every connection, and what a frozen Redis does t
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from jobkit.connection import connect, redacted
 from jobkit.handle import _WAIT_SLICE
 from jobkit.settings import LONGEST_BLOCK, MIN_SOCKET_TIMEOUT, Settings, load_settings
 from jobkit.worker.child import IDLE_BLOCK
-from tests.conftest import REPO_ROOT, StartWorker, clean_env, wait_until
+from tests.conftest import REPO_ROOT, Env, StartWorker, clean_env, wait_until
 from tests.support import jobs
 from tests.support.redis_server import RedisServer
 
@@ -191,6 +192,33 @@ def test_every_connection_carries_explicit_timeouts(no_jobkit_env: None, url: st
         assert kwargs["socket_keepalive"] is True
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert kwargs["socket_keepalive_options"][socket.TCP_KEEPIDLE] == 30
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///x.sock"]
+)
+def test_no_connection_asks_for_maintenance_notifications(no_jobkit_env: None, url: str) -> None:
+    """redis-py 8 asks every new connection for them: jobkit's, pooled or the hot path's
+    own, never do (see jobkit/backend/connect.py for why)."""
+    pool = connect(load_settings(redis_url=url)).redis.connection_pool
+    for made in (pool.make_connection(), pool.connection_class(**pool.connection_kwargs)):
+        config = getattr(made, "maint_notifications_config", None)  # None: redis-py < 7
+        assert config is None or not config.enabled
+
+
+def test_connecting_sends_redis_no_command_it_refuses(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No handshake step fails (redis-py logs a refused maintenance notifications
+    request at DEBUG, and goes on)."""
+    caplog.set_level(logging.DEBUG, logger="redis")
+    store = connect(jobkit.get_settings())
+    try:
+        store.wire.execute("PING")
+        store.redis.ping()
+    finally:
+        store.redis.close()
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("redis")]
 
 
 @pytest.mark.parametrize(
