@@ -51,17 +51,36 @@ def kill_tree(pid: int) -> None:
     _kill(pid)
 
 
-def end_strays(known: set[int]) -> int:
+def end_strays(known: set[int]) -> list[int]:
     """SIGKILL every process below this one but ``known`` (the live children) and the
-    processes below those; returns how many were ended. Their exit is collected by the
-    supervisor's wait loop."""
-    below_known = {d for pid in known for d in descendants(pid)}
-    strays = [p for p in descendants(os.getpid()) if p not in known and p not in below_known]
+    processes below those; returns their pids. Their exit is collected by the
+    supervisor's wait loop (those re-parented to it are its to reap). One look at the
+    process table, which psutil reads whole for each look."""
+    import psutil  # imported where used: it adds to every process's start-up time
+
+    parents: dict[int, int] = {}
+    try:
+        for proc in psutil.Process(os.getpid()).children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # gone meanwhile: no stray
+                parents[proc.pid] = proc.ppid()
+    except psutil.Error:
+        return []
+    strays = [p for p in parents if p not in known and not _below(p, known, parents)]
     for stray in strays:
         _kill(stray)
     if strays:
         log.warning("ended %d process(es) left behind by jobs: %s", len(strays), strays)
-    return len(strays)
+    return strays
+
+
+def _below(pid: int, known: set[int], parents: dict[int, int]) -> bool:
+    """Whether ``pid`` is below one of ``known``, by the ``parents`` of the processes
+    below this one."""
+    while pid in parents:
+        pid = parents[pid]
+        if pid in known:
+            return True
+    return False
 
 
 def _kill(pid: int) -> None:

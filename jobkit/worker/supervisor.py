@@ -34,7 +34,7 @@ from jobkit.worker.lifeline import Lifeline, orphaned
 from jobkit.worker.protocol import OUTCOMES, retired
 from jobkit.worker.settle import Settler, describe, signal_child
 from jobkit.worker.slot import Slots
-from jobkit.worker.strays import become_subreaper, descendants, end_strays
+from jobkit.worker.strays import become_subreaper, end_strays
 
 log = logging.getLogger("jobkit.worker")
 
@@ -230,11 +230,16 @@ class Supervisor:
             time.sleep(TICK)
         for state in list(self.children.values()):
             self._read(state)
-        self._collect_exited()
+        exited = self._collect_exited()
         now = time.monotonic()
         while self.respawns and self.respawns[0] <= now and not self.stopping:
             self.respawns.pop(0)
             self._spawn()
+        if exited:  # what the dead child's jobs forked was re-parented to us: end it
+            # (once its replacement is serving: a look at the process table takes ms)
+            self.adopted.update(end_strays(set(self.children)))
+        if self.adopted:
+            self._reap_strays()
         self.settler.enforce_timeouts(now)
         if self.stopping and now >= self.grace_deadline:
             self.settler.end_grace()
@@ -265,7 +270,8 @@ class Supervisor:
                     continue
             self.adopted.discard(pid)
 
-    def _collect_exited(self) -> None:
+    def _collect_exited(self) -> bool:
+        """Settle each child that exited and have it replaced; whether any had."""
         exited = False
         for pid in list(self.children):
             try:
@@ -298,12 +304,7 @@ class Supervisor:
                 )
             self.respawns.append(time.monotonic() + delay)
             self.respawns.sort()
-        if exited:  # what the dead child's jobs forked was re-parented to us: end it
-            known = set(self.children)
-            self.adopted.update(p for p in descendants(os.getpid()) if p not in known)
-            end_strays(known)
-        if self.adopted:
-            self._reap_strays()
+        return exited
 
     def _respawn_delay(self) -> float:
         """A child that dies at start must not spin the CPU: the more died lately, the
