@@ -1,12 +1,10 @@
-"""Retry policy: which errors retry, how long to wait (tenacity's wait strategies), and
-when a job gives up and goes to the dead-letter set."""
+"""Retry policy: which errors retry, how long to wait (exponential back-off with
+jitter), and when a job gives up and goes to the dead-letter set."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from tenacity import RetryCallState, wait_exponential, wait_exponential_jitter
-from tenacity.wait import wait_base
+import random
+from dataclasses import dataclass
 
 from jobkit.errors import RetryLater
 from jobkit.models import DeadReason
@@ -38,25 +36,17 @@ class Retry:
     jitter: bool = True
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     give_up_on: tuple[type[BaseException], ...] = ()
-    _wait: wait_base = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.base < 0 or self.factor < 1 or self.max_delay < 0:
             raise ValueError("need base >= 0, factor >= 1 and max_delay >= 0")
-        wait: wait_base
-        if self.jitter:
-            wait = wait_exponential_jitter(
-                multiplier=self.base, exp_base=self.factor, max=self.max_delay, jitter=self.base
-            )
-        else:
-            wait = wait_exponential(multiplier=self.base, exp_base=self.factor, max=self.max_delay)
-        object.__setattr__(self, "_wait", wait)
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return min(backoff(self._wait, attempt), self.max_delay)
+        jitter = self.base if self.jitter else 0.0
+        return backoff(attempt, self.base, self.factor, self.max_delay, jitter)
 
     def decide(self, exc: BaseException, attempt: int) -> Decision:
         """The decision after attempt number ``attempt`` raised ``exc``."""
@@ -84,8 +74,14 @@ class Retry:
 NO_RETRY = Retry(max_attempts=1)
 
 
-def backoff(wait: wait_base, attempt: int) -> float:
-    """What tenacity's ``wait`` strategy says to wait before try ``attempt + 1``."""
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = attempt
-    return float(wait(state))
+def backoff(attempt: int, base: float, factor: float, cap: float, jitter: float = 0.0) -> float:
+    """Seconds to wait after try number ``attempt`` (1-based): ``base * factor ** (attempt
+    - 1)``, plus up to ``jitter`` at random, and never more than ``cap`` (also where the
+    power overflows a float)."""
+    try:
+        delay = base * factor ** (attempt - 1)
+    except OverflowError:
+        return cap
+    if jitter:
+        delay += random.uniform(0, jitter)
+    return min(delay, cap)

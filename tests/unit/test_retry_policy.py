@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -101,3 +102,32 @@ def test_decide_timeout() -> None:
     assert policy.decide_timeout(2) == Decision(False, 0.0, DeadReason.TIMEOUT)
     assert NO_RETRY.decide_timeout(1).retry is False
     assert NO_RETRY.decide(ValueError(), 1).retry is False
+
+
+def test_persistently_rides_out_an_outage_then_gives_up() -> None:
+    import redis
+
+    from jobkit.worker.execute import persistently
+
+    failures = iter([redis.ConnectionError("down"), redis.TimeoutError("slow")])
+
+    def flaky() -> str:
+        for exc in failures:
+            raise exc
+        return "recorded"
+
+    assert persistently(flaky, give_up_after=5.0) == "recorded"
+
+    def down() -> str:
+        raise redis.ConnectionError("down")
+
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        persistently(down, give_up_after=0.2)
+    assert 0.2 <= time.monotonic() - started < 1.0
+
+    def refused() -> str:
+        raise redis.ResponseError("WRONGTYPE")
+
+    with pytest.raises(redis.ResponseError):  # no outage: not tried again
+        persistently(refused, give_up_after=5.0)
