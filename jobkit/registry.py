@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from jobkit import names
 from jobkit.errors import RegistryError, UnknownJobError
+from jobkit.imports import no_collection
 
 if TYPE_CHECKING:
     from jobkit.job import BaseJob
@@ -65,8 +66,9 @@ def import_apps(modules: list[str]) -> None:
     """Import the user's job modules (``-A``), which registers their classes."""
     if "" not in sys.path:
         sys.path.insert(0, "")  # like `python -m`: modules of the current folder import
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise RegistryError(f"cannot import job module {module!r}: {exc}") from exc
+    with no_collection():  # see jobkit/imports.py
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise RegistryError(f"cannot import job module {module!r}: {exc}") from exc

@@ -29,12 +29,15 @@ import importlib
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-import typer
-import typer.main
-from typer.core import TyperGroup
+from jobkit.imports import no_collection
 
-from jobkit.cli import common
-from jobkit.cli.common import typer_app
+with no_collection():  # see jobkit/imports.py
+    import typer
+    import typer.main
+    from typer.core import TyperGroup
+
+    from jobkit.cli import common
+    from jobkit.cli.common import typer_app
 
 # Every command, in the order `jobkit --help` lists them, and the module of jobkit.cli
 # that defines it (tests/unit/test_cli_commands.py holds the two in step).
@@ -65,7 +68,8 @@ GROUPS = {"workers": "workers", "queues": "queues", "dead": "dead", "embedded": 
 def area_commands(module: str) -> dict[str, Any]:
     """The click commands that the area ``module`` of jobkit.cli adds to ``jobkit``,
     by name, built as ``app.add_typer`` would build them."""
-    area = importlib.import_module(f"jobkit.cli.{module}")
+    with no_collection():
+        area = importlib.import_module(f"jobkit.cli.{module}")
     holder = typer_app()
     if module in GROUPS:
         holder.add_typer(area.app, name=GROUPS[module])
