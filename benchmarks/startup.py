@@ -31,13 +31,11 @@ other processes used meanwhile: figures taken on a busy machine say so.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import resource
 import select
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +43,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/startup.py`
@@ -53,9 +50,9 @@ if str(ROOT) not in sys.path:  # also runnable as `python benchmarks/startup.py`
 
 import redis  # noqa: E402
 
-from benchmarks.bench_jobs import FIRST_KEY, MARKS_KEY, QUEUE, Incr, Mark  # noqa: E402
+from benchmarks.bench_jobs import FIRST_KEY, MARKS_KEY, Incr, Mark  # noqa: E402
 from benchmarks.procs import log, prepare  # noqa: E402
-from benchmarks.throughput import CpuWindow  # noqa: E402
+from benchmarks.throughput import CpuWindow, Workers, fail  # noqa: E402
 from jobkit import configure  # noqa: E402
 from jobkit.backend import scripts  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -64,7 +61,6 @@ SPAWNS = 10
 RECYCLES = 10
 IMPORT_RUNS = 9
 WAIT_TIMEOUT = 30.0
-LOG_TAIL = 30
 
 # What `jobkit worker -A benchmarks.bench_jobs` imports before its first job, and the part
 # of it the job module needs whatever runs it (redis, and a pydantic model of its own).
@@ -76,68 +72,16 @@ FLOOR_IMPORTS = (
 )
 
 
-def fail(message: str, detail: str = "") -> NoReturn:
-    raise RuntimeError(f"{message}\n{detail}".rstrip())
-
-
-class Worker:
-    """One `jobkit worker -c 1` process, the leader of its own process group."""
-
-    def __init__(self, url: str, log_path: Path, *extra: str) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "jobkit",
-            "worker",
-            "-A",
-            "benchmarks.bench_jobs",
-            "-q",
-            QUEUE,
-            "-c",
-            "1",
-            "--log-level",
-            "WARNING",
-            *extra,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBKIT_")}
-        env["JOBKIT_REDIS_URL"] = url
-        self.log_path = log_path
-        self.spawned = time.time()
-        with log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no worker log)"
-        return "\n".join(lines[-LOG_TAIL:]) or "(empty worker log)"
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: supervisor and children."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-def pop(client: redis.Redis, key: str, worker: Worker) -> str:
+def pop(client: redis.Redis, key: str, workers: Workers, proc: subprocess.Popen[bytes]) -> str:
     """Block until a value is pushed on ``key``; fail fast if the worker exited."""
     deadline = time.monotonic() + WAIT_TIMEOUT
     while time.monotonic() < deadline:
         got = client.blpop([key], timeout=1.0)
         if got is not None:
             return str(got[1])
-        if worker.proc.poll() is not None:
-            fail(f"worker exited (code {worker.proc.returncode})", worker.tail())
-    fail(f"nothing on {key!r} within {WAIT_TIMEOUT:.0f}s", worker.tail())
+        if proc.poll() is not None:
+            fail(f"worker exited (code {proc.returncode})", workers.log_tail(proc))
+    fail(f"nothing on {key!r} within {WAIT_TIMEOUT:.0f}s", workers.log_tail(proc))
 
 
 def children_cpu() -> float:
@@ -189,18 +133,19 @@ def bench_imports() -> dict[str, float]:
     }
 
 
-def bench_first_job(client: redis.Redis, url: str, log_dir: Path, spawns: int) -> list[float]:
+def bench_first_job(client: redis.Redis, workers: Workers, spawns: int) -> list[float]:
     """Spawn to first job, in ms, one figure per spawn."""
     times = []
-    for n in range(spawns):
+    for _ in range(spawns):
         client.flushdb()
         Incr.dispatch()
-        worker = Worker(url, log_dir / f"first-{n + 1}.log")
+        spawned = time.time()
+        proc = workers.spawn(1, None)
         try:
-            ran = float(pop(client, FIRST_KEY, worker))
+            ran = float(pop(client, FIRST_KEY, workers, proc))
         finally:
-            worker.kill()
-        times.append((ran - worker.spawned) * 1000)
+            workers.kill(proc)
+        times.append((ran - spawned) * 1000)
     return times
 
 
@@ -218,30 +163,29 @@ def exit_time(pid: int) -> float | None:
         os.close(fd)
 
 
-def bench_recycled(
-    client: redis.Redis, url: str, log_dir: Path, recycles: int
-) -> tuple[list[float], int]:
+def bench_recycled(client: redis.Redis, workers: Workers, recycles: int) -> tuple[list[float], int]:
     """Each retired child's exit to the next child's first job, in ms; and how many exits
     were missed (the child gone before the benchmark could watch it)."""
     client.flushdb()
     Mark.dispatch_many([{}] * (recycles + 1))
-    worker = Worker(url, log_dir / "recycled.log", "--max-jobs-per-child", "1")
+    proc = workers.spawn(1, None, "--max-jobs-per-child", "1")
     gaps: list[float] = []
     missed = 0
     try:
-        pid = int(pop(client, MARKS_KEY, worker).split()[0])
+        pid = int(pop(client, MARKS_KEY, workers, proc).split()[0])
         for _ in range(recycles):
             exited = exit_time(pid)
-            next_pid, started = pop(client, MARKS_KEY, worker).split()
+            next_pid, started = pop(client, MARKS_KEY, workers, proc).split()
             if int(next_pid) == pid:
-                fail(f"child {pid} ran two jobs with --max-jobs-per-child 1", worker.tail())
+                detail = workers.log_tail(proc)
+                fail(f"child {pid} ran two jobs with --max-jobs-per-child 1", detail)
             if exited is None:
                 missed += 1
             else:
                 gaps.append((float(started) - exited) * 1000)
             pid = int(next_pid)
     finally:
-        worker.kill()
+        workers.kill(proc)
     return gaps, missed
 
 
@@ -297,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["JOBKIT_REDIS_URL"] = server.url
         configure(redis_url=server.url)
         client = server.client(decode_responses=True)
+        workers = Workers(server.url, Path(tmp))
         try:
             for name in scripts.NAMES:  # cached, as on a long-lived Redis
                 client.script_load(scripts.source(name))
@@ -306,14 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"import: {IMPORT_RUNS} processes of each kind ...")
             figures = bench_imports()
             log(f"spawn to first job: {args.spawns} workers ...")
-            first = bench_first_job(client, server.url, Path(tmp), args.spawns)
+            first = bench_first_job(client, workers, args.spawns)
             log(f"recycled children: {args.recycles} ...")
-            gaps, missed = bench_recycled(client, server.url, Path(tmp), args.recycles)
+            gaps, missed = bench_recycled(client, workers, args.recycles)
             figures["other_cpu_cores"] = window.other_cores(children_cpu() - reaped)
         except KeyboardInterrupt:
             log("interrupted")
             return 130
         finally:
+            workers.kill_all()
             client.close()
     if not gaps:
         fail("every child exited before the benchmark could watch it")

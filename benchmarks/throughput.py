@@ -85,7 +85,8 @@ class Workers:
         self.running: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: dict[int, Path] = {}  # pid -> that worker's stdout+stderr
 
-    def spawn(self, concurrency: int, prefetch: int | None) -> subprocess.Popen[bytes]:
+    def spawn(self, concurrency: int, prefetch: int | None, *extra: str) -> subprocess.Popen[bytes]:
+        """Start `jobkit worker -c concurrency` (``extra``: more of its options)."""
         args = [
             sys.executable,
             "-m",
@@ -102,6 +103,7 @@ class Workers:
         ]
         if prefetch is not None:
             args += ["--prefetch", str(prefetch)]
+        args += extra
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBKIT_")}
         env["JOBKIT_REDIS_URL"] = self.url
         path = self.log_dir / f"worker-{len(self.logs) + 1}.log"
