@@ -96,16 +96,11 @@ class Link:
         are read with the next exchange's and dropped, in their turn. (CLIENT REPLY SKIP
         would save that read but cost Redis a command each.) What Redis refuses goes
         unknown."""
-        if self._sock is None:  # no socket of ours: redis-py reads what comes back
-            for command in commands:
-                self._conn.send_packed_command([hiredis.pack_command(tuple(command))])
-                self.read()
-            return
         self.tell_packed(b"".join(hiredis.pack_command(tuple(c)) for c in commands), len(commands))
 
     def tell_packed(self, data: bytes, count: int = 1) -> None:
         """``count`` packed commands, as :meth:`tell` sends them."""
-        if self._sock is None:  # redis-py reads what comes back
+        if self._sock is None:  # no socket of ours: redis-py reads what comes back, now
             self.send_packed(data, count)
             for _ in range(count):
                 self.read()
